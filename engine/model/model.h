@@ -1,0 +1,52 @@
+// Model: a loaded transformer that runs the new tokens of a batch of sequences through all
+// layers, appending to each sequence's cache, and returns logits.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "config/model_config.h"
+#include "engine/cache/cache_format.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace xq {
+
+struct SeqInput {
+  SequenceCache* cache = nullptr;
+  std::span<const int> tokens;  // the new tokens
+  int start_pos = 0;            // position of tokens[0]; equals cache->num_tokens()
+  bool all_logits = false;      // logits for every new token, else for the last one only
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual const CacheFormat& cache_format() const = 0;
+  // Appends, for each input in order, n (all_logits) or 1 rows of vocab_size logits to `logits`
+  // (which is cleared first).
+  virtual void forward(std::span<const SeqInput> batch, std::vector<float>& logits) = 0;
+  // Bytes of weights resident for this model (for the memory budget).
+  virtual size_t weight_bytes() const = 0;
+};
+
+struct EngineOptions {
+  std::string device = "cpu";  // cpu | cuda
+  CacheOptions cache;
+  int threads = 0;             // 0: all cores
+};
+
+// A model ready to serve: weights, tokenizer and cache format.
+struct LoadedModel {
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<Model> model;
+  std::string default_name;  // the directory or file name, for /v1/models
+};
+
+// `path` is a Hugging Face directory (config.json, safetensors, tokenizer.json) or a .gguf file.
+LoadedModel load_model(const std::filesystem::path& path, const EngineOptions& opts);
+
+}  // namespace xq

@@ -1,0 +1,48 @@
+// Sampler: turns one row of logits into a token (greedy, temperature, top-k, top-p, min-p,
+// penalties, logit bias), seeded per request, and computes logprobs.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <span>
+#include <utility>
+#include <vector>
+
+namespace xq {
+
+struct SamplingParams {
+  float temperature = 1.0f;  // 0: greedy
+  float top_p = 1.0f;
+  int top_k = 0;             // 0 or -1: off
+  float min_p = 0.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  float repetition_penalty = 1.0f;
+  std::vector<std::pair<int, float>> logit_bias;
+  std::optional<uint64_t> seed;
+};
+
+struct TokenLogprob {
+  int token = -1;
+  float logprob = 0.0f;
+  std::vector<std::pair<int, float>> top;  // (token, logprob), best first
+};
+
+class Sampler {
+ public:
+  // `fallback_seed` is used when the params carry no seed.
+  Sampler(SamplingParams params, uint64_t fallback_seed);
+  // Applies penalties (against `history`, the tokens generated so far) and bias to `logits` in
+  // place, then picks a token.
+  int sample(std::span<float> logits, std::span<const int> history);
+
+ private:
+  SamplingParams p_;
+  std::mt19937_64 rng_;
+};
+
+// log_softmax(logits)[token] and the `top_n` most likely tokens (none when top_n <= 0).
+TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n);
+
+}  // namespace xq

@@ -1,0 +1,48 @@
+// Request and RequestEvent: what the server hands the scheduler, and what comes back per step.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/sampler.h"
+
+namespace xq {
+
+struct Request {
+  std::vector<int> prompt;
+  SamplingParams sampling;
+  int max_tokens = 16;                 // may be 0 (prompt logprobs only)
+  std::vector<std::string> stop;       // stop strings: generation ends before them
+  std::vector<int> stop_token_ids;
+  bool ignore_eos = false;
+  int logprobs = -1;                   // top-n logprobs per generated token; -1: none
+  int prompt_logprobs = -1;            // top-n logprobs per prompt token; -1: none
+  bool skip_special_tokens = true;
+};
+
+struct GeneratedToken {
+  int id = -1;
+  std::string text;  // the token's own text (its bytes, UTF-8 sanitized)
+  std::optional<TokenLogprob> logprob;
+};
+
+// Everything that happened to one request in one engine step. The first event of a request
+// carries the prompt logprobs (when asked); the last has `finished` set.
+struct RequestEvent {
+  std::vector<GeneratedToken> tokens;  // generated this step
+  std::string text;                    // text released this step (stop strings cut, UTF-8 whole)
+  std::optional<std::vector<std::optional<TokenLogprob>>> prompt_logprobs;  // first is nullopt
+  bool finished = false;
+  std::string finish_reason;  // "stop" | "length" | "abort" | "error"
+  std::string error;          // for "error"
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+};
+
+// Called on the engine thread; must not block.
+using EventSink = std::function<void(RequestEvent)>;
+
+}  // namespace xq
