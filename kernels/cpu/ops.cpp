@@ -1,0 +1,67 @@
+#include "kernels/cpu/ops.h"
+
+#include <cblas.h>
+
+#include <cmath>
+
+namespace xq {
+
+void matmul_nt(const float* x, const float* w, const float* bias, float* y, int n, int in,
+               int out) {
+  if (n <= 0 || out <= 0) return;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y,
+              out);
+  if (bias) {
+    for (int r = 0; r < n; ++r) add_inplace(y + static_cast<size_t>(r) * out, bias, out);
+  }
+}
+
+void rmsnorm(const float* x, const float* w, float* y, int rows, int dim, float eps,
+             bool one_plus) {
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + static_cast<size_t>(r) * dim;
+    float* yr = y + static_cast<size_t>(r) * dim;
+    // The sum of squares in double: hidden states of large models carry outliers of 1e3 and more.
+    double ss = 0.0;
+    for (int i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    const float inv = static_cast<float>(1.0 / std::sqrt(ss / dim + eps));
+    for (int i = 0; i < dim; ++i) yr[i] = xr[i] * inv * (one_plus ? 1.0f + w[i] : w[i]);
+  }
+}
+
+void silu_mul(const float* gate, const float* up, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void gelu_tanh_mul(const float* gate, const float* up, float* out, size_t n) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  for (size_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    const float t = std::tanh(kSqrt2OverPi * (g + 0.044715f * g * g * g));
+    out[i] = 0.5f * g * (1.0f + t) * up[i];
+  }
+}
+
+void softmax(float* x, int n) {
+  if (n <= 0) return;
+  float mx = x[0];
+  for (int i = 1; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  double sum = 0.0;
+  for (int i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void softcap(float* x, size_t n, float cap) {
+  if (cap <= 0.0f) return;
+  for (size_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+}
+
+void add_inplace(float* y, const float* x, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+}  // namespace xq
