@@ -21,7 +21,8 @@ namespace xq {
 struct SchedulerOptions {
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;
-  uint64_t seed = 0;  // base of the per-request fallback seeds
+  int max_model_len = 0;  // 0: the model's max_position_embeddings
+  uint64_t seed = 0;      // base of the per-request fallback seeds
 };
 
 struct LoopStats {
@@ -47,6 +48,8 @@ class EngineLoop {
 
   const Tokenizer& tokenizer() const { return *model_.tokenizer; }
   const ModelConfig& model_config() const { return model_.model->config(); }
+  const CacheFormat& cache_format() const { return model_.model->cache_format(); }
+  int max_model_len() const;
 
  private:
   struct Impl;

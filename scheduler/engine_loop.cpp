@@ -1,0 +1,272 @@
+#include "scheduler/engine_loop.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <span>
+
+#include "scheduler/batch_planner.h"
+#include "scheduler/sequence.h"
+
+namespace xq {
+
+namespace {
+std::string token_text(const Tokenizer& tok, int id) {
+  return sanitize_utf8(tok.token_bytes(id));
+}
+}  // namespace
+
+struct EngineLoop::Impl {
+  Impl(LoadedModel& m, SchedulerOptions o)
+      : model(m), opts(o), planner(o.max_num_seqs, o.max_num_batched_tokens) {
+    if (opts.max_model_len <= 0) opts.max_model_len = m.model->config().max_position_embeddings;
+  }
+
+  LoadedModel& model;
+  SchedulerOptions opts;
+  BatchPlanner planner;
+  std::unordered_map<uint64_t, std::unique_ptr<Sequence>> seqs;  // engine thread only
+
+  mutable std::mutex mu;  // guards the fields below
+  std::condition_variable cv;
+  std::deque<std::unique_ptr<Sequence>> incoming;
+  std::vector<uint64_t> aborts;
+  bool stopping = false;
+  uint64_t next_id = 1;
+  LoopStats stats;
+
+  std::thread thread;
+
+  void run();
+  bool take_inbox();
+  void step();
+  void finish(Sequence& s, RequestEvent& ev, const std::string& reason);
+  void process_rows(Sequence& s, int start, int n, const float* rows, bool all_rows,
+                    RequestEvent& ev);
+  void sample_next(Sequence& s, const float* row, RequestEvent& ev);
+};
+
+EngineLoop::EngineLoop(LoadedModel& model, SchedulerOptions opts)
+    : model_(model), impl_(std::make_unique<Impl>(model, opts)) {
+  impl_->thread = std::thread([this] { impl_->run(); });
+}
+
+EngineLoop::~EngineLoop() { stop(); }
+
+int EngineLoop::max_model_len() const { return impl_->opts.max_model_len; }
+
+uint64_t EngineLoop::submit(Request req, EventSink sink) {
+  auto s = std::make_unique<Sequence>();
+  s->req = std::move(req);
+  s->sink = std::move(sink);
+  s->tokens = s->req.prompt;
+  s->prompt_len = static_cast<int>(s->tokens.size());
+  s->arrival = std::chrono::steady_clock::now();
+  std::lock_guard lk(impl_->mu);
+  s->id = impl_->next_id++;
+  const uint64_t id = s->id;
+  impl_->incoming.push_back(std::move(s));
+  impl_->cv.notify_one();
+  return id;
+}
+
+void EngineLoop::abort(uint64_t id) {
+  std::lock_guard lk(impl_->mu);
+  impl_->aborts.push_back(id);
+  impl_->cv.notify_one();
+}
+
+void EngineLoop::stop() {
+  {
+    std::lock_guard lk(impl_->mu);
+    impl_->stopping = true;
+    impl_->cv.notify_one();
+  }
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+LoopStats EngineLoop::stats() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->stats;
+}
+
+// Moves new requests and aborts into the engine thread's state. Returns false when stopping.
+bool EngineLoop::Impl::take_inbox() {
+  std::deque<std::unique_ptr<Sequence>> fresh;
+  std::vector<uint64_t> dead;
+  {
+    std::unique_lock lk(mu);
+    cv.wait(lk, [&] {
+      return stopping || !incoming.empty() || !aborts.empty() || !seqs.empty();
+    });
+    if (stopping) return false;
+    fresh.swap(incoming);
+    dead.swap(aborts);
+  }
+  for (auto& s : fresh) {
+    s->cache = model.model->cache_format().new_sequence();
+    s->sampler.emplace(s->req.sampling, opts.seed ^ (s->id * 0x9E3779B97F4A7C15ull));
+    s->output.emplace(*model.tokenizer, s->req.stop, s->req.skip_special_tokens);
+    if (s->req.prompt_logprobs >= 0) s->prompt_logprobs.resize(s->prompt_len);
+    Sequence* raw = s.get();
+    seqs.emplace(s->id, std::move(s));
+    if (raw->prompt_len == 0 || raw->prompt_len >= opts.max_model_len) {
+      RequestEvent ev;
+      ev.error = raw->prompt_len == 0 ? "empty prompt" : "prompt exceeds the context length";
+      finish(*raw, ev, "error");
+      continue;
+    }
+    planner.add(raw);
+  }
+  for (uint64_t id : dead) {
+    auto it = seqs.find(id);
+    if (it == seqs.end()) continue;
+    RequestEvent ev;
+    finish(*it->second, ev, "abort");
+  }
+  return true;
+}
+
+void EngineLoop::Impl::run() {
+  while (take_inbox()) {
+    if (!seqs.empty()) step();
+  }
+  // Whatever is left is aborted so that no client waits forever.
+  std::vector<Sequence*> left;
+  for (auto& [id, s] : seqs) left.push_back(s.get());
+  for (Sequence* s : left) {
+    RequestEvent ev;
+    finish(*s, ev, "abort");
+  }
+}
+
+// Sends the last event of a sequence and frees everything it holds.
+void EngineLoop::Impl::finish(Sequence& s, RequestEvent& ev, const std::string& reason) {
+  if (reason != "abort" && reason != "error" && s.output) ev.text += s.output->finish();
+  ev.finished = true;
+  ev.finish_reason = reason;
+  ev.prompt_tokens = s.prompt_len;
+  ev.completion_tokens = std::max(0, s.num_generated());
+  if (s.wants_prompt_logprobs() && reason != "abort" && reason != "error") {
+    ev.prompt_logprobs = std::move(s.prompt_logprobs);
+    s.prompt_logprobs_sent = true;
+  }
+  if (s.sink) s.sink(std::move(ev));
+  planner.remove(&s);
+  seqs.erase(s.id);  // frees the cache
+}
+
+void EngineLoop::Impl::step() {
+  std::vector<PlannedChunk> chunks = planner.plan();
+  {
+    std::lock_guard lk(mu);
+    stats.running = static_cast<int>(planner.running().size());
+    stats.waiting = static_cast<int>(planner.waiting().size());
+    ++stats.steps;
+  }
+  if (chunks.empty()) return;
+
+  std::vector<SeqInput> inputs;
+  std::vector<bool> all_rows;
+  inputs.reserve(chunks.size());
+  for (const PlannedChunk& c : chunks) {
+    Sequence& s = *c.seq;
+    SeqInput in;
+    in.cache = s.cache.get();
+    in.tokens = std::span<const int>(s.tokens).subspan(s.num_cached, c.n);
+    in.start_pos = s.num_cached;
+    in.all_logits = s.wants_prompt_logprobs() && s.num_cached < s.prompt_len;
+    inputs.push_back(in);
+    all_rows.push_back(in.all_logits);
+  }
+
+  std::vector<float> logits;
+  try {
+    model.model->forward(inputs, logits);
+  } catch (const std::exception& e) {
+    spdlog::error("engine step failed: {}", e.what());
+    for (const PlannedChunk& c : chunks) {
+      RequestEvent ev;
+      ev.error = e.what();
+      finish(*c.seq, ev, "error");
+    }
+    return;
+  }
+
+  const size_t vocab = model.model->config().vocab_size;
+  const float* row = logits.data();
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    Sequence& s = *chunks[i].seq;
+    const int n = chunks[i].n;
+    const int start = s.num_cached;
+    s.num_cached += n;
+    RequestEvent ev;
+    process_rows(s, start, n, row, all_rows[i], ev);
+    row += (all_rows[i] ? n : 1) * vocab;
+  }
+}
+
+// Handles the logits rows of one chunk: prompt logprobs, then the next token when the chunk
+// reached the end of the sequence.
+void EngineLoop::Impl::process_rows(Sequence& s, int start, int n, const float* rows,
+                                    bool all_rows, RequestEvent& ev) {
+  const size_t vocab = model.model->config().vocab_size;
+  if (all_rows) {
+    for (int i = 0; i < n; ++i) {
+      const int next = start + i + 1;  // the token this row predicts
+      if (next < s.prompt_len) {
+        s.prompt_logprobs[next] = token_logprob(
+            std::span<const float>(rows + i * vocab, vocab), s.tokens[next], s.req.prompt_logprobs);
+      }
+    }
+  }
+  if (s.pending() > 0) return;  // more of the prompt to prefill
+  if (s.wants_prompt_logprobs()) {
+    ev.prompt_logprobs = std::move(s.prompt_logprobs);
+    s.prompt_logprobs_sent = true;
+  }
+  const float* last = rows + (all_rows ? (n - 1) * vocab : 0);
+  if (s.num_generated() >= s.req.max_tokens) {
+    finish(s, ev, "length");
+    return;
+  }
+  sample_next(s, last, ev);
+}
+
+void EngineLoop::Impl::sample_next(Sequence& s, const float* row, RequestEvent& ev) {
+  const size_t vocab = model.model->config().vocab_size;
+  std::vector<float> work(row, row + vocab);
+  std::span<const int> generated(s.tokens.data() + s.prompt_len, s.num_generated());
+  const int tok = s.sampler->sample(work, generated);
+
+  GeneratedToken g;
+  g.id = tok;
+  g.text = token_text(*model.tokenizer, tok);
+  if (s.req.logprobs >= 0) {
+    g.logprob = token_logprob(std::span<const float>(row, vocab), tok, s.req.logprobs);
+  }
+  s.tokens.push_back(tok);
+  ev.tokens.push_back(std::move(g));
+
+  const auto& eos = model.tokenizer->eos_ids();
+  const bool is_eos = !s.req.ignore_eos && std::find(eos.begin(), eos.end(), tok) != eos.end();
+  const bool is_stop_id = std::find(s.req.stop_token_ids.begin(), s.req.stop_token_ids.end(),
+                                    tok) != s.req.stop_token_ids.end();
+  if (is_eos || is_stop_id) {
+    finish(s, ev, "stop");
+    return;
+  }
+  ev.text += s.output->push(tok);
+  if (s.output->stopped()) {
+    finish(s, ev, "stop");
+  } else if (s.num_generated() >= s.req.max_tokens ||
+             static_cast<int>(s.tokens.size()) >= opts.max_model_len) {
+    finish(s, ev, "length");
+  } else {
+    ev.prompt_tokens = s.prompt_len;
+    ev.completion_tokens = s.num_generated();
+    s.sink(std::move(ev));
+  }
+}
+
+}  // namespace xq
