@@ -14,7 +14,7 @@ struct WeightError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class DType { F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K };
+enum class DType { F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q5_0 };
 const char* dtype_name(DType t);
 
 struct TensorInfo {
