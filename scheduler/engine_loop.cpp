@@ -18,12 +18,23 @@ std::string token_text(const Tokenizer& tok, int id) {
 
 struct EngineLoop::Impl {
   Impl(LoadedModel& m, SchedulerOptions o)
-      : model(m), opts(o), planner(o.max_num_seqs, o.max_num_batched_tokens) {
+      : model(m),
+        opts(o),
+        blocks(BlockManager::blocks_for_budget(o.cache_bytes,
+                                               m.model->cache_format().bytes_per_token(),
+                                               o.block_size),
+               o.block_size),
+        planner(o.max_num_seqs, o.max_num_batched_tokens, blocks) {
     if (opts.max_model_len <= 0) opts.max_model_len = m.model->config().max_position_embeddings;
+    if (blocks.total() == 0) {
+      throw std::invalid_argument("the cache memory budget holds not even one block of " +
+                                  std::to_string(o.block_size) + " tokens");
+    }
   }
 
   LoadedModel& model;
   SchedulerOptions opts;
+  BlockManager blocks;
   BatchPlanner planner;
   std::unordered_map<uint64_t, std::unique_ptr<Sequence>> seqs;  // engine thread only
 
@@ -36,8 +47,10 @@ struct EngineLoop::Impl {
   LoopStats stats;
 
   std::thread thread;
+  int sampled_this_step = 0;
 
   void run();
+  void publish_stats(int prompt_tokens, int generated);
   bool take_inbox();
   void step();
   void finish(Sequence& s, RequestEvent& ev, const std::string& reason);
@@ -54,6 +67,8 @@ EngineLoop::EngineLoop(LoadedModel& model, SchedulerOptions opts)
 EngineLoop::~EngineLoop() { stop(); }
 
 int EngineLoop::max_model_len() const { return impl_->opts.max_model_len; }
+int64_t EngineLoop::cache_capacity_tokens() const { return impl_->blocks.max_tokens(); }
+int EngineLoop::block_size() const { return impl_->blocks.block_size(); }
 
 uint64_t EngineLoop::submit(Request req, EventSink sink) {
   auto s = std::make_unique<Sequence>();
@@ -110,9 +125,17 @@ bool EngineLoop::Impl::take_inbox() {
     if (s->req.prompt_logprobs >= 0) s->prompt_logprobs.resize(s->prompt_len);
     Sequence* raw = s.get();
     seqs.emplace(s->id, std::move(s));
-    if (raw->prompt_len == 0 || raw->prompt_len >= opts.max_model_len) {
+    const int64_t need = int64_t{raw->prompt_len} + std::max(0, raw->req.max_tokens);
+    std::string bad;
+    if (raw->prompt_len == 0) bad = "empty prompt";
+    if (raw->prompt_len >= opts.max_model_len) bad = "the prompt exceeds the context length";
+    if (need > blocks.max_tokens()) {
+      bad = "the request needs " + std::to_string(need) + " tokens of cache; the cache holds " +
+            std::to_string(blocks.max_tokens());
+    }
+    if (!bad.empty()) {
       RequestEvent ev;
-      ev.error = raw->prompt_len == 0 ? "empty prompt" : "prompt exceeds the context length";
+      ev.error = bad;
       finish(*raw, ev, "error");
       continue;
     }
@@ -158,13 +181,14 @@ void EngineLoop::Impl::finish(Sequence& s, RequestEvent& ev, const std::string& 
 
 void EngineLoop::Impl::step() {
   std::vector<PlannedChunk> chunks = planner.plan();
-  {
-    std::lock_guard lk(mu);
-    stats.running = static_cast<int>(planner.running().size());
-    stats.waiting = static_cast<int>(planner.waiting().size());
-    ++stats.steps;
+  int prompt_tokens = 0;
+  for (const PlannedChunk& c : chunks) {
+    if (c.seq->num_cached < c.seq->prompt_len) prompt_tokens += c.n;
   }
-  if (chunks.empty()) return;
+  if (chunks.empty()) {
+    publish_stats(0, 0);
+    return;
+  }
 
   std::vector<SeqInput> inputs;
   std::vector<bool> all_rows;
@@ -195,15 +219,29 @@ void EngineLoop::Impl::step() {
 
   const size_t vocab = model.model->config().vocab_size;
   const float* row = logits.data();
+  sampled_this_step = 0;
   for (size_t i = 0; i < chunks.size(); ++i) {
     Sequence& s = *chunks[i].seq;
     const int n = chunks[i].n;
     const int start = s.num_cached;
     s.num_cached += n;
     RequestEvent ev;
-    process_rows(s, start, n, row, all_rows[i], ev);
+    process_rows(s, start, n, row, all_rows[i], ev);  // may finish and free s
     row += (all_rows[i] ? n : 1) * vocab;
   }
+  publish_stats(prompt_tokens, sampled_this_step);
+}
+
+void EngineLoop::Impl::publish_stats(int prompt_tokens, int generated) {
+  std::lock_guard lk(mu);
+  stats.running = static_cast<int>(planner.running().size());
+  stats.waiting = static_cast<int>(planner.waiting().size());
+  stats.blocks_total = blocks.total();
+  stats.blocks_free = blocks.free();
+  stats.preemptions = planner.preemptions();
+  stats.prompt_tokens += prompt_tokens;
+  stats.generation_tokens += generated;
+  ++stats.steps;
 }
 
 // Handles the logits rows of one chunk: prompt logprobs, then the next token when the chunk
@@ -247,6 +285,7 @@ void EngineLoop::Impl::sample_next(Sequence& s, const float* row, RequestEvent& 
   }
   s.tokens.push_back(tok);
   ev.tokens.push_back(std::move(g));
+  ++sampled_this_step;
 
   const auto& eos = model.tokenizer->eos_ids();
   const bool is_eos = !s.req.ignore_eos && std::find(eos.begin(), eos.end(), tok) != eos.end();

@@ -21,14 +21,22 @@ namespace xq {
 struct SchedulerOptions {
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;
-  int max_model_len = 0;  // 0: the model's max_position_embeddings
-  uint64_t seed = 0;      // base of the per-request fallback seeds
+  int max_model_len = 0;      // 0: the model's max_position_embeddings
+  uint64_t seed = 0;          // base of the per-request fallback seeds
+  double cache_bytes = 4.0 * (1 << 30);  // the cache memory budget
+  int block_size = 16;        // tokens per cache block
 };
 
+// A consistent snapshot of the scheduler, taken once per step.
 struct LoopStats {
   int running = 0;
   int waiting = 0;
   uint64_t steps = 0;
+  int64_t blocks_total = 0;
+  int64_t blocks_free = 0;
+  uint64_t preemptions = 0;
+  uint64_t prompt_tokens = 0;      // prompt tokens run through the model (recomputes included)
+  uint64_t generation_tokens = 0;  // tokens sampled
 };
 
 class EngineLoop {
@@ -50,6 +58,10 @@ class EngineLoop {
   const ModelConfig& model_config() const { return model_.model->config(); }
   const CacheFormat& cache_format() const { return model_.model->cache_format(); }
   int max_model_len() const;
+  // Tokens the whole cache holds: a request whose prompt plus max_tokens exceeds this can never
+  // run, even alone.
+  int64_t cache_capacity_tokens() const;
+  int block_size() const;
 
  private:
   struct Impl;

@@ -21,6 +21,8 @@ struct Sequence {
   std::vector<int> tokens;  // prompt followed by generated tokens
   int prompt_len = 0;
   int num_cached = 0;       // tokens already in the cache
+  int64_t blocks = 0;       // cache blocks held (BlockManager)
+  int preemptions = 0;
   std::unique_ptr<SequenceCache> cache;
   std::optional<Sampler> sampler;
   std::optional<OutputProcessor> output;

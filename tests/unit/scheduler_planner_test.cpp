@@ -3,8 +3,10 @@
 
 #include <map>
 #include <memory>
+#include <random>
 
 #include "scheduler/batch_planner.h"
+#include "scheduler/block_manager.h"
 #include "scheduler/output_processor.h"
 
 namespace xq {
@@ -18,7 +20,8 @@ std::unique_ptr<Sequence> make_seq(int prompt_len) {
 }
 
 TEST(BatchPlanner, ChunksLongPromptsUnderTheTokenBudget) {
-  BatchPlanner p(/*max_num_seqs=*/4, /*max_num_batched_tokens=*/8);
+  BlockManager bm(100, 16);
+  BatchPlanner p(/*max_num_seqs=*/4, /*max_num_batched_tokens=*/8, bm);
   auto a = make_seq(20);
   p.add(a.get());
   auto c1 = p.plan();
@@ -33,7 +36,8 @@ TEST(BatchPlanner, ChunksLongPromptsUnderTheTokenBudget) {
 }
 
 TEST(BatchPlanner, DecodesGoFirstThenNewPrefills) {
-  BatchPlanner p(4, 6);
+  BlockManager bm(100, 16);
+  BatchPlanner p(4, 6, bm);
   auto a = make_seq(3), b = make_seq(10);
   p.add(a.get());
   p.plan();
@@ -49,7 +53,8 @@ TEST(BatchPlanner, DecodesGoFirstThenNewPrefills) {
 }
 
 TEST(BatchPlanner, RespectsMaxNumSeqsAndRemove) {
-  BatchPlanner p(2, 100);
+  BlockManager bm(100, 16);
+  BatchPlanner p(2, 100, bm);
   auto a = make_seq(2), b = make_seq(2), c = make_seq(2);
   p.add(a.get());
   p.add(b.get());
@@ -63,6 +68,82 @@ TEST(BatchPlanner, RespectsMaxNumSeqsAndRemove) {
   auto next = p.plan();
   ASSERT_EQ(next.size(), 1u);
   EXPECT_EQ(next[0].seq, c.get());
+}
+
+TEST(BatchPlanner, AdmissionWaitsForBlocksInFcfsOrder) {
+  BlockManager bm(4, 4);  // 16 tokens in all
+  BatchPlanner p(8, 100, bm);
+  auto a = make_seq(10), b = make_seq(8), c = make_seq(2);
+  p.add(a.get());
+  p.add(b.get());
+  p.add(c.get());
+  auto chunks = p.plan();
+  ASSERT_EQ(chunks.size(), 1u) << "b does not fit; c may not overtake it";
+  EXPECT_EQ(a->blocks, 3);
+  EXPECT_EQ(p.waiting().size(), 2u);
+  p.remove(a.get());
+  EXPECT_EQ(bm.free(), 4);
+  EXPECT_EQ(p.plan().size(), 2u);
+}
+
+TEST(BatchPlanner, PreemptsTheNewestWhenADecodeNeedsABlock) {
+  BlockManager bm(4, 4);
+  BatchPlanner p(8, 100, bm);
+  auto a = make_seq(4), b = make_seq(7);
+  p.add(a.get());
+  p.add(b.get());
+  ASSERT_EQ(p.plan().size(), 2u);  // a: 1 block, b: 2 blocks, 1 free (watermark 1 allowed it)
+  a->num_cached = 4;
+  b->num_cached = 7;
+  a->tokens.push_back(1);  // a needs a 2nd block; b a 3rd: only one is free
+  b->tokens.push_back(1);
+  auto chunks = p.plan();
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].seq, a.get());
+  EXPECT_EQ(p.preemptions(), 1u);
+  EXPECT_EQ(b->num_cached, 0) << "the preempted sequence is recomputed";
+  EXPECT_EQ(b->blocks, 0);
+  ASSERT_EQ(p.waiting().front(), b.get()) << "requeued at the front";
+  EXPECT_EQ(bm.free(), 2);
+}
+
+TEST(BatchPlanner, ThousandsOfRandomLifecyclesLeakNoBlock) {
+  BlockManager bm(64, 4);
+  BatchPlanner p(16, 64, bm);
+  std::mt19937 rng(7);
+  std::vector<std::unique_ptr<Sequence>> live;
+  int finished = 0;
+  for (int step = 0; step < 20000 && finished < 3000; ++step) {
+    if (live.size() < 40 && rng() % 3 == 0) {
+      live.push_back(make_seq(1 + rng() % 40));
+      live.back()->req.max_tokens = 1 + rng() % 30;
+      p.add(live.back().get());
+    }
+    for (const PlannedChunk& c : p.plan()) {
+      Sequence* s = c.seq;
+      s->num_cached += c.n;
+      if (s->pending() == 0) s->tokens.push_back(1);
+    }
+    for (size_t i = 0; i < live.size();) {
+      Sequence* s = live[i].get();
+      const bool done = s->num_generated() >= s->req.max_tokens;
+      const bool aborted = rng() % 200 == 0;
+      if (done || aborted) {
+        p.remove(s);
+        live.erase(live.begin() + i);
+        ++finished;
+      } else {
+        ++i;
+      }
+    }
+    int64_t held = 0;
+    for (auto& s : live) held += s->blocks;
+    ASSERT_EQ(held + bm.free(), bm.total()) << "at step " << step;
+  }
+  for (auto& s : live) p.remove(s.get());
+  EXPECT_GT(finished, 1000);
+  EXPECT_GT(p.preemptions(), 0u);
+  EXPECT_EQ(bm.free(), bm.total());
 }
 
 // A tokenizer whose tokens are fixed byte strings: enough to drive the output logic.
