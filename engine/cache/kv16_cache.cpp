@@ -1,0 +1,81 @@
+#include "engine/cache/kv16_cache.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+#include "engine/cache/layer_attention.h"
+#include "kernels/cpu/half.h"
+
+namespace xq {
+namespace {
+
+// K and V of every layer as fp16 rows [tokens, kv_dim]. Sliding-window layers keep every token
+// too (positions outside the window are never read), so the byte count is exactly the fp16
+// baseline's; dropping them is a later optimization.
+class Kv16Sequence : public SequenceCache {
+ public:
+  explicit Kv16Sequence(const ModelConfig& cfg)
+      : cfg_(cfg), k_(cfg.num_layers), v_(cfg.num_layers), tokens_(cfg.num_layers, 0) {}
+
+  void attend(const LayerAttnInput& in) override {
+    const int kv_dim = cfg_.kv_dim();
+    const int past = tokens_.at(in.layer);
+    if (in.start_pos != past) {
+      throw std::invalid_argument("fp16 cache: layer " + std::to_string(in.layer) + " holds " +
+                                  std::to_string(past) + " tokens, input starts at " +
+                                  std::to_string(in.start_pos));
+    }
+    // The past converted to fp32, followed by the new tokens' own full-precision rows.
+    const size_t rows = static_cast<size_t>(past + in.n);
+    kf_.resize(rows * kv_dim);
+    vf_.resize(rows * kv_dim);
+    halves_to_floats(k_[in.layer].data(), kf_.data(), static_cast<size_t>(past) * kv_dim);
+    halves_to_floats(v_[in.layer].data(), vf_.data(), static_cast<size_t>(past) * kv_dim);
+    std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, kf_.begin() + past * kv_dim);
+    std::copy(in.v, in.v + static_cast<size_t>(in.n) * kv_dim, vf_.begin() + past * kv_dim);
+    causal_attention(cfg_, in.layer, in.q, in.n, in.start_pos, kf_.data(), vf_.data(), in.out);
+
+    auto& ks = k_[in.layer];
+    auto& vs = v_[in.layer];
+    ks.resize(rows * kv_dim);
+    vs.resize(rows * kv_dim);
+    floats_to_halves(in.k, ks.data() + static_cast<size_t>(past) * kv_dim,
+                     static_cast<size_t>(in.n) * kv_dim);
+    floats_to_halves(in.v, vs.data() + static_cast<size_t>(past) * kv_dim,
+                     static_cast<size_t>(in.n) * kv_dim);
+    tokens_[in.layer] = past + in.n;
+  }
+
+  int num_tokens() const override { return tokens_.back(); }
+
+  void truncate(int n) override {
+    const size_t kv_dim = cfg_.kv_dim();
+    for (int l = 0; l < cfg_.num_layers; ++l) {
+      if (tokens_[l] <= n) continue;
+      tokens_[l] = n;
+      k_[l].resize(n * kv_dim);
+      v_[l].resize(n * kv_dim);
+    }
+  }
+
+  size_t bytes_used() const override {
+    size_t b = 0;
+    for (int l = 0; l < cfg_.num_layers; ++l) b += (k_[l].size() + v_[l].size()) * 2;
+    return b;
+  }
+
+ private:
+  ModelConfig cfg_;  // a copy, so a sequence does not depend on its format staying alive
+  std::vector<std::vector<uint16_t>> k_, v_;
+  std::vector<int> tokens_;
+  std::vector<float> kf_, vf_;  // scratch, reused across calls
+};
+
+}  // namespace
+
+std::unique_ptr<SequenceCache> Kv16Format::new_sequence() const {
+  return std::make_unique<Kv16Sequence>(cfg_);
+}
+
+}  // namespace xq

@@ -1,0 +1,21 @@
+// The attention of one layer's new tokens over fp32 K/V rows, with the model's masking rules
+// (causal, sliding window), scale and logit soft-capping: what every cache format ends with.
+#pragma once
+
+#include "config/model_config.h"
+
+namespace xq {
+
+// The attention scale of `cfg`: 1/sqrt(query_pre_attn_scalar) when set (Gemma), else
+// 1/sqrt(head_dim).
+float attention_scale(const ModelConfig& cfg);
+
+// q: [n, num_heads * head_dim] for the new tokens at positions [start_pos, start_pos + n).
+// k, v: [start_pos + n, kv_dim] rows for every position up to the last new token (row p is
+// position p). Writes out: [n, num_heads * head_dim]. Query head h reads kv head
+// h / (num_heads / num_kv_heads); sliding layers see only the last cfg.sliding_window positions
+// (the query's own included).
+void causal_attention(const ModelConfig& cfg, int layer, const float* q, int n, int start_pos,
+                      const float* k, const float* v, float* out);
+
+}  // namespace xq

@@ -1,0 +1,60 @@
+#include <cblas.h>
+#include <spdlog/spdlog.h>
+
+#include "engine/model/cpu_model.h"
+#include "engine/model/gguf_model.h"
+#include "engine/model/model.h"
+
+namespace xq {
+namespace {
+
+const char* arch_name(Arch a) { return a == Arch::Gemma3 ? "gemma3" : "llama"; }
+
+// The dtype of the embedding, as a stand-in for the checkpoint's weight dtype.
+std::string weight_dtype(const WeightSource& src) {
+  const TensorInfo* t = src.find("model.embed_tokens.weight");
+  return t ? dtype_name(t->dtype) : "?";
+}
+
+void log_loaded(const std::filesystem::path& path, const Model& m, const std::string& dtype) {
+  const ModelConfig& c = m.config();
+  const CacheFormat& f = m.cache_format();
+  spdlog::info("loaded {}: arch {} ({}), {} layers, hidden {}, heads {}/{} (kv), vocab {}, "
+               "{:.1f}M params ({} weights, {:.1f} MiB as fp32)",
+               path.string(), arch_name(c.arch), c.model_type, c.num_layers, c.hidden_size,
+               c.num_heads, c.num_kv_heads, c.vocab_size, m.weight_bytes() / 4.0 / 1e6, dtype,
+               m.weight_bytes() / 1048576.0);
+  spdlog::info("cache format {}: {:.1f} bytes/token ({:.2f}x smaller than fp16 KV)", f.name(),
+               f.bytes_per_token(), fp16_kv_bytes_per_token(c) / f.bytes_per_token());
+}
+
+}  // namespace
+
+LoadedModel load_model(const std::filesystem::path& path, const EngineOptions& opts) {
+  if (opts.device == "cuda") {
+    throw ConfigError("device cuda: this build has no CUDA backend (use --device cpu)");
+  }
+  if (opts.device != "cpu") throw ConfigError("unknown device " + opts.device);
+  // OpenBLAS keeps one process-wide thread count.
+  if (opts.threads > 0) openblas_set_num_threads(opts.threads);
+  if (path.extension() == ".gguf") return load_gguf_model(path, opts);
+  if (!std::filesystem::is_directory(path)) {
+    throw ConfigError("model path " + path.string() +
+                      " is neither a Hugging Face directory nor a .gguf file");
+  }
+  ModelConfig cfg = load_hf_config(path);
+  LoadedModel out;
+  out.tokenizer = load_hf_tokenizer(path);
+  std::string dtype;
+  {
+    auto weights = open_safetensors_dir(path);
+    dtype = weight_dtype(*weights);
+    out.model = std::make_unique<CpuModel>(cfg, *weights, opts.cache);
+  }  // the fp32 copies are made; the mapping can go
+  auto name = std::filesystem::weakly_canonical(path).filename();
+  out.default_name = name.empty() ? path.string() : name.string();
+  log_loaded(path, *out.model, dtype);
+  return out;
+}
+
+}  // namespace xq
