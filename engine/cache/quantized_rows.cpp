@@ -1,0 +1,197 @@
+#include "engine/cache/quantized_rows.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "engine/cache/quantizer.h"
+#include "kernels/cpu/half.h"
+
+namespace xq {
+namespace {
+
+void check_width(int width) {
+  if (width < 1) throw std::invalid_argument("quantized rows: width must be >= 1");
+}
+
+}  // namespace
+
+// ---- TokenQuantRows ----
+
+TokenQuantRows::TokenQuantRows(int width, int bits, int group, int window)
+    : width_(width), bits_(bits), group_(group), window_(bits == 16 ? 0 : window) {
+  check_width(width);
+  if (bits == 16) {
+    row_bytes_ = 2 * static_cast<size_t>(width);
+    return;
+  }
+  check_quant_params(bits, group);
+  row_words_ = packed_words(width, bits);
+  row_groups_ = num_groups(width, group);
+  row_bytes_ = quantized_bytes(width, bits, group);
+}
+
+void TokenQuantRows::quantize_rows(const float* x, int n) {
+  const size_t w = width_;
+  if (bits_ == 16) {
+    half_.resize((quantized_ + n) * w);
+    floats_to_halves(x, half_.data() + quantized_ * w, n * w);
+  } else {
+    words_.resize((quantized_ + n) * row_words_);
+    scales_.resize((quantized_ + n) * row_groups_);
+    zeros_.resize((quantized_ + n) * row_groups_);
+    for (int i = 0; i < n; ++i) {
+      const size_t r = quantized_ + i;
+      quantize(x + i * w, w, bits_, group_, words_.data() + r * row_words_,
+               scales_.data() + r * row_groups_, zeros_.data() + r * row_groups_);
+    }
+  }
+  quantized_ += n;
+}
+
+void TokenQuantRows::append(const float* x, int n) {
+  if (window_ == 0) {
+    quantize_rows(x, n);
+    return;
+  }
+  const size_t w = width_;
+  const size_t old = recent_.size();
+  recent_.resize(old + n * w);
+  floats_to_halves(x, recent_.data() + old, n * w);
+  const int spill = recent_rows() - window_;
+  if (spill > 0) {
+    std::vector<float> rows(spill * w);
+    halves_to_floats(recent_.data(), rows.data(), rows.size());
+    quantize_rows(rows.data(), spill);
+    recent_.erase(recent_.begin(), recent_.begin() + spill * w);
+  }
+}
+
+void TokenQuantRows::read(int begin, int end, float* out) const {
+  const size_t w = width_;
+  for (int r = begin; r < end; ++r, out += w) {
+    if (r >= quantized_) {
+      halves_to_floats(recent_.data() + (r - quantized_) * w, out, w);
+    } else if (bits_ == 16) {
+      halves_to_floats(half_.data() + r * w, out, w);
+    } else {
+      dequantize(words_.data() + r * row_words_, scales_.data() + r * row_groups_,
+                 zeros_.data() + r * row_groups_, w, bits_, group_, out);
+    }
+  }
+}
+
+void TokenQuantRows::truncate(int n) {
+  if (n >= rows()) return;
+  const size_t w = width_;
+  if (n >= quantized_) {
+    recent_.resize((n - quantized_) * w);
+    return;
+  }
+  // Rebuild the window from the last kept rows so the layout matches appending n rows.
+  const int keep_recent = std::min(n, window_);
+  std::vector<float> back(keep_recent * w);
+  read(n - keep_recent, n, back.data());
+  quantized_ = n - keep_recent;
+  words_.resize(quantized_ * row_words_);
+  scales_.resize(quantized_ * row_groups_);
+  zeros_.resize(quantized_ * row_groups_);
+  half_.resize(bits_ == 16 ? quantized_ * w : 0);
+  recent_.resize(back.size());
+  floats_to_halves(back.data(), recent_.data(), back.size());
+}
+
+size_t TokenQuantRows::bytes() const {
+  return static_cast<size_t>(quantized_) * row_bytes_ + recent_.size() * 2;
+}
+
+// ---- ChannelQuantRows ----
+
+ChannelQuantRows::ChannelQuantRows(int width, int bits, int group)
+    : width_(width), bits_(bits), group_(group) {
+  check_width(width);
+  if (group < 1) throw std::invalid_argument("quantized rows: group size must be >= 1");
+  if (bits == 16) return;
+  check_quant_params(bits, group);
+  block_words_ = packed_words(static_cast<size_t>(group) * width, bits);
+  block_bytes_ = quantized_bytes(static_cast<size_t>(group) * width, bits, group);
+}
+
+void ChannelQuantRows::flush_block() {
+  // Channel-major copy of the block so each channel's `group_` values form one quantizer group.
+  const size_t w = width_, g = group_;
+  std::vector<float> rows(g * w), cols(g * w);
+  halves_to_floats(tail_.data(), rows.data(), g * w);
+  for (size_t t = 0; t < g; ++t)
+    for (size_t c = 0; c < w; ++c) cols[c * g + t] = rows[t * w + c];
+  words_.resize((blocks_ + 1) * block_words_);
+  scales_.resize((blocks_ + 1) * w);
+  zeros_.resize((blocks_ + 1) * w);
+  quantize(cols.data(), g * w, bits_, group_, words_.data() + blocks_ * block_words_,
+           scales_.data() + blocks_ * w, zeros_.data() + blocks_ * w);
+  ++blocks_;
+  tail_.erase(tail_.begin(), tail_.begin() + g * w);
+}
+
+void ChannelQuantRows::append(const float* x, int n) {
+  const size_t w = width_;
+  for (int i = 0; i < n; ++i) {
+    const size_t old = tail_.size();
+    tail_.resize(old + w);
+    floats_to_halves(x + i * w, tail_.data() + old, w);
+    if (bits_ != 16 && tail_rows() == group_) flush_block();
+  }
+}
+
+void ChannelQuantRows::read_block(int b, float* out) const {
+  const size_t w = width_, g = group_;
+  std::vector<float> cols(g * w);
+  dequantize(words_.data() + b * block_words_, scales_.data() + b * w, zeros_.data() + b * w, g * w,
+             bits_, group_, cols.data());
+  for (size_t t = 0; t < g; ++t)
+    for (size_t c = 0; c < w; ++c) out[t * w + c] = cols[c * g + t];
+}
+
+void ChannelQuantRows::read(int begin, int end, float* out) const {
+  const size_t w = width_;
+  const int qrows = blocks_ * group_;
+  std::vector<float> block;
+  for (int r = begin; r < end;) {
+    if (r >= qrows) {
+      halves_to_floats(tail_.data() + (r - qrows) * w, out + (r - begin) * w, (end - r) * w);
+      break;
+    }
+    const int b = r / group_;
+    block.resize(group_ * w);
+    read_block(b, block.data());
+    const int stop = std::min(end, (b + 1) * group_);
+    std::copy(block.begin() + (r - b * group_) * w, block.begin() + (stop - b * group_) * w,
+              out + (r - begin) * w);
+    r = stop;
+  }
+}
+
+void ChannelQuantRows::truncate(int n) {
+  if (n >= rows()) return;
+  const size_t w = width_;
+  const int qrows = blocks_ * group_;
+  if (n >= qrows) {
+    tail_.resize((n - qrows) * w);
+    return;
+  }
+  const int keep_blocks = n / group_, rest = n % group_;
+  std::vector<float> back(rest * w);
+  if (rest > 0) read(keep_blocks * group_, n, back.data());
+  blocks_ = keep_blocks;
+  words_.resize(blocks_ * block_words_);
+  scales_.resize(blocks_ * w);
+  zeros_.resize(blocks_ * w);
+  tail_.resize(back.size());
+  floats_to_halves(back.data(), tail_.data(), back.size());
+}
+
+size_t ChannelQuantRows::bytes() const {
+  return static_cast<size_t>(blocks_) * block_bytes_ + tail_.size() * 2;
+}
+
+}  // namespace xq

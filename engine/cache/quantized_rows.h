@@ -1,0 +1,82 @@
+// Growable stores of quantized rows (one row per token) in the two layouts the formats use:
+// per-token groups (KIVI values, XQuant's X, the V latent) and per-channel groups of G tokens
+// (KIVI keys, the K latent), each with the full-precision (fp16) recent-token window KIVI keeps.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace xq {
+
+// Rows of `width` values, each row quantized on its own in groups of `group` consecutive values
+// (bits 2/3/4/8), or stored as fp16 (bits 16). With window R > 0 the most recent min(rows, R)
+// rows stay fp16 and a row is quantized when it leaves the window (KIVI's value residual).
+class TokenQuantRows {
+ public:
+  TokenQuantRows(int width, int bits, int group, int window = 0);
+
+  int rows() const { return quantized_ + recent_rows(); }
+  void append(const float* x, int n);
+  // Dequantized rows [begin, end) into out [end - begin, width].
+  void read(int begin, int end, float* out) const;
+  // Keeps rows [0, n). When that cuts into the quantized rows, the last min(n, R) kept rows move
+  // back into the fp16 window (as their dequantized values), so the layout stays what appending
+  // n rows would give.
+  void truncate(int n);
+  // Exact bytes held: quantized rows, their scales and zero points, and the fp16 window.
+  size_t bytes() const;
+  // Bytes of one row once quantized (or fp16 for bits 16).
+  size_t row_bytes() const { return row_bytes_; }
+  // Bytes of one row in the fp16 window.
+  size_t window_row_bytes() const { return 2 * static_cast<size_t>(width_); }
+
+ private:
+  int recent_rows() const { return static_cast<int>(recent_.size() / width_); }
+  void quantize_rows(const float* x, int n);
+
+  int width_, bits_, group_, window_;
+  size_t row_words_ = 0, row_groups_ = 0, row_bytes_ = 0;
+  int quantized_ = 0;
+  std::vector<uint32_t> words_;   // [quantized_, row_words_] (bits < 16)
+  std::vector<uint16_t> scales_;  // [quantized_, row_groups_] fp16
+  std::vector<uint16_t> zeros_;   // [quantized_, row_groups_] fp16
+  std::vector<uint16_t> half_;    // [quantized_, width_] fp16 (bits 16)
+  std::vector<uint16_t> recent_;  // [recent rows, width_] fp16, oldest first
+};
+
+// Rows of `width` values quantized per channel: every `group` consecutive rows form a block in
+// which each channel (column) is one group of `group` values with its own scale and zero point.
+// The rows of an unfilled block (< group of them) stay fp16 until it fills (KIVI's key
+// residual). Bits 16 keeps every row fp16.
+class ChannelQuantRows {
+ public:
+  ChannelQuantRows(int width, int bits, int group);
+
+  int rows() const { return blocks_ * group_ + tail_rows(); }
+  void append(const float* x, int n);
+  void read(int begin, int end, float* out) const;
+  // Keeps rows [0, n); a cut inside a quantized block turns its kept rows back into the fp16
+  // tail (as their dequantized values).
+  void truncate(int n);
+  size_t bytes() const;
+  // Bytes of one quantized block of `group` rows: codes, and a scale and zero point per channel.
+  size_t block_bytes() const { return block_bytes_; }
+  size_t tail_row_bytes() const { return 2 * static_cast<size_t>(width_); }
+  int group() const { return group_; }
+
+ private:
+  int tail_rows() const { return static_cast<int>(tail_.size() / width_); }
+  void flush_block();
+  void read_block(int b, float* out) const;  // [group_, width_]
+
+  int width_, bits_, group_;
+  size_t block_words_ = 0, block_bytes_ = 0;
+  int blocks_ = 0;
+  std::vector<uint32_t> words_;   // [blocks_, block_words_]
+  std::vector<uint16_t> scales_;  // [blocks_, width_]
+  std::vector<uint16_t> zeros_;   // [blocks_, width_]
+  std::vector<uint16_t> tail_;    // [tail rows, width_] fp16
+};
+
+}  // namespace xq
