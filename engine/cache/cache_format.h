@@ -31,6 +31,11 @@ class KvProjector {
   virtual void keys(int layer, const float* x, int n, const int* pos, float* k) const = 0;
   // V rows for inputs x [n, hidden]: projection and bias.
   virtual void values(int layer, const float* x, int n, float* v) const = 0;
+  // The layer's K / V projection weight as fp32 [kv_dim, hidden], row-major (the Hugging Face
+  // layout), for formats that factor it (the GQA latent takes its SVD once, when it is made).
+  // nullptr when the projector cannot expose it; such formats then refuse to be made.
+  virtual const float* k_weight(int layer) const { return nullptr; }
+  virtual const float* v_weight(int layer) const { return nullptr; }
 };
 
 // Per-sequence state across all layers. Not thread-safe; one sequence is stepped by one thread.
@@ -63,6 +68,10 @@ class CacheFormat {
   // Exact bytes one token occupies across all layers (payload, scales, zero points, amortized
   // full-precision windows), the unit of the scheduler's memory budget.
   virtual double bytes_per_token() const = 0;
+  // Bytes one sequence may hold beyond num_tokens() * bytes_per_token(), at most: full-precision
+  // windows of recent tokens (KIVI's residual), a per-sequence constant rather than a per-token
+  // cost. 0 for formats without one.
+  virtual double window_bytes_max() const { return 0.0; }
   virtual std::unique_ptr<SequenceCache> new_sequence() const = 0;
 };
 
