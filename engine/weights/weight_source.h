@@ -34,7 +34,12 @@ class WeightSource {
   virtual const TensorInfo* find(const std::string& name) const = 0;
   virtual std::vector<std::string> names() const = 0;
 
+  // Where tensors are looked up, for error messages: "DIR (checked files a, b)" or a file path.
+  virtual std::string describe() const { return "the weight source"; }
+
   bool has(const std::string& name) const { return find(name) != nullptr; }
+  // Like find(), but throws WeightError "tensor NAME not found in <describe()>" when absent.
+  const TensorInfo& get(const std::string& name) const;
   // An fp32 copy. Throws WeightError naming the file and tensor when it is missing, its shape
   // differs from `shape`, or its dtype cannot be converted.
   std::vector<float> load_f32(const std::string& name, const std::vector<int64_t>& shape) const;
@@ -44,7 +49,8 @@ class WeightSource {
 // model.safetensors.index.json.
 std::unique_ptr<WeightSource> open_safetensors_dir(const std::filesystem::path& dir);
 
-// Converts `n` elements of `t` starting at element 0 to fp32 (dequantizing block formats).
+// Converts all t.numel() elements of `t` to fp32 into `out` (dequantizing block formats via
+// engine/weights/dequant.h). Throws WeightError naming the file and tensor when it cannot.
 void convert_to_f32(const TensorInfo& t, float* out);
 
 }  // namespace xq

@@ -1,0 +1,68 @@
+// The dtype-independent parts of WeightSource: names, sizes, lookups with errors, fp32 loads.
+#include "engine/weights/weight_source.h"
+
+#include <string>
+
+namespace xq {
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+}  // namespace
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::F32:
+      return "F32";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
+    case DType::Q8_0:
+      return "Q8_0";
+    case DType::Q4_0:
+      return "Q4_0";
+    case DType::Q5_0:
+      return "Q5_0";
+    case DType::Q4_K:
+      return "Q4_K";
+    case DType::Q5_K:
+      return "Q5_K";
+    case DType::Q6_K:
+      return "Q6_K";
+  }
+  return "unknown";
+}
+
+int64_t TensorInfo::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+const TensorInfo& WeightSource::get(const std::string& name) const {
+  const TensorInfo* t = find(name);
+  if (t == nullptr) throw WeightError("tensor " + name + " not found in " + describe());
+  return *t;
+}
+
+std::vector<float> WeightSource::load_f32(const std::string& name,
+                                          const std::vector<int64_t>& shape) const {
+  const TensorInfo& t = get(name);
+  if (t.shape != shape) {
+    throw WeightError(t.file + ": tensor " + name + " has shape " + shape_str(t.shape) +
+                      ", expected " + shape_str(shape));
+  }
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  convert_to_f32(t, out.data());
+  return out;
+}
+
+}  // namespace xq
