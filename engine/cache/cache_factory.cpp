@@ -1,7 +1,10 @@
 #include <memory>
 
 #include "engine/cache/cache_format.h"
+#include "engine/cache/kivi_cache.h"
 #include "engine/cache/kv16_cache.h"
+#include "engine/cache/xquant_cache.h"
+#include "engine/cache/xquant_cl_cache.h"
 
 namespace xq {
 
@@ -9,6 +12,22 @@ namespace xq {
 std::unique_ptr<CacheFormat> make_cache_format(const CacheOptions& opts, const ModelConfig& cfg,
                                                const KvProjector& projector) {
   if (opts.format == "fp16") return std::make_unique<Kv16Format>(cfg);
+  if (opts.format == "kivi") return std::make_unique<KiviFormat>(cfg, opts.bits, opts.group_size);
+  if (opts.format == "xquant") {
+    XQuantOptions x;
+    x.bits = opts.bits;
+    x.group = opts.group_size;
+    x.latent = resolve_latent(opts.latent, cfg);
+    return std::make_unique<XQuantFormat>(cfg, projector, x);
+  }
+  if (opts.format == "xquant-cl") {
+    if (opts.latent == "on")
+      throw ConfigError("xquant-cl has no latent variant (--xquant-latent on)");
+    XQuantCLOptions x;
+    x.bits = opts.bits;
+    x.group = opts.group_size;
+    return std::make_unique<XQuantCLFormat>(cfg, projector, x);
+  }
   throw ConfigError("cache format " + opts.format + " is not built yet");
 }
 

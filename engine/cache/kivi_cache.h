@@ -1,0 +1,26 @@
+// KiviFormat: the quantized-KV baseline of KIVI (arXiv 2402.02750): keys per channel, values per
+// token, in groups, with the most recent tokens in fp16 until a key group fills.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "engine/cache/cache_format.h"
+
+namespace xq {
+
+class KiviFormat : public CacheFormat {
+ public:
+  // bits 2/3/4 (8 also works), group size G (KIVI uses 32 or 128); throws ConfigError otherwise.
+  KiviFormat(const ModelConfig& cfg, int bits, int group);
+  std::string name() const override { return "kivi:" + std::to_string(bits_); }
+  double bytes_per_token() const override;
+  double window_bytes_max() const override;
+  std::unique_ptr<SequenceCache> new_sequence() const override;
+
+ private:
+  ModelConfig cfg_;
+  int bits_, group_;
+};
+
+}  // namespace xq

@@ -1,0 +1,187 @@
+// XQuant (arXiv 2508.10395) as implemented here:
+// - X is the normed layer input (what Wq/Wk/Wv multiply), cached for every layer and token.
+// - Quantization: uniform asymmetric, per token, in groups of G consecutive channels, fp16 scale
+//   and zero point per group (engine/cache/quantizer.h). Per token because a token's X is final
+//   the moment it is appended: no full-precision window and no requantization, and the paper's
+//   point is that X, unlike K, has no per-channel outlier structure that would call for KIVI's
+//   per-channel grouping. G is CacheOptions.group_size (the paper's tables use 128; the exact
+//   group size of the HTML version could not be re-read from here, so it stays a flag).
+// - bits 16 caches X as fp16, the diagnostic that must match the fp16 KV cache.
+// - Past K = keys(X^, positions) through the model's projector (bias, k-norm, RoPE); the new
+//   tokens use their own full-precision K/V. V is folded: out_h = (sum_j p_j x^_j) Wv_h, exact;
+//   fold_values = false rematerializes V instead (the simple path the fold is tested against).
+// - GQA latent: X U_k and X U_v (rank kv_dim, bases from the SVDs of Wk and Wv) instead of X.
+//   The K latent spans the key space and inherits keys' outlier channels, so it is quantized per
+//   channel with an fp16 window of < G tokens like KIVI's keys; the V latent per token.
+#include "engine/cache/xquant_cache.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+#include "engine/cache/quantized_rows.h"
+#include "engine/cache/quantizer.h"
+#include "engine/cache/x_attention.h"
+
+namespace xq {
+namespace {
+
+class XQuantSequence : public SequenceCache {
+ public:
+  XQuantSequence(const ModelConfig& cfg, const KvProjector& proj, const XQuantOptions& opts,
+                 std::shared_ptr<const LatentBasis> basis)
+      : cfg_(cfg), proj_(proj), opts_(opts), basis_(std::move(basis)) {
+    for (int l = 0; l < cfg.num_layers; ++l) {
+      if (basis_) {
+        zk_.emplace_back(basis_->rank, opts.bits, opts.group);
+        zv_.emplace_back(basis_->rank, opts.bits, opts.group);
+      } else {
+        x_.emplace_back(cfg.hidden_size, opts.bits, opts.group);
+      }
+    }
+  }
+
+  int rows(int layer) const { return basis_ ? zv_.at(layer).rows() : x_.at(layer).rows(); }
+
+  void attend(const LayerAttnInput& in) override {
+    const int past = rows(in.layer);
+    if (in.start_pos != past) {
+      throw std::invalid_argument("xquant cache: layer " + std::to_string(in.layer) + " holds " +
+                                  std::to_string(past) + " tokens, input starts at " +
+                                  std::to_string(in.start_pos));
+    }
+    const int hidden = cfg_.hidden_size, kv_dim = cfg_.kv_dim();
+    const int lo = first_visible(cfg_, in.layer, past);
+    const size_t all = static_cast<size_t>(past + in.n);
+    k_.resize(all * kv_dim);
+    xs_.resize(static_cast<size_t>(past) * hidden);
+    if (basis_) {
+      attend_latent(in, lo);
+    } else {
+      x_[in.layer].read(lo, past, xs_.data() + static_cast<size_t>(lo) * hidden);
+      remat_keys(proj_, in.layer, xs_.data(), hidden, lo, past, kv_dim, k_.data());
+      std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, k_.begin() + past * kv_dim);
+      if (opts_.fold_values) {
+        folded_attention(cfg_, proj_, in, k_.data(), xs_.data(), hidden, nullptr);
+      } else {
+        v_.resize(all * kv_dim);
+        remat_attention(cfg_, proj_, in, xs_.data(), k_.data(), v_.data());
+      }
+      x_[in.layer].append(in.x, in.n);
+    }
+  }
+
+  int num_tokens() const override { return rows(cfg_.num_layers - 1); }
+
+  void truncate(int n) override {
+    for (auto& s : x_) s.truncate(n);
+    for (auto& s : zk_) s.truncate(n);
+    for (auto& s : zv_) s.truncate(n);
+  }
+
+  size_t bytes_used() const override {
+    size_t b = 0;
+    for (const auto& s : x_) b += s.bytes();
+    for (const auto& s : zk_) b += s.bytes();
+    for (const auto& s : zv_) b += s.bytes();
+    return b;
+  }
+
+ private:
+  void attend_latent(const LayerAttnInput& in, int lo) {
+    const int hidden = cfg_.hidden_size, kv_dim = cfg_.kv_dim(), r = basis_->rank;
+    const int past = in.start_pos;
+    const float* bk = basis_->k[in.layer].data();
+    const float* bv = basis_->v[in.layer].data();
+    const size_t off = static_cast<size_t>(lo);
+    // K: the K latent lifted back to X space, then the projector's full key path.
+    z_.resize(static_cast<size_t>(past) * r);
+    zk_[in.layer].read(lo, past, z_.data() + off * r);
+    lift_rows(z_.data() + off * r, past - lo, r, bk, hidden, xs_.data() + off * hidden);
+    remat_keys(proj_, in.layer, xs_.data(), hidden, lo, past, kv_dim, k_.data());
+    std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, k_.begin() + past * kv_dim);
+    // V: weighted means of the V latent, lifted once per head (fold), or all rows lifted.
+    zv_[in.layer].read(lo, past, z_.data() + off * r);
+    if (opts_.fold_values) {
+      folded_attention(cfg_, proj_, in, k_.data(), z_.data(), r, bv);
+    } else {
+      lift_rows(z_.data() + off * r, past - lo, r, bv, hidden, xs_.data() + off * hidden);
+      v_.resize(static_cast<size_t>(past + in.n) * kv_dim);
+      remat_attention(cfg_, proj_, in, xs_.data(), k_.data(), v_.data());
+    }
+    std::vector<float> z(static_cast<size_t>(in.n) * r);
+    project_rows(in.x, in.n, hidden, bk, r, z.data());
+    zk_[in.layer].append(z.data(), in.n);
+    project_rows(in.x, in.n, hidden, bv, r, z.data());
+    zv_[in.layer].append(z.data(), in.n);
+  }
+
+  ModelConfig cfg_;
+  const KvProjector& proj_;
+  XQuantOptions opts_;
+  std::shared_ptr<const LatentBasis> basis_;
+  std::vector<TokenQuantRows> x_;      // per layer, without latent
+  std::vector<ChannelQuantRows> zk_;   // per layer, latent: X U_k
+  std::vector<TokenQuantRows> zv_;     // per layer, latent: X U_v
+  std::vector<float> k_, v_, xs_, z_;  // scratch
+};
+
+}  // namespace
+
+bool resolve_latent(const std::string& mode, const ModelConfig& cfg) {
+  if (mode == "on") return true;
+  if (mode == "off") return false;
+  if (mode == "auto") return 2 * cfg.kv_dim() < cfg.hidden_size;
+  throw ConfigError("xquant latent must be on, off or auto, got '" + mode + "'");
+}
+
+XQuantFormat::XQuantFormat(const ModelConfig& cfg, const KvProjector& proj,
+                           const XQuantOptions& opts)
+    : cfg_(cfg), proj_(proj), opts_(opts) {
+  if (opts.bits != 16) {
+    try {
+      check_quant_params(opts.bits, opts.group);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(std::string("xquant cache: ") + e.what());
+    }
+  }
+  if (opts.latent) basis_ = std::make_shared<LatentBasis>(compute_latent_basis(cfg, proj));
+}
+
+std::string XQuantFormat::name() const {
+  return std::string(opts_.latent ? "xquant-latent:" : "xquant:") + std::to_string(opts_.bits);
+}
+
+namespace {
+
+// Bytes of one row of `width` values cached per token, and of one token's share of a per-channel
+// block (its fp16 window aside).
+double token_row_bytes(int width, int bits, int group) {
+  return bits == 16 ? 2.0 * width : static_cast<double>(quantized_bytes(width, bits, group));
+}
+double channel_row_bytes(int width, int bits, int group) {
+  if (bits == 16) return 2.0 * width;
+  return static_cast<double>(quantized_bytes(static_cast<size_t>(width) * group, bits, group)) /
+         group;
+}
+
+}  // namespace
+
+double XQuantFormat::bytes_per_token() const {
+  const int g = opts_.group, b = opts_.bits;
+  if (!basis_) return cfg_.num_layers * token_row_bytes(cfg_.hidden_size, b, g);
+  const int r = basis_->rank;
+  return cfg_.num_layers * (channel_row_bytes(r, b, g) + token_row_bytes(r, b, g));
+}
+
+double XQuantFormat::window_bytes_max() const {
+  if (!basis_ || opts_.bits == 16) return 0.0;
+  const int r = basis_->rank, g = opts_.group;
+  return cfg_.num_layers * (g - 1) * (2.0 * r - channel_row_bytes(r, opts_.bits, g));
+}
+
+std::unique_ptr<SequenceCache> XQuantFormat::new_sequence() const {
+  return std::make_unique<XQuantSequence>(cfg_, proj_, opts_, basis_);
+}
+
+}  // namespace xq

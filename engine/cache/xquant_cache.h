@@ -1,0 +1,39 @@
+// XQuantFormat: caches each layer's normed input X quantized (or, for GQA models, X on the SVD
+// latent of Wk/Wv) and rematerializes K (and V, or folds Wv after the softmax) at each step.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "engine/cache/cache_format.h"
+#include "engine/cache/xquant_latent.h"
+
+namespace xq {
+
+struct XQuantOptions {
+  int bits = 4;             // 2/3/4/8, or 16: X in fp16 unquantized (the diagnostic)
+  int group = 128;          // values per quantization group
+  bool latent = false;      // cache X U_k, X U_v instead of X
+  bool fold_values = true;  // V folded after the softmax (exact); false rematerializes V
+};
+
+class XQuantFormat : public CacheFormat {
+ public:
+  // Throws ConfigError on bad bits/group, or when a latent is asked of a model without Wk/Wv.
+  XQuantFormat(const ModelConfig& cfg, const KvProjector& proj, const XQuantOptions& opts);
+  std::string name() const override;
+  double bytes_per_token() const override;
+  double window_bytes_max() const override;
+  std::unique_ptr<SequenceCache> new_sequence() const override;
+
+ private:
+  ModelConfig cfg_;
+  const KvProjector& proj_;
+  XQuantOptions opts_;
+  std::shared_ptr<const LatentBasis> basis_;  // shared by every sequence; null without latent
+};
+
+// "auto" turns the latent on when the two latents together are narrower than X.
+bool resolve_latent(const std::string& mode, const ModelConfig& cfg);
+
+}  // namespace xq

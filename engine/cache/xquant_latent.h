@@ -1,0 +1,25 @@
+// The GQA latent of XQuant: orthonormal bases of the row spaces of Wk and Wv (from their SVDs),
+// so a format can cache X on a basis as narrow as the KV width and still rebuild K and V exactly.
+#pragma once
+
+#include <vector>
+
+#include "config/model_config.h"
+#include "engine/cache/cache_format.h"
+
+namespace xq {
+
+// The right singular vectors of w [rows, cols] (row-major), rows <= cols: V^T [rows, cols] of
+// w = U S V^T. Their span holds every row of w, so x V V^T w^T = x w^T for any x.
+std::vector<float> row_space_basis(const float* w, int rows, int cols);
+
+struct LatentBasis {
+  int rank = 0;                       // latent width per side (= kv_dim)
+  std::vector<std::vector<float>> k;  // per layer [rank, hidden]: basis of Wk's row space
+  std::vector<std::vector<float>> v;  // per layer [rank, hidden]: basis of Wv's row space
+};
+
+// Throws ConfigError when the projector does not expose Wk/Wv or an SVD fails.
+LatentBasis compute_latent_basis(const ModelConfig& cfg, const KvProjector& proj);
+
+}  // namespace xq

@@ -1,0 +1,391 @@
+// The cache formats against exact fp32 attention and the fp16 KV baseline, with a real
+// projector (random Wk/Wv, biases, k-norm, RoPE) for MHA, GQA and sliding-window layouts.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/cache/cache_format.h"
+#include "engine/cache/kivi_cache.h"
+#include "engine/cache/kv16_cache.h"
+#include "engine/cache/layer_attention.h"
+#include "engine/cache/quantizer.h"
+#include "engine/cache/xquant_cache.h"
+#include "engine/cache/xquant_cl_cache.h"
+
+namespace xq {
+namespace {
+
+constexpr int kGroup = 16;
+
+ModelConfig make_config(const std::string& kind) {
+  ModelConfig c;
+  c.num_layers = 3;
+  c.head_dim = 16;
+  if (kind == "mha") {
+    c.hidden_size = 64, c.num_heads = 4, c.num_kv_heads = 4;
+  } else {  // gqa, sliding: kv_dim 32 against hidden 128, so the latent is the smaller cache
+    c.hidden_size = 128, c.num_heads = 8, c.num_kv_heads = 2;
+  }
+  if (kind == "sliding") {
+    c.sliding_window = 20;
+    c.layer_is_sliding = {true, false, true};
+    c.attn_logit_softcap = 30.0f;
+    c.query_pre_attn_scalar = 24.0f;
+  }
+  return c;
+}
+
+// K = rope(norm(x Wk^T + bk)), V = x Wv^T + bv; k-norm only in the sliding (Gemma-like) config.
+class TestProjector : public KvProjector {
+ public:
+  TestProjector(const ModelConfig& cfg, bool k_norm) : cfg_(cfg), k_norm_(k_norm) {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> nd(0.0f, 1.0f / std::sqrt(float(cfg.hidden_size)));
+    const size_t w = static_cast<size_t>(cfg.kv_dim()) * cfg.hidden_size;
+    for (int l = 0; l < cfg.num_layers; ++l) {
+      wk_.emplace_back(w), wv_.emplace_back(w);
+      bk_.emplace_back(cfg.kv_dim()), bv_.emplace_back(cfg.kv_dim());
+      for (auto& x : wk_.back()) x = nd(rng);
+      for (auto& x : wv_.back()) x = nd(rng);
+      for (auto& x : bk_.back()) x = 5 * nd(rng);
+      for (auto& x : bv_.back()) x = 5 * nd(rng);
+    }
+  }
+  void keys(int layer, const float* x, int n, const int* pos, float* k) const override {
+    project(wk_[layer], bk_[layer], x, n, k);
+    const int hd = cfg_.head_dim, kv = cfg_.kv_dim();
+    for (int i = 0; i < n; ++i) {
+      for (int h = 0; h < cfg_.num_kv_heads; ++h) {
+        float* r = k + static_cast<size_t>(i) * kv + h * hd;
+        if (k_norm_) {
+          double ss = 0;
+          for (int c = 0; c < hd; ++c) ss += r[c] * r[c];
+          const float inv = 1.0f / std::sqrt(float(ss / hd) + 1e-6f);
+          for (int c = 0; c < hd; ++c) r[c] *= inv * (1.0f + 0.1f * c);
+        }
+        for (int c = 0; c < hd / 2; ++c) {  // rotate-half RoPE
+          const double ang = pos[i] * std::pow(10000.0, -2.0 * c / hd);
+          const float cs = std::cos(ang), sn = std::sin(ang);
+          const float a = r[c], b = r[c + hd / 2];
+          r[c] = a * cs - b * sn;
+          r[c + hd / 2] = a * sn + b * cs;
+        }
+      }
+    }
+  }
+  void values(int layer, const float* x, int n, float* v) const override {
+    project(wv_[layer], bv_[layer], x, n, v);
+  }
+  const float* k_weight(int layer) const override { return wk_[layer].data(); }
+  const float* v_weight(int layer) const override { return wv_[layer].data(); }
+
+ private:
+  void project(const std::vector<float>& w, const std::vector<float>& b, const float* x, int n,
+               float* y) const {
+    const int in = cfg_.hidden_size, out = cfg_.kv_dim();
+    for (int i = 0; i < n; ++i) {
+      for (int o = 0; o < out; ++o) {
+        double s = b[o];
+        for (int c = 0; c < in; ++c) s += double(x[i * in + c]) * w[o * in + c];
+        y[i * out + o] = static_cast<float>(s);
+      }
+    }
+  }
+  ModelConfig cfg_;
+  bool k_norm_;
+  std::vector<std::vector<float>> wk_, wv_, bk_, bv_;
+};
+
+// Inputs of every layer for T tokens: X_l = X_{l-1} + noise (residual-stream-like, with one
+// outlier channel), random queries, and the exact K/V the model would pass along.
+struct Workload {
+  int tokens;
+  std::vector<std::vector<float>> x, q, k, v;  // per layer, [T, width]
+  Workload(const ModelConfig& cfg, const KvProjector& proj, int t) : tokens(t) {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    const int h = cfg.hidden_size, qd = cfg.q_dim(), kv = cfg.kv_dim();
+    std::vector<float> xl(static_cast<size_t>(t) * h);
+    for (size_t i = 0; i < xl.size(); ++i) xl[i] = nd(rng) * (i % h == 3 ? 8.0f : 1.0f);
+    std::vector<int> pos(t);
+    for (int i = 0; i < t; ++i) pos[i] = i;
+    for (int l = 0; l < cfg.num_layers; ++l) {
+      if (l > 0) {
+        for (auto& e : xl) e += 0.3f * nd(rng);
+      }
+      x.push_back(xl);
+      q.emplace_back(static_cast<size_t>(t) * qd);
+      for (auto& e : q.back()) e = 1.5f * nd(rng);
+      k.emplace_back(static_cast<size_t>(t) * kv);
+      v.emplace_back(static_cast<size_t>(t) * kv);
+      proj.keys(l, xl.data(), t, pos.data(), k.back().data());
+      proj.values(l, xl.data(), t, v.back().data());
+    }
+  }
+};
+
+using Outputs = std::vector<std::vector<float>>;  // per layer, [T, q_dim]
+
+// Runs tokens [begin, end) through `seq` in chunks of `chunk`, writing their outputs.
+void run(const ModelConfig& cfg, const Workload& w, SequenceCache& seq, int begin, int end,
+         int chunk, Outputs& out) {
+  const int h = cfg.hidden_size, qd = cfg.q_dim(), kv = cfg.kv_dim();
+  out.resize(cfg.num_layers);
+  for (auto& o : out) o.resize(static_cast<size_t>(w.tokens) * qd);
+  for (int s = begin; s < end; s += chunk) {
+    const int n = std::min(chunk, end - s);
+    for (int l = 0; l < cfg.num_layers; ++l) {
+      LayerAttnInput in;
+      in.layer = l, in.n = n, in.start_pos = s;
+      in.x = w.x[l].data() + static_cast<size_t>(s) * h;
+      in.q = w.q[l].data() + static_cast<size_t>(s) * qd;
+      in.k = w.k[l].data() + static_cast<size_t>(s) * kv;
+      in.v = w.v[l].data() + static_cast<size_t>(s) * kv;
+      in.out = out[l].data() + static_cast<size_t>(s) * qd;
+      seq.attend(in);
+    }
+  }
+}
+
+Outputs exact(const ModelConfig& cfg, const Workload& w) {
+  Outputs out(cfg.num_layers);
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    out[l].resize(static_cast<size_t>(w.tokens) * cfg.q_dim());
+    causal_attention(cfg, l, w.q[l].data(), w.tokens, 0, w.k[l].data(), w.v[l].data(),
+                     out[l].data());
+  }
+  return out;
+}
+
+// ||a - b|| / ||b|| over tokens [from, T) of every layer.
+double rel_error(const ModelConfig& cfg, const Outputs& a, const Outputs& b, int from) {
+  double num = 0, den = 0;
+  for (size_t l = 0; l < a.size(); ++l) {
+    for (size_t i = static_cast<size_t>(from) * cfg.q_dim(); i < a[l].size(); ++i) {
+      num += std::pow(double(a[l][i]) - b[l][i], 2);
+      den += std::pow(double(b[l][i]), 2);
+    }
+  }
+  return std::sqrt(num / den);
+}
+
+std::unique_ptr<CacheFormat> make(const std::string& spec, const ModelConfig& cfg,
+                                  const KvProjector& proj, int bits, bool fold = true) {
+  if (spec == "fp16") return std::make_unique<Kv16Format>(cfg);
+  if (spec == "kivi") return std::make_unique<KiviFormat>(cfg, bits, kGroup);
+  if (spec == "xquant-cl") {
+    XQuantCLOptions o;
+    o.bits = bits, o.group = kGroup, o.fold_values = fold;
+    return std::make_unique<XQuantCLFormat>(cfg, proj, o);
+  }
+  XQuantOptions o;
+  o.bits = bits, o.group = kGroup, o.latent = spec == "latent", o.fold_values = fold;
+  return std::make_unique<XQuantFormat>(cfg, proj, o);
+}
+
+struct Bench {
+  ModelConfig cfg;
+  TestProjector proj;
+  Workload work;
+  Outputs ref;
+  explicit Bench(const std::string& kind, int tokens = 70)
+      : cfg(make_config(kind)),
+        proj(cfg, kind == "sliding"),
+        work(cfg, proj, tokens),
+        ref(exact(cfg, work)) {}
+  Outputs decode(const CacheFormat& f, int chunk = 1) const {
+    auto seq = f.new_sequence();
+    Outputs out;
+    run(cfg, work, *seq, 0, work.tokens, chunk, out);
+    return out;
+  }
+};
+
+const char* kKinds[] = {"mha", "gqa", "sliding"};
+
+TEST(CacheFormats, SixteenBitXFormatsMatchTheFp16KvCache) {
+  for (const char* kind : kKinds) {
+    Bench s(kind);
+    const Outputs kv16 = s.decode(*make("fp16", s.cfg, s.proj, 16));
+    const double base = rel_error(s.cfg, kv16, s.ref, 3 * kGroup);
+    EXPECT_LT(base, 2e-3) << kind;
+    for (std::string spec : {"xquant", "xquant-cl", "latent"}) {
+      for (bool fold : {true, false}) {
+        const Outputs o = s.decode(*make(spec, s.cfg, s.proj, 16, fold));
+        const double e = rel_error(s.cfg, o, kv16, 3 * kGroup);
+        EXPECT_LT(e, 2e-3) << kind << " " << spec << " fold " << fold;
+      }
+    }
+  }
+}
+
+TEST(CacheFormats, ErrorGrowsAsBitsFall) {
+  for (const char* kind : kKinds) {
+    Bench s(kind);
+    for (std::string spec : {"kivi", "xquant", "xquant-cl", "latent"}) {
+      double prev = 0;
+      for (int bits : {8, 4, 3, 2}) {
+        const Outputs o = s.decode(*make(spec, s.cfg, s.proj, bits));
+        const double e = rel_error(s.cfg, o, s.ref, 3 * kGroup);
+        EXPECT_GT(e, prev) << kind << " " << spec << " " << bits;
+        EXPECT_LT(e, bits == 2 ? 0.6 : bits == 3 ? 0.3 : 0.15) << kind << " " << spec << bits;
+        prev = e;
+        std::printf("%-8s %-10s %d bits: rel. error %.5f\n", kind, spec.c_str(), bits, e);
+      }
+    }
+  }
+}
+
+TEST(CacheFormats, FoldedValuesEqualRematerializedValues) {
+  for (const char* kind : kKinds) {
+    Bench s(kind);
+    for (std::string spec : {"xquant", "xquant-cl", "latent"}) {
+      const Outputs a = s.decode(*make(spec, s.cfg, s.proj, 3, true));
+      const Outputs b = s.decode(*make(spec, s.cfg, s.proj, 3, false));
+      EXPECT_LT(rel_error(s.cfg, a, b, 0), 1e-5) << kind << " " << spec;
+    }
+  }
+}
+
+// Prefill in one chunk, in chunks, or token by token, then decode: the prefill outputs differ
+// only as the format's quantization allows (a chunk's tokens see each other in full precision),
+// and the decode steps after it see the same cache.
+TEST(CacheFormats, ChunkedPrefillAgreesWithTokenByToken) {
+  for (const char* kind : kKinds) {
+    Bench s(kind);
+    const int prefill = 45;
+    for (std::string spec : {"fp16", "kivi", "xquant", "xquant-cl", "latent"}) {
+      const auto fmt = make(spec, s.cfg, s.proj, 4);
+      std::vector<Outputs> outs;
+      for (int chunk : {prefill, 16, 1}) {
+        auto seq = fmt->new_sequence();
+        Outputs o;
+        run(s.cfg, s.work, *seq, 0, prefill, chunk, o);
+        run(s.cfg, s.work, *seq, prefill, s.work.tokens, 1, o);
+        EXPECT_EQ(seq->num_tokens(), s.work.tokens);
+        outs.push_back(o);
+      }
+      const double quant = rel_error(s.cfg, outs[2], s.ref, 0);
+      for (int c = 0; c < 2; ++c) {
+        EXPECT_LT(rel_error(s.cfg, outs[c], outs[2], 0), 2 * quant + 1e-4) << kind << spec;
+        EXPECT_LT(rel_error(s.cfg, outs[c], outs[2], prefill), 1e-4) << kind << " " << spec;
+      }
+    }
+  }
+}
+
+TEST(CacheFormats, TruncateForgetsTheTail) {
+  for (const char* kind : kKinds) {
+    Bench s(kind);
+    for (std::string spec : {"fp16", "kivi", "xquant", "xquant-cl", "latent"}) {
+      const auto fmt = make(spec, s.cfg, s.proj, 3);
+      auto a = fmt->new_sequence(), b = fmt->new_sequence();
+      Outputs oa, ob;
+      run(s.cfg, s.work, *a, 0, 60, 7, oa);
+      a->truncate(37);  // inside a key group of 16
+      EXPECT_EQ(a->num_tokens(), 37);
+      run(s.cfg, s.work, *b, 0, 37, 7, ob);
+      EXPECT_EQ(a->bytes_used(), b->bytes_used()) << kind << " " << spec;
+      run(s.cfg, s.work, *a, 37, s.work.tokens, 1, oa);
+      run(s.cfg, s.work, *b, 37, s.work.tokens, 1, ob);
+      // KIVI and the K latent refill their fp16 window with dequantized rows after a cut inside
+      // a group: they may differ from the fresh sequence by up to their quantization error.
+      const bool exact_rows = spec != "kivi" && spec != "latent";
+      const double tol = exact_rows ? 1e-5 : 2 * rel_error(s.cfg, ob, s.ref, 37);
+      EXPECT_LT(rel_error(s.cfg, oa, ob, 37), tol) << kind << " " << spec;
+    }
+  }
+}
+
+// Bytes per token by hand for the "gqa" shapes (hidden 128, kv_dim 32, 3 layers, G 16), and
+// bytes_used() of real sequences against them.
+TEST(CacheFormats, BytesPerTokenFormulasMatchAllocatedBytes) {
+  Bench s("gqa", 40);
+  const int L = 3, h = 128, kv = 32, G = kGroup;
+  // Per layer: codes of one row + 4 bytes (fp16 scale + zero) per group.
+  auto row = [&](int width, int bits) { return width * bits / 8.0 + 4.0 * width / G; };
+  // A per-channel block of G rows: codes + 4 bytes per channel, shared by G tokens.
+  auto block_row = [&](int width, int bits) { return width * bits / 8.0 + 4.0 * width / G; };
+  struct Case {
+    std::string spec;
+    int bits;
+    double bpt, window_max;
+  };
+  const std::vector<Case> cases = {
+      {"fp16", 16, L * 2.0 * 2 * kv, 0},
+      {"kivi", 2, L * (block_row(kv, 2) + row(kv, 2)),
+       L * ((G - 1) * (2.0 * kv - block_row(kv, 2)) + G * (2.0 * kv - row(kv, 2)))},
+      {"kivi", 3, L * (block_row(kv, 3) + row(kv, 3)),
+       L * ((G - 1) * (2.0 * kv - block_row(kv, 3)) + G * (2.0 * kv - row(kv, 3)))},
+      {"xquant", 4, L * row(h, 4), 0},
+      {"xquant", 3, L * row(h, 3), 0},
+      {"xquant", 16, L * 2.0 * h, 0},
+      {"xquant-cl", 2, row(h, 4) + (L - 1) * row(h, 2), 0},
+      {"xquant-cl", 3, row(h, 4) + (L - 1) * row(h, 3), 0},
+      {"latent", 2, L * (block_row(kv, 2) + row(kv, 2)),
+       L * (G - 1) * (2.0 * kv - block_row(kv, 2))},
+  };
+  for (const Case& c : cases) {
+    const auto fmt = make(c.spec, s.cfg, s.proj, c.bits);
+    EXPECT_DOUBLE_EQ(fmt->bytes_per_token(), c.bpt) << c.spec << c.bits;
+    EXPECT_DOUBLE_EQ(fmt->window_bytes_max(), c.window_max) << c.spec << c.bits;
+    auto seq = fmt->new_sequence();
+    Outputs o;
+    // Token counts that fill whole key groups hold no key window; KIVI's value window is then
+    // exactly G rows. G - 1 past a group boundary both windows are full: the maximum.
+    int done = 0;
+    for (int t : {1, 15, 16, 31, 32}) {
+      run(s.cfg, s.work, *seq, done, t, 3, o);
+      done = t;
+      const double used = static_cast<double>(seq->bytes_used());
+      const double floor = t * c.bpt;
+      EXPECT_GE(used + 1e-9, floor) << c.spec << c.bits << " t=" << t;
+      EXPECT_LE(used, floor + c.window_max + 1e-9) << c.spec << c.bits << " t=" << t;
+      if (t % G == 0) {
+        const double kivi_values = c.spec == "kivi" ? L * G * (2.0 * kv - row(kv, c.bits)) : 0;
+        EXPECT_NEAR(used, floor + kivi_values, 1e-6) << c.spec << c.bits << " t=" << t;
+      }
+      if (t == 31) {
+        EXPECT_NEAR(used, floor + c.window_max, 1e-6) << c.spec << c.bits;
+      }
+    }
+    EXPECT_NEAR(fp16_kv_bytes_per_token(s.cfg) / fmt->bytes_per_token(), (L * 4.0 * kv) / c.bpt,
+                1e-12);
+  }
+}
+
+TEST(CacheFormats, FactoryBuildsEachFormat) {
+  Bench s("gqa", 4);
+  CacheOptions o;
+  o.group_size = kGroup;
+  std::map<std::string, std::string> names = {
+      {"kivi", "kivi:4"}, {"xquant", "xquant-latent:4"}, {"xquant-cl", "xquant-cl:4"}};
+  for (const auto& [format, name] : names) {
+    o.format = format, o.bits = 4;
+    EXPECT_EQ(make_cache_format(o, s.cfg, s.proj)->name(), name);
+  }
+  o.format = "xquant", o.latent = "off";
+  EXPECT_EQ(make_cache_format(o, s.cfg, s.proj)->name(), "xquant:4");
+  o.bits = 5;
+  EXPECT_THROW(make_cache_format(o, s.cfg, s.proj), ConfigError);
+  o.format = "kivi", o.bits = 16;
+  EXPECT_THROW(make_cache_format(o, s.cfg, s.proj), ConfigError);
+}
+
+TEST(CacheFormats, RejectsInputsOutOfOrder) {
+  Bench s("mha", 4);
+  for (std::string spec : {"kivi", "xquant", "xquant-cl"}) {
+    auto seq = make(spec, s.cfg, s.proj, 4)->new_sequence();
+    Outputs o;
+    run(s.cfg, s.work, *seq, 0, 2, 2, o);
+    EXPECT_THROW(run(s.cfg, s.work, *seq, 3, 4, 1, o), std::invalid_argument) << spec;
+  }
+}
+
+}  // namespace
+}  // namespace xq
