@@ -1,0 +1,36 @@
+// Test helper: runs the tokenizer of a model directory on stdin, for comparison with HF.
+//   tokenize_cli DIR encode [--no-special] < text        -> JSON array of ids
+//   tokenize_cli DIR decode [--skip-special] < json_ids  -> text
+#include <iostream>
+#include <iterator>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/tokenizer/tokenizer.h"
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::cerr << "usage: tokenize_cli DIR encode [--no-special] | decode [--skip-special]\n";
+    return 2;
+  }
+  std::string mode = argv[2];
+  bool flag = argc > 3;
+  std::string input((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  try {
+    auto tok = xq::load_hf_tokenizer(argv[1]);
+    if (mode == "encode") {
+      std::cout << nlohmann::json(tok->encode(input, !flag)).dump() << "\n";
+    } else if (mode == "decode") {
+      auto ids = nlohmann::json::parse(input).get<std::vector<int>>();
+      std::cout << tok->decode(ids, flag);
+    } else {
+      std::cerr << "unknown mode " << mode << "\n";
+      return 2;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "tokenize_cli: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
