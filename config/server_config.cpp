@@ -1,0 +1,174 @@
+#include "config/server_config.h"
+
+#include <cctype>
+#include <limits>
+#include <sstream>
+#include <tuple>
+
+#include <CLI/CLI.hpp>
+
+namespace xq {
+namespace {
+
+// A value CLI11 accepted syntactically but that makes no sense together with the others.
+struct BadFlag : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void check_cache(ServerConfig& c, bool bits_given) {
+  if (c.cache == "fp16") {
+    if (bits_given && c.cache_bits != 16)
+      throw BadFlag("--cache-bits " + std::to_string(c.cache_bits) +
+                    " does not apply to --cache fp16 (it is always 16)");
+    c.cache_bits = 16;
+    return;
+  }
+  if (!bits_given) c.cache_bits = c.cache == "xquant-cl" ? 2 : 4;
+  if (c.cache_bits < 2 || c.cache_bits > 8)
+    throw BadFlag("--cache-bits must be between 2 and 8 for --cache " + c.cache + ", got " +
+                  std::to_string(c.cache_bits));
+}
+
+void check_all(ServerConfig& c, bool bits_given) {
+  check_cache(c, bits_given);
+  if (c.cache_group_size <= 0 || (c.cache_group_size & (c.cache_group_size - 1)) != 0)
+    throw BadFlag("--cache-group-size must be a positive power of two, got " +
+                  std::to_string(c.cache_group_size));
+  if (c.max_num_batched_tokens < c.max_num_seqs)
+    throw BadFlag("--max-num-batched-tokens (" + std::to_string(c.max_num_batched_tokens) +
+                  ") must be at least --max-num-seqs (" + std::to_string(c.max_num_seqs) + ")");
+  if (c.cache_memory_bytes < (size_t{1} << 20))
+    throw BadFlag("--cache-memory must be at least 1MiB, got " +
+                  std::to_string(c.cache_memory_bytes));
+  if (c.max_body_bytes < 1024)
+    throw BadFlag("--max-body-bytes must be at least 1KiB, got " +
+                  std::to_string(c.max_body_bytes));
+}
+
+// Flags whose values are byte sizes ("8MiB"), parsed after CLI11 is done.
+struct SizeFlags {
+  std::string body = "8MiB";
+  std::string cache = "4GiB";
+};
+
+void add_flags(CLI::App& app, ServerConfig& c, SizeFlags& sizes, int& model_len) {
+  app.add_option("--model", c.model, "Hugging Face model directory or .gguf file")
+      ->required()
+      ->envname("XQ_MODEL");
+  app.add_option("--host", c.host, "Address to listen on")->envname("XQ_HOST")->capture_default_str();
+  app.add_option("--port", c.port, "TCP port (0: any free port)")
+      ->envname("XQ_PORT")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  app.add_option("--device", c.device, "Where the engine runs")
+      ->envname("XQ_DEVICE")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
+  app.add_option("--served-model-name", c.served_model_name,
+                 "Model name clients use (default: the model's directory or file name)");
+  app.add_option("--cache", c.cache, "Cache format")
+      ->check(CLI::IsMember({"fp16", "kivi", "xquant", "xquant-cl"}))
+      ->capture_default_str();
+  app.add_option("--cache-bits", c.cache_bits,
+                 "Bits per cached value (fp16: 16; default 4, xquant-cl: 2)");
+  app.add_option("--cache-group-size", c.cache_group_size, "Quantization group size")
+      ->capture_default_str();
+  app.add_option("--xquant-latent", c.xquant_latent,
+                 "Cache X on the SVD basis of Wk/Wv (GQA models)")
+      ->check(CLI::IsMember({"on", "off", "auto"}))
+      ->capture_default_str();
+  app.add_option("--max-num-seqs", c.max_num_seqs, "Sequences running at once")
+      ->check(CLI::Range(1, 1 << 16))
+      ->capture_default_str();
+  app.add_option("--max-num-batched-tokens", c.max_num_batched_tokens, "Tokens per engine step")
+      ->check(CLI::Range(1, 1 << 24))
+      ->capture_default_str();
+  app.add_option("--max-model-len", model_len,
+                 "Context limit (default: the model's max_position_embeddings)")
+      ->check(CLI::Range(1, 1 << 24));
+  app.add_option("--api-key", c.api_key, "Bearer key required on /v1/*")->envname("XQ_API_KEY");
+  app.add_option("--seed", c.seed, "Base seed for requests without one")->capture_default_str();
+  app.add_option("--threads", c.threads, "CPU threads for the engine (0: all cores)")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  app.add_option("--http-threads", c.http_threads, "Threads serving HTTP connections")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--log-level", c.log_level, "Log verbosity")
+      ->envname("XQ_LOG_LEVEL")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      ->capture_default_str();
+  app.add_option("--cache-memory", sizes.cache, "Memory for the cache (e.g. 4GiB)")
+      ->envname("XQ_CACHE_MEMORY")
+      ->capture_default_str();
+  app.add_option("--max-body-bytes", sizes.body, "Largest request body accepted (e.g. 8MiB)")
+      ->capture_default_str();
+  app.add_option("--shutdown-grace", c.shutdown_grace_s,
+                 "Seconds SIGTERM waits for running requests")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+}
+
+}  // namespace
+
+size_t parse_byte_size(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == 0 || i > 18) throw std::invalid_argument("not a byte size: '" + std::string(text) + "'");
+  const uint64_t number = std::stoull(std::string(text.substr(0, i)));
+  std::string unit;
+  for (char ch : text.substr(i)) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  uint64_t scale = 0;
+  if (unit.empty() || unit == "b") scale = 1;
+  else if (unit == "k" || unit == "kib") scale = uint64_t{1} << 10;
+  else if (unit == "m" || unit == "mib") scale = uint64_t{1} << 20;
+  else if (unit == "g" || unit == "gib") scale = uint64_t{1} << 30;
+  else if (unit == "kb") scale = 1000;
+  else if (unit == "mb") scale = 1000 * 1000;
+  else if (unit == "gb") scale = 1000 * 1000 * 1000;
+  if (scale == 0) throw std::invalid_argument("unknown size unit in '" + std::string(text) + "'");
+  if (number > std::numeric_limits<size_t>::max() / scale)
+    throw std::invalid_argument("byte size too large: '" + std::string(text) + "'");
+  return static_cast<size_t>(number * scale);
+}
+
+ServerArgs parse_server_args(int argc, const char* const* argv) {
+  ServerConfig c;
+  SizeFlags sizes;
+  int model_len = 0;
+  CLI::App app{"xquant-server: an OpenAI-compatible LLM server with XQuant caches",
+               "xquant-server"};
+  add_flags(app, c, sizes, model_len);
+  ServerArgs out;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::ostringstream text, err;
+    const int code = app.exit(e, text, err);
+    out.exit_code = code == 0 ? 0 : 2;
+    out.message = code == 0 ? text.str() : err.str() + text.str();
+    return out;
+  }
+  for (auto [flag, text, dest] : {std::tuple{"--max-body-bytes", &sizes.body, &c.max_body_bytes},
+                                   std::tuple{"--cache-memory", &sizes.cache, &c.cache_memory_bytes}}) {
+    try {
+      *dest = parse_byte_size(*text);
+    } catch (const std::invalid_argument& e) {
+      out.exit_code = 2;
+      out.message = std::string(flag) + ": " + e.what() + "\n";
+      return out;
+    }
+  }
+  if (app.count("--max-model-len")) c.max_model_len = model_len;
+  try {
+    check_all(c, app.count("--cache-bits") > 0);
+  } catch (const BadFlag& e) {
+    out.exit_code = 2;
+    out.message = std::string(e.what()) + "\nRun with --help for more information.\n";
+    return out;
+  }
+  out.config = std::move(c);
+  return out;
+}
+
+}  // namespace xq

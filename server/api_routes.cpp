@@ -1,0 +1,125 @@
+#include "server/api_routes.h"
+
+#include <chrono>
+
+#include <nlohmann/json.hpp>
+
+#include "server/json_params.h"
+
+namespace xq {
+
+using ojson = nlohmann::ordered_json;
+
+IdSource::IdSource(uint64_t seed) : rng_(seed) {}
+
+std::string IdSource::next(const std::string& prefix) {
+  std::lock_guard lock(mu_);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id = prefix;
+  for (int word = 0; word < 2; ++word) {
+    uint64_t bits = rng_();
+    for (int i = 0; i < 16; ++i, bits >>= 4) id += kHex[bits & 15];
+  }
+  return id;
+}
+
+void check_bearer(const std::string& authorization, const std::string& key) {
+  if (key.empty()) return;
+  static constexpr std::string_view kScheme = "Bearer ";
+  if (authorization.size() != kScheme.size() + key.size() ||
+      authorization.compare(0, kScheme.size(), kScheme) != 0)
+    throw unauthorized();
+  // Compare every byte so the time taken does not tell how much of the key matched.
+  unsigned char diff = 0;
+  for (size_t i = 0; i < key.size(); ++i)
+    diff |= static_cast<unsigned char>(authorization[kScheme.size() + i] ^ key[i]);
+  if (diff != 0) throw unauthorized();
+}
+
+HttpReply health_reply() { return json_reply(R"({"status":"ok"})"); }
+
+HttpReply models_reply(const ModelLimits& limits, int64_t created) {
+  ojson model = {{"id", limits.served_name},      {"object", "model"},
+                 {"created", created},            {"owned_by", "xquant-server"},
+                 {"root", limits.model_path},     {"parent", nullptr},
+                 {"max_model_len", limits.max_model_len}};
+  return json_reply(dump_json({{"object", "list"}, {"data", ojson::array({model})}}));
+}
+
+HttpReply tokenize_reply(std::string_view body, const Tokenizer& tok, const ModelLimits& limits) {
+  const nlohmann::json j = parse_json_object(body);
+  check_model_name(get_string(j, "model"), limits);
+  auto prompt = get_string(j, "prompt");
+  if (!prompt) throw invalid_request("'prompt' is required and must be a string", "prompt");
+  const bool special = get_bool(j, "add_special_tokens").value_or(true);
+  const std::vector<int> ids = tok.encode(*prompt, special);
+  return json_reply(dump_json({{"count", ids.size()},
+                               {"max_model_len", limits.max_model_len},
+                               {"tokens", ids}}));
+}
+
+HttpReply detokenize_reply(std::string_view body, const Tokenizer& tok,
+                           const ModelLimits& limits) {
+  const nlohmann::json j = parse_json_object(body);
+  check_model_name(get_string(j, "model"), limits);
+  auto it = j.find("tokens");
+  if (it == j.end() || !it->is_array())
+    throw invalid_request("'tokens' is required and must be a list of token ids", "tokens");
+  std::vector<int> ids;
+  for (const nlohmann::json& v : *it) {
+    auto id = as_int(v, 0, limits.vocab_size - 1);
+    if (!id || v.is_number_float())
+      throw invalid_request("'tokens' entries must be token ids in [0, " +
+                                std::to_string(limits.vocab_size) + ")",
+                            "tokens");
+    ids.push_back(static_cast<int>(*id));
+  }
+  return json_reply(dump_json({{"prompt", tok.decode(ids, false)}}));
+}
+
+std::shared_ptr<CompletionJob> completion_job(std::string_view body, const Tokenizer& tok,
+                                              const ModelLimits& limits, CompletionMeta meta) {
+  auto job = std::make_shared<CompletionJob>();
+  job->prep = prepare_completion(parse_completion_body(body, limits), tok, limits);
+  job->meta = std::move(meta);
+  job->meta.model = job->prep.body.model;
+  job->assembler = std::make_unique<CompletionAssembler>(job->meta, job->prep, tok);
+  return job;
+}
+
+Router make_api_router(ApiContext& ctx) {
+  Router r;
+  // Only /v1/* needs the key, as in vLLM: health checks and scrapes stay open.
+  auto authed = [&ctx](Handler h) {
+    return [&ctx, h = std::move(h)](const HttpRequestIn& req) {
+      check_bearer(req.authorization, ctx.api_key);
+      return h(req);
+    };
+  };
+  auto reply = [](HttpReply rep) { return RouteResult{std::move(rep), nullptr}; };
+  r.add("GET", "/health", [=](const HttpRequestIn&) { return reply(health_reply()); });
+  r.add("GET", "/v1/models", authed([&ctx, reply](const HttpRequestIn&) {
+          return reply(models_reply(ctx.limits, ctx.started));
+        }));
+  r.add("POST", "/v1/completions", authed([&ctx](const HttpRequestIn& req) {
+          const auto now = std::chrono::system_clock::now().time_since_epoch();
+          CompletionMeta meta{ctx.ids->next("cmpl-"),
+                              std::chrono::duration_cast<std::chrono::seconds>(now).count(), ""};
+          return RouteResult{{}, completion_job(req.body, *ctx.tokenizer, ctx.limits, meta)};
+        }));
+  r.add("POST", "/tokenize", [&ctx, reply](const HttpRequestIn& req) {
+    return reply(tokenize_reply(req.body, *ctx.tokenizer, ctx.limits));
+  });
+  r.add("POST", "/detokenize", [&ctx, reply](const HttpRequestIn& req) {
+    return reply(detokenize_reply(req.body, *ctx.tokenizer, ctx.limits));
+  });
+  if (ctx.metrics && ctx.loop) {
+    r.add("GET", "/metrics", [&ctx](const HttpRequestIn&) {
+      return RouteResult{{200, "text/plain; version=0.0.4", ctx.metrics->render(ctx.loop->stats())},
+                         nullptr};
+    });
+  }
+  return r;
+}
+
+}  // namespace xq

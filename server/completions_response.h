@@ -1,0 +1,87 @@
+// The /v1/completions response: assembles engine events of every choice into the OpenAI
+// "text_completion" JSON, or into SSE chunks of the same shape ending with `data: [DONE]`.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/tokenizer/tokenizer.h"
+#include "scheduler/request.h"
+#include "server/completions_schema.h"
+#include "server/openai_errors.h"
+
+namespace xq {
+
+struct CompletionMeta {
+  std::string id;  // "cmpl-..."
+  int64_t created = 0;
+  std::string model;
+};
+
+// Not thread-safe: one connection feeds it events in order.
+class CompletionAssembler {
+ public:
+  CompletionAssembler(CompletionMeta meta, const PreparedCompletion& prep, const Tokenizer& tok);
+
+  // Takes one event of choice `choice`. Streaming: returns the SSE frames to send now.
+  std::vector<std::string> on_event(int choice, const RequestEvent& ev);
+  bool done() const { return finished_ == static_cast<int>(choices_.size()); }
+  // The first engine error, if a choice ended with finish_reason "error".
+  const std::optional<ApiError>& error() const { return error_; }
+
+  // Non-streaming: the whole response body (call when done()).
+  std::string final_body() const;
+  // Streaming: the usage chunk (when asked) and `data: [DONE]`.
+  std::vector<std::string> closing_frames() const;
+
+  int num_choices() const { return static_cast<int>(choices_.size()); }
+  // Tokens generated so far for one choice.
+  int completion_tokens(int choice) const { return choices_.at(choice).completion_tokens; }
+
+ private:
+  struct Logprobs {
+    nlohmann::ordered_json tokens = nlohmann::ordered_json::array();
+    nlohmann::ordered_json token_logprobs = nlohmann::ordered_json::array();
+    nlohmann::ordered_json top_logprobs = nlohmann::ordered_json::array();
+    nlohmann::ordered_json text_offset = nlohmann::ordered_json::array();
+  };
+  struct Choice {
+    int prompt = 0;
+    std::string text;
+    Logprobs logprobs;
+    size_t streamed_tokens = 0;  // logprob entries already sent
+    int64_t offset = 0;          // text offset (code points) of the next token
+    int completion_tokens = 0;
+    bool started = false;
+    bool finished = false;
+    std::string finish_reason;
+  };
+
+  // Appends one token (prompt or generated) to a choice's logprobs.
+  void add_logprob(Choice& c, int token, const std::string& text,
+                   const std::optional<TokenLogprob>& lp);
+  void add_echo(Choice& c, const RequestEvent& ev);
+  nlohmann::ordered_json chunk(const nlohmann::ordered_json& choices) const;
+  nlohmann::ordered_json logprobs_json(const Logprobs& lp, size_t from) const;
+  nlohmann::ordered_json usage() const;
+
+  CompletionMeta meta_;
+  const PreparedCompletion& prep_;
+  const Tokenizer& tok_;
+  std::vector<Choice> choices_;
+  int finished_ = 0;
+  std::optional<ApiError> error_;
+};
+
+// "data: <json>\n\n"
+std::string sse_frame(const nlohmann::ordered_json& j);
+// Number of code points in UTF-8 text (invalid bytes count one each), for text_offset.
+int64_t utf8_length(const std::string& s);
+// JSON text with invalid UTF-8 replaced by U+FFFD.
+std::string dump_json(const nlohmann::ordered_json& j);
+
+}  // namespace xq

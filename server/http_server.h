@@ -1,0 +1,61 @@
+// HttpServer: the Asio io_context, its threads and the acceptor; each connection becomes an
+// HttpSession. Start, stop accepting (drain), stop.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "scheduler/engine_loop.h"
+#include "server/metrics.h"
+#include "server/router.h"
+
+namespace xq {
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  int threads = 2;
+  size_t max_body_bytes = size_t{8} << 20;
+  size_t max_header_bytes = 16 * 1024;
+  std::chrono::seconds idle_timeout{120};   // waiting for (the rest of) a request
+  std::chrono::seconds write_timeout{60};   // one write to a slow client
+};
+
+// What every session shares; owned by the HttpServer.
+struct SessionEnv {
+  HttpOptions opts;
+  const Router* router = nullptr;
+  EngineLoop* loop = nullptr;
+  ServerMetrics* metrics = nullptr;
+  std::atomic<bool> draining{false};
+  std::atomic<int> active_jobs{0};
+};
+
+class HttpServer {
+ public:
+  HttpServer(HttpOptions opts, const Router& router, EngineLoop& loop, ServerMetrics& metrics);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds, listens and starts the threads; returns the bound port. Throws std::runtime_error.
+  int start();
+  // Closes the listening socket; requests arriving on open connections get 503.
+  void stop_accepting();
+  // Generations still running.
+  int active_jobs() const { return env_.active_jobs.load(); }
+  // Stops the io_context and joins its threads; connections are dropped.
+  void stop();
+
+ private:
+  struct Impl;
+  SessionEnv env_;
+  std::unique_ptr<Impl> impl_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace xq

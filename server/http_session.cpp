@@ -1,0 +1,268 @@
+#include "server/http_session.h"
+
+#include <algorithm>
+#include <array>
+
+#include <spdlog/spdlog.h>
+
+namespace xq {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+// How much a client that sent too much may still send before the connection is cut.
+constexpr size_t kLingerBytes = size_t{256} << 20;
+constexpr auto kLingerTime = std::chrono::seconds(5);
+
+bool is_parse_error(const beast::error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_method).category();
+}
+
+}  // namespace
+
+HttpSession::HttpSession(tcp::socket&& socket, SessionEnv& env)
+    : stream_(std::move(socket)), env_(env) {}
+
+void HttpSession::run() {
+  net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
+}
+
+void HttpSession::read_request() {
+  parser_.emplace();
+  parser_->body_limit(env_.opts.max_body_bytes);
+  parser_->header_limit(static_cast<uint32_t>(env_.opts.max_header_bytes));
+  stream_.expires_after(env_.opts.idle_timeout);
+  http::async_read(stream_, buffer_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+}
+
+void HttpSession::on_read(beast::error_code ec) {
+  if (!ec) return handle();
+  if (ec == http::error::body_limit)
+    return send_reply(error_reply(body_too_large(env_.opts.max_body_bytes)), true, true);
+  if (ec == http::error::header_limit)
+    return send_reply(error_reply(ApiError(431, "invalid_request_error",
+                                           "Request headers are too large", {},
+                                           "request_header_fields_too_large")),
+                      true, true);
+  if (is_parse_error(ec) && ec != http::error::end_of_stream && ec != http::error::partial_message)
+    return send_reply(error_reply(invalid_request("Malformed HTTP request: " + ec.message())),
+                      true, true);
+  close();  // end of stream, timeout, reset
+}
+
+void HttpSession::handle() {
+  req_ = parser_->release();
+  keep_alive_ = req_.keep_alive();
+  HttpRequestIn in{std::string(req_.method_string()), std::string(req_.target()),
+                   std::string(req_[http::field::authorization]), std::move(req_.body())};
+  if (env_.draining)
+    return send_reply(error_reply(unavailable("The server is shutting down")), true);
+  RouteResult r = env_.router->dispatch(in);
+  if (r.reply.status >= 500) spdlog::error("{} {}: {}", in.method, in.target, r.reply.body);
+  if (r.job) return start_job(std::move(r.job));
+  send_reply(r.reply, !keep_alive_);
+}
+
+void HttpSession::send_reply(const HttpReply& reply, bool close_after, bool linger) {
+  auto res = std::make_shared<http::response<Body>>(static_cast<http::status>(reply.status), 11);
+  res->set(http::field::server, "xquant-server");
+  res->set(http::field::content_type, reply.content_type);
+  res->keep_alive(!close_after);
+  res->body() = reply.body;
+  res->prepare_payload();
+  stream_.expires_after(env_.opts.write_timeout);
+  http::async_write(stream_, *res,
+                    [self = shared_from_this(), res, close_after, linger](beast::error_code ec,
+                                                                          size_t) {
+                      if (ec) return self->close();
+                      if (linger) return self->linger_close();
+                      if (close_after) return self->close();
+                      self->read_request();
+                    });
+}
+
+void HttpSession::close() {
+  beast::error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  stream_.close();
+}
+
+// Reading what the client still sends before closing lets it see the error reply instead of a
+// connection reset.
+void HttpSession::linger_close() {
+  beast::error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream_.expires_after(kLingerTime);
+  linger_buf_ = std::make_unique<std::array<char, 65536>>();
+  lingered_ = 0;
+  linger_read();
+}
+
+void HttpSession::linger_read() {
+  stream_.async_read_some(net::buffer(*linger_buf_),
+                          [self = shared_from_this()](beast::error_code ec, size_t n) {
+                            self->lingered_ += n;
+                            if (ec || self->lingered_ > kLingerBytes) return self->close();
+                            self->linger_read();
+                          });
+}
+
+void HttpSession::start_job(std::shared_ptr<CompletionJob> job) {
+  job_ = std::move(job);
+  const uint64_t serial = ++serial_;
+  const int n = job_->assembler->num_choices();
+  ids_.clear();
+  choice_done_.assign(n, false);
+  frames_.clear();
+  writing_ = false;
+  stream_closing_ = false;
+  ++env_.active_jobs;
+  stream_.expires_never();
+  auto self = shared_from_this();
+  auto ex = stream_.get_executor();
+  try {
+    for (int i = 0; i < n; ++i) {
+      ids_.push_back(env_.loop->submit(std::move(job_->prep.requests[i]),
+                                       [self, ex, serial, i](RequestEvent ev) {
+                                         net::post(ex, [self, serial, i, ev = std::move(ev)] {
+                                           self->on_event(serial, i, ev);
+                                         });
+                                       }));
+    }
+  } catch (const std::exception& e) {
+    for (uint64_t id : ids_) env_.loop->abort(id);
+    end_job();
+    return send_reply(error_reply(unavailable(e.what())), !keep_alive_);
+  }
+  if (job_->prep.body.stream) write_stream_head();
+  watch_disconnect();
+}
+
+void HttpSession::on_event(uint64_t serial, int choice, RequestEvent ev) {
+  if (serial != serial_ || !job_) return;
+  CompletionAssembler& as = *job_->assembler;
+  std::vector<std::string> frames = as.on_event(choice, ev);
+  if (ev.finished && !choice_done_[choice]) {
+    choice_done_[choice] = true;
+    const auto& prompt = job_->prep.prompts[job_->prep.choice_prompt[choice]].ids;
+    env_.metrics->on_request_finished(
+        ev.finish_reason, ev.prompt_tokens > 0 ? ev.prompt_tokens : static_cast<int>(prompt.size()),
+        std::max(ev.completion_tokens, as.completion_tokens(choice)));
+  }
+  if (!job_->prep.body.stream) {
+    if (!as.done()) return;
+    const HttpReply reply = as.error() ? error_reply(*as.error()) : json_reply(as.final_body());
+    if (as.error()) spdlog::error("{}: {}", job_->meta.id, as.error()->what());
+    end_job();
+    return send_reply(reply, !keep_alive_);
+  }
+  for (std::string& f : frames) frames_.push_back(std::move(f));
+  if (as.done() && !stream_closing_) {
+    for (std::string& f : as.closing_frames()) frames_.push_back(std::move(f));
+    stream_closing_ = true;
+  }
+  pump_frames();
+}
+
+void HttpSession::write_stream_head() {
+  stream_res_ = std::make_unique<http::response<http::empty_body>>(http::status::ok, 11);
+  stream_res_->set(http::field::server, "xquant-server");
+  stream_res_->set(http::field::content_type, "text/event-stream");
+  stream_res_->set(http::field::cache_control, "no-cache");
+  stream_res_->keep_alive(keep_alive_);
+  stream_res_->chunked(true);
+  stream_sr_ = std::make_unique<http::response_serializer<http::empty_body>>(*stream_res_);
+  writing_ = true;
+  stream_.expires_after(env_.opts.write_timeout);
+  http::async_write_header(
+      stream_, *stream_sr_,
+      [self = shared_from_this(), serial = serial_](beast::error_code ec, size_t) {
+        if (serial != self->serial_) return;
+        self->writing_ = false;
+        if (ec) return self->client_gone();
+        self->pump_frames();
+      });
+}
+
+void HttpSession::pump_frames() {
+  if (writing_) return;
+  auto self = shared_from_this();
+  const uint64_t serial = serial_;
+  stream_.expires_after(env_.opts.write_timeout);
+  writing_ = true;
+  if (!frames_.empty()) {
+    net::async_write(stream_, http::make_chunk(net::buffer(frames_.front())),
+                     [self, serial](beast::error_code ec, size_t) {
+                       if (serial != self->serial_) return;
+                       self->writing_ = false;
+                       if (ec) return self->client_gone();
+                       self->frames_.pop_front();
+                       self->pump_frames();
+                     });
+  } else if (stream_closing_) {
+    net::async_write(stream_, http::make_chunk_last(),
+                     [self, serial](beast::error_code ec, size_t) {
+                       if (serial != self->serial_) return;
+                       self->writing_ = false;
+                       self->end_job();
+                       if (ec || !self->keep_alive_) return self->close();
+                       self->read_request();
+                     });
+  } else {
+    writing_ = false;
+  }
+}
+
+void HttpSession::end_job() {
+  if (!job_) return;
+  job_.reset();
+  ++serial_;  // late events and handlers of this job are dropped
+  ids_.clear();
+  frames_.clear();
+  stream_sr_.reset();
+  stream_res_.reset();
+  --env_.active_jobs;
+}
+
+void HttpSession::client_gone() {
+  if (job_) {
+    for (size_t i = 0; i < ids_.size(); ++i) {
+      if (choice_done_[i]) continue;
+      env_.loop->abort(ids_[i]);
+      const auto& prompt = job_->prep.prompts[job_->prep.choice_prompt[i]].ids;
+      env_.metrics->on_request_finished("abort", static_cast<int>(prompt.size()),
+                                        job_->assembler->completion_tokens(static_cast<int>(i)));
+    }
+    spdlog::info("{}: client went away, request aborted", job_->meta.id);
+    end_job();
+  }
+  close();
+}
+
+// While a generation runs nothing is read, so readability of the socket means the client closed
+// it (or pipelined the next request, which is left for the next read).
+void HttpSession::watch_disconnect() {
+  stream_.socket().async_wait(
+      tcp::socket::wait_read, [self = shared_from_this(), serial = serial_](beast::error_code ec) {
+        if (serial != self->serial_ || !self->job_ || ec == net::error::operation_aborted) return;
+        if (!ec) {
+          char byte = 0;
+          beast::error_code peek_ec, ignored;
+          tcp::socket& s = self->stream_.socket();
+          s.non_blocking(true, ignored);
+          const size_t n = s.receive(net::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
+          s.non_blocking(false, ignored);
+          if (peek_ec == net::error::would_block || peek_ec == net::error::try_again)
+            return self->watch_disconnect();
+          if (!peek_ec && n > 0) return;
+        }
+        self->client_gone();
+      });
+}
+
+}  // namespace xq

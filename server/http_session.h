@@ -1,0 +1,72 @@
+// HttpSession: one connection. Reads a request (with body and header limits and timeouts),
+// routes it, writes the reply, and keeps the connection alive; a completion job is submitted to
+// the engine and answered as JSON at the end or streamed as chunked SSE. A client that goes away
+// mid-generation has its requests aborted in the engine.
+#pragma once
+
+#include <array>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <utility>  // Boost 1.74 Asio uses std::exchange without including it
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "server/http_server.h"
+
+namespace xq {
+
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(boost::asio::ip::tcp::socket&& socket, SessionEnv& env);
+  void run();
+
+ private:
+  using Body = boost::beast::http::string_body;
+
+  void read_request();
+  void on_read(boost::beast::error_code ec);
+  void handle();
+  // Writes a whole reply; then reads the next request, or closes (close, or an error status
+  // after a broken read, where `linger` drains what the client still sends first).
+  void send_reply(const HttpReply& reply, bool close, bool linger = false);
+  void close();
+  void linger_close();
+  void linger_read();
+
+  void start_job(std::shared_ptr<CompletionJob> job);
+  void on_event(uint64_t serial, int choice, RequestEvent ev);
+  void end_job();
+  void client_gone();
+  void watch_disconnect();
+  void write_stream_head();
+  void pump_frames();
+
+  boost::beast::tcp_stream stream_;
+  SessionEnv& env_;
+  boost::beast::flat_buffer buffer_;
+  std::optional<boost::beast::http::request_parser<Body>> parser_;
+  boost::beast::http::request<Body> req_;
+
+  // The running job, if any. Events of an older job (serial) are dropped.
+  std::shared_ptr<CompletionJob> job_;
+  uint64_t serial_ = 0;
+  std::vector<uint64_t> ids_;
+  std::vector<bool> choice_done_;
+  bool keep_alive_ = true;
+  std::deque<std::string> frames_;
+  bool writing_ = false;
+  bool stream_closing_ = false;  // all frames queued; the last chunk follows them
+  std::unique_ptr<boost::beast::http::response<boost::beast::http::empty_body>> stream_res_;
+  std::unique_ptr<boost::beast::http::response_serializer<boost::beast::http::empty_body>>
+      stream_sr_;
+  std::unique_ptr<std::array<char, 65536>> linger_buf_;
+  size_t lingered_ = 0;
+};
+
+}  // namespace xq

@@ -1,0 +1,155 @@
+// xquant-server: parse flags, load the model, start the engine thread and the HTTP server, and
+// drain gracefully on SIGINT/SIGTERM.
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <memory>
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+#include "config/server_config.h"
+#include "engine/model/model.h"
+#include "kernels/gpu_probe.h"
+#include "scheduler/engine_loop.h"
+#include "server/api_routes.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
+
+namespace {
+
+using namespace xq;
+
+EngineOptions engine_options(const ServerConfig& c) {
+  EngineOptions e;
+  e.device = c.device;
+  if (e.device == "auto") e.device = probe_gpus().empty() ? "cpu" : "cuda";
+  e.cache.format = c.cache;
+  e.cache.bits = c.cache_bits;
+  e.cache.group_size = c.cache_group_size;
+  e.cache.latent = c.xquant_latent;
+  e.threads = c.threads;
+  return e;
+}
+
+SchedulerOptions scheduler_options(const ServerConfig& c) {
+  SchedulerOptions s;
+  s.max_num_seqs = c.max_num_seqs;
+  s.max_num_batched_tokens = c.max_num_batched_tokens;
+  s.max_model_len = c.max_model_len.value_or(0);
+  s.seed = c.seed;
+  s.cache_bytes = static_cast<double>(c.cache_memory_bytes);
+  return s;
+}
+
+// The limits requests are checked against: a prompt plus max_tokens must fit the context and
+// the whole cache.
+ModelLimits model_limits(const ServerConfig& c, const LoadedModel& m, const EngineLoop& loop) {
+  ModelLimits l;
+  l.served_name = c.served_model_name.empty() ? m.default_name : c.served_model_name;
+  l.model_path = c.model;
+  l.vocab_size = std::min(m.model->config().vocab_size, m.tokenizer->vocab_size());
+  l.max_model_len = loop.max_model_len();
+  const int64_t capacity = loop.cache_capacity_tokens();
+  if (capacity < l.max_model_len) {
+    spdlog::warn("the cache holds only {} tokens, less than the context length {}: requests are "
+                 "limited to {} tokens (raise --cache-memory)",
+                 capacity, l.max_model_len, capacity);
+    l.max_model_len = static_cast<int>(capacity);
+  }
+  return l;
+}
+
+// Waits up to `grace` for running generations, returning early on a second signal.
+void drain(HttpServer& server, double grace_s, const sigset_t& signals) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
+  timespec tick{0, 50 * 1000 * 1000};
+  while (server.active_jobs() > 0 && std::chrono::steady_clock::now() < deadline) {
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+      spdlog::warn("second signal: not waiting for running requests");
+      return;
+    }
+  }
+  if (server.active_jobs() > 0)
+    spdlog::warn("grace period over: aborting {} running request(s)", server.active_jobs());
+}
+
+int serve(const ServerConfig& cfg) {
+  // Signals are taken by sigwait in this thread; every thread started below inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  LoadedModel model = load_model(cfg.model, engine_options(cfg));
+  const ModelConfig& mc = model.model->config();
+  if (cfg.max_model_len && *cfg.max_model_len > mc.max_position_embeddings)
+    throw ConfigError("--max-model-len " + std::to_string(*cfg.max_model_len) +
+                      " is larger than the model's max_position_embeddings (" +
+                      std::to_string(mc.max_position_embeddings) + ")");
+  auto loop = std::make_unique<EngineLoop>(model, scheduler_options(cfg));
+
+  ServerMetrics metrics(model.model->cache_format().bytes_per_token(),
+                        fp16_kv_bytes_per_token(mc));
+  IdSource ids(std::random_device{}());
+  ApiContext ctx;
+  ctx.tokenizer = model.tokenizer.get();
+  ctx.limits = model_limits(cfg, model, *loop);
+  ctx.api_key = cfg.api_key;
+  ctx.loop = loop.get();
+  ctx.metrics = &metrics;
+  ctx.ids = &ids;
+  ctx.started = static_cast<int64_t>(std::time(nullptr));
+  const Router router = make_api_router(ctx);
+
+  HttpOptions http;
+  http.host = cfg.host;
+  http.port = cfg.port;
+  http.threads = cfg.http_threads;
+  http.max_body_bytes = cfg.max_body_bytes;
+  auto server = std::make_unique<HttpServer>(http, router, *loop, metrics);
+  const int port = server->start();
+  spdlog::info("serving model '{}' (max_model_len {}, cache {})", ctx.limits.served_name,
+               ctx.limits.max_model_len, model.model->cache_format().name());
+  spdlog::info("listening on http://{}:{}", cfg.host, port);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("{}: no new requests; waiting up to {:.0f}s for running ones", strsignal(sig),
+               cfg.shutdown_grace_s);
+  server->stop_accepting();
+  drain(*server, cfg.shutdown_grace_s, signals);
+  // Order matters: no handler may run once the engine is gone, and the engine's sinks post into
+  // the server's io_context, which must outlive them.
+  server->stop();
+  loop->stop();
+  loop.reset();
+  server.reset();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const ServerArgs args = parse_server_args(argc, argv);
+  if (!args.config) {
+    (args.exit_code == 0 ? std::cout : std::cerr) << args.message;
+    return args.exit_code;
+  }
+  const ServerConfig& cfg = *args.config;
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  try {
+    return serve(cfg);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "xquant-server: error: %s\n", e.what());
+    return 1;
+  }
+}
