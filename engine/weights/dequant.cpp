@@ -151,13 +151,26 @@ struct BlockFormat {
 
 bool block_format(DType t, BlockFormat* f) {
   switch (t) {
-    case DType::Q4_0: *f = {32, 18, block_q4_0}; return true;
-    case DType::Q5_0: *f = {32, 22, block_q5_0}; return true;
-    case DType::Q8_0: *f = {32, 34, block_q8_0}; return true;
-    case DType::Q4_K: *f = {256, 144, block_q4_k}; return true;
-    case DType::Q5_K: *f = {256, 176, block_q5_k}; return true;
-    case DType::Q6_K: *f = {256, 210, block_q6_k}; return true;
-    default: return false;
+    case DType::Q4_0:
+      *f = {32, 18, block_q4_0};
+      return true;
+    case DType::Q5_0:
+      *f = {32, 22, block_q5_0};
+      return true;
+    case DType::Q8_0:
+      *f = {32, 34, block_q8_0};
+      return true;
+    case DType::Q4_K:
+      *f = {256, 144, block_q4_k};
+      return true;
+    case DType::Q5_K:
+      *f = {256, 176, block_q5_k};
+      return true;
+    case DType::Q6_K:
+      *f = {256, 210, block_q6_k};
+      return true;
+    default:
+      return false;
   }
 }
 

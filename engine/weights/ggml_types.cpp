@@ -53,16 +53,26 @@ std::string ggml_type_name(uint32_t type) {
 
 std::optional<DType> dtype_from_ggml(uint32_t type) {
   switch (static_cast<GgmlType>(type)) {
-    case GgmlType::F32: return DType::F32;
-    case GgmlType::F16: return DType::F16;
-    case GgmlType::BF16: return DType::BF16;
-    case GgmlType::Q4_0: return DType::Q4_0;
-    case GgmlType::Q5_0: return DType::Q5_0;
-    case GgmlType::Q8_0: return DType::Q8_0;
-    case GgmlType::Q4_K: return DType::Q4_K;
-    case GgmlType::Q5_K: return DType::Q5_K;
-    case GgmlType::Q6_K: return DType::Q6_K;
-    default: return std::nullopt;
+    case GgmlType::F32:
+      return DType::F32;
+    case GgmlType::F16:
+      return DType::F16;
+    case GgmlType::BF16:
+      return DType::BF16;
+    case GgmlType::Q4_0:
+      return DType::Q4_0;
+    case GgmlType::Q5_0:
+      return DType::Q5_0;
+    case GgmlType::Q8_0:
+      return DType::Q8_0;
+    case GgmlType::Q4_K:
+      return DType::Q4_K;
+    case GgmlType::Q5_K:
+      return DType::Q5_K;
+    case GgmlType::Q6_K:
+      return DType::Q6_K;
+    default:
+      return std::nullopt;
   }
 }
 

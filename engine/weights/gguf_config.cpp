@@ -57,7 +57,8 @@ void read_rope_scaling(const GgufFile& f, const Meta& m, ModelConfig& c) {
   // Llama 3.1-style scaling is stored as a tensor of per-frequency factors, from which the
   // rope_scaling parameters of config.json cannot be recovered exactly.
   if (f.find_tensor("rope_freqs.weight")) {
-    throw ConfigError(m.where() + "tensor rope_freqs.weight (llama3 RoPE frequency factors) is "
+    throw ConfigError(m.where() +
+                      "tensor rope_freqs.weight (llama3 RoPE frequency factors) is "
                       "not supported; use the Hugging Face checkpoint");
   }
 }
@@ -134,9 +135,8 @@ ModelConfig gguf_model_config(const GgufFile& f) {
     c.rope_local_theta = 10000.0f;
     // Scores are scaled by 1/sqrt(query_pre_attn_scalar): the head size, except for the 27B
     // model (62 layers) whose HF config sets hidden_size / num_heads (168).
-    c.query_pre_attn_scalar = c.num_layers == 62
-                                  ? static_cast<float>(c.hidden_size / c.num_heads)
-                                  : static_cast<float>(c.head_dim);
+    c.query_pre_attn_scalar = c.num_layers == 62 ? static_cast<float>(c.hidden_size / c.num_heads)
+                                                 : static_cast<float>(c.head_dim);
     c.final_logit_softcap = m.get_float("final_logit_softcapping", 0.0f);
     c.attn_logit_softcap = m.get_float("attn_logit_softcapping", 0.0f);
   } else {

@@ -8,8 +8,8 @@
 namespace xq {
 namespace {
 
-constexpr uint32_t kMaxDims = 4;           // ggml tensors have at most 4 dimensions
-constexpr uint64_t kMaxNestedDepth = 8;    // arrays of arrays: no real file nests deeper
+constexpr uint32_t kMaxDims = 4;         // ggml tensors have at most 4 dimensions
+constexpr uint64_t kMaxNestedDepth = 8;  // arrays of arrays: no real file nests deeper
 
 // A bounds-checked little-endian cursor over the mapped bytes.
 class Cursor {
@@ -83,27 +83,48 @@ bool valid_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufType::Float6
 // Reads one scalar of type `t` into `out` (its i/u/f/s fields).
 void read_scalar(Cursor& c, GgufType t, GgufValue& out) {
   switch (t) {
-    case GgufType::UInt8: out.i = c.read<uint8_t>("uint8"); break;
-    case GgufType::Int8: out.i = c.read<int8_t>("int8"); break;
-    case GgufType::UInt16: out.i = c.read<uint16_t>("uint16"); break;
-    case GgufType::Int16: out.i = c.read<int16_t>("int16"); break;
-    case GgufType::UInt32: out.i = c.read<uint32_t>("uint32"); break;
-    case GgufType::Int32: out.i = c.read<int32_t>("int32"); break;
-    case GgufType::Float32: out.f = c.read<float>("float32"); break;
-    case GgufType::Float64: out.f = c.read<double>("float64"); break;
+    case GgufType::UInt8:
+      out.i = c.read<uint8_t>("uint8");
+      break;
+    case GgufType::Int8:
+      out.i = c.read<int8_t>("int8");
+      break;
+    case GgufType::UInt16:
+      out.i = c.read<uint16_t>("uint16");
+      break;
+    case GgufType::Int16:
+      out.i = c.read<int16_t>("int16");
+      break;
+    case GgufType::UInt32:
+      out.i = c.read<uint32_t>("uint32");
+      break;
+    case GgufType::Int32:
+      out.i = c.read<int32_t>("int32");
+      break;
+    case GgufType::Float32:
+      out.f = c.read<float>("float32");
+      break;
+    case GgufType::Float64:
+      out.f = c.read<double>("float64");
+      break;
     case GgufType::UInt64:
       out.u = c.read<uint64_t>("uint64");
       out.i = static_cast<int64_t>(out.u);
       break;
-    case GgufType::Int64: out.i = c.read<int64_t>("int64"); break;
+    case GgufType::Int64:
+      out.i = c.read<int64_t>("int64");
+      break;
     case GgufType::Bool: {
       uint8_t b = c.read<uint8_t>("bool");
       if (b > 1) c.fail("bool value " + std::to_string(b) + " is neither 0 nor 1");
       out.i = b;
       break;
     }
-    case GgufType::String: out.s = c.read_string("string"); break;
-    case GgufType::Array: c.fail("array where a scalar was expected");
+    case GgufType::String:
+      out.s = c.read_string("string");
+      break;
+    case GgufType::Array:
+      c.fail("array where a scalar was expected");
   }
   if (t != GgufType::UInt64) out.u = static_cast<uint64_t>(out.i);
 }
@@ -153,19 +174,32 @@ void read_value(Cursor& c, GgufType t, GgufValue& out, uint64_t depth) {
 
 const char* gguf_type_name(GgufType t) {
   switch (t) {
-    case GgufType::UInt8: return "uint8";
-    case GgufType::Int8: return "int8";
-    case GgufType::UInt16: return "uint16";
-    case GgufType::Int16: return "int16";
-    case GgufType::UInt32: return "uint32";
-    case GgufType::Int32: return "int32";
-    case GgufType::Float32: return "float32";
-    case GgufType::Bool: return "bool";
-    case GgufType::String: return "string";
-    case GgufType::Array: return "array";
-    case GgufType::UInt64: return "uint64";
-    case GgufType::Int64: return "int64";
-    case GgufType::Float64: return "float64";
+    case GgufType::UInt8:
+      return "uint8";
+    case GgufType::Int8:
+      return "int8";
+    case GgufType::UInt16:
+      return "uint16";
+    case GgufType::Int16:
+      return "int16";
+    case GgufType::UInt32:
+      return "uint32";
+    case GgufType::Int32:
+      return "int32";
+    case GgufType::Float32:
+      return "float32";
+    case GgufType::Bool:
+      return "bool";
+    case GgufType::String:
+      return "string";
+    case GgufType::Array:
+      return "array";
+    case GgufType::UInt64:
+      return "uint64";
+    case GgufType::Int64:
+      return "int64";
+    case GgufType::Float64:
+      return "float64";
   }
   return "?";
 }
@@ -187,9 +221,7 @@ bool GgufValue::is_integer() const {
   }
 }
 
-bool GgufValue::is_float() const {
-  return type == GgufType::Float32 || type == GgufType::Float64;
-}
+bool GgufValue::is_float() const { return type == GgufType::Float32 || type == GgufType::Float64; }
 
 size_t GgufValue::array_size() const {
   return ints.size() + floats.size() + strings.size() + items.size();

@@ -17,11 +17,11 @@ struct NamePair {
 
 // Per-layer tensors shared by the architectures (after "blk.N." / "model.layers.N.").
 constexpr NamePair kLayerNames[] = {
-    {"attn_q", "self_attn.q_proj"},       {"attn_k", "self_attn.k_proj"},
-    {"attn_v", "self_attn.v_proj"},       {"attn_output", "self_attn.o_proj"},
-    {"attn_q_norm", "self_attn.q_norm"},  {"attn_k_norm", "self_attn.k_norm"},
-    {"attn_norm", "input_layernorm"},     {"ffn_gate", "mlp.gate_proj"},
-    {"ffn_up", "mlp.up_proj"},            {"ffn_down", "mlp.down_proj"},
+    {"attn_q", "self_attn.q_proj"},      {"attn_k", "self_attn.k_proj"},
+    {"attn_v", "self_attn.v_proj"},      {"attn_output", "self_attn.o_proj"},
+    {"attn_q_norm", "self_attn.q_norm"}, {"attn_k_norm", "self_attn.k_norm"},
+    {"attn_norm", "input_layernorm"},    {"ffn_gate", "mlp.gate_proj"},
+    {"ffn_up", "mlp.up_proj"},           {"ffn_down", "mlp.down_proj"},
 };
 // Llama-style blocks have one norm before the MLP; Gemma 3 has four norms per block.
 constexpr NamePair kLlamaLayerNorms[] = {{"ffn_norm", "post_attention_layernorm"}};
@@ -159,8 +159,7 @@ class GgufWeightSource : public WeightSource {
         for (int64_t i = 0; i < d / 2; ++i) {
           const int64_t hf_row = h * d + s * (d / 2) + i;
           const int64_t gguf_row = h * d + 2 * i + s;
-          std::memcpy(bytes.data() + hf_row * row_bytes, t.data + gguf_row * row_bytes,
-                      row_bytes);
+          std::memcpy(bytes.data() + hf_row * row_bytes, t.data + gguf_row * row_bytes, row_bytes);
         }
       }
     }

@@ -10,9 +10,8 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "engine/weights/gguf_file.h"
 #include "engine/weights/gguf_weights.h"
@@ -24,7 +23,8 @@ nlohmann::json value_json(const xq::GgufValue& v) {
   nlohmann::json j;
   if (v.type == GgufType::Array) {
     j = nlohmann::json::array();
-    for (int64_t i : v.ints) j.push_back(v.elem_type == GgufType::Bool ? nlohmann::json(i != 0) : nlohmann::json(i));
+    for (int64_t i : v.ints)
+      j.push_back(v.elem_type == GgufType::Bool ? nlohmann::json(i != 0) : nlohmann::json(i));
     for (double f : v.floats) j.push_back(f);
     for (const std::string& s : v.strings) j.push_back(s);
     for (const xq::GgufValue& item : v.items) j.push_back(value_json(item));
