@@ -1,0 +1,192 @@
+// xquant-eval: the accuracy table of the cache formats. `ppl` runs teacher-forced, token-by-token
+// decoding of a text through every requested cache at once (one batch row per format, so the
+// weights stream once per position) and prints bytes/token, compression and perplexity.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <span>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/cache/cache_format.h"
+#include "engine/model/model.h"
+
+namespace {
+
+using xq::CacheOptions;
+
+struct Run {
+  std::string spec;
+  CacheOptions opts;
+  std::unique_ptr<xq::CacheFormat> format;
+  double nll = 0;
+  long scored = 0;
+  double ppl() const { return std::exp(nll / std::max(1L, scored)); }
+};
+
+// "fp16", "kivi:4", "xquant:2", "xquant-cl:2": format[:bits].
+CacheOptions parse_spec(const std::string& spec, const CacheOptions& base) {
+  CacheOptions o = base;
+  const auto colon = spec.find(':');
+  o.format = spec.substr(0, colon);
+  o.bits = colon == std::string::npos ? 16 : std::stoi(spec.substr(colon + 1));
+  return o;
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, sep);) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot read " + path);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+double nll_of(const float* logits, int vocab, int target) {
+  float mx = logits[0];
+  for (int i = 1; i < vocab; ++i) mx = std::max(mx, logits[i]);
+  double sum = 0;
+  for (int i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - mx);
+  return std::log(sum) + mx - logits[target];
+}
+
+struct PplArgs {
+  std::string model, text, caches = "fp16,kivi:4,kivi:2,xquant:4,xquant:2,xquant-cl:2";
+  std::string latent = "auto", device = "cpu";
+  int ctx = 2048, stride = 2048, max_tokens = 0, group = 128, threads = 0;
+};
+
+void print_table(const std::vector<Run>& runs, const xq::ModelConfig& cfg) {
+  const double fp16 = xq::fp16_kv_bytes_per_token(cfg);
+  double base = -1;
+  for (const Run& r : runs) {
+    if (r.opts.format == "fp16") base = r.ppl();
+  }
+  if (base < 0) base = runs.front().ppl();
+  std::printf("%-22s %5s %12s %9s %12s %10s %9s %8s\n", "cache", "bits", "bytes/token", "vs fp16",
+              "window B/seq", "PPL", "dPPL", "tokens");
+  for (const Run& r : runs) {
+    const double bpt = r.format->bytes_per_token();
+    std::printf("%-22s %5d %12.1f %8.2fx %12.0f %10.4f %+9.4f %8ld\n", r.format->name().c_str(),
+                r.opts.bits, bpt, fp16 / bpt, r.format->window_bytes_max(), r.ppl(), r.ppl() - base,
+                r.scored);
+  }
+}
+
+int run_ppl(const PplArgs& a) {
+  xq::EngineOptions eo;
+  eo.device = a.device;
+  eo.threads = a.threads;
+  eo.cache.group_size = a.group;
+  eo.cache.latent = a.latent;
+  xq::LoadedModel lm = xq::load_model(a.model, eo);
+  xq::Model& model = *lm.model;
+  const xq::ModelConfig& cfg = model.config();
+  // The formats rebuild K/V through the loaded model; a second format needs its projector.
+  const auto* proj = dynamic_cast<const xq::KvProjector*>(lm.model.get());
+  if (proj == nullptr) throw std::runtime_error("this model type exposes no KvProjector");
+
+  std::vector<Run> runs;
+  for (const std::string& spec : split(a.caches, ',')) {
+    Run r;
+    r.spec = spec;
+    r.opts = parse_spec(spec, eo.cache);
+    r.format = xq::make_cache_format(r.opts, cfg, *proj);
+    runs.push_back(std::move(r));
+  }
+
+  std::vector<int> tokens = lm.tokenizer->encode(read_file(a.text), false);
+  if (a.max_tokens > 0 && static_cast<int>(tokens.size()) > a.max_tokens) {
+    tokens.resize(a.max_tokens);
+  }
+  const int n = static_cast<int>(tokens.size());
+  const int bos = lm.tokenizer->add_bos() ? lm.tokenizer->bos_id() : -1;
+  const int text_per_window = bos >= 0 ? a.ctx - 1 : a.ctx;
+  std::fprintf(stderr, "%d tokens, ctx %d, stride %d, %zu caches\n", n, a.ctx, a.stride,
+               runs.size());
+
+  const auto t0 = std::chrono::steady_clock::now();
+  long steps = 0;
+  int scored_until = bos >= 0 ? 0 : 1;  // text index from which predictions count
+  const int step = std::min(a.stride, text_per_window);
+  for (int begin = 0; begin < n && scored_until < n; begin += step) {
+    const int end = std::min(n, begin + text_per_window);
+    std::vector<int> seq;
+    if (bos >= 0) seq.push_back(bos);
+    seq.insert(seq.end(), tokens.begin() + begin, tokens.begin() + end);
+    const int offset = bos >= 0 ? begin - 1 : begin;  // seq index i holds text index offset + i
+    std::vector<std::unique_ptr<xq::SequenceCache>> caches;
+    for (const Run& r : runs) caches.push_back(r.format->new_sequence());
+    std::vector<float> logits;
+    for (int p = 0; p + 1 < static_cast<int>(seq.size()); ++p) {
+      std::vector<xq::SeqInput> batch(runs.size());
+      for (size_t f = 0; f < runs.size(); ++f) {
+        batch[f].cache = caches[f].get();
+        batch[f].tokens = std::span<const int>(seq.data() + p, 1);
+        batch[f].start_pos = p;
+      }
+      model.forward(batch, logits);
+      ++steps;
+      const int target = offset + p + 1;
+      if (target < scored_until) continue;
+      for (size_t f = 0; f < runs.size(); ++f) {
+        runs[f].nll += nll_of(logits.data() + f * cfg.vocab_size, cfg.vocab_size, seq[p + 1]);
+        runs[f].scored++;
+      }
+      if (runs[0].scored % 64 == 0) {
+        const double s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::fprintf(stderr, "[%ld/%d scored, %.1f steps/s]", runs[0].scored, n, steps / s);
+        for (const Run& r : runs) std::fprintf(stderr, " %s %.3f", r.spec.c_str(), r.ppl());
+        std::fprintf(stderr, "\n");
+      }
+    }
+    scored_until = end;
+    if (end == n) break;
+  }
+  print_table(runs, cfg);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"xquant-eval: accuracy of the cache formats"};
+  app.require_subcommand(1);
+  PplArgs a;
+  CLI::App* ppl = app.add_subcommand("ppl", "perplexity of a text under each cache format");
+  ppl->add_option("--model", a.model, "Hugging Face directory or .gguf file")->required();
+  ppl->add_option("--text", a.text, "UTF-8 text file")->required();
+  ppl->add_option("--ctx", a.ctx, "tokens per window (BOS included)");
+  ppl->add_option("--stride", a.stride, "window start step; < ctx overlaps, scoring new tokens");
+  ppl->add_option("--max-tokens", a.max_tokens, "evaluate the first N tokens (0: all)");
+  ppl->add_option("--cache", a.caches, "comma-separated format[:bits] list");
+  ppl->add_option("--group", a.group, "quantization group size");
+  ppl->add_option("--xquant-latent", a.latent, "on|off|auto: SVD latent for GQA models");
+  ppl->add_option("--device", a.device, "cpu|cuda");
+  ppl->add_option("--threads", a.threads, "BLAS threads (0: all cores)");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (a.ctx < 2 || a.stride < 1 || a.stride > a.ctx) {
+      throw std::invalid_argument("need ctx >= 2 and 1 <= stride <= ctx");
+    }
+    return run_ppl(a);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "xquant-eval: %s\n", e.what());
+    return 1;
+  }
+}
