@@ -51,8 +51,9 @@ int Sampler::sample(std::span<float> logits, std::span<const int> history) {
   std::iota(idx.begin(), idx.end(), 0);
   int keep = n;
   if (p_.top_k > 0 && p_.top_k < n) keep = p_.top_k;
-  std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(),
-                    [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), [&](int a, int b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
   idx.resize(keep);
 
   // Softmax of logits / temperature over the candidates, in double.

@@ -31,8 +31,8 @@ void causal_attention(const ModelConfig& cfg, int layer, const float* q, int n, 
       const int pos = start_pos + i;
       const int lo = window > 0 ? std::max(0, pos - window + 1) : 0;
       const size_t kv_off = static_cast<size_t>(lo) * kv_dim + (h / group) * hd;
-      attend_query(q + static_cast<size_t>(i) * heads * hd + h * hd, k + kv_off, kv_dim,
-                   v + kv_off, kv_dim, pos + 1 - lo, hd, scale, cfg.attn_logit_softcap,
+      attend_query(q + static_cast<size_t>(i) * heads * hd + h * hd, k + kv_off, kv_dim, v + kv_off,
+                   kv_dim, pos + 1 - lo, hd, scale, cfg.attn_logit_softcap,
                    out + static_cast<size_t>(i) * heads * hd + h * hd, scratch.data());
     }
   });

@@ -66,7 +66,8 @@ void CpuModel::embed(std::span<const SeqInput> batch, int rows) {
     for (size_t i = 0; i < s.tokens.size(); ++i, ++r) {
       const int t = s.tokens[i];
       if (t < 0 || t >= cfg_.vocab_size) {
-        throw std::invalid_argument("token id " + std::to_string(t) + " is outside the vocabulary (" +
+        throw std::invalid_argument("token id " + std::to_string(t) +
+                                    " is outside the vocabulary (" +
                                     std::to_string(cfg_.vocab_size) + ")");
       }
       const float* e = w_.embed.data() + static_cast<size_t>(t) * H;
@@ -83,8 +84,7 @@ void CpuModel::norm_and_rope(int layer, float* t, int rows, int heads,
     rmsnorm(t, norm.data(), t, rows * heads, cfg_.head_dim, cfg_.rms_norm_eps, gemma);
   }
   const auto& freqs = cfg_.is_sliding(layer) ? rope_local_ : rope_global_;
-  rope_apply(t, rows, heads, cfg_.head_dim, static_cast<size_t>(heads) * cfg_.head_dim, pos,
-             freqs);
+  rope_apply(t, rows, heads, cfg_.head_dim, static_cast<size_t>(heads) * cfg_.head_dim, pos, freqs);
 }
 
 void CpuModel::attention_block(int l, std::span<const SeqInput> batch, int rows) {
@@ -131,8 +131,8 @@ void CpuModel::attention_block(int l, std::span<const SeqInput> batch, int rows)
   });
 
   matmul_nt(s_.attn.data(), L.wo.data(), data_or_null(L.bo), s_.o.data(), rows, Q, H);
-  if (gemma) rmsnorm(s_.o.data(), L.post_attn_norm.data(), s_.o.data(), rows, H,
-                     cfg_.rms_norm_eps, true);
+  if (gemma)
+    rmsnorm(s_.o.data(), L.post_attn_norm.data(), s_.o.data(), rows, H, cfg_.rms_norm_eps, true);
   add_inplace(s_.h.data(), s_.o.data(), s_.h.size());
 }
 
@@ -151,8 +151,8 @@ void CpuModel::mlp_block(int l, int rows) {
     silu_mul(s_.gate.data(), s_.up.data(), s_.gate.data(), s_.gate.size());
   }
   matmul_nt(s_.gate.data(), L.w_down.data(), nullptr, s_.o.data(), rows, I, H);
-  if (gemma) rmsnorm(s_.o.data(), L.post_mlp_norm.data(), s_.o.data(), rows, H,
-                     cfg_.rms_norm_eps, true);
+  if (gemma)
+    rmsnorm(s_.o.data(), L.post_mlp_norm.data(), s_.o.data(), rows, H, cfg_.rms_norm_eps, true);
   add_inplace(s_.h.data(), s_.o.data(), static_cast<size_t>(rows) * H);
 }
 

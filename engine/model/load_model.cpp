@@ -19,11 +19,12 @@ std::string weight_dtype(const WeightSource& src) {
 void log_loaded(const std::filesystem::path& path, const Model& m, const std::string& dtype) {
   const ModelConfig& c = m.config();
   const CacheFormat& f = m.cache_format();
-  spdlog::info("loaded {}: arch {} ({}), {} layers, hidden {}, heads {}/{} (kv), vocab {}, "
-               "{:.1f}M params ({} weights, {:.1f} MiB as fp32)",
-               path.string(), arch_name(c.arch), c.model_type, c.num_layers, c.hidden_size,
-               c.num_heads, c.num_kv_heads, c.vocab_size, m.weight_bytes() / 4.0 / 1e6, dtype,
-               m.weight_bytes() / 1048576.0);
+  spdlog::info(
+      "loaded {}: arch {} ({}), {} layers, hidden {}, heads {}/{} (kv), vocab {}, "
+      "{:.1f}M params ({} weights, {:.1f} MiB as fp32)",
+      path.string(), arch_name(c.arch), c.model_type, c.num_layers, c.hidden_size, c.num_heads,
+      c.num_kv_heads, c.vocab_size, m.weight_bytes() / 4.0 / 1e6, dtype,
+      m.weight_bytes() / 1048576.0);
   spdlog::info("cache format {}: {:.1f} bytes/token ({:.2f}x smaller than fp16 KV)", f.name(),
                f.bytes_per_token(), fp16_kv_bytes_per_token(c) / f.bytes_per_token());
 }

@@ -41,9 +41,8 @@ void OnlineSoftmax::finish(float* out) const {
   for (size_t i = 0; i < acc_.size(); ++i) out[i] = acc_[i] * inv;
 }
 
-void attend_query(const float* q, const float* k, size_t k_stride, const float* v,
-                  size_t v_stride, int rows, int dim, float scale, float softcap, float* out,
-                  float* scratch) {
+void attend_query(const float* q, const float* k, size_t k_stride, const float* v, size_t v_stride,
+                  int rows, int dim, float scale, float softcap, float* out, float* scratch) {
   attn_scores(q, k, k_stride, rows, dim, scale, softcap, scratch);
   OnlineSoftmax acc(dim);
   acc.add(scratch, v, v_stride, rows);

@@ -30,8 +30,7 @@ class OnlineSoftmax {
 
 // One query over rows [0, rows) of K and V: out = softmax(softcap(scale q K^T)) V.
 // `scratch` holds at least `rows` floats.
-void attend_query(const float* q, const float* k, size_t k_stride, const float* v,
-                  size_t v_stride, int rows, int dim, float scale, float softcap, float* out,
-                  float* scratch);
+void attend_query(const float* q, const float* k, size_t k_stride, const float* v, size_t v_stride,
+                  int rows, int dim, float scale, float softcap, float* out, float* scratch);
 
 }  // namespace xq

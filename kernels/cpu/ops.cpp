@@ -4,13 +4,27 @@
 
 #include <cmath>
 
+#include "kernels/cpu/skinny_matmul.h"
+
 namespace xq {
+namespace {
+
+// Up to this many rows a weight-streaming loop beats OpenBLAS's sgemm, whose packing of W
+// dominates small products (measured: 1 row 0.5 ms vs 3 ms, 8 rows 2.3 ms vs 4.1 ms for a
+// 3072x768 weight on this machine).
+constexpr int kSkinnyRows = 8;
+
+}  // namespace
 
 void matmul_nt(const float* x, const float* w, const float* bias, float* y, int n, int in,
                int out) {
   if (n <= 0 || out <= 0) return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y,
-              out);
+  if (n <= kSkinnyRows) {
+    skinny_matmul_nt(x, w, y, n, in, out);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y,
+                out);
+  }
   if (bias) {
     for (int r = 0; r < n; ++r) add_inplace(y + static_cast<size_t>(r) * out, bias, out);
   }

@@ -7,13 +7,11 @@
 namespace xq {
 
 // y[n, out] = x[n, in] · W[out, in]^T (+ bias[out] when non-null), through OpenBLAS.
-void matmul_nt(const float* x, const float* w, const float* bias, float* y, int n, int in,
-               int out);
+void matmul_nt(const float* x, const float* w, const float* bias, float* y, int n, int in, int out);
 
 // y = x / rms(x) * w over each of `rows` rows of `dim`; with `one_plus` the weight is (1 + w),
 // Gemma's convention. In place is fine (y == x).
-void rmsnorm(const float* x, const float* w, float* y, int rows, int dim, float eps,
-             bool one_plus);
+void rmsnorm(const float* x, const float* w, float* y, int rows, int dim, float eps, bool one_plus);
 
 // out[i] = silu(gate[i]) * up[i] (SwiGLU), out[i] = gelu_tanh(gate[i]) * up[i] (GeGLU).
 void silu_mul(const float* gate, const float* up, float* out, size_t n);

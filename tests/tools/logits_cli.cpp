@@ -28,8 +28,7 @@ std::vector<int> parse_ids(const std::string& s) {
 }
 
 // NumPy .npy version 1.0: magic, header length, a dict literal padded to a multiple of 64.
-void write_npy(const std::string& path, const std::vector<float>& data, size_t rows,
-               size_t cols) {
+void write_npy(const std::string& path, const std::vector<float>& data, size_t rows, size_t cols) {
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
                        std::to_string(rows) + ", " + std::to_string(cols) + "), }";
   const size_t total = 10 + header.size() + 1;
@@ -89,8 +88,8 @@ int run(int argc, char** argv) {
   int calls = 0;
   for (size_t b = 0; b < tokens.size(); b += chunk) {
     const size_t n = std::min(tokens.size() - b, static_cast<size_t>(chunk));
-    xq::SeqInput in{cache.get(), std::span<const int>(tokens).subspan(b, n),
-                    static_cast<int>(b), true};
+    xq::SeqInput in{cache.get(), std::span<const int>(tokens).subspan(b, n), static_cast<int>(b),
+                    true};
     const auto t0 = std::chrono::steady_clock::now();
     m.forward(std::span<const xq::SeqInput>(&in, 1), out);
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

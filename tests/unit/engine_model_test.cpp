@@ -166,9 +166,8 @@ TEST_P(ModelTest, ChunkedPrefillAndTokenByTokenDecodeAgree) {
 }
 
 TEST_P(ModelTest, BatchOfSequencesEqualsEachAlone) {
-  const std::vector<std::vector<int>> seqs = {tokens(5, 2, cfg_.vocab_size),
-                                              tokens(11, 3, cfg_.vocab_size),
-                                              tokens(1, 4, cfg_.vocab_size)};
+  const std::vector<std::vector<int>> seqs = {
+      tokens(5, 2, cfg_.vocab_size), tokens(11, 3, cfg_.vocab_size), tokens(1, 4, cfg_.vocab_size)};
   std::vector<std::unique_ptr<SequenceCache>> caches;
   std::vector<SeqInput> batch;
   for (size_t i = 0; i < seqs.size(); ++i) {

@@ -38,6 +38,23 @@ TEST(Matmul, MatchesNaiveLoopsWithBias) {
   }
 }
 
+TEST(Matmul, EveryRowCountAgreesAcrossTheSkinnyAndGemmPaths) {
+  const int in = 72, out = 9;
+  auto w = randn(out * in, 11);
+  for (int n = 1; n <= 12; ++n) {
+    auto x = randn(n * in, 12 + n);
+    std::vector<float> y(n * out);
+    matmul_nt(x.data(), w.data(), nullptr, y.data(), n, in, out);
+    for (int r = 0; r < n; ++r) {
+      for (int o = 0; o < out; ++o) {
+        double ref = 0;
+        for (int i = 0; i < in; ++i) ref += double(x[r * in + i]) * w[o * in + i];
+        ASSERT_NEAR(y[r * out + o], ref, 1e-4) << "n=" << n << " row " << r << " out " << o;
+      }
+    }
+  }
+}
+
 TEST(RmsNorm, PlainAndOnePlusWeights) {
   const int dim = 16;
   auto x = randn(2 * dim, 4), w = randn(dim, 5);
@@ -164,8 +181,8 @@ TEST(Activations, SiluAndGeluTanhAndSoftcap) {
   gelu_tanh_mul(g, u, o, 3);
   for (int i = 0; i < 3; ++i) {
     const double x = g[i];
-    const double ref = 0.5 * x * (1 + std::tanh(std::sqrt(2 / std::numbers::pi) *
-                                                (x + 0.044715 * x * x * x)));
+    const double ref =
+        0.5 * x * (1 + std::tanh(std::sqrt(2 / std::numbers::pi) * (x + 0.044715 * x * x * x)));
     EXPECT_NEAR(o[i], ref * u[i], 1e-6);
   }
   float s[2] = {100.0f, -1.0f};
@@ -180,9 +197,10 @@ TEST(Parallel, CoversTheRangeOnceAndRethrows) {
     for (int i = b; i < e; ++i) hits[i]++;
   });
   for (int h : hits) EXPECT_EQ(h, 1);
-  EXPECT_THROW(parallel_for(100, 2, 1, [](int b, int) {
-                 if (b > 0) throw std::runtime_error("x");
-               }),
+  EXPECT_THROW(parallel_for(100, 2, 1,
+                            [](int b, int) {
+                              if (b > 0) throw std::runtime_error("x");
+                            }),
                std::runtime_error);
 }
 
