@@ -1,6 +1,9 @@
 // Test helper: runs the tokenizer of a model directory on stdin, for comparison with HF.
 //   tokenize_cli DIR encode [--no-special] < text        -> JSON array of ids
 //   tokenize_cli DIR decode [--skip-special] < json_ids  -> text
+// DIR may instead hold vocab_spec.json ({"kind": "spm"|"gpt2", "pieces", "scores", "types",
+// "merges", "regexes", "bos", "eos", "add_bos", "add_space_prefix"}): the tokenizer is then
+// built by the raw-vocabulary factories that the GGUF loader uses.
 // With --batch, stdin is a JSON array of inputs and stdout a JSON array of results (decoded
 // text with invalid UTF-8 replaced), so that a test can run many cases in one process.
 #include <iostream>
@@ -9,7 +12,33 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+#include <fstream>
+
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/tokenizer/vocab_tokenizers.h"
+
+namespace {
+
+std::unique_ptr<xq::Tokenizer> load(const std::filesystem::path& dir) {
+  std::ifstream spec_file(dir / "vocab_spec.json");
+  if (!spec_file) return xq::load_hf_tokenizer(dir);
+  nlohmann::json spec = nlohmann::json::parse(spec_file);
+  auto pieces = spec.at("pieces").get<std::vector<std::string>>();
+  auto types = spec.value("types", std::vector<int>{});
+  int bos = spec.value("bos", -1);
+  auto eos = spec.value("eos", std::vector<int>{});
+  bool add_bos = spec.value("add_bos", false);
+  if (spec.at("kind") == "spm") {
+    return xq::make_spm_tokenizer(pieces, spec.at("scores").get<std::vector<float>>(), types, bos,
+                                  eos, add_bos, spec.value("add_space_prefix", true), std::nullopt);
+  }
+  return xq::make_gpt2_bpe_tokenizer(pieces, spec.at("merges").get<std::vector<std::string>>(),
+                                     types, spec.value("regexes", std::vector<std::string>{}), bos,
+                                     eos, add_bos, std::nullopt, spec.value("ignore_merges", false));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) {
@@ -29,7 +58,7 @@ int main(int argc, char** argv) {
   }
   std::string input((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
   try {
-    auto tok = xq::load_hf_tokenizer(argv[1]);
+    auto tok = load(argv[1]);
     if (batch && mode == "encode") {
       nlohmann::json out = nlohmann::json::array();
       for (const auto& text : nlohmann::json::parse(input)) out.push_back(tok->encode(text.get<std::string>(), !flag));
