@@ -43,7 +43,8 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
       return Value::new_list(std::move(out));
     }
   } else if (op == "-" && nums) {
-    return ints ? Value::integer(as_int(a) - as_int(b)) : Value::floating(a.as_double() - b.as_double());
+    return ints ? Value::integer(as_int(a) - as_int(b))
+                : Value::floating(a.as_double() - b.as_double());
   } else if (op == "*") {
     if (ints) return Value::integer(as_int(a) * as_int(b));
     if (nums) return Value::floating(a.as_double() * b.as_double());
@@ -57,7 +58,8 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
         return Value::string(std::move(out));
       }
       List out;
-      for (int64_t k = 0; k < times; ++k) out.insert(out.end(), seq->list->begin(), seq->list->end());
+      for (int64_t k = 0; k < times; ++k)
+        out.insert(out.end(), seq->list->begin(), seq->list->end());
       return Value::new_list(std::move(out));
     }
   } else if (nums) {
@@ -192,7 +194,8 @@ class Renderer {
 
   Flow exec_for(const Node& n, std::string& out) {
     Value iterable = eval(*n.expr);
-    if (iterable.is_dict() && !iterable.is_namespace) iterable = Value::new_list(iterable.iterate());
+    if (iterable.is_dict() && !iterable.is_namespace)
+      iterable = Value::new_list(iterable.iterate());
     List all = iterable.iterate();
     List items;
     if (n.filter) {
@@ -222,9 +225,9 @@ class Renderer {
       if (k > 0) loop.set("previtem", items[k - 1]);
       if (k + 1 < len) loop.set("nextitem", items[k + 1]);
       loop.set("cycle", Value::function([k](const CallArgs& a) {
-        if (a.args.empty()) throw TemplateError("loop.cycle needs at least one argument");
-        return a.args[k % a.args.size()];
-      }));
+                 if (a.args.empty()) throw TemplateError("loop.cycle needs at least one argument");
+                 return a.args[k % a.args.size()];
+               }));
       frames_.emplace_back();
       frames_.back()["loop"] = loop;
       bind_targets(frames_.back(), n, items[k]);

@@ -54,10 +54,10 @@ struct Node {
   std::vector<std::pair<ExprPtr, Body>> branches;
   // kFor loop variables; kSet/kSetBlock target names (`a, b = ...` has two); kMacro name in [0].
   std::vector<std::string> targets;
-  std::string attr;    // kSet of `ns.attr`
-  ExprPtr filter;      // kFor `if` clause
-  Body body;           // kFor, kSetBlock, kMacro
-  Body else_body;      // kFor
+  std::string attr;  // kSet of `ns.attr`
+  ExprPtr filter;    // kFor `if` clause
+  Body body;         // kFor, kSetBlock, kMacro
+  Body else_body;    // kFor
   // kMacro parameters with optional defaults.
   std::vector<std::pair<std::string, ExprPtr>> params;
 };

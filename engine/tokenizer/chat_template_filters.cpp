@@ -25,7 +25,8 @@ Value attr_path(const Value& obj, const std::string& path) {
   size_t start = 0;
   for (;;) {
     size_t dot = path.find('.', start);
-    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     bool digits = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit);
     cur = get_item(cur, digits ? Value::integer(std::stoll(part)) : Value::string(part));
     if (dot == std::string::npos) return cur;
@@ -47,7 +48,8 @@ Value select_items(const Value& input, const CallArgs& a, bool by_attr, bool kee
   const Value& test = arg(a, test_at, "test");
   for (const auto& item : input.iterate()) {
     Value v = by_attr ? attr_path(item, attr) : item;
-    bool ok = test.is_undefined() ? v.truthy() : apply_test(test.str(), v, rest_args(a, test_at + 1));
+    bool ok =
+        test.is_undefined() ? v.truthy() : apply_test(test.str(), v, rest_args(a, test_at + 1));
     if (ok == keep) out.push_back(item);
   }
   return Value::new_list(std::move(out));
@@ -75,19 +77,24 @@ Value do_round(const Value& v, const CallArgs& a) {
 Value do_int(const Value& v, const CallArgs& a) {
   Value def = given(arg(a, 0, "default")) ? arg(a, 0, "default") : Value::integer(0);
   switch (v.kind) {
-    case Value::Kind::kInt: return v;
-    case Value::Kind::kBool: return Value::integer(v.b);
-    case Value::Kind::kFloat: return std::isfinite(v.f) ? Value::integer(static_cast<int64_t>(v.f)) : def;
+    case Value::Kind::kInt:
+      return v;
+    case Value::Kind::kBool:
+      return Value::integer(v.b);
+    case Value::Kind::kFloat:
+      return std::isfinite(v.f) ? Value::integer(static_cast<int64_t>(v.f)) : def;
     case Value::Kind::kString: {
       std::string s = strip(v.s, "", false, true, true);
       char* end = nullptr;
       long long i = std::strtoll(s.c_str(), &end, 10);
       if (!s.empty() && *end == '\0') return Value::integer(i);
       double d = std::strtod(s.c_str(), &end);
-      if (!s.empty() && *end == '\0' && std::isfinite(d)) return Value::integer(static_cast<int64_t>(d));
+      if (!s.empty() && *end == '\0' && std::isfinite(d))
+        return Value::integer(static_cast<int64_t>(d));
       return def;
     }
-    default: return def;
+    default:
+      return def;
   }
 }
 
@@ -119,7 +126,8 @@ Value do_indent(const Value& v, const CallArgs& a) {
 
 Value do_sort(const Value& v, const CallArgs& a) {
   List items = v.iterate();
-  bool reverse = arg(a, 0, "reverse").truthy(), case_sensitive = arg(a, 1, "case_sensitive").truthy();
+  bool reverse = arg(a, 0, "reverse").truthy(),
+       case_sensitive = arg(a, 1, "case_sensitive").truthy();
   const Value& attribute = arg(a, 2, "attribute");
   auto key = [&](const Value& item) {
     Value k = given(attribute) ? attr_path(item, attribute.str()) : item;
@@ -166,12 +174,23 @@ std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -182,7 +201,8 @@ std::string html_escape(const std::string& s) {
 Value apply_filter(const std::string& name, const Value& v, const CallArgs& a) {
   if (name == "trim") {
     const Value& chars = arg(a, 0, "chars");
-    return Value::string(strip(v.str(), chars.is_string() ? chars.s : "", chars.is_string(), true, true));
+    return Value::string(
+        strip(v.str(), chars.is_string() ? chars.s : "", chars.is_string(), true, true));
   }
   if (name == "tojson") {
     const Value& indent = arg(a, 0, "indent");
@@ -227,7 +247,9 @@ Value apply_filter(const std::string& name, const Value& v, const CallArgs& a) {
   if (name == "string") return Value::string(v.str());
   if (name == "int") return do_int(v, a);
   if (name == "float") return do_float(v, a);
-  if (name == "abs") return v.kind == Value::Kind::kInt ? Value::integer(std::llabs(v.i)) : Value::floating(std::fabs(v.as_double()));
+  if (name == "abs")
+    return v.kind == Value::Kind::kInt ? Value::integer(std::llabs(v.i))
+                                       : Value::floating(std::fabs(v.as_double()));
   if (name == "items") {
     if (v.is_undefined()) return Value::new_list();
     if (!v.is_dict()) throw TemplateError("items filter expects a mapping");
@@ -235,20 +257,26 @@ Value apply_filter(const std::string& name, const Value& v, const CallArgs& a) {
   }
   if (name == "replace") {
     const Value& count = arg(a, 2, "count");
-    return Value::string(replace(v.str(), arg(a, 0, "old").str(), arg(a, 1, "new").str(), given(count) ? count.i : -1));
+    return Value::string(replace(v.str(), arg(a, 0, "old").str(), arg(a, 1, "new").str(),
+                                 given(count) ? count.i : -1));
   }
   if (name == "round") return do_round(v, a);
   if (name == "safe") return v;
   if (name == "e" || name == "escape") return Value::string(html_escape(v.str()));
-  if (name == "selectattr" || name == "rejectattr") return select_items(v, a, true, name == "selectattr");
+  if (name == "selectattr" || name == "rejectattr")
+    return select_items(v, a, true, name == "selectattr");
   if (name == "select" || name == "reject") return select_items(v, a, false, name == "select");
   if (name == "map") return do_map(v, a);
   if (name == "unique") {
     List out;
     for (const auto& item : v.iterate()) {
-      Value k = item.is_string() && !arg(a, 0, "case_sensitive").truthy() ? Value::string(to_lower(item.s)) : item;
+      Value k = item.is_string() && !arg(a, 0, "case_sensitive").truthy()
+                    ? Value::string(to_lower(item.s))
+                    : item;
       bool seen = std::any_of(out.begin(), out.end(), [&](const Value& o) {
-        return (o.is_string() && !arg(a, 0, "case_sensitive").truthy() ? Value::string(to_lower(o.s)) : o) == k;
+        return (o.is_string() && !arg(a, 0, "case_sensitive").truthy()
+                    ? Value::string(to_lower(o.s))
+                    : o) == k;
       });
       if (!seen) out.push_back(item);
     }
@@ -270,8 +298,10 @@ Value apply_filter(const std::string& name, const Value& v, const CallArgs& a) {
     const Value& attribute = arg(a, 0, "attribute");
     for (const auto& item : v.iterate()) {
       Value x = given(attribute) ? attr_path(item, attribute.str()) : item;
-      if (total.kind == Value::Kind::kInt && x.kind == Value::Kind::kInt) total.i += x.i;
-      else total = Value::floating(total.as_double() + x.as_double());
+      if (total.kind == Value::Kind::kInt && x.kind == Value::Kind::kInt)
+        total.i += x.i;
+      else
+        total = Value::floating(total.as_double() + x.as_double());
     }
     return total;
   }
@@ -302,7 +332,8 @@ bool apply_test(const std::string& name, const Value& v, const CallArgs& a) {
   }
   if (name == "divisibleby") {
     const Value& n = arg(a, 0, "num");
-    if (v.kind != K::kInt || n.kind != K::kInt || n.i == 0) throw TemplateError("divisibleby expects integers");
+    if (v.kind != K::kInt || n.kind != K::kInt || n.i == 0)
+      throw TemplateError("divisibleby expects integers");
     return v.i % n.i == 0;
   }
   const Value& other = arg(a, 0, "other");

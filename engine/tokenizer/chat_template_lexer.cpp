@@ -9,7 +9,9 @@
 namespace xq::jinja {
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 void append_utf8(std::string& out, uint32_t cp) {
   if (cp < 0x80) {
@@ -125,8 +127,7 @@ class Lexer {
         bool dash = rest.size() > 2 && rest[0] == '-' && rest.substr(1, 2) == close;
         bool plus = block && rest.size() > 2 && rest[0] == '+' && rest.substr(1, 2) == close;
         if (dash || plus || rest.substr(0, 2) == close) {
-          tokens_.push_back(
-              make(block ? Token::Kind::kBlockEnd : Token::Kind::kVarEnd, "", pos_));
+          tokens_.push_back(make(block ? Token::Kind::kBlockEnd : Token::Kind::kVarEnd, "", pos_));
           size_t end = pos_ + 2 + (dash || plus ? 1 : 0);
           if (dash) strip_next = true;
           if (block && !dash && !plus && end < src_.size() && src_[end] == '\n') ++end;
@@ -136,7 +137,9 @@ class Lexer {
       char c = rest[0];
       if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
         size_t k = 1;
-        while (k < rest.size() && (std::isalnum(static_cast<unsigned char>(rest[k])) || rest[k] == '_')) ++k;
+        while (k < rest.size() &&
+               (std::isalnum(static_cast<unsigned char>(rest[k])) || rest[k] == '_'))
+          ++k;
         tokens_.push_back(make(Token::Kind::kName, std::string(rest.substr(0, k)), pos_));
         pos_ += k;
       } else if (std::isdigit(static_cast<unsigned char>(c))) {
@@ -144,9 +147,9 @@ class Lexer {
       } else if (c == '\'' || c == '"') {
         lex_string(c);
       } else {
-        static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "<", ">", "+", "-", "*",
-                                     "/",  "%",  "~",  "(",  ")",  "[",  "]", "{", "}", ",", ".",
-                                     ":",  "|",  "="};
+        static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "<", ">", "+",
+                                     "-",  "*",  "/",  "%",  "~",  "(",  ")", "[", "]",
+                                     "{",  "}",  ",",  ".",  ":",  "|",  "="};
         const char* op = nullptr;
         for (const char* o : kOps)
           if (rest.substr(0, std::char_traits<char>::length(o)) == o) {
@@ -166,11 +169,14 @@ class Lexer {
   void lex_number(std::string_view rest) {
     size_t k = 0;
     auto digits = [&] {
-      while (k < rest.size() && (std::isdigit(static_cast<unsigned char>(rest[k])) || rest[k] == '_')) ++k;
+      while (k < rest.size() &&
+             (std::isdigit(static_cast<unsigned char>(rest[k])) || rest[k] == '_'))
+        ++k;
     };
     digits();
     bool is_float = false;
-    if (k + 1 < rest.size() && rest[k] == '.' && std::isdigit(static_cast<unsigned char>(rest[k + 1]))) {
+    if (k + 1 < rest.size() && rest[k] == '.' &&
+        std::isdigit(static_cast<unsigned char>(rest[k + 1]))) {
       is_float = true;
       ++k;
       digits();
@@ -208,29 +214,59 @@ class Lexer {
           if (pos_ >= src_.size() || !std::isxdigit(static_cast<unsigned char>(src_[pos_])))
             fail(pos_, "truncated \\x/\\u escape in string");
           char h = src_[pos_];
-          cp = cp * 16 + (std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : (std::tolower(h) - 'a' + 10));
+          cp = cp * 16 + (std::isdigit(static_cast<unsigned char>(h))
+                              ? h - '0'
+                              : (std::tolower(h) - 'a' + 10));
         }
         append_utf8(out, cp);
       };
       switch (e) {
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'v': out += '\v'; break;
-        case 'a': out += '\a'; break;
-        case '\\': out += '\\'; break;
-        case '\'': out += '\''; break;
-        case '"': out += '"'; break;
-        case '\n': break;
-        case 'x': hex(2); break;
-        case 'u': hex(4); break;
-        case 'U': hex(8); break;
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'v':
+          out += '\v';
+          break;
+        case 'a':
+          out += '\a';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '\'':
+          out += '\'';
+          break;
+        case '"':
+          out += '"';
+          break;
+        case '\n':
+          break;
+        case 'x':
+          hex(2);
+          break;
+        case 'u':
+          hex(4);
+          break;
+        case 'U':
+          hex(8);
+          break;
         default:
           if (e >= '0' && e <= '7') {
             uint32_t cp = e - '0';
-            for (int k = 0; k < 2 && pos_ < src_.size() && src_[pos_] >= '0' && src_[pos_] <= '7'; ++k)
+            for (int k = 0; k < 2 && pos_ < src_.size() && src_[pos_] >= '0' && src_[pos_] <= '7';
+                 ++k)
               cp = cp * 8 + (src_[pos_++] - '0');
             append_utf8(out, cp);
           } else {
@@ -269,6 +305,8 @@ std::string normalize_newlines(const std::string& s) {
 
 }  // namespace
 
-std::vector<Token> lex(const std::string& source) { return Lexer(normalize_newlines(source)).run(); }
+std::vector<Token> lex(const std::string& source) {
+  return Lexer(normalize_newlines(source)).run();
+}
 
 }  // namespace xq::jinja

@@ -27,7 +27,8 @@ int64_t arg_int(const CallArgs& a, size_t i, const char* name, int64_t def) {
 bool affix_match(const std::string& s, const Value& affix, bool prefix) {
   auto one = [&](const std::string& a) {
     if (a.size() > s.size()) return false;
-    return prefix ? s.compare(0, a.size(), a) == 0 : s.compare(s.size() - a.size(), a.size(), a) == 0;
+    return prefix ? s.compare(0, a.size(), a) == 0
+                  : s.compare(s.size() - a.size(), a.size(), a) == 0;
   };
   if (affix.is_string()) return one(affix.s);
   if (affix.is_list()) {
@@ -85,8 +86,8 @@ Value string_method(const std::string& s, const std::string& name) {
       const Value* sep = a.get(0, "sep");
       bool ws = !sep || sep->is_none() || sep->is_undefined();
       List out;
-      for (auto& part : split(s, ws ? S() : arg_str(a, 0, "sep", ""), ws,
-                              arg_int(a, 1, "maxsplit", -1)))
+      for (auto& part :
+           split(s, ws ? S() : arg_str(a, 0, "sep", ""), ws, arg_int(a, 1, "maxsplit", -1)))
         out.push_back(Value::string(std::move(part)));
       return Value::new_list(std::move(out));
     });
@@ -119,7 +120,8 @@ Value string_method(const std::string& s, const std::string& name) {
       std::string sub = arg_str(a, 0, "sub", "");
       if (name == "count") return Value::integer(count_substr(s, sub));
       size_t at = s.find(sub);
-      return Value::integer(at == S::npos ? -1 : static_cast<int64_t>(utf8_chars(s.substr(0, at)).size()));
+      return Value::integer(
+          at == S::npos ? -1 : static_cast<int64_t>(utf8_chars(s.substr(0, at)).size()));
     });
   if (name == "join")
     return bind([s](const CallArgs& a) {
@@ -133,7 +135,8 @@ Value string_method(const std::string& s, const std::string& name) {
       }
       return Value::string(std::move(out));
     });
-  if (name == "format") return bind([s](const CallArgs& a) { return Value::string(py_format(s, a)); });
+  if (name == "format")
+    return bind([s](const CallArgs& a) { return Value::string(py_format(s, a)); });
   if (name == "isdigit" || name == "isalpha" || name == "isspace" || name == "isalnum")
     return bind([s, name](const CallArgs&) { return Value::boolean(char_class_all(s, name)); });
   return Value::undefined(name);
@@ -223,7 +226,8 @@ Value get_slice(const Value& obj, const Value& start, const Value& stop, const V
   } else {
     throw TemplateError(std::string("'") + obj.type_name() + "' object is not subscriptable");
   }
-  int64_t n = obj.is_list() ? static_cast<int64_t>(items.size()) : static_cast<int64_t>(chars.size());
+  int64_t n =
+      obj.is_list() ? static_cast<int64_t>(items.size()) : static_cast<int64_t>(chars.size());
   // Python's slice.indices().
   auto clamp = [&](std::pair<bool, int64_t> b, int64_t def_pos, int64_t def_neg) {
     if (!b.first) return st > 0 ? def_pos : def_neg;

@@ -49,11 +49,16 @@ class Parser {
   }
   static std::string describe(const Token& t) {
     switch (t.kind) {
-      case K::kEof: return "end of template";
-      case K::kBlockEnd: return "end of statement block";
-      case K::kVarEnd: return "end of print statement";
-      case K::kText: return "template text";
-      default: return "'" + t.value + "'";
+      case K::kEof:
+        return "end of template";
+      case K::kBlockEnd:
+        return "end of statement block";
+      case K::kVarEnd:
+        return "end of print statement";
+      case K::kText:
+        return "template text";
+      default:
+        return "'" + t.value + "'";
     }
   }
   void expect_op(const char* op) {
@@ -341,9 +346,12 @@ class Parser {
       next();
       auto e = node(Expr::Kind::kLiteral, t);
       const std::string& v = t.value;
-      if (v == "true" || v == "True") e->literal = Value::boolean(true);
-      else if (v == "false" || v == "False") e->literal = Value::boolean(false);
-      else if (v == "none" || v == "None") e->literal = Value::none();
+      if (v == "true" || v == "True")
+        e->literal = Value::boolean(true);
+      else if (v == "false" || v == "False")
+        e->literal = Value::boolean(false);
+      else if (v == "none" || v == "None")
+        e->literal = Value::none();
       else {
         e->kind = Expr::Kind::kName;
         e->name = v;
@@ -475,7 +483,10 @@ class Parser {
       if (accept_op("|")) {
         auto f = node(Expr::Kind::kFilter, at);
         f->name = expect_name();
-        while (accept_op(".")) f->name += "." + expect_name();
+        while (accept_op(".")) {
+          f->name += '.';
+          f->name += expect_name();
+        }
         f->children.push_back(std::move(e));
         if (is_op("(")) parse_args(*f);
         e = std::move(f);

@@ -6,7 +6,9 @@
 namespace xq::jinja {
 namespace {
 
-bool ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool ws(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 bool alpha(char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; }
 char up(char c) { return static_cast<char>(std::toupper(static_cast<unsigned char>(c))); }
 char low(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
@@ -48,7 +50,8 @@ std::vector<std::string> split(const std::string& s, const std::string& sep, boo
   size_t start = 0;
   for (;;) {
     size_t at = s.find(sep, start);
-    if (at == std::string::npos || (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit)) {
+    if (at == std::string::npos ||
+        (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit)) {
       out.push_back(s.substr(start));
       return out;
     }
@@ -88,7 +91,8 @@ std::string replace(const std::string& s, const std::string& from, const std::st
   }
   size_t start = 0;
   int64_t n = 0;
-  for (size_t at; (count < 0 || n < count) && (at = s.find(from, start)) != std::string::npos; ++n) {
+  for (size_t at; (count < 0 || n < count) && (at = s.find(from, start)) != std::string::npos;
+       ++n) {
     out += s.substr(start, at - start) + to;
     start = at + from.size();
   }
@@ -133,7 +137,9 @@ std::string py_title(const std::string& s) {
 }
 
 std::string jinja_title(const std::string& s) {
-  auto sep = [](char c) { return ws(c) || c == '-' || c == '(' || c == '{' || c == '[' || c == '<'; };
+  auto sep = [](char c) {
+    return ws(c) || c == '-' || c == '(' || c == '{' || c == '[' || c == '<';
+  };
   std::string out = s;
   bool start = true;
   for (char& c : out) {
@@ -151,8 +157,10 @@ bool char_class_all(const std::string& s, const std::string& cls) {
   if (s.empty()) return false;
   for (char c : s) {
     unsigned char u = static_cast<unsigned char>(c);
-    bool ok = cls == "isdigit" ? std::isdigit(u) : cls == "isalpha" ? std::isalpha(u)
-              : cls == "isspace" ? ws(c) : std::isalnum(u);
+    bool ok = cls == "isdigit"   ? std::isdigit(u)
+              : cls == "isalpha" ? std::isalpha(u)
+              : cls == "isspace" ? ws(c)
+                                 : std::isalnum(u);
     if (!ok) return false;
   }
   return true;

@@ -113,15 +113,15 @@ std::string format_float(double v) {
   std::string out = neg ? "-" : "";
   if (exp >= -4 && exp < 16) {
     if (exp < 0) {
-      out += "0." + std::string(-exp - 1, '0') + digits;
+      out.append("0.").append(static_cast<size_t>(-exp - 1), '0').append(digits);
     } else if (static_cast<int>(digits.size()) <= exp + 1) {
-      out += digits + std::string(exp + 1 - digits.size(), '0') + ".0";
+      out.append(digits).append(exp + 1 - digits.size(), '0').append(".0");
     } else {
-      out += digits.substr(0, exp + 1) + "." + digits.substr(exp + 1);
+      out.append(digits, 0, exp + 1).append(".").append(digits, exp + 1);
     }
   } else {
     out += digits.substr(0, 1);
-    if (digits.size() > 1) out += "." + digits.substr(1);
+    if (digits.size() > 1) out.append(".").append(digits, 1);
     char eb[16];
     std::snprintf(eb, sizeof eb, "e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
     out += eb;
@@ -409,8 +409,9 @@ static void json_value(std::string& out, const Value& v, int indent, bool sort_k
       out += std::to_string(v.i);
       return;
     case Value::Kind::kFloat:
-      out += std::isnan(v.f) ? "NaN" : std::isinf(v.f) ? (v.f > 0 ? "Infinity" : "-Infinity")
-                                                        : format_float(v.f);
+      out += std::isnan(v.f)   ? "NaN"
+             : std::isinf(v.f) ? (v.f > 0 ? "Infinity" : "-Infinity")
+                               : format_float(v.f);
       return;
     case Value::Kind::kString:
       json_string(out, v.s);

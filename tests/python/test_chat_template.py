@@ -127,6 +127,12 @@ CONVERSATIONS = {
         {"role": "assistant", "content": "It is 22 C."}], tools=TOOLS),
     "llama_date_string": base([USER1], date_string="01 Jan 2025", tools_in_user_message=False,
                               tools=TOOLS),
+    "llama_builtin_tools": base([
+        SYSTEM, USER1,
+        {"role": "assistant", "tool_calls": [{"function": {"name": "brave_search",
+                                                            "arguments": {"query": "weather"}}}]},
+        {"role": "ipython", "content": {"result": "sunny", "temp": 21.5}}],
+        builtin_tools=["brave_search", "code_interpreter"], tools=TOOLS),
     "empty": base([], add_generation_prompt=True),
 }
 
