@@ -67,7 +67,7 @@ double nll_of(const float* logits, int vocab, int target) {
 struct PplArgs {
   std::string model, text, caches = "fp16,kivi:4,kivi:2,xquant:4,xquant:2,xquant-cl:2";
   std::string latent = "auto", device = "cpu";
-  int ctx = 2048, stride = 2048, max_tokens = 0, group = 128, threads = 0;
+  int ctx = 2048, stride = 0, max_tokens = 0, group = 128, threads = 0;
 };
 
 void print_table(const std::vector<Run>& runs, const xq::ModelConfig& cfg) {
@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
   ppl->add_option("--model", a.model, "Hugging Face directory or .gguf file")->required();
   ppl->add_option("--text", a.text, "UTF-8 text file")->required();
   ppl->add_option("--ctx", a.ctx, "tokens per window (BOS included)");
-  ppl->add_option("--stride", a.stride, "window start step; < ctx overlaps, scoring new tokens");
+  ppl->add_option("--stride", a.stride, "window start step (0: ctx); < ctx overlaps, scoring only new tokens");
   ppl->add_option("--max-tokens", a.max_tokens, "evaluate the first N tokens (0: all)");
   ppl->add_option("--cache", a.caches, "comma-separated format[:bits] list");
   ppl->add_option("--group", a.group, "quantization group size");
@@ -181,6 +181,7 @@ int main(int argc, char** argv) {
   ppl->add_option("--threads", a.threads, "BLAS threads (0: all cores)");
   CLI11_PARSE(app, argc, argv);
   try {
+    if (a.stride == 0) a.stride = a.ctx;
     if (a.ctx < 2 || a.stride < 1 || a.stride > a.ctx) {
       throw std::invalid_argument("need ctx >= 2 and 1 <= stride <= ctx");
     }

@@ -13,11 +13,12 @@ std::unique_ptr<CacheFormat> make_cache_format(const CacheOptions& opts, const M
                                                const KvProjector& projector) {
   if (opts.format == "fp16") return std::make_unique<Kv16Format>(cfg);
   if (opts.format == "kivi") return std::make_unique<KiviFormat>(cfg, opts.bits, opts.group_size);
-  if (opts.format == "xquant") {
+  if (opts.format == "xquant" || opts.format == "xquant-ch") {
     XQuantOptions x;
     x.bits = opts.bits;
     x.group = opts.group_size;
-    x.latent = resolve_latent(opts.latent, cfg);
+    x.x_per_channel = opts.format == "xquant-ch";
+    x.latent = !x.x_per_channel && resolve_latent(opts.latent, cfg);
     return std::make_unique<XQuantFormat>(cfg, projector, x);
   }
   if (opts.format == "xquant-cl") {

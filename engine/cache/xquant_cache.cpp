@@ -6,6 +6,8 @@
 //   point is that X, unlike K, has no per-channel outlier structure that would call for KIVI's
 //   per-channel grouping. G is CacheOptions.group_size (the paper's tables use 128; the exact
 //   group size of the HTML version could not be re-read from here, so it stays a flag).
+// - Variant "xquant-ch" (x_per_channel): X grouped per channel over G tokens with an fp16 window
+//   of < G tokens, KIVI-key style, to measure the other grouping axis on real models.
 // - bits 16 caches X as fp16, the diagnostic that must match the fp16 KV cache.
 // - Past K = keys(X^, positions) through the model's projector (bias, k-norm, RoPE); the new
 //   tokens use their own full-precision K/V. V is folded: out_h = (sum_j p_j x^_j) Wv_h, exact;
@@ -35,13 +37,18 @@ class XQuantSequence : public SequenceCache {
       if (basis_) {
         zk_.emplace_back(basis_->rank, opts.bits, opts.group);
         zv_.emplace_back(basis_->rank, opts.bits, opts.group);
+      } else if (opts.x_per_channel) {
+        xc_.emplace_back(cfg.hidden_size, opts.bits, opts.group);
       } else {
         x_.emplace_back(cfg.hidden_size, opts.bits, opts.group);
       }
     }
   }
 
-  int rows(int layer) const { return basis_ ? zv_.at(layer).rows() : x_.at(layer).rows(); }
+  int rows(int layer) const {
+    if (basis_) return zv_.at(layer).rows();
+    return opts_.x_per_channel ? xc_.at(layer).rows() : x_.at(layer).rows();
+  }
 
   void attend(const LayerAttnInput& in) override {
     const int past = rows(in.layer);
@@ -58,7 +65,11 @@ class XQuantSequence : public SequenceCache {
     if (basis_) {
       attend_latent(in, lo);
     } else {
-      x_[in.layer].read(lo, past, xs_.data() + static_cast<size_t>(lo) * hidden);
+      if (opts_.x_per_channel) {
+        xc_[in.layer].read(lo, past, xs_.data() + static_cast<size_t>(lo) * hidden);
+      } else {
+        x_[in.layer].read(lo, past, xs_.data() + static_cast<size_t>(lo) * hidden);
+      }
       remat_keys(proj_, in.layer, xs_.data(), hidden, lo, past, kv_dim, k_.data());
       std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, k_.begin() + past * kv_dim);
       if (opts_.fold_values) {
@@ -67,7 +78,11 @@ class XQuantSequence : public SequenceCache {
         v_.resize(all * kv_dim);
         remat_attention(cfg_, proj_, in, xs_.data(), k_.data(), v_.data());
       }
-      x_[in.layer].append(in.x, in.n);
+      if (opts_.x_per_channel) {
+        xc_[in.layer].append(in.x, in.n);
+      } else {
+        x_[in.layer].append(in.x, in.n);
+      }
     }
   }
 
@@ -75,6 +90,7 @@ class XQuantSequence : public SequenceCache {
 
   void truncate(int n) override {
     for (auto& s : x_) s.truncate(n);
+    for (auto& s : xc_) s.truncate(n);
     for (auto& s : zk_) s.truncate(n);
     for (auto& s : zv_) s.truncate(n);
   }
@@ -82,6 +98,7 @@ class XQuantSequence : public SequenceCache {
   size_t bytes_used() const override {
     size_t b = 0;
     for (const auto& s : x_) b += s.bytes();
+    for (const auto& s : xc_) b += s.bytes();
     for (const auto& s : zk_) b += s.bytes();
     for (const auto& s : zv_) b += s.bytes();
     return b;
@@ -121,6 +138,7 @@ class XQuantSequence : public SequenceCache {
   XQuantOptions opts_;
   std::shared_ptr<const LatentBasis> basis_;
   std::vector<TokenQuantRows> x_;      // per layer, without latent
+  std::vector<ChannelQuantRows> xc_;   // per layer, without latent, x_per_channel
   std::vector<ChannelQuantRows> zk_;   // per layer, latent: X U_k
   std::vector<TokenQuantRows> zv_;     // per layer, latent: X U_v
   std::vector<float> k_, v_, xs_, z_;  // scratch
@@ -145,11 +163,17 @@ XQuantFormat::XQuantFormat(const ModelConfig& cfg, const KvProjector& proj,
       throw ConfigError(std::string("xquant cache: ") + e.what());
     }
   }
+  if (opts.latent && opts.x_per_channel) {
+    throw ConfigError("xquant cache: the latent has its own grouping; x_per_channel is for X");
+  }
   if (opts.latent) basis_ = std::make_shared<LatentBasis>(compute_latent_basis(cfg, proj));
 }
 
 std::string XQuantFormat::name() const {
-  return std::string(opts_.latent ? "xquant-latent:" : "xquant:") + std::to_string(opts_.bits);
+  const char* kind = opts_.latent          ? "xquant-latent:"
+                     : opts_.x_per_channel ? "xquant-ch:"
+                                           : "xquant:";
+  return kind + std::to_string(opts_.bits);
 }
 
 namespace {
@@ -169,14 +193,17 @@ double channel_row_bytes(int width, int bits, int group) {
 
 double XQuantFormat::bytes_per_token() const {
   const int g = opts_.group, b = opts_.bits;
+  if (!basis_ && opts_.x_per_channel) {
+    return cfg_.num_layers * channel_row_bytes(cfg_.hidden_size, b, g);
+  }
   if (!basis_) return cfg_.num_layers * token_row_bytes(cfg_.hidden_size, b, g);
   const int r = basis_->rank;
   return cfg_.num_layers * (channel_row_bytes(r, b, g) + token_row_bytes(r, b, g));
 }
 
 double XQuantFormat::window_bytes_max() const {
-  if (!basis_ || opts_.bits == 16) return 0.0;
-  const int r = basis_->rank, g = opts_.group;
+  if (opts_.bits == 16 || (!basis_ && !opts_.x_per_channel)) return 0.0;
+  const int r = basis_ ? basis_->rank : cfg_.hidden_size, g = opts_.group;
   return cfg_.num_layers * (g - 1) * (2.0 * r - channel_row_bytes(r, opts_.bits, g));
 }
 

@@ -11,9 +11,12 @@
 namespace xq {
 
 struct XQuantOptions {
-  int bits = 4;             // 2/3/4/8, or 16: X in fp16 unquantized (the diagnostic)
-  int group = 128;          // values per quantization group
-  bool latent = false;      // cache X U_k, X U_v instead of X
+  int bits = 4;         // 2/3/4/8, or 16: X in fp16 unquantized (the diagnostic)
+  int group = 128;      // values per quantization group
+  bool latent = false;  // cache X U_k, X U_v instead of X
+  // X in per-channel groups of G tokens (KIVI-key style, fp16 window of < G tokens) instead of
+  // per-token groups: the other grouping axis, to compare on real models.
+  bool x_per_channel = false;
   bool fold_values = true;  // V folded after the softmax (exact); false rematerializes V
 };
 
