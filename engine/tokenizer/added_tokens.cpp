@@ -12,8 +12,7 @@ namespace {
 // Code point of the character that ends just before `end` (valid UTF-8 assumed), or -1.
 int32_t char_before(std::string_view s, size_t end, size_t* len) {
   size_t start = end;
-  while (start > 0 && (static_cast<unsigned char>(s[start - 1]) & 0xC0) == 0x80 &&
-         end - start < 3)
+  while (start > 0 && (static_cast<unsigned char>(s[start - 1]) & 0xC0) == 0x80 && end - start < 3)
     --start;
   if (start > 0) --start;
   size_t n = utf8::valid_sequence_length(s, start);
@@ -77,8 +76,7 @@ std::vector<TextSegment> AddedTokenMatcher::split(std::string_view text) const {
     out.push_back({hit->id, text.substr(begin, end - begin), begin});
     plain_start = pos = end;
   }
-  if (plain_start < text.size())
-    out.push_back({-1, text.substr(plain_start), plain_start});
+  if (plain_start < text.size()) out.push_back({-1, text.substr(plain_start), plain_start});
   return out;
 }
 

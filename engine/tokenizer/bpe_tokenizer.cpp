@@ -40,8 +40,8 @@ BpeTokenizer::BpeTokenizer(TokenizerParts parts)
   bos_id_ = parts.bos_id;
   eos_ids_ = std::move(parts.eos_ids);
   chat_template_ = std::move(parts.chat_template);
-  add_bos_ = bos_id_ >= 0 && std::find(prefix_ids_.begin(), prefix_ids_.end(), bos_id_) !=
-                                 prefix_ids_.end();
+  add_bos_ = bos_id_ >= 0 &&
+             std::find(prefix_ids_.begin(), prefix_ids_.end(), bos_id_) != prefix_ids_.end();
 
   int size = 0;
   for (const auto& [text, id] : model_->vocab()) size = std::max(size, id + 1);
@@ -99,8 +99,10 @@ std::vector<int> BpeTokenizer::encode(std::string_view text, bool add_special_to
   out.reserve(text.size() / 3 + 4);
   if (add_special_tokens) out = prefix_ids_;
   for (const TextSegment& seg : raw_matcher_.split(text)) {
-    if (seg.token_id >= 0) out.push_back(seg.token_id);
-    else encode_plain(seg.text, seg.offset == 0, out);
+    if (seg.token_id >= 0)
+      out.push_back(seg.token_id);
+    else
+      encode_plain(seg.text, seg.offset == 0, out);
   }
   if (add_special_tokens) out.insert(out.end(), suffix_ids_.begin(), suffix_ids_.end());
   return out;
@@ -111,8 +113,10 @@ void BpeTokenizer::encode_plain(std::string_view text, bool at_start, std::vecto
   normalizer_.apply(normalized);
   if (normalized_matcher_.empty()) return encode_normalized(std::move(normalized), at_start, out);
   for (const TextSegment& seg : normalized_matcher_.split(normalized)) {
-    if (seg.token_id >= 0) out.push_back(seg.token_id);
-    else encode_normalized(std::string(seg.text), at_start && seg.offset == 0, out);
+    if (seg.token_id >= 0)
+      out.push_back(seg.token_id);
+    else
+      encode_normalized(std::string(seg.text), at_start && seg.offset == 0, out);
   }
 }
 
@@ -141,9 +145,7 @@ std::string BpeTokenizer::decode(std::span<const int> ids, bool skip_special_tok
   return out;
 }
 
-bool BpeTokenizer::is_special(int id) const {
-  return id >= 0 && id < vocab_size() && special_[id];
-}
+bool BpeTokenizer::is_special(int id) const { return id >= 0 && id < vocab_size() && special_[id]; }
 
 std::optional<int> BpeTokenizer::token_id(std::string_view token) const {
   auto it = added_ids_.find(token);

@@ -80,8 +80,10 @@ void add_normalizer(const json& j, Normalizer& out) {
   } else if (type == "Replace") {
     auto [pattern, is_regex] = read_pattern(j, "Replace normalizer");
     std::string content = j.at("content").get<std::string>();
-    if (is_regex) out.add(regex_replace_step(std::make_shared<IcuRegex>(pattern), content));
-    else out.add(replace_step(pattern, content));
+    if (is_regex)
+      out.add(regex_replace_step(std::make_shared<IcuRegex>(pattern), content));
+    else
+      out.add(replace_step(pattern, content));
   } else if (type == "NFC") {
     out.add(unicode_form_step(UnicodeForm::kNFC));
   } else if (type == "NFD") {
@@ -110,10 +112,13 @@ void add_pre_tokenizer(const json& j, PreTokenizer& out) {
     auto [pattern, is_regex] = read_pattern(j, "Split pre_tokenizer");
     SplitBehavior behavior = parse_split_behavior(j.at("behavior").get<std::string>());
     bool invert = field(j, "invert", false);
-    if (is_regex) out.add(regex_split_step(std::make_shared<IcuRegex>(pattern), behavior, invert));
-    else out.add(string_split_step(pattern, behavior, invert));
+    if (is_regex)
+      out.add(regex_split_step(std::make_shared<IcuRegex>(pattern), behavior, invert));
+    else
+      out.add(string_split_step(pattern, behavior, invert));
   } else if (type == "Metaspace") {
-    out.add(metaspace_step(metaspace_replacement(j), read_prepend_scheme(j), field(j, "split", true)));
+    out.add(
+        metaspace_step(metaspace_replacement(j), read_prepend_scheme(j), field(j, "split", true)));
   } else if (type == "Digits") {
     out.add(digits_step(field(j, "individual_digits", false)));
   } else {

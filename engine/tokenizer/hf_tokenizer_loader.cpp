@@ -1,9 +1,8 @@
 // load_hf_tokenizer: tokenizer.json plus the BOS/EOS/chat-template facts that live in
 // tokenizer_config.json (and generation_config.json) of a Hugging Face model directory.
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "engine/tokenizer/bpe_tokenizer.h"
 #include "engine/tokenizer/hf_json_components.h"
@@ -84,8 +83,9 @@ void read_special_ids(const json& cfg, const json& gen, bool has_post_processor,
     auto text = token_text(cfg, key);
     if (!text) return std::nullopt;
     auto id = lookup(parts, *text);
-    if (!id) throw TokenizerError("tokenizer_config.json " + std::string(key) + " \"" + *text +
-                                  "\" is not a token");
+    if (!id)
+      throw TokenizerError("tokenizer_config.json " + std::string(key) + " \"" + *text +
+                           "\" is not a token");
     return id;
   };
   std::optional<int> bos = id_of("bos_token");
@@ -108,7 +108,8 @@ void read_special_ids(const json& cfg, const json& gen, bool has_post_processor,
   if (!flags_rule) return;
   if (auto add_bos = flag(cfg, "add_bos_token")) {
     std::erase(parts.prefix_ids, parts.bos_id);
-    if (*add_bos && parts.bos_id >= 0) parts.prefix_ids.insert(parts.prefix_ids.begin(), parts.bos_id);
+    if (*add_bos && parts.bos_id >= 0)
+      parts.prefix_ids.insert(parts.prefix_ids.begin(), parts.bos_id);
   }
   if (auto add_eos = flag(cfg, "add_eos_token")) {
     if (auto eos = id_of("eos_token")) {

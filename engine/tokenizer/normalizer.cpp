@@ -119,8 +119,10 @@ NormalizeStep strip_step(bool left, bool right) {
       size_t run = end;
       for (size_t i = begin; i < end; i += len) {
         bool space = is_space_at(text, i, &len);
-        if (!space) run = end;
-        else if (run == end) run = i;
+        if (!space)
+          run = end;
+        else if (run == end)
+          run = i;
       }
       end = run;
     }

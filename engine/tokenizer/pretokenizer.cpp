@@ -45,22 +45,28 @@ std::vector<Span> apply_behavior(std::vector<Span> spans, SplitBehavior behavior
       return out;
     case SplitBehavior::kContiguous:
       for (const Span& s : spans) {
-        if (s.is_match && previous_match) out.back().end = s.end;
-        else out.push_back(s);
+        if (s.is_match && previous_match)
+          out.back().end = s.end;
+        else
+          out.push_back(s);
         previous_match = s.is_match;
       }
       return out;
     case SplitBehavior::kMergedWithPrevious:
       for (const Span& s : spans) {
-        if (s.is_match && !previous_match && !out.empty()) out.back().end = s.end;
-        else out.push_back(s);
+        if (s.is_match && !previous_match && !out.empty())
+          out.back().end = s.end;
+        else
+          out.push_back(s);
         previous_match = s.is_match;
       }
       return out;
     case SplitBehavior::kMergedWithNext:
       for (auto it = spans.rbegin(); it != spans.rend(); ++it) {
-        if (it->is_match && !previous_match && !out.empty()) out.back().begin = it->begin;
-        else out.push_back(*it);
+        if (it->is_match && !previous_match && !out.empty())
+          out.back().begin = it->begin;
+        else
+          out.push_back(*it);
         previous_match = it->is_match;
       }
       std::reverse(out.begin(), out.end());
@@ -126,8 +132,10 @@ PreTokenizeStep byte_level_step(bool add_prefix_space, bool use_regex) {
     if (add_prefix_space && !piece.text.starts_with(' ')) piece.text = ' ' + piece.text;
     const ByteLevelMap& map = ByteLevelMap::instance();
     size_t first = out.size();
-    if (gpt2) emit_split(piece, gpt2->find_all(piece.text), SplitBehavior::kIsolated, false, out);
-    else if (!piece.text.empty()) out.push_back(std::move(piece));
+    if (gpt2)
+      emit_split(piece, gpt2->find_all(piece.text), SplitBehavior::kIsolated, false, out);
+    else if (!piece.text.empty())
+      out.push_back(std::move(piece));
     for (size_t i = first; i < out.size(); ++i) out[i].text = map.encode(out[i].text);
   };
 }
@@ -136,10 +144,13 @@ PreTokenizeStep metaspace_step(std::string replacement, PrependScheme scheme, bo
   return [=](PreToken& piece, std::vector<PreToken>& out) {
     std::string text;
     for (char c : piece.text) {
-      if (c == ' ') text += replacement;
-      else text += c;
+      if (c == ' ')
+        text += replacement;
+      else
+        text += c;
     }
-    bool prepend = scheme == PrependScheme::kAlways || (scheme == PrependScheme::kFirst && piece.at_start);
+    bool prepend =
+        scheme == PrependScheme::kAlways || (scheme == PrependScheme::kFirst && piece.at_start);
     if (prepend && !text.starts_with(replacement)) text = replacement + text;
     PreToken replaced{std::move(text), piece.at_start};
     if (!split) {
@@ -156,7 +167,8 @@ PreTokenizeStep metaspace_step(std::string replacement, PrependScheme scheme, bo
 
 PreTokenizeStep digits_step(bool individual_digits) {
   auto digit = std::make_shared<IcuRegex>(R"(\p{N})");
-  SplitBehavior behavior = individual_digits ? SplitBehavior::kIsolated : SplitBehavior::kContiguous;
+  SplitBehavior behavior =
+      individual_digits ? SplitBehavior::kIsolated : SplitBehavior::kContiguous;
   return [=](PreToken& piece, std::vector<PreToken>& out) {
     emit_split(piece, digit->find_all(piece.text), behavior, false, out);
   };

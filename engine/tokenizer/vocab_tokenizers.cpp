@@ -49,7 +49,8 @@ std::vector<AddedToken> literal_tokens(const std::vector<std::string>& pieces,
 void fill_common(TokenizerParts& parts, int bos, std::vector<int> eos, bool add_bos,
                  std::optional<std::string> chat_template, size_t vocab_size) {
   auto in_range = [&](int id) { return id >= 0 && static_cast<size_t>(id) < vocab_size; };
-  if (bos >= 0 && !in_range(bos)) throw TokenizerError("BOS id " + std::to_string(bos) + " out of range");
+  if (bos >= 0 && !in_range(bos))
+    throw TokenizerError("BOS id " + std::to_string(bos) + " out of range");
   for (int id : eos)
     if (!in_range(id)) throw TokenizerError("EOS id " + std::to_string(id) + " out of range");
   parts.bos_id = bos;
@@ -69,8 +70,8 @@ void add_score_merges(BpeModel& model, const std::vector<std::string>& pieces,
   std::sort(distinct.begin(), distinct.end(), std::greater<>());
   distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
   auto rank_of = [&](float s) {
-    return static_cast<int>(std::lower_bound(distinct.begin(), distinct.end(), s,
-                                             std::greater<>()) - distinct.begin());
+    return static_cast<int>(
+        std::lower_bound(distinct.begin(), distinct.end(), s, std::greater<>()) - distinct.begin());
   };
   for (size_t id = 0; id < pieces.size(); ++id) {
     if (!mergeable(type_of(types, id))) continue;

@@ -6,14 +6,12 @@
 // built by the raw-vocabulary factories that the GGUF loader uses.
 // With --batch, stdin is a JSON array of inputs and stdout a JSON array of results (decoded
 // text with invalid UTF-8 replaced), so that a test can run many cases in one process.
-#include <iostream>
-#include <iterator>
-#include <string>
-
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <string>
 
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tokenizer/vocab_tokenizers.h"
@@ -35,7 +33,8 @@ std::unique_ptr<xq::Tokenizer> load(const std::filesystem::path& dir) {
   }
   return xq::make_gpt2_bpe_tokenizer(pieces, spec.at("merges").get<std::vector<std::string>>(),
                                      types, spec.value("regexes", std::vector<std::string>{}), bos,
-                                     eos, add_bos, std::nullopt, spec.value("ignore_merges", false));
+                                     eos, add_bos, std::nullopt,
+                                     spec.value("ignore_merges", false));
 }
 
 }  // namespace
@@ -49,8 +48,10 @@ int main(int argc, char** argv) {
   bool flag = false, batch = false;
   for (int i = 3; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--batch") batch = true;
-    else if (a == "--no-special" || a == "--skip-special") flag = true;
+    if (a == "--batch")
+      batch = true;
+    else if (a == "--no-special" || a == "--skip-special")
+      flag = true;
     else {
       std::cerr << "unknown option " << a << "\n";
       return 2;
@@ -61,7 +62,8 @@ int main(int argc, char** argv) {
     auto tok = load(argv[1]);
     if (batch && mode == "encode") {
       nlohmann::json out = nlohmann::json::array();
-      for (const auto& text : nlohmann::json::parse(input)) out.push_back(tok->encode(text.get<std::string>(), !flag));
+      for (const auto& text : nlohmann::json::parse(input))
+        out.push_back(tok->encode(text.get<std::string>(), !flag));
       std::cout << out.dump() << "\n";
     } else if (batch && mode == "decode") {
       nlohmann::json out = nlohmann::json::array();
