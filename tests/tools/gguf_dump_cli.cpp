@@ -6,6 +6,8 @@
 //   gguf_dump_cli FILE hf NAME OUT       tensor NAME (HF name) as the model sees it
 //   gguf_dump_cli FILE names             HF name<TAB>dtype<TAB>shape of the WeightSource
 //   gguf_dump_cli FILE config            the ModelConfig as JSON
+//   gguf_dump_cli FILE encode            stdin: JSON array of texts; stdout: JSON array of id
+//                                        lists (with BOS as the file asks)
 //   gguf_dump_cli FILE meta              {"version", "alignment", "kv": {key: {"type", "value"}}}
 #include <cstdio>
 #include <fstream>
@@ -13,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "engine/model/gguf_tokenizer.h"
 #include "engine/weights/gguf_file.h"
 #include "engine/weights/gguf_weights.h"
 
@@ -89,6 +92,15 @@ int run(int argc, char** argv) {
       for (size_t i = 0; i < t.shape.size(); ++i) std::cout << (i ? "," : "") << t.shape[i];
       std::cout << '\n';
     }
+    return 0;
+  }
+  if (cmd == "encode") {
+    auto tok = xq::gguf_tokenizer(*file, xq::gguf_model_config(*file));
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& text : nlohmann::json::parse(std::cin)) {
+      out.push_back(tok->encode(text.get<std::string>(), true));
+    }
+    std::cout << out.dump() << '\n';
     return 0;
   }
   if (cmd == "meta") {
