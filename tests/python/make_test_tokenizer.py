@@ -6,6 +6,9 @@ Styles:
   spm  - Llama-2/Mistral-like: BPE with byte_fallback, <unk>=0 <s>=1 </s>=2, <0x00>..<0xFF>
          at 3..258, Prepend/Replace normalizer, no pre-tokenizer, [INST] chat template.
   gpt2 - GPT-2-like: ByteLevel(use_regex=True), <|endoftext|> at the end, no BOS.
+  metaspace - spm as newer converters write it: Metaspace pre-tokenizer (prepend_scheme
+         "first", split false) and Metaspace decoder instead of the Prepend/Replace normalizer.
+  qwen2 - Qwen2-like: NFC normalizer, Split(Qwen2 regex: single digits) + ByteLevel, no BOS.
 
 Usage: make_test_tokenizer.py OUT_DIR --style bpe|spm|gpt2 --vocab N
 """
@@ -19,6 +22,11 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
 LLAMA3_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+QWEN2_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
@@ -248,7 +256,53 @@ def _build_spm(vocab_size: int):
     return tj, cfg
 
 
-BUILDERS = {"bpe": _build_bpe, "spm": _build_spm, "gpt2": _build_gpt2}
+def _build_metaspace(vocab_size: int):
+    tj, cfg = _build_spm(vocab_size)
+    tj["normalizer"] = None
+    tj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
+                           "prepend_scheme": "first", "split": False}
+    tj["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": False},
+        {"type": "ByteFallback"},
+        {"type": "Fuse"},
+    ]}
+    return tj, cfg
+
+
+def _build_qwen2(vocab_size: int):
+    split = {"type": "Split", "pattern": {"Regex": QWEN2_REGEX}, "behavior": "Isolated",
+             "invert": False}
+    pre = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    vocab, merges = _train(pre, vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    n = len(vocab)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tj = {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [_added(n + i, s) for i, s in enumerate(specials)],
+        "normalizer": {"type": "NFC"},
+        "pre_tokenizer": {"type": "Sequence",
+                          "pretokenizers": [split, _byte_level(False)]},
+        "post_processor": _byte_level(False),
+        "decoder": _byte_level(False),
+        "model": _bpe_model(vocab, merges),
+    }
+    cfg = {
+        "bos_token": None,
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "model_max_length": 32768,
+        "tokenizer_class": "Qwen2Tokenizer",
+    }
+    return tj, cfg
+
+
+BUILDERS = {"bpe": _build_bpe, "spm": _build_spm, "gpt2": _build_gpt2,
+            "metaspace": _build_metaspace, "qwen2": _build_qwen2}
 
 
 def write_tokenizer(out_dir, style: str, vocab_size: int = 512, seed: int = 0) -> int:
