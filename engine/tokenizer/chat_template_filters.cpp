@@ -170,6 +170,83 @@ Value min_max(const Value& v, const CallArgs& a, bool want_max) {
   return best;
 }
 
+// Python's "fmt % args" for the conversions templates use: s r d i f e x o c and %%.
+std::string percent_format(const std::string& fmt, const List& args) {
+  std::string out;
+  size_t next = 0;
+  for (size_t k = 0; k < fmt.size(); ++k) {
+    if (fmt[k] != '%') {
+      out += fmt[k];
+      continue;
+    }
+    size_t start = k++;
+    while (k < fmt.size() && std::string("-+ #0123456789.").find(fmt[k]) != std::string::npos) ++k;
+    if (k >= fmt.size()) throw TemplateError("format: incomplete format");
+    char conv = fmt[k];
+    if (conv == '%') {
+      out += '%';
+      continue;
+    }
+    if (next >= args.size()) throw TemplateError("format: not enough arguments for format string");
+    const Value& v = args[next++];
+    std::string spec = fmt.substr(start, k - start);
+    auto printf_one = [&](const std::string& f, auto x) {
+      int n = std::snprintf(nullptr, 0, f.c_str(), x);
+      std::string buf(static_cast<size_t>(n) + 1, '\0');
+      std::snprintf(buf.data(), buf.size(), f.c_str(), x);
+      out.append(buf.data(), static_cast<size_t>(n));
+    };
+    switch (conv) {
+      case 's':
+      case 'r': {
+        std::string text = conv == 's' ? v.str() : v.repr();
+        printf_one(spec + "s", text.c_str());
+        break;
+      }
+      case 'd':
+      case 'i':
+      case 'x':
+      case 'X':
+      case 'o':
+        printf_one(spec + "ll" + (conv == 'i' ? 'd' : conv), static_cast<long long>(v.as_double()));
+        break;
+      case 'f':
+      case 'F':
+      case 'e':
+      case 'E':
+      case 'g':
+      case 'G':
+        printf_one(spec + conv, v.as_double());
+        break;
+      case 'c':
+        out += v.is_string() ? v.s : std::string(1, static_cast<char>(v.as_double()));
+        break;
+      default:
+        throw TemplateError(std::string("format: unsupported format character '") + conv + "'");
+    }
+  }
+  if (next < args.size())
+    throw TemplateError("format: not all arguments converted during string formatting");
+  return out;
+}
+
+Value do_dictsort(const Value& v, const CallArgs& a) {
+  if (!v.is_dict()) throw TemplateError("dictsort expects a mapping");
+  bool case_sensitive = arg(a, 0, "case_sensitive").truthy();
+  bool by_value = given(arg(a, 1, "by")) && arg(a, 1, "by").str() == "value";
+  bool reverse = arg(a, 2, "reverse").truthy();
+  List items = *(*get_attr(v, "items").fn)(CallArgs{}).list;
+  auto key = [&](const Value& pair) {
+    Value k = (*pair.list)[by_value ? 1 : 0];
+    if (!case_sensitive && k.is_string()) k.s = to_lower(k.s);
+    return k;
+  };
+  std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
+    return reverse ? less_than(key(y), key(x)) : less_than(key(x), key(y));
+  });
+  return Value::new_list(std::move(items));
+}
+
 std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -291,6 +368,8 @@ Value apply_filter(const std::string& name, const Value& v, const CallArgs& a) {
     return Value::string(std::move(out));
   }
   if (name == "sort") return do_sort(v, a);
+  if (name == "dictsort") return do_dictsort(v, a);
+  if (name == "format") return Value::string(percent_format(v.str(), a.args));
   if (name == "indent") return do_indent(v, a);
   if (name == "max" || name == "min") return min_max(v, a, name == "max");
   if (name == "sum") {

@@ -81,13 +81,14 @@ Value string_method(const std::string& s, const std::string& name) {
       return Value::string(strip(s, custom ? chars->s : S(), custom, left, right));
     });
   }
-  if (name == "split")
-    return bind([s](const CallArgs& a) {
+  if (name == "split" || name == "rsplit")
+    return bind([s, name](const CallArgs& a) {
       const Value* sep = a.get(0, "sep");
       bool ws = !sep || sep->is_none() || sep->is_undefined();
       List out;
+      auto fn = name == "split" ? split : rsplit;
       for (auto& part :
-           split(s, ws ? S() : arg_str(a, 0, "sep", ""), ws, arg_int(a, 1, "maxsplit", -1)))
+           fn(s, ws ? S() : arg_str(a, 0, "sep", ""), ws, arg_int(a, 1, "maxsplit", -1)))
         out.push_back(Value::string(std::move(part)));
       return Value::new_list(std::move(out));
     });

@@ -1,5 +1,10 @@
 #include "engine/tokenizer/chat_template_strings.h"
 
+#include <unicode/locid.h>
+#include <unicode/uchar.h>
+#include <unicode/unistr.h>
+#include <unicode/utf8.h>
+
 #include <cctype>
 #include <stdexcept>
 
@@ -9,9 +14,6 @@ namespace {
 bool ws(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
-bool alpha(char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; }
-char up(char c) { return static_cast<char>(std::toupper(static_cast<unsigned char>(c))); }
-char low(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
 
 }  // namespace
 
@@ -35,9 +37,7 @@ std::vector<std::string> split(const std::string& s, const std::string& sep, boo
       while (k < s.size() && ws(s[k])) ++k;
       if (k >= s.size()) break;
       if (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit) {
-        size_t e = s.size();
-        while (e > k && ws(s[e - 1])) --e;
-        out.push_back(s.substr(k, e - k));
+        out.push_back(s.substr(k));  // Python keeps the remainder's trailing whitespace
         break;
       }
       size_t start = k;
@@ -58,6 +58,38 @@ std::vector<std::string> split(const std::string& s, const std::string& sep, boo
     out.push_back(s.substr(start, at - start));
     start = at + sep.size();
   }
+}
+
+std::vector<std::string> rsplit(const std::string& s, const std::string& sep, bool whitespace,
+                                int64_t maxsplit) {
+  if (maxsplit < 0) return split(s, sep, whitespace, maxsplit);
+  if (whitespace) {
+    std::vector<std::string> out;
+    size_t k = s.size();
+    while (k > 0) {
+      while (k > 0 && ws(s[k - 1])) --k;
+      if (k == 0) break;
+      if (static_cast<int64_t>(out.size()) == maxsplit) {
+        out.push_back(s.substr(0, k));
+        break;
+      }
+      size_t end = k;
+      while (k > 0 && !ws(s[k - 1])) --k;
+      out.push_back(s.substr(k, end - k));
+    }
+    return {out.rbegin(), out.rend()};
+  }
+  if (sep.empty()) throw std::invalid_argument("empty separator");
+  std::vector<std::string> out;
+  size_t end = s.size();
+  while (static_cast<int64_t>(out.size()) < maxsplit) {
+    size_t at = end >= sep.size() ? s.rfind(sep, end - sep.size()) : std::string::npos;
+    if (at == std::string::npos) break;
+    out.push_back(s.substr(at + sep.size(), end - at - sep.size()));
+    end = at;
+  }
+  out.push_back(s.substr(0, end));
+  return {out.rbegin(), out.rend()};
 }
 
 std::vector<std::string> splitlines(const std::string& s) {
@@ -106,51 +138,72 @@ int64_t count_substr(const std::string& s, const std::string& sub) {
   return n;
 }
 
+// Full Unicode case mapping (ICU root locale), as Python's str.upper()/lower() do.
 std::string to_upper(std::string s) {
-  for (char& c : s) c = up(c);
-  return s;
+  std::string out;
+  icu::UnicodeString::fromUTF8(s).toUpper(icu::Locale::getRoot()).toUTF8String(out);
+  return out;
 }
 
 std::string to_lower(std::string s) {
-  for (char& c : s) c = low(c);
-  return s;
+  std::string out;
+  icu::UnicodeString::fromUTF8(s).toLower(icu::Locale::getRoot()).toUTF8String(out);
+  return out;
 }
 
-std::string capitalize(const std::string& s) {
-  std::string out = to_lower(s);
-  if (!out.empty()) out[0] = up(out[0]);
+namespace {
+
+// Maps code points one by one: `first` for the first cased letter of a word, `rest` for others.
+// A word starts after a character for which `breaks` is true.
+template <typename Breaks>
+std::string map_words(const std::string& s, Breaks breaks, bool only_first_word) {
+  std::string out;
+  bool word_start = true, seen_word = false;
+  int32_t i = 0, n = static_cast<int32_t>(s.size());
+  while (i < n) {
+    UChar32 c;
+    int32_t start = i;
+    U8_NEXT(s.data(), i, n, c);
+    if (c < 0) {
+      out.append(s, start, i - start);
+      continue;
+    }
+    UChar32 mapped = c;
+    if (breaks(c)) {
+      word_start = true;
+    } else {
+      bool upper = word_start && !(only_first_word && seen_word);
+      mapped = upper ? u_totitle(c) : u_tolower(c);
+      word_start = false;
+      seen_word = true;
+    }
+    char buf[U8_MAX_LENGTH];
+    int32_t len = 0;
+    U8_APPEND_UNSAFE(buf, len, mapped);
+    out.append(buf, static_cast<size_t>(len));
+  }
   return out;
+}
+
+}  // namespace
+
+std::string capitalize(const std::string& s) {
+  return map_words(
+      s, [](UChar32) { return false; }, true);
 }
 
 std::string py_title(const std::string& s) {
-  std::string out = s;
-  bool prev_cased = false;
-  for (char& c : out) {
-    if (alpha(c)) {
-      c = prev_cased ? low(c) : up(c);
-      prev_cased = true;
-    } else {
-      prev_cased = false;
-    }
-  }
-  return out;
+  return map_words(
+      s, [](UChar32 c) { return !u_hasBinaryProperty(c, UCHAR_CASED); }, false);
 }
 
 std::string jinja_title(const std::string& s) {
-  auto sep = [](char c) {
-    return ws(c) || c == '-' || c == '(' || c == '{' || c == '[' || c == '<';
-  };
-  std::string out = s;
-  bool start = true;
-  for (char& c : out) {
-    if (sep(c)) {
-      start = true;
-    } else {
-      c = start ? up(c) : low(c);
-      start = false;
-    }
-  }
-  return out;
+  return map_words(
+      s,
+      [](UChar32 c) {
+        return u_isUWhiteSpace(c) || c == '-' || c == '(' || c == '{' || c == '[' || c == '<';
+      },
+      false);
 }
 
 bool char_class_all(const std::string& s, const std::string& cls) {

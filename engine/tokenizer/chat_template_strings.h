@@ -1,5 +1,5 @@
 // Python str operations the chat-template interpreter needs (strip, split, title, ...). Case
-// mapping and whitespace are ASCII-only; other characters pass through unchanged.
+// mapping is Unicode (ICU); whitespace for strip/split is ASCII.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +14,8 @@ std::string strip(const std::string& s, const std::string& chars, bool custom, b
 // str.split(sep, maxsplit): `whitespace` true splits on runs of whitespace like split().
 std::vector<std::string> split(const std::string& s, const std::string& sep, bool whitespace,
                                int64_t maxsplit);
+std::vector<std::string> rsplit(const std::string& s, const std::string& sep, bool whitespace,
+                                int64_t maxsplit);
 std::vector<std::string> splitlines(const std::string& s);
 std::string replace(const std::string& s, const std::string& from, const std::string& to,
                     int64_t count);

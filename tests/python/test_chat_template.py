@@ -234,6 +234,18 @@ def test_feature_snippets_match_jinja2(index, tmp_path):
     check(SNIPPETS[index], ctx, tmp_path)
 
 
+EDGE_SNIPPETS = (Path(__file__).with_name("chat_template_snippets.txt")
+                 .read_text(encoding="utf-8").split("\n====\n"))
+
+
+@pytest.mark.parametrize("index", range(len(EDGE_SNIPPETS)))
+def test_edge_snippets_match_jinja2(index, tmp_path):
+    ctx = {"x": "s", "n": None, "f": 2.5, "i": -3, "e": [], "u": "héllo wörld straße",
+           "d": {"b": 1, "a": [1, 2]},
+           "msgs": [{"role": "user", "content": " hi "}, {"role": "assistant", "content": "yo"}]}
+    check(EDGE_SNIPPETS[index], ctx, tmp_path)
+
+
 def test_strftime_now(tmp_path):
     template = ("{%- if strftime_now is defined %}{{ strftime_now('%d %b %Y') }}"
                 "{%- else %}26 Jul 2024{%- endif %}")
