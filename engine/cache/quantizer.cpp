@@ -115,12 +115,19 @@ void quantize(const float* x, size_t n, int bits, int group, uint32_t* words, ui
 void dequantize(const uint32_t* words, const uint16_t* scales, const uint16_t* zeros, size_t n,
                 int bits, int group, float* out) {
   check_quant_params(bits, group);
-  std::vector<uint8_t> codes(n);
-  unpack_codes(words, n, bits, codes.data());
+  // Codes are read straight from the words (a 64-bit window covers a code straddling two): this
+  // runs over every cached row at every step, so no staging buffer.
+  const size_t nw = packed_words(n, bits);
+  const uint32_t mask = (1u << bits) - 1;
   for (size_t g = 0, begin = 0; begin < n; ++g, begin += group) {
     const size_t end = std::min(n, begin + group);
     const float s = half_to_float(scales[g]), z = half_to_float(zeros[g]);
-    for (size_t i = begin; i < end; ++i) out[i] = z + s * codes[i];
+    for (size_t i = begin; i < end; ++i) {
+      const size_t bit = i * bits, w = bit / 32;
+      uint64_t pair = words[w];
+      if (w + 1 < nw) pair |= static_cast<uint64_t>(words[w + 1]) << 32;
+      out[i] = z + s * static_cast<float>((pair >> (bit % 32)) & mask);
+    }
   }
 }
 
