@@ -105,7 +105,10 @@ Router make_api_router(ApiContext& ctx) {
           const auto now = std::chrono::system_clock::now().time_since_epoch();
           CompletionMeta meta{ctx.ids->next("cmpl-"),
                               std::chrono::duration_cast<std::chrono::seconds>(now).count(), ""};
-          return RouteResult{{}, completion_job(req.body, *ctx.tokenizer, ctx.limits, meta)};
+          // Built before the RouteResult: GCC 12 frees twice when an exception leaves a
+          // half-built aggregate.
+          auto job = completion_job(req.body, *ctx.tokenizer, ctx.limits, std::move(meta));
+          return RouteResult{HttpReply{}, std::move(job)};
         }));
   r.add("POST", "/tokenize", [&ctx, reply](const HttpRequestIn& req) {
     return reply(tokenize_reply(req.body, *ctx.tokenizer, ctx.limits));

@@ -223,9 +223,7 @@ void HttpSession::end_job() {
   job_.reset();
   ++serial_;  // late events and handlers of this job are dropped
   ids_.clear();
-  frames_.clear();
-  stream_sr_.reset();
-  stream_res_.reset();
+  // frames_ and the stream serializer stay: a write still in flight reads them.
   --env_.active_jobs;
 }
 
