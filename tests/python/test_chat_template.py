@@ -133,6 +133,12 @@ CONVERSATIONS = {
                                                             "arguments": {"query": "weather"}}}]},
         {"role": "ipython", "content": {"result": "sunny", "temp": 21.5}}],
         builtin_tools=["brave_search", "code_interpreter"], tools=TOOLS),
+    "reasoning": base([
+        SYSTEM, USER1, {"role": "assistant", "content": "<think>\nplan it\n</think>\n\nAnswer."},
+        USER2, {"role": "assistant", "content": "",
+                "tool_calls": [{"function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+        {"role": "tool", "content": "cold"}, {"role": "tool", "content": "windy"}],
+        enable_thinking=False, tools=TOOLS),
     "empty": base([], add_generation_prompt=True),
 }
 
@@ -141,7 +147,8 @@ TEMPLATE_FILES = sorted(p.name for p in TEMPLATES.glob("*.jinja"))
 
 def test_fixtures_present():
     names = set(TEMPLATE_FILES)
-    for want in ("llama-3.1-8b-instruct.jinja", "qwen2.5-7b-instruct.jinja",
+    for want in ("llama-3.1-8b-instruct.jinja", "llama-3.2-3b-instruct.jinja",
+                 "qwen2.5-7b-instruct.jinja", "qwen3-0.6b.jinja",
                  "mistral-7b-instruct-v0.3.jinja", "gemma-3-it.jinja"):
         assert want in names
 
