@@ -162,6 +162,14 @@ TEST(SpmFactory, ControlTokensInTextBecomeTheirIds) {
   EXPECT_EQ(tok->decode(ids, true), "he lo");
 }
 
+TEST(SpmFactory, InvalidUtf8InputIsEncodedAsReplacementCharacters) {
+  SpmVocab v;
+  auto tok = v.make(false);
+  auto ids = tok->encode("h\xFF", false);
+  ASSERT_EQ(ids.size(), 5u);  // "▁" "h" and the three bytes of U+FFFD
+  EXPECT_EQ(tok->decode(ids, false), "h" + kFffd);
+}
+
 TEST(IncrementalDetokenizer, NeverEmitsHalfACharacter) {
   SpmVocab v;
   auto tok = v.make(false);
