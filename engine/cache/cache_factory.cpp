@@ -18,7 +18,7 @@ std::unique_ptr<CacheFormat> make_cache_format(const CacheOptions& opts, const M
     x.bits = opts.bits;
     x.group = opts.group_size;
     x.x_per_channel = opts.format == "xquant-ch";
-    x.latent = !x.x_per_channel && resolve_latent(opts.latent, cfg);
+    x.latent = !x.x_per_channel && resolve_latent(opts.latent, cfg, projector);
     return std::make_unique<XQuantFormat>(cfg, projector, x);
   }
   if (opts.format == "xquant-cl") {

@@ -146,10 +146,13 @@ class XQuantSequence : public SequenceCache {
 
 }  // namespace
 
-bool resolve_latent(const std::string& mode, const ModelConfig& cfg) {
+bool resolve_latent(const std::string& mode, const ModelConfig& cfg, const KvProjector& proj) {
   if (mode == "on") return true;
   if (mode == "off") return false;
-  if (mode == "auto") return 2 * cfg.kv_dim() < cfg.hidden_size;
+  if (mode == "auto") {
+    return 2 * cfg.kv_dim() < cfg.hidden_size && proj.k_weight(0) != nullptr &&
+           proj.v_weight(0) != nullptr;
+  }
   throw ConfigError("xquant latent must be on, off or auto, got '" + mode + "'");
 }
 

@@ -36,7 +36,8 @@ class XQuantFormat : public CacheFormat {
   std::shared_ptr<const LatentBasis> basis_;  // shared by every sequence; null without latent
 };
 
-// "auto" turns the latent on when the two latents together are narrower than X.
-bool resolve_latent(const std::string& mode, const ModelConfig& cfg);
+// "auto" turns the latent on when the two latents together are narrower than X and the
+// projector exposes Wk/Wv; "on" insists (and the format throws without them).
+bool resolve_latent(const std::string& mode, const ModelConfig& cfg, const KvProjector& proj);
 
 }  // namespace xq
