@@ -24,6 +24,8 @@ class CpuModel : public Model, public KvProjector {
 
   void keys(int layer, const float* x, int n, const int* pos, float* k) const override;
   void values(int layer, const float* x, int n, float* v) const override;
+  const float* k_weight(int layer) const override { return w_.layers.at(layer).wk.data(); }
+  const float* v_weight(int layer) const override { return w_.layers.at(layer).wv.data(); }
 
  private:
   // Buffers of one forward call, kept between calls to avoid reallocating.
