@@ -1,5 +1,6 @@
 // load_hf_tokenizer: tokenizer.json plus the BOS/EOS/chat-template facts that live in
 // tokenizer_config.json (and generation_config.json) of a Hugging Face model directory.
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
