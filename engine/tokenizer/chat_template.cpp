@@ -25,6 +25,19 @@ int64_t floor_div(int64_t a, int64_t b) {
   return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
+// Integer power by squaring; Python's ints do not overflow, ours report it.
+int64_t int_pow(int64_t base, int64_t exp) {
+  int64_t result = 1;
+  while (exp > 0) {
+    if ((exp & 1) && __builtin_mul_overflow(result, base, &result))
+      throw TemplateError("integer overflow in **");
+    exp >>= 1;
+    if (exp > 0 && __builtin_mul_overflow(base, base, &base))
+      throw TemplateError("integer overflow in **");
+  }
+  return result;
+}
+
 Value arithmetic(const std::string& op, const Value& a, const Value& b) {
   using K = Value::Kind;
   if (a.is_undefined()) undefined_error(a);
@@ -65,11 +78,7 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
   } else if (nums) {
     double x = a.as_double(), y = b.as_double();
     if (op == "**") {
-      if (ints && as_int(b) >= 0) {
-        int64_t r = 1;
-        for (int64_t k = 0; k < as_int(b); ++k) r *= as_int(a);
-        return Value::integer(r);
-      }
+      if (ints && as_int(b) >= 0) return Value::integer(int_pow(as_int(a), as_int(b)));
       return Value::floating(std::pow(x, y));
     }
     if (y == 0) throw TemplateError(op == "%" ? "integer modulo by zero" : "division by zero");
@@ -87,6 +96,17 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
   }
   throw TemplateError("unsupported operand type(s) for " + op + ": '" + a.type_name() + "' and '" +
                       b.type_name() + "'");
+}
+
+bool compare(const std::string& op, const Value& a, const Value& b) {
+  if (op == "==") return a == b;
+  if (op == "!=") return !(a == b);
+  if (op == "<") return less_than(a, b);
+  if (op == ">") return less_than(b, a);
+  if (op == "<=") return !less_than(b, a);
+  if (op == ">=") return !less_than(a, b);
+  if (op == "in") return contains(b, a);
+  return !contains(b, a);  // not in
 }
 
 class Renderer {
@@ -246,6 +266,13 @@ class Renderer {
 
   Value make_macro(const Node& n) {
     return Value::function([this, &n](const CallArgs& a) {
+      // jinja2 stops runaway recursion with Python's recursion limit; so do we, before the stack.
+      if (macro_depth_ >= kMaxMacroDepth)
+        throw TemplateError("macro '" + n.targets[0] + "' recursed too deeply");
+      struct DepthGuard {
+        int& d;
+        ~DepthGuard() { --d; }
+      } guard{++macro_depth_};
       Frame frame;
       for (size_t k = 0; k < n.params.size(); ++k) {
         const auto& [param, def] = n.params[k];
@@ -349,6 +376,16 @@ class Renderer {
       }
       case EK::kBinary:
         return eval_binary(e);
+      case EK::kCompare: {
+        // a < b < c is (a < b) and (b < c), each operand evaluated once.
+        Value left = eval(*e.children[0]);
+        for (size_t k = 0; k < e.ops.size(); ++k) {
+          Value right = eval(*e.children[k + 1]);
+          if (!compare(e.ops[k], left, right)) return Value::boolean(false);
+          left = std::move(right);
+        }
+        return Value::boolean(true);
+      }
       case EK::kCond:
         if (eval(*e.children[1]).truthy()) return eval(*e.children[0]);
         return e.children[2] ? eval(*e.children[2]) : Value::undefined();
@@ -362,19 +399,13 @@ class Renderer {
     if (op == "and") return a.truthy() ? eval(*e.children[1]) : a;
     if (op == "or") return a.truthy() ? a : eval(*e.children[1]);
     Value b = eval(*e.children[1]);
-    if (op == "==") return Value::boolean(a == b);
-    if (op == "!=") return Value::boolean(!(a == b));
-    if (op == "<") return Value::boolean(less_than(a, b));
-    if (op == ">") return Value::boolean(less_than(b, a));
-    if (op == "<=") return Value::boolean(!less_than(b, a));
-    if (op == ">=") return Value::boolean(!less_than(a, b));
-    if (op == "in") return Value::boolean(contains(b, a));
-    if (op == "not in") return Value::boolean(!contains(b, a));
     if (op == "~") return Value::string(a.str() + b.str());
     return arithmetic(op, a, b);
   }
 
+  static constexpr int kMaxMacroDepth = 100;
   std::vector<Frame> frames_;
+  int macro_depth_ = 0;
 };
 
 }  // namespace

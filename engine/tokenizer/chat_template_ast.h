@@ -29,6 +29,7 @@ struct Expr {
     kUnary,    // name in {not, -, +}; children[0]
     kBinary,   // name is the operator; children[0], children[1]
     kCond,     // children[0] if children[1] else children[2] (null = undefined)
+    kCompare,  // children[0] ops[0] children[1] ops[1] ... chained as in Python
   };
   Kind kind = Kind::kLiteral;
   int line = 0;
@@ -38,6 +39,7 @@ struct Expr {
   bool negated = false;
   std::vector<ExprPtr> children;
   std::vector<std::pair<std::string, ExprPtr>> kwargs;
+  std::vector<std::string> ops;  // kCompare
 };
 
 struct Node;

@@ -276,7 +276,8 @@ class Parser {
     return parse_compare();
   }
   ExprPtr parse_compare() {
-    ExprPtr e = parse_math1();
+    ExprPtr first = parse_math1();
+    ExprPtr e;
     for (;;) {
       const Token& at = peek();
       std::string op;
@@ -290,10 +291,14 @@ class Parser {
         pos_ += 2;
         op = "not in";
       } else {
-        return e;
+        return e ? std::move(e) : std::move(first);
       }
-      // Chained comparisons (a < b < c) are rare in templates; they evaluate pairwise here.
-      e = binary(op, std::move(e), parse_math1(), at);
+      if (!e) {
+        e = node(Expr::Kind::kCompare, at);
+        e->children.push_back(std::move(first));
+      }
+      e->ops.push_back(op);
+      e->children.push_back(parse_math1());
     }
   }
   ExprPtr parse_math1() {
