@@ -42,10 +42,17 @@ std::string OutputProcessor::push(int token) {
       stopped_ = true;
       return release_up_to(hit);
     }
-    // Hold back a tail that could still become the start of a stop string.
-    const size_t hold = max_stop_len_ - 1;
-    const size_t end = text_.size() > hold ? text_.size() - hold : 0;
-    return release_up_to(char_boundary_at_or_before(text_, end));
+    // Hold back the longest tail that could still grow into a stop string.
+    size_t hold = 0;
+    for (const auto& stop : stop_) {
+      for (size_t k = std::min(stop.size() - 1, text_.size() - released_); k > hold; --k) {
+        if (text_.compare(text_.size() - k, k, stop, 0, k) == 0) {
+          hold = k;
+          break;
+        }
+      }
+    }
+    return release_up_to(char_boundary_at_or_before(text_, text_.size() - hold));
   }
   return release_up_to(text_.size());
 }
