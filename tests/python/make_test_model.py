@@ -62,7 +62,8 @@ def _config(a, vocab: int, bos: int, eos: int) -> dict:
             "hidden_activation": "gelu_pytorch_tanh",
             "rope_theta": 1000000.0,
             "rope_local_base_freq": 10000.0,
-            "query_pre_attn_scalar": head_dim,
+            # Not head_dim, as in the larger Gemma 3 models, so that the scale is exercised.
+            "query_pre_attn_scalar": head_dim * 3 // 2,
             "sliding_window": a.sliding_window,
             # Every other layer global, so both kinds appear even in a 2-layer model.
             "layer_types": ["full_attention" if (i + 1) % 2 == 0 else "sliding_attention"
