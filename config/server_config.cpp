@@ -1,11 +1,10 @@
 #include "config/server_config.h"
 
+#include <CLI/CLI.hpp>
 #include <cctype>
 #include <limits>
 #include <sstream>
 #include <tuple>
-
-#include <CLI/CLI.hpp>
 
 namespace xq {
 namespace {
@@ -55,7 +54,9 @@ void add_flags(CLI::App& app, ServerConfig& c, SizeFlags& sizes, int& model_len)
   app.add_option("--model", c.model, "Hugging Face model directory or .gguf file")
       ->required()
       ->envname("XQ_MODEL");
-  app.add_option("--host", c.host, "Address to listen on")->envname("XQ_HOST")->capture_default_str();
+  app.add_option("--host", c.host, "Address to listen on")
+      ->envname("XQ_HOST")
+      ->capture_default_str();
   app.add_option("--port", c.port, "TCP port (0: any free port)")
       ->envname("XQ_PORT")
       ->check(CLI::Range(0, 65535))
@@ -117,15 +118,23 @@ size_t parse_byte_size(std::string_view text) {
   if (i == 0 || i > 18) throw std::invalid_argument("not a byte size: '" + std::string(text) + "'");
   const uint64_t number = std::stoull(std::string(text.substr(0, i)));
   std::string unit;
-  for (char ch : text.substr(i)) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (char ch : text.substr(i))
+    unit += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   uint64_t scale = 0;
-  if (unit.empty() || unit == "b") scale = 1;
-  else if (unit == "k" || unit == "kib") scale = uint64_t{1} << 10;
-  else if (unit == "m" || unit == "mib") scale = uint64_t{1} << 20;
-  else if (unit == "g" || unit == "gib") scale = uint64_t{1} << 30;
-  else if (unit == "kb") scale = 1000;
-  else if (unit == "mb") scale = 1000 * 1000;
-  else if (unit == "gb") scale = 1000 * 1000 * 1000;
+  if (unit.empty() || unit == "b")
+    scale = 1;
+  else if (unit == "k" || unit == "kib")
+    scale = uint64_t{1} << 10;
+  else if (unit == "m" || unit == "mib")
+    scale = uint64_t{1} << 20;
+  else if (unit == "g" || unit == "gib")
+    scale = uint64_t{1} << 30;
+  else if (unit == "kb")
+    scale = 1000;
+  else if (unit == "mb")
+    scale = 1000 * 1000;
+  else if (unit == "gb")
+    scale = 1000 * 1000 * 1000;
   if (scale == 0) throw std::invalid_argument("unknown size unit in '" + std::string(text) + "'");
   if (number > std::numeric_limits<size_t>::max() / scale)
     throw std::invalid_argument("byte size too large: '" + std::string(text) + "'");
@@ -149,8 +158,9 @@ ServerArgs parse_server_args(int argc, const char* const* argv) {
     out.message = code == 0 ? text.str() : err.str() + text.str();
     return out;
   }
-  for (auto [flag, text, dest] : {std::tuple{"--max-body-bytes", &sizes.body, &c.max_body_bytes},
-                                   std::tuple{"--cache-memory", &sizes.cache, &c.cache_memory_bytes}}) {
+  for (auto [flag, text, dest] :
+       {std::tuple{"--max-body-bytes", &sizes.body, &c.max_body_bytes},
+        std::tuple{"--cache-memory", &sizes.cache, &c.cache_memory_bytes}}) {
     try {
       *dest = parse_byte_size(*text);
     } catch (const std::invalid_argument& e) {

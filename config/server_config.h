@@ -13,26 +13,26 @@
 namespace xq {
 
 struct ServerConfig {
-  std::string model;                  // HF directory or .gguf file
+  std::string model;  // HF directory or .gguf file
   std::string host = "127.0.0.1";
-  int port = 8000;                    // 0: any free port (the log line names it)
-  std::string device = "auto";        // cpu | cuda | auto
-  std::string served_model_name;      // empty: the model's default name
-  std::string cache = "fp16";         // fp16 | kivi | xquant | xquant-cl
-  int cache_bits = 16;                // resolved from the format when not given
+  int port = 8000;                // 0: any free port (the log line names it)
+  std::string device = "auto";    // cpu | cuda | auto
+  std::string served_model_name;  // empty: the model's default name
+  std::string cache = "fp16";     // fp16 | kivi | xquant | xquant-cl
+  int cache_bits = 16;            // resolved from the format when not given
   int cache_group_size = 32;
   std::string xquant_latent = "auto";  // on | off | auto
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;
-  std::optional<int> max_model_len;   // unset: the model's max_position_embeddings
+  std::optional<int> max_model_len;             // unset: the model's max_position_embeddings
   size_t cache_memory_bytes = size_t{4} << 30;  // the cache budget the scheduler fills
-  std::string api_key;                // empty: no authentication
+  std::string api_key;                          // empty: no authentication
   uint64_t seed = 0;
-  int threads = 0;                    // 0: all cores
+  int threads = 0;  // 0: all cores
   std::string log_level = "info";
   size_t max_body_bytes = size_t{8} << 20;
-  int http_threads = 2;               // Asio threads serving connections
-  double shutdown_grace_s = 10.0;     // how long SIGTERM waits for running requests
+  int http_threads = 2;            // Asio threads serving connections
+  double shutdown_grace_s = 10.0;  // how long SIGTERM waits for running requests
 };
 
 // What parse_server_args decided: run with `config`, or exit at once with `exit_code` after

@@ -1,7 +1,6 @@
 #include "server/api_routes.h"
 
 #include <chrono>
-
 #include <nlohmann/json.hpp>
 
 #include "server/json_params.h"
@@ -39,9 +38,12 @@ void check_bearer(const std::string& authorization, const std::string& key) {
 HttpReply health_reply() { return json_reply(R"({"status":"ok"})"); }
 
 HttpReply models_reply(const ModelLimits& limits, int64_t created) {
-  ojson model = {{"id", limits.served_name},      {"object", "model"},
-                 {"created", created},            {"owned_by", "xquant-server"},
-                 {"root", limits.model_path},     {"parent", nullptr},
+  ojson model = {{"id", limits.served_name},
+                 {"object", "model"},
+                 {"created", created},
+                 {"owned_by", "xquant-server"},
+                 {"root", limits.model_path},
+                 {"parent", nullptr},
                  {"max_model_len", limits.max_model_len}};
   return json_reply(dump_json({{"object", "list"}, {"data", ojson::array({model})}}));
 }
@@ -53,13 +55,11 @@ HttpReply tokenize_reply(std::string_view body, const Tokenizer& tok, const Mode
   if (!prompt) throw invalid_request("'prompt' is required and must be a string", "prompt");
   const bool special = get_bool(j, "add_special_tokens").value_or(true);
   const std::vector<int> ids = tok.encode(*prompt, special);
-  return json_reply(dump_json({{"count", ids.size()},
-                               {"max_model_len", limits.max_model_len},
-                               {"tokens", ids}}));
+  return json_reply(
+      dump_json({{"count", ids.size()}, {"max_model_len", limits.max_model_len}, {"tokens", ids}}));
 }
 
-HttpReply detokenize_reply(std::string_view body, const Tokenizer& tok,
-                           const ModelLimits& limits) {
+HttpReply detokenize_reply(std::string_view body, const Tokenizer& tok, const ModelLimits& limits) {
   const nlohmann::json j = parse_json_object(body);
   check_model_name(get_string(j, "model"), limits);
   auto it = j.find("tokens");
@@ -69,9 +69,9 @@ HttpReply detokenize_reply(std::string_view body, const Tokenizer& tok,
   for (const nlohmann::json& v : *it) {
     auto id = as_int(v, 0, limits.vocab_size - 1);
     if (!id || v.is_number_float())
-      throw invalid_request("'tokens' entries must be token ids in [0, " +
-                                std::to_string(limits.vocab_size) + ")",
-                            "tokens");
+      throw invalid_request(
+          "'tokens' entries must be token ids in [0, " + std::to_string(limits.vocab_size) + ")",
+          "tokens");
     ids.push_back(static_cast<int>(*id));
   }
   return json_reply(dump_json({{"prompt", tok.decode(ids, false)}}));

@@ -35,7 +35,7 @@ struct ApiContext {
   EngineLoop* loop = nullptr;        // for /metrics' queue gauges
   ServerMetrics* metrics = nullptr;  // null: no /metrics route
   IdSource* ids = nullptr;
-  int64_t started = 0;               // unix time, the model's `created`
+  int64_t started = 0;  // unix time, the model's `created`
 };
 
 Router make_api_router(ApiContext& ctx);

@@ -64,13 +64,15 @@ std::vector<std::string> parse_stop(const json& obj) {
     std::string s = it->get<std::string>();
     return s.empty() ? std::vector<std::string>{} : std::vector<std::string>{s};
   }
-  if (!it->is_array()) throw invalid_request("'stop' must be a string or a list of strings", "stop");
+  if (!it->is_array())
+    throw invalid_request("'stop' must be a string or a list of strings", "stop");
   if (it->size() > kMaxStopStrings)
     throw invalid_request("'stop' takes at most " + std::to_string(kMaxStopStrings) + " strings",
                           "stop");
   std::vector<std::string> stop;
   for (const json& s : *it) {
-    if (!s.is_string()) throw invalid_request("'stop' must be a string or a list of strings", "stop");
+    if (!s.is_string())
+      throw invalid_request("'stop' must be a string or a list of strings", "stop");
     if (!s.get<std::string>().empty()) stop.push_back(s.get<std::string>());
   }
   return stop;
@@ -79,8 +81,8 @@ std::vector<std::string> parse_stop(const json& obj) {
 std::vector<int> parse_stop_token_ids(const json& obj, const ModelLimits& limits) {
   auto it = obj.find("stop_token_ids");
   if (it == obj.end() || it->is_null()) return {};
-  if (!it->is_array()) throw invalid_request("'stop_token_ids' must be a list of token ids",
-                                             "stop_token_ids");
+  if (!it->is_array())
+    throw invalid_request("'stop_token_ids' must be a list of token ids", "stop_token_ids");
   std::vector<int> ids;
   for (const json& v : *it) {
     auto id = as_int(v, 0, limits.vocab_size - 1);

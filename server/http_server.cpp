@@ -1,11 +1,13 @@
 #include "server/http_server.h"
 
-#include <stdexcept>
-
-#include <utility>  // Boost 1.74 Asio uses std::exchange without including it
-
-#include <boost/asio.hpp>
 #include <spdlog/spdlog.h>
+
+// Boost 1.74 Asio uses std::exchange without including <utility>.
+// clang-format off
+#include <utility>
+#include <boost/asio.hpp>
+// clang-format on
+#include <stdexcept>
 
 #include "server/http_session.h"
 

@@ -21,8 +21,8 @@ struct HttpOptions {
   int threads = 2;
   size_t max_body_bytes = size_t{8} << 20;
   size_t max_header_bytes = 16 * 1024;
-  std::chrono::seconds idle_timeout{120};   // waiting for (the rest of) a request
-  std::chrono::seconds write_timeout{60};   // one write to a slow client
+  std::chrono::seconds idle_timeout{120};  // waiting for (the rest of) a request
+  std::chrono::seconds write_timeout{60};  // one write to a slow client
 };
 
 // What every session shares; owned by the HttpServer.

@@ -1,9 +1,9 @@
 #include "server/http_session.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <array>
-
-#include <spdlog/spdlog.h>
 
 namespace xq {
 
@@ -36,8 +36,9 @@ void HttpSession::read_request() {
   parser_->body_limit(env_.opts.max_body_bytes);
   parser_->header_limit(static_cast<uint32_t>(env_.opts.max_header_bytes));
   stream_.expires_after(env_.opts.idle_timeout);
-  http::async_read(stream_, buffer_, *parser_,
-                   [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+  http::async_read(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
 }
 
 void HttpSession::on_read(beast::error_code ec) {
@@ -45,13 +46,13 @@ void HttpSession::on_read(beast::error_code ec) {
   if (ec == http::error::body_limit)
     return send_reply(error_reply(body_too_large(env_.opts.max_body_bytes)), true, true);
   if (ec == http::error::header_limit)
-    return send_reply(error_reply(ApiError(431, "invalid_request_error",
-                                           "Request headers are too large", {},
-                                           "request_header_fields_too_large")),
-                      true, true);
+    return send_reply(
+        error_reply(ApiError(431, "invalid_request_error", "Request headers are too large", {},
+                             "request_header_fields_too_large")),
+        true, true);
   if (is_parse_error(ec) && ec != http::error::end_of_stream && ec != http::error::partial_message)
-    return send_reply(error_reply(invalid_request("Malformed HTTP request: " + ec.message())),
-                      true, true);
+    return send_reply(error_reply(invalid_request("Malformed HTTP request: " + ec.message())), true,
+                      true);
   close();  // end of stream, timeout, reset
 }
 
@@ -76,14 +77,14 @@ void HttpSession::send_reply(const HttpReply& reply, bool close_after, bool ling
   res->body() = reply.body;
   res->prepare_payload();
   stream_.expires_after(env_.opts.write_timeout);
-  http::async_write(stream_, *res,
-                    [self = shared_from_this(), res, close_after, linger](beast::error_code ec,
-                                                                          size_t) {
-                      if (ec) return self->close();
-                      if (linger) return self->linger_close();
-                      if (close_after) return self->close();
-                      self->read_request();
-                    });
+  http::async_write(
+      stream_, *res,
+      [self = shared_from_this(), res, close_after, linger](beast::error_code ec, size_t) {
+        if (ec) return self->close();
+        if (linger) return self->linger_close();
+        if (close_after) return self->close();
+        self->read_request();
+      });
 }
 
 void HttpSession::close() {
@@ -127,12 +128,10 @@ void HttpSession::start_job(std::shared_ptr<CompletionJob> job) {
   auto ex = stream_.get_executor();
   try {
     for (int i = 0; i < n; ++i) {
-      ids_.push_back(env_.loop->submit(std::move(job_->prep.requests[i]),
-                                       [self, ex, serial, i](RequestEvent ev) {
-                                         net::post(ex, [self, serial, i, ev = std::move(ev)] {
-                                           self->on_event(serial, i, ev);
-                                         });
-                                       }));
+      ids_.push_back(env_.loop->submit(
+          std::move(job_->prep.requests[i]), [self, ex, serial, i](RequestEvent ev) {
+            net::post(ex, [self, serial, i, ev = std::move(ev)] { self->on_event(serial, i, ev); });
+          }));
     }
   } catch (const std::exception& e) {
     for (uint64_t id : ids_) env_.loop->abort(id);

@@ -5,17 +5,18 @@
 #pragma once
 
 #include <array>
+// Boost 1.74 Asio uses std::exchange without including <utility>.
+// clang-format off
+#include <utility>
+#include <boost/asio.hpp>
+// clang-format on
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <utility>  // Boost 1.74 Asio uses std::exchange without including it
-
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 
 #include "server/http_server.h"
 

@@ -33,7 +33,8 @@ nlohmann::json parse_json_object(std::string_view body) {
   try {
     j = nlohmann::json::parse(body.begin(), body.end());
   } catch (const nlohmann::json::parse_error& e) {
-    throw invalid_request(std::string("Request body is not valid JSON (or not UTF-8): ") + e.what());
+    throw invalid_request(std::string("Request body is not valid JSON (or not UTF-8): ") +
+                          e.what());
   }
   if (!j.is_object()) throw invalid_request("Request body must be a JSON object");
   return j;
@@ -73,8 +74,7 @@ std::optional<int64_t> as_int(const nlohmann::json& v, int64_t lo, int64_t hi) {
   return std::nullopt;
 }
 
-std::optional<int64_t> get_int(const nlohmann::json& obj, const char* key, int64_t lo,
-                               int64_t hi) {
+std::optional<int64_t> get_int(const nlohmann::json& obj, const char* key, int64_t lo, int64_t hi) {
   const nlohmann::json* v = find(obj, key);
   if (!v) return std::nullopt;
   const bool integral = v->is_number_integer() ||

@@ -1,6 +1,7 @@
 // xquant-server: parse flags, load the model, start the engine thread and the HTTP server, and
 // drain gracefully on SIGINT/SIGTERM.
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
@@ -9,8 +10,6 @@
 #include <iostream>
 #include <memory>
 #include <random>
-
-#include <spdlog/spdlog.h>
 
 #include "config/server_config.h"
 #include "engine/model/model.h"
@@ -56,9 +55,10 @@ ModelLimits model_limits(const ServerConfig& c, const LoadedModel& m, const Engi
   l.max_model_len = loop.max_model_len();
   const int64_t capacity = loop.cache_capacity_tokens();
   if (capacity < l.max_model_len) {
-    spdlog::warn("the cache holds only {} tokens, less than the context length {}: requests are "
-                 "limited to {} tokens (raise --cache-memory)",
-                 capacity, l.max_model_len, capacity);
+    spdlog::warn(
+        "the cache holds only {} tokens, less than the context length {}: requests are "
+        "limited to {} tokens (raise --cache-memory)",
+        capacity, l.max_model_len, capacity);
     l.max_model_len = static_cast<int>(capacity);
   }
   return l;
@@ -66,8 +66,7 @@ ModelLimits model_limits(const ServerConfig& c, const LoadedModel& m, const Engi
 
 // Waits up to `grace` for running generations, returning early on a second signal.
 void drain(HttpServer& server, double grace_s, const sigset_t& signals) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
   timespec tick{0, 50 * 1000 * 1000};
   while (server.active_jobs() > 0 && std::chrono::steady_clock::now() < deadline) {
     if (sigtimedwait(&signals, nullptr, &tick) > 0) {
@@ -95,8 +94,7 @@ int serve(const ServerConfig& cfg) {
                       std::to_string(mc.max_position_embeddings) + ")");
   auto loop = std::make_unique<EngineLoop>(model, scheduler_options(cfg));
 
-  ServerMetrics metrics(model.model->cache_format().bytes_per_token(),
-                        fp16_kv_bytes_per_token(mc));
+  ServerMetrics metrics(model.model->cache_format().bytes_per_token(), fp16_kv_bytes_per_token(mc));
   IdSource ids(std::random_device{}());
   ApiContext ctx;
   ctx.tokenizer = model.tokenizer.get();

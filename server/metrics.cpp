@@ -1,8 +1,8 @@
 #include "server/metrics.h"
 
-#include <sstream>
-
 #include <prometheus/text_serializer.h>
+
+#include <sstream>
 
 namespace xq {
 namespace {
@@ -21,8 +21,8 @@ prometheus::Gauge& gauge(prometheus::Registry& r, const std::string& name,
 
 ServerMetrics::ServerMetrics(double bytes_per_token, double fp16_bytes_per_token)
     : registry_(std::make_shared<prometheus::Registry>()),
-      prompt_tokens_(counter(*registry_, "xquant:prompt_tokens_total",
-                             "Prompt tokens of finished requests")),
+      prompt_tokens_(
+          counter(*registry_, "xquant:prompt_tokens_total", "Prompt tokens of finished requests")),
       generation_tokens_(counter(*registry_, "xquant:generation_tokens_total",
                                  "Generated tokens of finished requests")),
       success_(prometheus::BuildCounter()

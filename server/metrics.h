@@ -2,13 +2,13 @@
 // exposition GET /metrics serves.
 #pragma once
 
-#include <memory>
-#include <string>
-
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
 
 #include "scheduler/engine_loop.h"
 

@@ -26,8 +26,8 @@ ApiError not_found(const std::string& path) {
 }
 
 ApiError method_not_allowed(const std::string& method, const std::string& path) {
-  return ApiError(405, "invalid_request_error",
-                  "Method " + method + " is not allowed on " + path, {}, "method_not_allowed");
+  return ApiError(405, "invalid_request_error", "Method " + method + " is not allowed on " + path,
+                  {}, "method_not_allowed");
 }
 
 ApiError body_too_large(size_t limit) {
@@ -45,12 +45,12 @@ ApiError unavailable(const std::string& message) {
 }
 
 std::string error_body(const ApiError& e) {
-  nlohmann::json err = {{"message", e.what()}, {"type", e.type}, {"param", nullptr},
-                        {"code", nullptr}};
+  nlohmann::json err = {
+      {"message", e.what()}, {"type", e.type}, {"param", nullptr}, {"code", nullptr}};
   if (e.param) err["param"] = *e.param;
   if (e.code) err["code"] = *e.code;
   return nlohmann::json{{"error", err}}.dump(-1, ' ', false,
-                                              nlohmann::json::error_handler_t::replace);
+                                             nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace xq

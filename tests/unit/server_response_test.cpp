@@ -66,8 +66,8 @@ TEST(CompletionResponse, NonStreamingShapeAndUsage) {
   EXPECT_EQ(j["choices"][0]["text"], "abc");
   EXPECT_TRUE(j["choices"][0]["logprobs"].is_null());
   EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
-  EXPECT_EQ(j["usage"], (json{{"prompt_tokens", 3}, {"completion_tokens", 3},
-                              {"total_tokens", 6}}));
+  EXPECT_EQ(j["usage"],
+            (json{{"prompt_tokens", 3}, {"completion_tokens", 3}, {"total_tokens", 6}}));
 }
 
 TEST(CompletionResponse, EchoLogprobsMaxTokensZeroAsLmEvalReadsIt) {
@@ -75,8 +75,9 @@ TEST(CompletionResponse, EchoLogprobsMaxTokensZeroAsLmEvalReadsIt) {
                                      "max_tokens": 0})");
   CompletionAssembler as({"cmpl-2", 1, "tiny"}, p, kTok);
   RequestEvent ev;
-  ev.prompt_logprobs = std::vector<std::optional<TokenLogprob>>{
-      std::nullopt, TokenLogprob{66, -1.5f, {{90, -0.5f}}}, TokenLogprob{67, -0.25f, {{67, -0.25f}}}};
+  ev.prompt_logprobs =
+      std::vector<std::optional<TokenLogprob>>{std::nullopt, TokenLogprob{66, -1.5f, {{90, -0.5f}}},
+                                               TokenLogprob{67, -0.25f, {{67, -0.25f}}}};
   as.on_event(0, last(ev, "length"));
   const json j = json::parse(as.final_body());
   const json& c = j["choices"][0];
