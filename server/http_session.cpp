@@ -36,9 +36,26 @@ void HttpSession::read_request() {
   parser_->body_limit(env_.opts.max_body_bytes);
   parser_->header_limit(static_cast<uint32_t>(env_.opts.max_header_bytes));
   stream_.expires_after(env_.opts.idle_timeout);
-  http::async_read(
+  http::async_read_header(
       stream_, buffer_, *parser_,
-      [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+      [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+}
+
+// The header alone comes first so that a client waiting on "Expect: 100-continue" (curl does for
+// bodies over 1 KiB) is told to go on instead of stalling.
+void HttpSession::on_header(beast::error_code ec) {
+  if (ec) return on_read(ec);
+  auto read_body = [self = shared_from_this()] {
+    http::async_read(self->stream_, self->buffer_, *self->parser_,
+                     [self](beast::error_code ec, size_t) { self->on_read(ec); });
+  };
+  if (!beast::iequals(parser_->get()[http::field::expect], "100-continue")) return read_body();
+  static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+  net::async_write(stream_, net::buffer(kContinue),
+                   [self = shared_from_this(), read_body](beast::error_code ec, size_t) {
+                     if (ec) return self->close();
+                     read_body();
+                   });
 }
 
 void HttpSession::on_read(beast::error_code ec) {

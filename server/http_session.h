@@ -31,6 +31,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   using Body = boost::beast::http::string_body;
 
   void read_request();
+  void on_header(boost::beast::error_code ec);
   void on_read(boost::beast::error_code ec);
   void handle();
   // Writes a whole reply; then reads the next request, or closes (close, or an error status

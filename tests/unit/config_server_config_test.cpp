@@ -1,0 +1,163 @@
+// xquant-server's flags: defaults, values, environment fallbacks, and the refusals (exit 2).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "config/server_config.h"
+
+namespace xq {
+namespace {
+
+ServerArgs parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "xquant-server");
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  return parse_server_args(static_cast<int>(argv.size()), argv.data());
+}
+
+TEST(ServerConfig, DefaultsWithOnlyTheModel) {
+  ServerArgs a = parse({"--model", "/m"});
+  ASSERT_TRUE(a.config) << a.message;
+  const ServerConfig& c = *a.config;
+  EXPECT_EQ(c.model, "/m");
+  EXPECT_EQ(c.host, "127.0.0.1");
+  EXPECT_EQ(c.port, 8000);
+  EXPECT_EQ(c.cache, "fp16");
+  EXPECT_EQ(c.cache_bits, 16);
+  EXPECT_EQ(c.max_num_seqs, 64);
+  EXPECT_EQ(c.max_num_batched_tokens, 2048);
+  EXPECT_FALSE(c.max_model_len.has_value());
+  EXPECT_EQ(c.max_body_bytes, size_t{8} << 20);
+  EXPECT_EQ(c.log_level, "info");
+}
+
+TEST(ServerConfig, EveryFlagIsRead) {
+  ServerArgs a = parse({"--model",
+                        "/m",
+                        "--host",
+                        "0.0.0.0",
+                        "--port",
+                        "9001",
+                        "--device",
+                        "cpu",
+                        "--served-model-name",
+                        "llama",
+                        "--cache",
+                        "xquant",
+                        "--cache-bits",
+                        "3",
+                        "--cache-group-size",
+                        "64",
+                        "--xquant-latent",
+                        "off",
+                        "--max-num-seqs",
+                        "8",
+                        "--max-num-batched-tokens",
+                        "512",
+                        "--max-model-len",
+                        "1024",
+                        "--api-key",
+                        "k",
+                        "--seed",
+                        "7",
+                        "--threads",
+                        "2",
+                        "--log-level",
+                        "debug",
+                        "--max-body-bytes",
+                        "1MiB",
+                        "--cache-memory",
+                        "512M"});
+  ASSERT_TRUE(a.config) << a.message;
+  const ServerConfig& c = *a.config;
+  EXPECT_EQ(c.host, "0.0.0.0");
+  EXPECT_EQ(c.port, 9001);
+  EXPECT_EQ(c.device, "cpu");
+  EXPECT_EQ(c.served_model_name, "llama");
+  EXPECT_EQ(c.cache, "xquant");
+  EXPECT_EQ(c.cache_bits, 3);
+  EXPECT_EQ(c.cache_group_size, 64);
+  EXPECT_EQ(c.xquant_latent, "off");
+  EXPECT_EQ(c.max_num_seqs, 8);
+  EXPECT_EQ(c.max_num_batched_tokens, 512);
+  EXPECT_EQ(c.max_model_len, 1024);
+  EXPECT_EQ(c.api_key, "k");
+  EXPECT_EQ(c.seed, 7u);
+  EXPECT_EQ(c.threads, 2);
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.max_body_bytes, size_t{1} << 20);
+  EXPECT_EQ(c.cache_memory_bytes, size_t{512} << 20);
+}
+
+TEST(ServerConfig, QuantizedCachesGetADefaultBitWidth) {
+  EXPECT_EQ(parse({"--model", "m", "--cache", "kivi"}).config->cache_bits, 4);
+  EXPECT_EQ(parse({"--model", "m", "--cache", "xquant-cl"}).config->cache_bits, 2);
+}
+
+TEST(ServerConfig, EnvironmentFillsInAndFlagsWin) {
+  setenv("XQ_API_KEY", "from-env", 1);
+  setenv("XQ_MODEL", "/env/model", 1);
+  ServerArgs a = parse({});
+  ASSERT_TRUE(a.config) << a.message;
+  EXPECT_EQ(a.config->api_key, "from-env");
+  EXPECT_EQ(a.config->model, "/env/model");
+  EXPECT_EQ(parse({"--api-key", "flag"}).config->api_key, "flag");
+  unsetenv("XQ_API_KEY");
+  unsetenv("XQ_MODEL");
+}
+
+TEST(ServerConfig, HelpExitsZeroWithTheFlags) {
+  ServerArgs a = parse({"--help"});
+  EXPECT_FALSE(a.config);
+  EXPECT_EQ(a.exit_code, 0);
+  EXPECT_NE(a.message.find("--max-num-batched-tokens"), std::string::npos);
+}
+
+struct Refused {
+  std::vector<std::string> args;
+  const char* names;  // what the message must mention
+};
+
+class BadFlags : public ::testing::TestWithParam<Refused> {};
+
+TEST_P(BadFlags, ExitTwoNamingTheFlag) {
+  ServerArgs a = parse(GetParam().args);
+  EXPECT_FALSE(a.config);
+  EXPECT_EQ(a.exit_code, 2);
+  EXPECT_NE(a.message.find(GetParam().names), std::string::npos) << a.message;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, BadFlags,
+    ::testing::Values(
+        Refused{{}, "--model"}, Refused{{"--model", "m", "--port", "70000"}, "--port"},
+        Refused{{"--model", "m", "--port", "eighty"}, "--port"},
+        Refused{{"--model", "m", "--cache", "fp8"}, "--cache"},
+        Refused{{"--model", "m", "--device", "tpu"}, "--device"},
+        Refused{{"--model", "m", "--cache-bits", "4"}, "--cache-bits"},
+        Refused{{"--model", "m", "--cache", "kivi", "--cache-bits", "1"}, "--cache-bits"},
+        Refused{{"--model", "m", "--cache-group-size", "30"}, "--cache-group-size"},
+        Refused{{"--model", "m", "--max-num-seqs", "0"}, "--max-num-seqs"},
+        Refused{{"--model", "m", "--max-num-seqs", "64", "--max-num-batched-tokens", "32"},
+                "--max-num-batched-tokens"},
+        Refused{{"--model", "m", "--max-body-bytes", "lots"}, "--max-body-bytes"},
+        Refused{{"--model", "m", "--log-level", "loud"}, "--log-level"},
+        Refused{{"--model", "m", "--xquant-latent", "maybe"}, "--xquant-latent"},
+        Refused{{"--model", "m", "--bogus"}, "--bogus"}));
+
+TEST(ByteSize, UnitsAndRefusals) {
+  EXPECT_EQ(parse_byte_size("1024"), 1024u);
+  EXPECT_EQ(parse_byte_size("8MiB"), size_t{8} << 20);
+  EXPECT_EQ(parse_byte_size("8m"), size_t{8} << 20);
+  EXPECT_EQ(parse_byte_size("2KB"), 2000u);
+  EXPECT_EQ(parse_byte_size("1GiB"), size_t{1} << 30);
+  EXPECT_THROW(parse_byte_size(""), std::invalid_argument);
+  EXPECT_THROW(parse_byte_size("MiB"), std::invalid_argument);
+  EXPECT_THROW(parse_byte_size("5 parsecs"), std::invalid_argument);
+  EXPECT_THROW(parse_byte_size("-5"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace xq
