@@ -11,8 +11,8 @@ namespace xq {
 namespace {
 
 // K and V of every layer as fp16 rows [tokens, kv_dim]. Sliding-window layers keep every token
-// too (positions outside the window are never read), so the byte count is exactly the fp16
-// baseline's; dropping them is a later optimization.
+// too (positions outside the window are never read again), so the byte count is exactly the
+// fp16 baseline's; dropping them is a later optimization.
 class Kv16Sequence : public SequenceCache {
  public:
   explicit Kv16Sequence(const ModelConfig& cfg)
@@ -26,20 +26,25 @@ class Kv16Sequence : public SequenceCache {
                                   std::to_string(past) + " tokens, input starts at " +
                                   std::to_string(in.start_pos));
     }
-    // The past converted to fp32, followed by the new tokens' own full-precision rows.
-    const size_t rows = static_cast<size_t>(past + in.n);
+    // The visible past converted to fp32 (a sliding layer's window only), followed by the new
+    // tokens' own full-precision rows.
+    const int first = window_start(cfg_, in.layer, in.start_pos);
+    const size_t old_rows = static_cast<size_t>(past - first);
+    const size_t rows = old_rows + in.n;
     kf_.resize(rows * kv_dim);
     vf_.resize(rows * kv_dim);
-    halves_to_floats(k_[in.layer].data(), kf_.data(), static_cast<size_t>(past) * kv_dim);
-    halves_to_floats(v_[in.layer].data(), vf_.data(), static_cast<size_t>(past) * kv_dim);
-    std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, kf_.begin() + past * kv_dim);
-    std::copy(in.v, in.v + static_cast<size_t>(in.n) * kv_dim, vf_.begin() + past * kv_dim);
-    causal_attention(cfg_, in.layer, in.q, in.n, in.start_pos, kf_.data(), vf_.data(), in.out);
+    const size_t skip = static_cast<size_t>(first) * kv_dim;
+    halves_to_floats(k_[in.layer].data() + skip, kf_.data(), old_rows * kv_dim);
+    halves_to_floats(v_[in.layer].data() + skip, vf_.data(), old_rows * kv_dim);
+    std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, kf_.begin() + old_rows * kv_dim);
+    std::copy(in.v, in.v + static_cast<size_t>(in.n) * kv_dim, vf_.begin() + old_rows * kv_dim);
+    causal_attention(cfg_, in.layer, in.q, in.n, in.start_pos, kf_.data(), vf_.data(), in.out,
+                     first);
 
     auto& ks = k_[in.layer];
     auto& vs = v_[in.layer];
-    ks.resize(rows * kv_dim);
-    vs.resize(rows * kv_dim);
+    ks.resize(static_cast<size_t>(past + in.n) * kv_dim);
+    vs.resize(static_cast<size_t>(past + in.n) * kv_dim);
     floats_to_halves(in.k, ks.data() + static_cast<size_t>(past) * kv_dim,
                      static_cast<size_t>(in.n) * kv_dim);
     floats_to_halves(in.v, vs.data() + static_cast<size_t>(past) * kv_dim,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <vector>
 
 #include "kernels/cpu/attention.h"
@@ -15,11 +16,15 @@ float attention_scale(const ModelConfig& cfg) {
   return 1.0f / std::sqrt(d);
 }
 
+int window_start(const ModelConfig& cfg, int layer, int pos) {
+  if (!cfg.is_sliding(layer) || cfg.sliding_window <= 0) return 0;
+  return std::max(0, pos - cfg.sliding_window + 1);
+}
+
 void causal_attention(const ModelConfig& cfg, int layer, const float* q, int n, int start_pos,
-                      const float* k, const float* v, float* out) {
+                      const float* k, const float* v, float* out, int first_pos) {
   const int hd = cfg.head_dim, heads = cfg.num_heads, kv_dim = cfg.kv_dim();
   const int group = cfg.num_heads / cfg.num_kv_heads;
-  const int window = cfg.is_sliding(layer) ? cfg.sliding_window : 0;
   const float scale = attention_scale(cfg);
   const int total = start_pos + n;
   // One task per (token, head); long contexts make each worth a thread.
@@ -29,8 +34,9 @@ void causal_attention(const ModelConfig& cfg, int layer, const float* q, int n, 
     for (int t = begin; t < end; ++t) {
       const int i = t / heads, h = t % heads;
       const int pos = start_pos + i;
-      const int lo = window > 0 ? std::max(0, pos - window + 1) : 0;
-      const size_t kv_off = static_cast<size_t>(lo) * kv_dim + (h / group) * hd;
+      const int lo = window_start(cfg, layer, pos);
+      if (lo < first_pos) throw std::invalid_argument("causal_attention: rows before the window");
+      const size_t kv_off = static_cast<size_t>(lo - first_pos) * kv_dim + (h / group) * hd;
       attend_query(q + static_cast<size_t>(i) * heads * hd + h * hd, k + kv_off, kv_dim, v + kv_off,
                    kv_dim, pos + 1 - lo, hd, scale, cfg.attn_logit_softcap,
                    out + static_cast<size_t>(i) * heads * hd + h * hd, scratch.data());

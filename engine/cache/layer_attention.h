@@ -11,11 +11,15 @@ namespace xq {
 float attention_scale(const ModelConfig& cfg);
 
 // q: [n, num_heads * head_dim] for the new tokens at positions [start_pos, start_pos + n).
-// k, v: [start_pos + n, kv_dim] rows for every position up to the last new token (row p is
-// position p). Writes out: [n, num_heads * head_dim]. Query head h reads kv head
-// h / (num_heads / num_kv_heads); sliding layers see only the last cfg.sliding_window positions
-// (the query's own included).
+// k, v: [start_pos + n - first_pos, kv_dim] rows for every position from first_pos up to the
+// last new token (row r is position first_pos + r). Writes out: [n, num_heads * head_dim].
+// Query head h reads kv head h / (num_heads / num_kv_heads); sliding layers see only the last
+// cfg.sliding_window positions (the query's own included), so first_pos may be as late as
+// window_start(cfg, layer, start_pos).
 void causal_attention(const ModelConfig& cfg, int layer, const float* q, int n, int start_pos,
-                      const float* k, const float* v, float* out);
+                      const float* k, const float* v, float* out, int first_pos = 0);
+
+// The first position a query at `pos` can see in `layer` (0 unless the layer slides).
+int window_start(const ModelConfig& cfg, int layer, int pos);
 
 }  // namespace xq
