@@ -30,12 +30,14 @@ struct Run {
   double ppl() const { return std::exp(nll / std::max(1L, scored)); }
 };
 
-// "fp16", "kivi:4", "xquant:2", "xquant-cl:2": format[:bits].
+// "fp16", "kivi:4", "xquant:2", "xquant-cl:2": format[:bits]. "xquant-latent:B" is xquant with
+// the latent forced on, so one run can compare X and its latent whatever --xquant-latent says.
 CacheOptions parse_spec(const std::string& spec, const CacheOptions& base) {
   CacheOptions o = base;
   const auto colon = spec.find(':');
   o.format = spec.substr(0, colon);
   o.bits = colon == std::string::npos ? 16 : std::stoi(spec.substr(colon + 1));
+  if (o.format == "xquant-latent") o.format = "xquant", o.latent = "on";
   return o;
 }
 
@@ -172,7 +174,8 @@ int main(int argc, char** argv) {
   ppl->add_option("--model", a.model, "Hugging Face directory or .gguf file")->required();
   ppl->add_option("--text", a.text, "UTF-8 text file")->required();
   ppl->add_option("--ctx", a.ctx, "tokens per window (BOS included)");
-  ppl->add_option("--stride", a.stride, "window start step (0: ctx); < ctx overlaps, scoring only new tokens");
+  ppl->add_option("--stride", a.stride,
+                  "window start step (0: ctx); < ctx overlaps, scoring only new tokens");
   ppl->add_option("--max-tokens", a.max_tokens, "evaluate the first N tokens (0: all)");
   ppl->add_option("--cache", a.caches, "comma-separated format[:bits] list");
   ppl->add_option("--group", a.group, "quantization group size");
