@@ -16,8 +16,19 @@ namespace {
 enum class Flow { kNormal, kBreak, kContinue };
 
 [[noreturn]] void undefined_error(const Value& v) {
+  if (v.undefined_message) throw TemplateError(v.undefined_name);
   throw TemplateError("'" + (v.undefined_name.empty() ? std::string("value") : v.undefined_name) +
                       "' is undefined");
+}
+
+// Marks a failed lookup with jinja2's explanation, used if the result is later misused.
+Value explain_missing(Value result, const Value& obj, const Value& key) {
+  if (!result.is_undefined()) return result;
+  std::string what = std::string(obj.type_name()) + " object";
+  result.undefined_message = true;
+  result.undefined_name = key.is_string() ? "'" + what + "' has no attribute '" + key.s + "'"
+                                          : what + " has no element " + key.str();
+  return result;
 }
 
 int64_t floor_div(int64_t a, int64_t b) {
@@ -342,10 +353,15 @@ class Renderer {
         return d;
       }
       // As in jinja2, looking into an undefined value is an error (it names the missing variable).
-      case EK::kAttr:
-        return get_attr(defined(eval(*e.children[0])), e.name);
-      case EK::kItem:
-        return get_item(defined(eval(*e.children[0])), eval(*e.children[1]));
+      case EK::kAttr: {
+        Value obj = defined(eval(*e.children[0]));
+        return explain_missing(get_attr(obj, e.name), obj, Value::string(e.name));
+      }
+      case EK::kItem: {
+        Value obj = defined(eval(*e.children[0]));
+        Value key = eval(*e.children[1]);
+        return explain_missing(get_item(obj, key), obj, key);
+      }
       case EK::kSlice: {
         auto part = [&](size_t k) { return e.children[k] ? eval(*e.children[k]) : Value::none(); };
         return get_slice(defined(eval(*e.children[0])), part(1), part(2), part(3));

@@ -29,7 +29,9 @@ class ChatTemplate {
   ChatTemplate& operator=(ChatTemplate&&) noexcept;
 
   // context: {"messages": [...], "add_generation_prompt": bool, "bos_token": "...",
-  // "eos_token": "...", "tools": null, ...}; every key becomes a template variable.
+  // "eos_token": "...", "tools": null, ...}; every key becomes a template variable. As in
+  // jinja2, an undefined variable prints empty and is falsy, while looking into it (x.y, x[0]) or
+  // computing with it is an error. Throws TemplateError (raise_exception's message verbatim).
   // nlohmann::json sorts object keys; use render_ordered to keep the caller's key order (it shows
   // in `tojson` of tools and in dict iteration).
   std::string render(const nlohmann::json& context) const;

@@ -43,8 +43,10 @@ struct Value {
   std::shared_ptr<Callable> fn;
   bool is_namespace = false;
   bool is_tuple = false;  // a list that prints as (a, b)
-  // For undefined values: the name that was looked up, for error messages.
+  // For undefined values: the name that was looked up, or (undefined_message) the whole
+  // "'dict object' has no attribute 'x'" explanation, for error messages.
   std::string undefined_name;
+  bool undefined_message = false;
 
   static Value undefined(std::string name = {});
   static Value none();

@@ -213,7 +213,12 @@ TEST(ChatTemplate, SyntaxErrorsNamePositions) {
 
 TEST(ChatTemplate, RuntimeErrors) {
   EXPECT_EQ(error_of("{{ messages[0]['role'] }}", {{"messages", json::array()}}),
-            "'value' is undefined");
+            "list object has no element 0");
+  EXPECT_EQ(error_of("{{ m.content + 'x' }}", {{"m", {{"role", "user"}}}}),
+            "'dict object' has no attribute 'content'");
+  EXPECT_EQ(error_of("{{ m.content.text }}", {{"m", {{"role", "user"}}}}),
+            "'dict object' has no attribute 'content'");
+  EXPECT_EQ(error_of("{{ nothing ~ 1 }}{{ nothing.x }}"), "'nothing' is undefined");
   EXPECT_NE(error_of("{{ 'a' + 1 }}").find("unsupported operand"), std::string::npos);
   EXPECT_NE(error_of("{{ x|nosuchfilter }}").find("no filter named 'nosuchfilter'"),
             std::string::npos);
