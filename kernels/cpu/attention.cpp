@@ -4,14 +4,27 @@
 #include <cmath>
 
 namespace xq {
+namespace {
+
+// Eight independent partial sums, so the compiler can vectorize without reassociating.
+float dot(const float* a, const float* b, int n) {
+  float part[8] = {};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int l = 0; l < 8; ++l) part[l] += a[i + l] * b[i + l];
+  }
+  float s = 0.0f;
+  for (; i < n; ++i) s += a[i] * b[i];
+  for (float p : part) s += p;
+  return s;
+}
+
+}  // namespace
 
 void attn_scores(const float* q, const float* k, size_t k_stride, int rows, int dim, float scale,
                  float softcap, float* scores) {
   for (int j = 0; j < rows; ++j) {
-    const float* kr = k + static_cast<size_t>(j) * k_stride;
-    float dot = 0.0f;
-    for (int i = 0; i < dim; ++i) dot += q[i] * kr[i];
-    float s = dot * scale;
+    float s = dot(q, k + static_cast<size_t>(j) * k_stride, dim) * scale;
     if (softcap > 0.0f) s = softcap * std::tanh(s / softcap);
     scores[j] = s;
   }
