@@ -8,6 +8,8 @@
 //   gguf_dump_cli FILE config            the ModelConfig as JSON
 //   gguf_dump_cli FILE encode            stdin: JSON array of texts; stdout: JSON array of id
 //                                        lists (with BOS as the file asks)
+//   gguf_dump_cli FILE decode            stdin: JSON array of id lists; stdout: JSON array of
+//                                        texts (special tokens skipped)
 //   gguf_dump_cli FILE meta              {"version", "alignment", "kv": {key: {"type", "value"}}}
 #include <cstdio>
 #include <fstream>
@@ -101,6 +103,15 @@ int run(int argc, char** argv) {
       out.push_back(tok->encode(text.get<std::string>(), true));
     }
     std::cout << out.dump() << '\n';
+    return 0;
+  }
+  if (cmd == "decode") {
+    auto tok = xq::gguf_tokenizer(*file, xq::gguf_model_config(*file));
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& ids : nlohmann::json::parse(std::cin)) {
+      out.push_back(tok->decode(ids.get<std::vector<int>>(), true));
+    }
+    std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
     return 0;
   }
   if (cmd == "meta") {
