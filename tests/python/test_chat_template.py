@@ -108,7 +108,43 @@ TOOLS = [{"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                    "required": ["city"]}}}]
 
+RICH_TOOLS = TOOLS + [{"type": "function", "function": {
+    "name": "search", "description": "Searches documents. ",
+    "parameters": {"type": "object", "properties": {
+        "terms": {"type": "array", "items": {"type": "string"}, "description": " search terms "},
+        "limit": {"type": ["integer", "null"], "description": "max hits"},
+        "filters": {"type": "object", "additionalProperties": {"type": "number"},
+                    "description": "numeric filters"},
+        "exact": {"type": "boolean", "description": "exact match"}},
+        "required": ["terms"]},
+    "return": {"type": "array", "items": {"type": "object"}, "description": "matching docs"}}},
+    {"type": "function", "function": {"name": "now", "description": "Time",
+                                      "parameters": {"type": "object", "properties": {}}}}]
+
+# Without array or "null" types, which send Hermes 3's json_to_python_type macro into endless
+# recursion (in jinja2 too; rich_tools checks that both fail).
+TYPED_TOOLS = [{"type": "function", "function": {
+    "name": "lookup", "description": "Looks up a key.",
+    "parameters": {"type": "object", "properties": {
+        "key": {"type": "string", "description": "the key "},
+        "limit": {"type": ["integer", "string"], "description": "max hits"},
+        "weights": {"type": "object", "additionalProperties": {"type": "number"},
+                    "description": "weights"}},
+        "required": ["key"]},
+    "return": {"type": "object", "description": "the record"}}}]
+
 CONVERSATIONS = {
+    "typed_tools": base([USER1, {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "call00002", "type": "function",
+         "function": {"name": "lookup", "arguments": '{"key": "k"}'}}]},
+        {"role": "tool", "tool_call_id": "call00002", "content": "{}"},
+        {"role": "tool", "tool_call_id": "call00002", "content": "{}"},
+        {"role": "assistant", "content": "Done."}], tools=TYPED_TOOLS),
+    "rich_tools": base([SYSTEM, USER1, {"role": "assistant", "tool_calls": [
+        {"id": "call00001", "type": "function",
+         "function": {"name": "search", "arguments": {"terms": ["a", "b"], "limit": 3}}}]},
+        {"role": "tool", "tool_call_id": "call00001", "content": "[]"},
+        {"role": "assistant", "content": "Nothing found."}], tools=RICH_TOOLS),
     "user_only": base([USER1]),
     "system_user": base([SYSTEM, USER1]),
     "multi_turn": base([SYSTEM, USER1, ASSIST1, USER2]),
