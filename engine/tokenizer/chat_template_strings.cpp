@@ -5,6 +5,7 @@
 #include <unicode/unistr.h>
 #include <unicode/utf8.h>
 
+#include <algorithm>
 #include <cctype>
 #include <stdexcept>
 
@@ -15,16 +16,59 @@ bool ws(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
+// Python's str.isspace() code points (what strip() and split() without arguments remove).
+bool py_space(UChar32 c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000;
+}
+
+UChar32 next_cp(const std::string& s, size_t& k) {
+  int32_t i = static_cast<int32_t>(k);
+  UChar32 c;
+  U8_NEXT(s.data(), i, static_cast<int32_t>(s.size()), c);
+  k = static_cast<size_t>(i);
+  return c;
+}
+
+UChar32 prev_cp(const std::string& s, size_t& k) {
+  int32_t i = static_cast<int32_t>(k);
+  UChar32 c;
+  U8_PREV(s.data(), 0, i, c);
+  k = static_cast<size_t>(i);
+  return c;
+}
+
+// Byte length of the whitespace code point at / before k (0 if there is none).
+size_t space_at(const std::string& s, size_t k) {
+  size_t j = k;
+  return k < s.size() && py_space(next_cp(s, j)) ? j - k : 0;
+}
+size_t space_before(const std::string& s, size_t k) {
+  size_t j = k;
+  return k > 0 && py_space(prev_cp(s, j)) ? k - j : 0;
+}
+
 }  // namespace
 
 std::string strip(const std::string& s, const std::string& chars, bool custom, bool left,
                   bool right) {
-  auto drop = [&](char c) { return custom ? chars.find(c) != std::string::npos : ws(c); };
+  std::vector<UChar32> set;
+  for (size_t k = 0; custom && k < chars.size();) set.push_back(next_cp(chars, k));
+  auto drop = [&](UChar32 c) {
+    return custom ? std::find(set.begin(), set.end(), c) != set.end() : py_space(c);
+  };
   size_t b = 0, e = s.size();
-  if (left)
-    while (b < e && drop(s[b])) ++b;
-  if (right)
-    while (e > b && drop(s[e - 1])) --e;
+  while (left && b < e) {
+    size_t j = b;
+    if (!drop(next_cp(s, j))) break;
+    b = j;
+  }
+  while (right && e > b) {
+    size_t j = e;
+    if (!drop(prev_cp(s, j))) break;
+    e = j;
+  }
   return s.substr(b, e - b);
 }
 
@@ -34,14 +78,14 @@ std::vector<std::string> split(const std::string& s, const std::string& sep, boo
   if (whitespace) {
     size_t k = 0;
     while (k < s.size()) {
-      while (k < s.size() && ws(s[k])) ++k;
+      while (size_t n = space_at(s, k)) k += n;
       if (k >= s.size()) break;
       if (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit) {
         out.push_back(s.substr(k));  // Python keeps the remainder's trailing whitespace
         break;
       }
       size_t start = k;
-      while (k < s.size() && !ws(s[k])) ++k;
+      while (k < s.size() && !space_at(s, k)) next_cp(s, k);
       out.push_back(s.substr(start, k - start));
     }
     return out;
@@ -67,14 +111,14 @@ std::vector<std::string> rsplit(const std::string& s, const std::string& sep, bo
     std::vector<std::string> out;
     size_t k = s.size();
     while (k > 0) {
-      while (k > 0 && ws(s[k - 1])) --k;
+      while (size_t n = space_before(s, k)) k -= n;
       if (k == 0) break;
       if (static_cast<int64_t>(out.size()) == maxsplit) {
         out.push_back(s.substr(0, k));
         break;
       }
       size_t end = k;
-      while (k > 0 && !ws(s[k - 1])) --k;
+      while (k > 0 && !space_before(s, k)) prev_cp(s, k);
       out.push_back(s.substr(k, end - k));
     }
     return {out.rbegin(), out.rend()};

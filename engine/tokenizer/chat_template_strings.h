@@ -1,5 +1,5 @@
 // Python str operations the chat-template interpreter needs (strip, split, title, ...). Case
-// mapping is Unicode (ICU); whitespace for strip/split is ASCII.
+// mapping is Unicode (ICU); whitespace is Python's str.isspace() set.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,8 @@
 #include "engine/tokenizer/chat_template_value.h"
 
+#include <unicode/uchar.h>
+#include <unicode/utf8.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -129,12 +132,38 @@ std::string format_float(double v) {
   return out;
 }
 
+// Python's str.isprintable() for one code point: not a control, format, surrogate, private-use,
+// unassigned or separator character (the ASCII space excepted).
+static bool py_printable(UChar32 c) {
+  if (c == ' ') return true;
+  switch (u_charType(c)) {
+    case U_CONTROL_CHAR:
+    case U_FORMAT_CHAR:
+    case U_SURROGATE:
+    case U_PRIVATE_USE_CHAR:
+    case U_UNASSIGNED:
+    case U_SPACE_SEPARATOR:
+    case U_LINE_SEPARATOR:
+    case U_PARAGRAPH_SEPARATOR:
+      return false;
+    default:
+      return true;
+  }
+}
+
 static std::string py_quote(const std::string& s) {
   // repr() prefers single quotes unless the string holds ' and no ".
   char q = (s.find('\'') != std::string::npos && s.find('"') == std::string::npos) ? '"' : '\'';
   std::string out(1, q);
-  for (unsigned char c : s) {
-    if (c == q || c == '\\') {
+  int32_t i = 0, n = static_cast<int32_t>(s.size());
+  while (i < n) {
+    int32_t start = i;
+    UChar32 c;
+    U8_NEXT(s.data(), i, n, c);
+    char b[16];
+    if (c < 0) {  // invalid UTF-8 passes through as bytes
+      out.append(s, start, i - start);
+    } else if (c == q || c == '\\') {
       out += '\\';
       out += static_cast<char>(c);
     } else if (c == '\n') {
@@ -143,12 +172,11 @@ static std::string py_quote(const std::string& s) {
       out += "\\r";
     } else if (c == '\t') {
       out += "\\t";
-    } else if (c < 0x20 || c == 0x7f) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\x%02x", c);
+    } else if (!py_printable(c)) {
+      std::snprintf(b, sizeof b, c < 0x100 ? "\\x%02x" : c < 0x10000 ? "\\u%04x" : "\\U%08x", c);
       out += b;
     } else {
-      out += static_cast<char>(c);
+      out.append(s, start, i - start);
     }
   }
   out += q;
