@@ -350,6 +350,42 @@ def test_malformed_http_gets_400_and_server_survives(server):
     assert requests.get(server.url + "/health").status_code == 200
 
 
+def _raw(server, data: bytes, *more: bytes) -> bytes:
+    host, port = server.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(data)
+        reply = s.recv(65536)
+        for chunk in more:
+            s.sendall(chunk)
+            reply += s.recv(65536)
+    return reply
+
+
+def test_expect_100_continue_is_answered(server):
+    body = json.dumps({"prompt": "x", "max_tokens": 1, "user": "u" * 2000}).encode()
+    head = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n")
+    reply = _raw(server, head, body)
+    assert reply.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert b"HTTP/1.1 200 OK" in reply
+
+
+def test_oversized_headers_get_431(server):
+    reply = _raw(server, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 431")
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"]["type"] == "invalid_request_error"
+    assert requests.get(server.url + "/health").status_code == 200
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(server):
+    with requests.Session() as sess:
+        for i in range(5):
+            r = sess.post(server.url + "/v1/completions", json={"prompt": f"n{i}", "max_tokens": 2})
+            assert r.status_code == 200
+            bad = sess.post(server.url + "/v1/completions", json={"prompt": ""})
+            assert bad.status_code == 400
+
+
 # ---- process behaviour: auth, flags, startup errors, shutdown ----
 
 def test_api_key_guards_v1_only(model_dir, tmp_path):
