@@ -275,6 +275,37 @@ def test_client_disconnect_mid_stream_aborts(server, client):
     assert requests.get(server.url + "/health").status_code == 200
 
 
+def test_client_disconnect_while_waiting_for_a_whole_response_aborts(server):
+    aborted = 'xquant:request_success_total{finished_reason="abort"}'
+    before = _scrape(server).get(aborted, 0)
+    body = json.dumps({"prompt": "go", "max_tokens": MAX_LEN - 8, "ignore_eos": True}).encode()
+    host, port = server.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                  str(len(body)).encode() + b"\r\n\r\n" + body)
+    for _ in range(100):
+        if _scrape(server).get(aborted, 0) > before:
+            break
+        time.sleep(0.02)
+    assert _scrape(server).get(aborted, 0) == before + 1
+
+
+def test_concurrent_streams_all_complete(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(i):
+        c = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+        chunks = list(c.completions.create(model="tiny", prompt=f"client {i}", max_tokens=10 + i,
+                                           stream=True, stream_options={"include_usage": True},
+                                           extra_body={"ignore_eos": True}))
+        return chunks[-1].usage.completion_tokens, "".join(
+            ch.choices[0].text for ch in chunks if ch.choices)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(run, range(8)))
+    assert [n for n, _ in results] == [10 + i for i in range(8)]
+
+
 # ---- malformed input: a 4xx OpenAI error each, and the server keeps serving ----
 
 def _post(server, body, path="/v1/completions", **kw):
