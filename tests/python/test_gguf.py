@@ -209,7 +209,10 @@ def write_tiny_model(path, arch, tensors, extra_kv):
     for k, v in extra_kv.items():
         w.add_uint32(k, v)
     for name, arr in tensors.items():
-        w.add_tensor(name, arr)
+        if isinstance(arr, tuple):  # (block bytes, quantization type)
+            w.add_tensor(name, arr[0], raw_dtype=arr[1])
+        else:
+            w.add_tensor(name, arr)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -226,15 +229,18 @@ def test_llama_qk_rows_come_back_in_hf_order(tmp_path):
     write_tiny_model(path, "llama", {
         "token_embd.weight": rng.standard_normal((10, 64)).astype(np.float32),
         "blk.0.attn_q.weight": permute_like_llama_cpp(hf_q, 4),
-        "blk.0.attn_k.weight": permute_like_llama_cpp(hf_k, 2),
+        # Quantized rows move as whole blocks: K is stored as Q8_0.
+        "blk.0.attn_k.weight": (gguf.quants.quantize(permute_like_llama_cpp(hf_k, 2), QT.Q8_0),
+                                QT.Q8_0),
         "blk.0.attn_v.weight": hf_v,
         "blk.0.ffn_norm.weight": norm,
     }, {})
     pre = "model.layers.0."
     np.testing.assert_array_equal(
         dequant_cpp(path, pre + "self_attn.q_proj.weight", tmp_path, "hf"), hf_q.reshape(-1))
-    np.testing.assert_array_equal(
-        dequant_cpp(path, pre + "self_attn.k_proj.weight", tmp_path, "hf"), hf_k.reshape(-1))
+    k_rounded = gguf.quants.dequantize(gguf.quants.quantize(hf_k, QT.Q8_0), QT.Q8_0)
+    assert_blocks_equal(dequant_cpp(path, pre + "self_attn.k_proj.weight", tmp_path, "hf"),
+                        k_rounded, 32, "k_proj")
     np.testing.assert_array_equal(
         dequant_cpp(path, pre + "self_attn.v_proj.weight", tmp_path, "hf"), hf_v.reshape(-1))
     # Llama norms are stored as HF has them.
