@@ -67,7 +67,9 @@ Value do_round(const Value& v, const CallArgs& a) {
   int64_t p = given(arg(a, 0, "precision")) ? arg(a, 0, "precision").i : 0;
   std::string method = given(arg(a, 1, "method")) ? arg(a, 1, "method").s : "common";
   if (method == "common")  // Python's round() keeps ints ints
-    return v.kind == Value::Kind::kInt && p >= 0 ? v : Value::floating(py_round(x, p));
+    return (v.kind == Value::Kind::kInt || v.kind == Value::Kind::kBool) && p >= 0
+               ? Value::integer(static_cast<int64_t>(x))
+               : Value::floating(py_round(x, p));
   double scale = std::pow(10.0, static_cast<double>(p));
   if (method == "floor") return Value::floating(std::floor(x * scale) / scale);
   if (method == "ceil") return Value::floating(std::ceil(x * scale) / scale);
@@ -322,6 +324,9 @@ Value apply_filter(const std::string& name, const Value& v, const CallArgs& a) {
   }
   if (name == "list") return Value::new_list(v.iterate());
   if (name == "string") return Value::string(v.str());
+  if ((name == "int" || name == "float") && v.is_undefined())  // int(Undefined) fails in jinja2
+    throw TemplateError("'" + (v.undefined_name.empty() ? std::string("value") : v.undefined_name) +
+                        "' is undefined");
   if (name == "int") return do_int(v, a);
   if (name == "float") return do_float(v, a);
   if (name == "abs")
@@ -405,9 +410,11 @@ bool apply_test(const std::string& name, const Value& v, const CallArgs& a) {
   if (name == "callable") return v.is_callable();
   if (name == "lower") return v.is_string() && to_lower(v.s) == v.s;
   if (name == "upper") return v.is_string() && to_upper(v.s) == v.s;
-  if (name == "odd" || name == "even") {
-    if (v.kind != K::kInt) throw TemplateError("odd/even test expects an integer");
-    return (((v.i % 2) + 2) % 2 == 1) == (name == "odd");
+  if (name == "odd" || name == "even") {  // value % 2 == 1 (or == 0), as Python computes it
+    if (!v.is_number() && v.kind != K::kBool) throw TemplateError("odd/even test expects a number");
+    double r = std::fmod(v.as_double(), 2.0);
+    if (r < 0) r += 2.0;
+    return r == (name == "odd" ? 1.0 : 0.0);
   }
   if (name == "divisibleby") {
     const Value& n = arg(a, 0, "num");

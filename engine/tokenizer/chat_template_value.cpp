@@ -220,6 +220,8 @@ std::string Value::repr() const {
     }
     case Kind::kCallable:
       return "<function>";
+    case Kind::kUndefined:
+      return "Undefined";
     default:
       return str();
   }
