@@ -21,12 +21,13 @@ std::unique_ptr<CacheFormat> make_cache_format(const CacheOptions& opts, const M
     x.latent = !x.x_per_channel && resolve_latent(opts.latent, cfg, projector);
     return std::make_unique<XQuantFormat>(cfg, projector, x);
   }
-  if (opts.format == "xquant-cl") {
+  if (opts.format == "xquant-cl" || opts.format == "xquant-cl-ch") {
     if (opts.latent == "on")
       throw ConfigError("xquant-cl has no latent variant (--xquant-latent on)");
     XQuantCLOptions x;
     x.bits = opts.bits;
     x.group = opts.group_size;
+    x.per_channel = opts.format == "xquant-cl-ch";
     return std::make_unique<XQuantCLFormat>(cfg, projector, x);
   }
   throw ConfigError("cache format " + opts.format + " is not built yet");

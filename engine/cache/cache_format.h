@@ -55,7 +55,7 @@ class SequenceCache {
 };
 
 struct CacheOptions {
-  std::string format = "fp16";  // fp16 | kivi | xquant | xquant-ch | xquant-cl
+  std::string format = "fp16";  // fp16 | kivi | xquant | xquant-ch | xquant-cl | xquant-cl-ch
   int bits = 16;
   int group_size = 32;
   std::string latent = "auto";  // on | off | auto (GQA models: cache X on the SVD basis of Wk/Wv)

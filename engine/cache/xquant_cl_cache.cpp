@@ -22,6 +22,7 @@
 #include "engine/cache/quantized_rows.h"
 #include "engine/cache/quantizer.h"
 #include "engine/cache/x_attention.h"
+#include "engine/cache/xquant_cl_channel.h"
 
 namespace xq {
 namespace {
@@ -134,15 +135,34 @@ XQuantCLFormat::XQuantCLFormat(const ModelConfig& cfg, const KvProjector& proj,
   }
 }
 
+namespace {
+
+// One token's bytes in one layer at `bits`: its row, or its share of a per-channel block.
+double layer_row_bytes(int h, int bits, int g, bool per_channel) {
+  if (bits == 16) return 2.0 * h;
+  if (!per_channel) return static_cast<double>(quantized_bytes(h, bits, g));
+  return static_cast<double>(quantized_bytes(static_cast<size_t>(h) * g, bits, g)) / g;
+}
+
+}  // namespace
+
 double XQuantCLFormat::bytes_per_token() const {
   const int h = cfg_.hidden_size, g = opts_.group;
-  auto row = [&](int bits) {
-    return bits == 16 ? 2.0 * h : static_cast<double>(quantized_bytes(h, bits, g));
-  };
-  return row(opts_.base_bits) + (cfg_.num_layers - 1) * row(opts_.bits);
+  const bool pc = opts_.per_channel;
+  return layer_row_bytes(h, opts_.base_bits, g, pc) +
+         (cfg_.num_layers - 1) * layer_row_bytes(h, opts_.bits, g, pc);
+}
+
+double XQuantCLFormat::window_bytes_max() const {
+  if (!opts_.per_channel) return 0.0;
+  const int h = cfg_.hidden_size, g = opts_.group;
+  const double fp16 = 2.0 * h;
+  return (g - 1) * ((fp16 - layer_row_bytes(h, opts_.base_bits, g, true)) +
+                    (cfg_.num_layers - 1) * (fp16 - layer_row_bytes(h, opts_.bits, g, true)));
 }
 
 std::unique_ptr<SequenceCache> XQuantCLFormat::new_sequence() const {
+  if (opts_.per_channel) return new_cl_channel_sequence(cfg_, proj_, opts_);
   return std::make_unique<XQuantCLSequence>(cfg_, proj_, opts_);
 }
 

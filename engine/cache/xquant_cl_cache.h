@@ -14,13 +14,19 @@ struct XQuantCLOptions {
   int group = 128;          // values per quantization group
   int base_bits = 0;        // layer 0's width; 0: max(bits, 4) (see xquant_cl_cache.cpp)
   bool fold_values = true;  // V folded after the softmax; false rematerializes V
+  // Deltas in per-channel groups of G tokens with an fp16 window of X ("xquant-cl-ch",
+  // xquant_cl_channel.cpp) instead of per-token groups.
+  bool per_channel = false;
 };
 
 class XQuantCLFormat : public CacheFormat {
  public:
   XQuantCLFormat(const ModelConfig& cfg, const KvProjector& proj, const XQuantCLOptions& opts);
-  std::string name() const override { return "xquant-cl:" + std::to_string(opts_.bits); }
+  std::string name() const override {
+    return (opts_.per_channel ? "xquant-cl-ch:" : "xquant-cl:") + std::to_string(opts_.bits);
+  }
   double bytes_per_token() const override;
+  double window_bytes_max() const override;
   std::unique_ptr<SequenceCache> new_sequence() const override;
   int base_bits() const { return opts_.base_bits; }
 

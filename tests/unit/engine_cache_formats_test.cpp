@@ -183,6 +183,11 @@ std::unique_ptr<CacheFormat> make(const std::string& spec, const ModelConfig& cf
     o.bits = bits, o.group = kGroup, o.fold_values = fold;
     return std::make_unique<XQuantCLFormat>(cfg, proj, o);
   }
+  if (spec == "xquant-cl-ch") {
+    XQuantCLOptions o;
+    o.bits = bits, o.group = kGroup, o.fold_values = fold, o.per_channel = true;
+    return std::make_unique<XQuantCLFormat>(cfg, proj, o);
+  }
   XQuantOptions o;
   o.bits = bits, o.group = kGroup, o.latent = spec == "latent", o.fold_values = fold;
   o.x_per_channel = spec == "xquant-ch";
@@ -215,7 +220,7 @@ TEST(CacheFormats, SixteenBitXFormatsMatchTheFp16KvCache) {
     const Outputs kv16 = s.decode(*make("fp16", s.cfg, s.proj, 16));
     const double base = rel_error(s.cfg, kv16, s.ref, 3 * kGroup);
     EXPECT_LT(base, 2e-3) << kind;
-    for (std::string spec : {"xquant", "xquant-ch", "xquant-cl", "latent"}) {
+    for (std::string spec : {"xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch", "latent"}) {
       for (bool fold : {true, false}) {
         const Outputs o = s.decode(*make(spec, s.cfg, s.proj, 16, fold));
         const double e = rel_error(s.cfg, o, kv16, 3 * kGroup);
@@ -228,7 +233,8 @@ TEST(CacheFormats, SixteenBitXFormatsMatchTheFp16KvCache) {
 TEST(CacheFormats, ErrorGrowsAsBitsFall) {
   for (const char* kind : kKinds) {
     Bench s(kind);
-    for (std::string spec : {"kivi", "xquant", "xquant-ch", "xquant-cl", "latent"}) {
+    for (std::string spec :
+         {"kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch", "latent"}) {
       double prev = 0;
       for (int bits : {8, 4, 3, 2}) {
         const Outputs o = s.decode(*make(spec, s.cfg, s.proj, bits));
@@ -245,7 +251,7 @@ TEST(CacheFormats, ErrorGrowsAsBitsFall) {
 TEST(CacheFormats, FoldedValuesEqualRematerializedValues) {
   for (const char* kind : kKinds) {
     Bench s(kind);
-    for (std::string spec : {"xquant", "xquant-cl", "latent"}) {
+    for (std::string spec : {"xquant", "xquant-cl", "xquant-cl-ch", "latent"}) {
       const Outputs a = s.decode(*make(spec, s.cfg, s.proj, 3, true));
       const Outputs b = s.decode(*make(spec, s.cfg, s.proj, 3, false));
       EXPECT_LT(rel_error(s.cfg, a, b, 0), 1e-5) << kind << " " << spec;
@@ -260,7 +266,8 @@ TEST(CacheFormats, ChunkedPrefillAgreesWithTokenByToken) {
   for (const char* kind : kKinds) {
     Bench s(kind);
     const int prefill = 45;
-    for (std::string spec : {"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "latent"}) {
+    for (std::string spec :
+         {"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch", "latent"}) {
       const auto fmt = make(spec, s.cfg, s.proj, 4);
       std::vector<Outputs> outs;
       for (int chunk : {prefill, 16, 1}) {
@@ -283,7 +290,8 @@ TEST(CacheFormats, ChunkedPrefillAgreesWithTokenByToken) {
 TEST(CacheFormats, TruncateForgetsTheTail) {
   for (const char* kind : kKinds) {
     Bench s(kind);
-    for (std::string spec : {"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "latent"}) {
+    for (std::string spec :
+         {"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch", "latent"}) {
       const auto fmt = make(spec, s.cfg, s.proj, 3);
       auto a = fmt->new_sequence(), b = fmt->new_sequence();
       Outputs oa, ob;
@@ -296,7 +304,8 @@ TEST(CacheFormats, TruncateForgetsTheTail) {
       run(s.cfg, s.work, *b, 37, s.work.tokens, 1, ob);
       // KIVI and the K latent refill their fp16 window with dequantized rows after a cut inside
       // a group: they may differ from the fresh sequence by up to their quantization error.
-      const bool exact_rows = spec != "kivi" && spec != "latent" && spec != "xquant-ch";
+      const bool exact_rows =
+          spec != "kivi" && spec != "latent" && spec != "xquant-ch" && spec != "xquant-cl-ch";
       const double tol = exact_rows ? 1e-5 : 2 * rel_error(s.cfg, ob, s.ref, 37);
       EXPECT_LT(rel_error(s.cfg, oa, ob, 37), tol) << kind << " " << spec;
     }
@@ -329,6 +338,8 @@ TEST(CacheFormats, BytesPerTokenFormulasMatchAllocatedBytes) {
       {"xquant-ch", 2, L * block_row(h, 2), L * (G - 1) * (2.0 * h - block_row(h, 2))},
       {"xquant-cl", 2, row(h, 4) + (L - 1) * row(h, 2), 0},
       {"xquant-cl", 3, row(h, 4) + (L - 1) * row(h, 3), 0},
+      {"xquant-cl-ch", 2, block_row(h, 4) + (L - 1) * block_row(h, 2),
+       (G - 1) * ((2.0 * h - block_row(h, 4)) + (L - 1) * (2.0 * h - block_row(h, 2)))},
       {"latent", 2, L * (block_row(kv, 2) + row(kv, 2)),
        L * (G - 1) * (2.0 * kv - block_row(kv, 2))},
   };

@@ -1,0 +1,162 @@
+// XQuant-CL with per-channel groups ("xquant-cl-ch"): the cross-layer accumulator of
+// xquant_cl_cache.cpp, with X's channel outliers handled the way KIVI handles keys'.
+// - Every layer keeps its newest T mod G tokens as X itself, in fp16 (the window).
+// - When a layer's window reaches G tokens, their delta against the reconstruction of the layer
+//   below, D_l = X_l - A_{l-1} (A_{l-1} final: the layer below flushed the same block earlier in
+//   the same step, as the model walks layers in order), is quantized per channel over the G
+//   tokens, and A_l = A_{l-1} + deq(D_l). Deltas are only ever taken against final
+//   reconstructions, so as in the per-token variant the error does not accumulate with depth.
+// - Reading layer l's past: the blocks through the running sum of deltas, the window as fp16 X.
+#include "engine/cache/xquant_cl_channel.h"
+
+#include <stdexcept>
+#include <vector>
+
+#include "engine/cache/quantized_rows.h"
+#include "engine/cache/x_attention.h"
+#include "kernels/cpu/half.h"
+
+namespace xq {
+namespace {
+
+class CLChannelSequence : public SequenceCache {
+ public:
+  CLChannelSequence(const ModelConfig& cfg, const KvProjector& proj, const XQuantCLOptions& opts)
+      : cfg_(cfg), proj_(proj), opts_(opts), win_(cfg.num_layers) {
+    for (int l = 0; l < cfg.num_layers; ++l)
+      q_.emplace_back(cfg.hidden_size, l == 0 ? opts.base_bits : opts.bits, opts.group);
+  }
+
+  void attend(const LayerAttnInput& in) override {
+    const int l = in.layer, past = rows(l);
+    if (in.start_pos != past) {
+      throw std::invalid_argument("xquant-cl cache: layer " + std::to_string(l) + " holds " +
+                                  std::to_string(past) + " tokens, input starts at " +
+                                  std::to_string(in.start_pos));
+    }
+    const int hidden = cfg_.hidden_size, kv_dim = cfg_.kv_dim();
+    reconstruct_past(l, past);
+    const int lo = first_visible(cfg_, l, past);
+    k_.resize(static_cast<size_t>(past + in.n) * kv_dim);
+    remat_keys(proj_, l, past_.data(), hidden, lo, past, kv_dim, k_.data());
+    std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, k_.begin() + past * kv_dim);
+    if (opts_.fold_values) {
+      folded_attention(cfg_, proj_, in, k_.data(), past_.data(), hidden, nullptr);
+    } else {
+      v_.resize(static_cast<size_t>(past + in.n) * kv_dim);
+      remat_attention(cfg_, proj_, in, past_.data(), k_.data(), v_.data());
+    }
+    const size_t old = win_[l].size(), m = static_cast<size_t>(in.n) * hidden;
+    win_[l].resize(old + m);
+    floats_to_halves(in.x, win_[l].data() + old, m);
+    while (window_rows(l) >= opts_.group) flush_block(l);
+  }
+
+  int num_tokens() const override { return rows(cfg_.num_layers - 1); }
+
+  void truncate(int n) override {
+    const int g = opts_.group, keep = n / g * g;
+    const size_t h = cfg_.hidden_size;
+    // Cut blocks give their kept rows back to the window as reconstructed X, computed for every
+    // layer before any layer's blocks go.
+    std::vector<std::vector<float>> back(cfg_.num_layers);
+    for (int l = 0; l < cfg_.num_layers; ++l) {
+      if (rows(l) > n && n < q_[l].rows()) sum_layers(l, keep, n, back[l]);
+    }
+    for (int l = 0; l < cfg_.num_layers; ++l) {
+      if (rows(l) <= n) continue;
+      if (n >= q_[l].rows()) {
+        win_[l].resize((n - q_[l].rows()) * h);
+        continue;
+      }
+      q_[l].truncate(keep);
+      win_[l].resize(back[l].size());
+      floats_to_halves(back[l].data(), win_[l].data(), back[l].size());
+    }
+    acc_layer_ = blk_layer_ = -1;
+  }
+
+  size_t bytes_used() const override {
+    size_t b = 0;
+    for (int l = 0; l < cfg_.num_layers; ++l) b += q_[l].bytes() + 2 * win_[l].size();
+    return b;
+  }
+
+ private:
+  int window_rows(int l) const { return static_cast<int>(win_[l].size() / cfg_.hidden_size); }
+  int rows(int l) const { return q_.at(l).rows() + window_rows(l); }
+
+  // past_ rows [0, past) = X^_l: blocks as the running sum of deltas (one add per layer when the
+  // layers come in order), window rows as their fp16 X.
+  void reconstruct_past(int l, int past) {
+    const size_t h = cfg_.hidden_size;
+    const int qrows = q_[l].rows();
+    past_.resize(static_cast<size_t>(past) * h);
+    if (l > 0 && acc_layer_ == l - 1 && acc_rows_ == qrows) {
+      tmp_.resize(qrows * h);
+      q_[l].read(0, qrows, tmp_.data());
+      for (size_t i = 0; i < tmp_.size(); ++i) past_[i] += tmp_[i];
+    } else {
+      sum_layers(l, 0, qrows, tmp2_);
+      std::copy(tmp2_.begin(), tmp2_.end(), past_.begin());
+    }
+    acc_layer_ = l, acc_rows_ = qrows;
+    halves_to_floats(win_[l].data(), past_.data() + qrows * h, (past - qrows) * h);
+  }
+
+  // Quantizes the first G window rows of layer l as a block of deltas against A_{l-1}.
+  void flush_block(int l) {
+    const int g = opts_.group, q0 = q_[l].rows();
+    const size_t n = static_cast<size_t>(g) * cfg_.hidden_size;
+    std::vector<float> x(n), below;
+    halves_to_floats(win_[l].data(), x.data(), n);
+    if (l > 0) {
+      if (blk_layer_ == l - 1 && blk_row_ == q0) {
+        below.swap(blk_acc_);
+      } else {
+        sum_layers(l - 1, q0, q0 + g, below);
+      }
+      for (size_t i = 0; i < n; ++i) x[i] -= below[i];
+    }
+    q_[l].append(x.data(), g);
+    q_[l].read(q0, q0 + g, x.data());
+    if (l > 0) {
+      for (size_t i = 0; i < n; ++i) x[i] += below[i];
+    }
+    blk_acc_.swap(x);  // A_l of this block, for the layer above
+    blk_layer_ = l, blk_row_ = q0;
+    win_[l].erase(win_[l].begin(), win_[l].begin() + n);
+  }
+
+  // out = A_l of quantized rows [begin, end): the sum of the deltas of layers 0..l.
+  void sum_layers(int l, int begin, int end, std::vector<float>& out) {
+    const size_t n = static_cast<size_t>(end - begin) * cfg_.hidden_size;
+    out.assign(n, 0.0f);
+    std::vector<float> d(n);
+    for (int m = 0; m <= l; ++m) {
+      q_[m].read(begin, end, d.data());
+      for (size_t i = 0; i < n; ++i) out[i] += d[i];
+    }
+  }
+
+  ModelConfig cfg_;
+  const KvProjector& proj_;
+  XQuantCLOptions opts_;
+  std::vector<ChannelQuantRows> q_;         // per layer: blocks of X_0, then of deltas
+  std::vector<std::vector<uint16_t>> win_;  // per layer: the newest X rows, fp16
+  std::vector<float> past_;                 // X^ of the past (scratch)
+  int acc_layer_ = -1, acc_rows_ = 0;       // past_[0, acc_rows_) holds A_acc_layer_
+  std::vector<float> blk_acc_;              // A of the last flushed block (scratch)
+  int blk_layer_ = -1, blk_row_ = 0;
+  std::vector<float> k_, v_, tmp_, tmp2_;  // scratch
+};
+
+}  // namespace
+
+std::unique_ptr<SequenceCache> new_cl_channel_sequence(const ModelConfig& cfg,
+                                                       const KvProjector& proj,
+                                                       const XQuantCLOptions& opts) {
+  return std::make_unique<CLChannelSequence>(cfg, proj, opts);
+}
+
+}  // namespace xq
