@@ -309,14 +309,18 @@ void GgufFile::parse() {
                         " is not a multiple of the " + ggml_type_name(t.type) + " block size " +
                         std::to_string(block_elems));
     }
-    // Dimensions are below 2^37 and there are at most 4, so divide before multiplying.
-    unsigned __int128 bytes = static_cast<unsigned __int128>(t.ne[0] / block_elems) * block_bytes;
-    for (size_t d = 1; d < t.ne.size(); ++d) bytes *= static_cast<uint64_t>(t.ne[d]);
     if (t.offset % alignment_ != 0) {
       throw WeightError(file + ": tensor " + t.name + ": offset " + std::to_string(t.offset) +
                         " is not a multiple of the alignment " + std::to_string(alignment_));
     }
-    if (t.offset > data_size || bytes > data_size - t.offset) {
+    // Each dimension is below 2^37 and the running product is checked against the file size
+    // (below 2^64) before every multiplication, so the 128-bit product cannot overflow.
+    const uint64_t room = t.offset > data_size ? 0 : data_size - t.offset;
+    unsigned __int128 bytes = static_cast<unsigned __int128>(t.ne[0] / block_elems) * block_bytes;
+    for (size_t d = 1; d < t.ne.size() && bytes <= room; ++d) {
+      bytes *= static_cast<uint64_t>(t.ne[d]);
+    }
+    if (t.offset > data_size || bytes > room) {
       throw WeightError(file + ": tensor " + t.name + " (offset " + std::to_string(t.offset) +
                         ") runs past the end of the file (truncated?)");
     }

@@ -197,6 +197,18 @@ TEST_F(GgufFileTest, CorruptionsAreNamed) {
   expect_error(patch(spos + strs_key.size() + 8, uint64_t{1} << 50), "runs past the end");
 }
 
+TEST_F(GgufFileTest, HugeDimensionsDoNotOverflowTheSizeCheck) {
+  // Four dimensions of 2^36 F32 elements: 2^146 bytes, which wraps any 64- or 128-bit product.
+  Bytes h;
+  h.put<uint32_t>(0x46554747).put<uint32_t>(3).put<uint64_t>(1).put<uint64_t>(0);
+  h.str("huge").put<uint32_t>(4);
+  for (int d = 0; d < 4; ++d) h.put<uint64_t>(uint64_t{1} << 36);
+  h.put<uint32_t>(0).put<uint64_t>(0);
+  h.pad_to(32);
+  for (int i = 0; i < 64; ++i) h.put<uint8_t>(0);
+  expect_error(h.b, "runs past the end");
+}
+
 TEST(GgufDequant, HandBuiltBlocks) {
   // Q4_0: d = 2, every byte 0x1F: low nibble 15 -> (15 - 8) * 2, high nibble 1 -> (1 - 8) * 2.
   std::vector<uint8_t> q4(18, 0x1F);
