@@ -384,3 +384,19 @@ def test_gemma_config_is_gemma_3_270m(gemma):
     assert cfg["layer_is_sliding"] == [(i + 1) % 6 != 0 for i in range(18)]
     assert cfg["tie_word_embeddings"] is True and cfg["final_logit_softcap"] == 0
     assert cfg["bos_token_id"] == 2 and cfg["eos_token_ids"] == [1, 106]  # <eos>, <end_of_turn>
+
+
+def test_missing_hyper_parameter_is_named(tmp_path):
+    path = tmp_path / "nolayers.gguf"
+    w = gguf.GGUFWriter(str(path), arch="gemma3")
+    w.add_embedding_length(64)
+    w.add_feed_forward_length(96)
+    w.add_head_count(4)
+    w.add_tensor("token_embd.weight", np.zeros((10, 64), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    p = run_cli(path, "config", check=False)
+    assert p.returncode == 1
+    assert str(path) in p.stderr and "gemma3.block_count is missing" in p.stderr, p.stderr
