@@ -194,7 +194,8 @@ PreparedCompletion prepare_completion(CompletionBody body, const Tokenizer& tok,
     }
     const int64_t prompt_len = static_cast<int64_t>(pp.ids.size());
     const int64_t total = prompt_len + body.base.max_tokens;
-    if (total > limits.max_model_len)
+    // The engine needs one free position even when nothing is generated.
+    if (total > limits.max_model_len || prompt_len >= limits.max_model_len)
       throw invalid_request(
           "This model's maximum context length is " + std::to_string(limits.max_model_len) +
               " tokens. However, you requested " + std::to_string(total) + " tokens (" +

@@ -147,7 +147,9 @@ void HttpSession::start_job(std::shared_ptr<CompletionJob> job) {
     for (int i = 0; i < n; ++i) {
       ids_.push_back(env_.loop->submit(
           std::move(job_->prep.requests[i]), [self, ex, serial, i](RequestEvent ev) {
-            net::post(ex, [self, serial, i, ev = std::move(ev)] { self->on_event(serial, i, ev); });
+            net::post(ex, [self, serial, i, ev = std::move(ev)]() mutable {
+              self->on_event(serial, i, std::move(ev));
+            });
           }));
     }
   } catch (const std::exception& e) {

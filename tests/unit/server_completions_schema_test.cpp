@@ -210,6 +210,14 @@ TEST(CompletionsSchema, PromptExactlyAtTheLimitIsAccepted) {
   ids += "]";
   PreparedCompletion p = prepare(R"({"prompt": )" + ids + R"(, "max_tokens": 4})");
   EXPECT_EQ(p.requests.at(0).prompt.size(), 60u);
+  // A prompt filling the whole context is refused even without generation.
+  std::string full = "[";
+  for (int i = 0; i < 64; ++i) {
+    if (i) full += ",";
+    full += "1";
+  }
+  full += "]";
+  EXPECT_THROW(prepare(R"({"prompt": )" + full + R"(, "max_tokens": 0})"), ApiError);
 }
 
 }  // namespace
