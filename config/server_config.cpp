@@ -22,7 +22,7 @@ void check_cache(ServerConfig& c, bool bits_given) {
     c.cache_bits = 16;
     return;
   }
-  if (!bits_given) c.cache_bits = c.cache == "xquant-cl" ? 2 : 4;
+  if (!bits_given) c.cache_bits = c.cache.rfind("xquant-cl", 0) == 0 ? 2 : 4;
   if (c.cache_bits < 2 || c.cache_bits > 8)
     throw BadFlag("--cache-bits must be between 2 and 8 for --cache " + c.cache + ", got " +
                   std::to_string(c.cache_bits));
@@ -68,7 +68,7 @@ void add_flags(CLI::App& app, ServerConfig& c, SizeFlags& sizes, int& model_len)
   app.add_option("--served-model-name", c.served_model_name,
                  "Model name clients use (default: the model's directory or file name)");
   app.add_option("--cache", c.cache, "Cache format")
-      ->check(CLI::IsMember({"fp16", "kivi", "xquant", "xquant-cl"}))
+      ->check(CLI::IsMember({"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch"}))
       ->capture_default_str();
   app.add_option("--cache-bits", c.cache_bits,
                  "Bits per cached value (fp16: 16; default 4, xquant-cl: 2)");

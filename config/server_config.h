@@ -18,7 +18,7 @@ struct ServerConfig {
   int port = 8000;                // 0: any free port (the log line names it)
   std::string device = "auto";    // cpu | cuda | auto
   std::string served_model_name;  // empty: the model's default name
-  std::string cache = "fp16";     // fp16 | kivi | xquant | xquant-cl
+  std::string cache = "fp16";     // fp16 | kivi | xquant(-ch) | xquant-cl(-ch)
   int cache_bits = 16;            // resolved from the format when not given
   int cache_group_size = 32;
   std::string xquant_latent = "auto";  // on | off | auto

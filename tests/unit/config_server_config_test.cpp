@@ -94,6 +94,8 @@ TEST(ServerConfig, EveryFlagIsRead) {
 TEST(ServerConfig, QuantizedCachesGetADefaultBitWidth) {
   EXPECT_EQ(parse({"--model", "m", "--cache", "kivi"}).config->cache_bits, 4);
   EXPECT_EQ(parse({"--model", "m", "--cache", "xquant-cl"}).config->cache_bits, 2);
+  EXPECT_EQ(parse({"--model", "m", "--cache", "xquant-cl-ch"}).config->cache_bits, 2);
+  EXPECT_EQ(parse({"--model", "m", "--cache", "xquant-ch"}).config->cache_bits, 4);
 }
 
 TEST(ServerConfig, EnvironmentFillsInAndFlagsWin) {
