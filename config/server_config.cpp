@@ -71,7 +71,7 @@ void add_flags(CLI::App& app, ServerConfig& c, SizeFlags& sizes, int& model_len)
       ->check(CLI::IsMember({"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch"}))
       ->capture_default_str();
   app.add_option("--cache-bits", c.cache_bits,
-                 "Bits per cached value (fp16: 16; default 4, xquant-cl: 2)");
+                 "Bits per cached value (fp16: 16; default 4, xquant-cl and xquant-cl-ch: 2)");
   app.add_option("--cache-group-size", c.cache_group_size, "Quantization group size")
       ->capture_default_str();
   app.add_option("--xquant-latent", c.xquant_latent,
