@@ -152,7 +152,11 @@ bool EngineLoop::Impl::take_inbox() {
 
 void EngineLoop::Impl::run() {
   while (take_inbox()) {
-    if (!seqs.empty()) step();
+    if (seqs.empty()) {
+      publish_stats(0, 0);  // aborts or refusals may have emptied the loop
+    } else {
+      step();
+    }
   }
   // Whatever is left is aborted so that no client waits forever.
   std::vector<Sequence*> left;
