@@ -1,0 +1,54 @@
+"""Starts the real xquant-server binary on a free loopback port for a test, its log in a file."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("XQ_BUILD_DIR", REPO / "build" / "release"))
+BINARY = next((p for p in (BUILD / "server" / "xquant-server", BUILD / "xquant-server")
+               if p.exists()), BUILD / "server" / "xquant-server")
+
+
+class Server:
+    """One xquant-server process on a free port (--port 0; the port is read from its log)."""
+
+    def __init__(self, model: Path, log: Path, *flags: str, start_timeout: float = 120):
+        self.log = log
+        self.proc = subprocess.Popen(
+            [str(BINARY), "--model", str(model), "--port", "0", *flags],
+            stdout=log.open("w"), stderr=subprocess.STDOUT)
+        self.url = self._wait_listening(start_timeout)
+        self._wait_healthy()
+
+    def _wait_listening(self, timeout: float) -> str:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = re.search(r"listening on (http://[\d.]+:\d+)", self.log.read_text())
+            if m:
+                return m.group(1)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}: {self.log.read_text()}")
+            time.sleep(0.05)
+        self.proc.kill()
+        raise RuntimeError("server did not start: " + self.log.read_text())
+
+    def _wait_healthy(self) -> None:
+        for _ in range(200):
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("no /health")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
