@@ -1,5 +1,6 @@
 #include "scheduler/engine_loop.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -11,6 +12,10 @@
 namespace xq {
 
 namespace {
+using Clock = std::chrono::steady_clock;
+
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
 std::string token_text(const Tokenizer& tok, int id) {
   return sanitize_utf8(tok.token_bytes(id));
 }
@@ -48,9 +53,11 @@ struct EngineLoop::Impl {
 
   std::thread thread;
   int sampled_this_step = 0;
+  Clock::time_point step_start;  // when the inbox was taken: the step's work begins
 
   void run();
-  void publish_stats(int prompt_tokens, int generated);
+  // forward_s < 0: no model step ran.
+  void publish_stats(int prompt_tokens, int generated, double forward_s = -1);
   bool take_inbox();
   void step();
   void finish(Sequence& s, RequestEvent& ev, const std::string& reason);
@@ -115,6 +122,7 @@ bool EngineLoop::Impl::take_inbox() {
       return stopping || !incoming.empty() || !aborts.empty() || !seqs.empty();
     });
     if (stopping) return false;
+    step_start = Clock::now();
     fresh.swap(incoming);
     dead.swap(aborts);
   }
@@ -151,6 +159,7 @@ bool EngineLoop::Impl::take_inbox() {
 }
 
 void EngineLoop::Impl::run() {
+  pthread_setname_np(pthread_self(), "xq-engine");  // found by name in /proc for CPU accounting
   while (take_inbox()) {
     if (seqs.empty()) {
       publish_stats(0, 0);  // aborts or refusals may have emptied the loop
@@ -174,6 +183,9 @@ void EngineLoop::Impl::finish(Sequence& s, RequestEvent& ev, const std::string& 
   ev.finish_reason = reason;
   ev.prompt_tokens = s.prompt_len;
   ev.completion_tokens = std::max(0, s.num_generated());
+  ev.arrival = s.arrival;
+  ev.first_token = s.first_token;
+  ev.finished_at = Clock::now();
   if (s.wants_prompt_logprobs() && reason != "abort" && reason != "error") {
     ev.prompt_logprobs = std::move(s.prompt_logprobs);
     s.prompt_logprobs_sent = true;
@@ -209,6 +221,7 @@ void EngineLoop::Impl::step() {
   }
 
   std::vector<float> logits;
+  const Clock::time_point forward_start = Clock::now();
   try {
     model.model->forward(inputs, logits);
   } catch (const std::exception& e) {
@@ -221,6 +234,7 @@ void EngineLoop::Impl::step() {
     return;
   }
 
+  const double forward_s = seconds(Clock::now() - forward_start);
   const size_t vocab = model.model->config().vocab_size;
   const float* row = logits.data();
   sampled_this_step = 0;
@@ -233,11 +247,17 @@ void EngineLoop::Impl::step() {
     process_rows(s, start, n, row, all_rows[i], ev);  // may finish and free s
     row += (all_rows[i] ? n : 1) * vocab;
   }
-  publish_stats(prompt_tokens, sampled_this_step);
+  publish_stats(prompt_tokens, sampled_this_step, forward_s);
 }
 
-void EngineLoop::Impl::publish_stats(int prompt_tokens, int generated) {
+void EngineLoop::Impl::publish_stats(int prompt_tokens, int generated, double forward_s) {
+  const Clock::time_point end = Clock::now();
   std::lock_guard lk(mu);
+  if (forward_s >= 0) {
+    ++stats.model_steps;
+    stats.forward_seconds += forward_s;
+    stats.step_overhead_seconds += std::max(0.0, seconds(end - step_start) - forward_s);
+  }
   stats.running = static_cast<int>(planner.running().size());
   stats.waiting = static_cast<int>(planner.waiting().size());
   stats.blocks_total = blocks.total();
@@ -280,6 +300,7 @@ void EngineLoop::Impl::sample_next(Sequence& s, const float* row, RequestEvent& 
   std::vector<float> work(row, row + vocab);
   std::span<const int> generated(s.tokens.data() + s.prompt_len, s.num_generated());
   const int tok = s.sampler->sample(work, generated);
+  if (s.first_token == Clock::time_point{}) s.first_token = Clock::now();
 
   GeneratedToken g;
   g.id = tok;

@@ -37,6 +37,11 @@ struct LoopStats {
   uint64_t preemptions = 0;
   uint64_t prompt_tokens = 0;      // prompt tokens run through the model (recomputes included)
   uint64_t generation_tokens = 0;  // tokens sampled
+  // Steps that ran the model, the seconds inside forward(), and the seconds of the rest of those
+  // steps (taking in requests, planning, sampling, detokenizing, stop checks, posting events).
+  uint64_t model_steps = 0;
+  double forward_seconds = 0;
+  double step_overhead_seconds = 0;
 };
 
 class EngineLoop {

@@ -1,6 +1,7 @@
 // Request and RequestEvent: what the server hands the scheduler, and what comes back per step.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -40,6 +41,9 @@ struct RequestEvent {
   std::string error;          // for "error"
   int prompt_tokens = 0;
   int completion_tokens = 0;
+  // Engine-thread clock readings for latency metrics, set on the last event: when the request was
+  // submitted, when its first token was sampled (epoch if none was), and when it finished.
+  std::chrono::steady_clock::time_point arrival, first_token, finished_at;
 };
 
 // Called on the engine thread; must not block.

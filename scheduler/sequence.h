@@ -29,6 +29,7 @@ struct Sequence {
   bool prompt_logprobs_sent = false;
   std::vector<std::optional<TokenLogprob>> prompt_logprobs;  // filled while prefilling
   std::chrono::steady_clock::time_point arrival;
+  std::chrono::steady_clock::time_point first_token;  // epoch until one is sampled
 
   int num_generated() const { return static_cast<int>(tokens.size()) - prompt_len; }
   // Tokens waiting to go through the model: the (rest of the) prompt, or the last sample.

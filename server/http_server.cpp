@@ -1,5 +1,6 @@
 #include "server/http_server.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 // Boost 1.74 Asio uses std::exchange without including <utility>.
@@ -72,7 +73,12 @@ int HttpServer::start() {
   if (acc.listen(net::socket_base::max_listen_connections, ec); ec) fail("listen");
   const int port = acc.local_endpoint().port();
   accept_loop(acc, impl_->ioc, env_);
-  for (int i = 0; i < env_.opts.threads; ++i) threads_.emplace_back([this] { impl_->ioc.run(); });
+  for (int i = 0; i < env_.opts.threads; ++i) {
+    threads_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "xq-http");  // found by name in /proc for CPU accounting
+      impl_->ioc.run();
+    });
+  }
   return port;
 }
 

@@ -170,7 +170,7 @@ void HttpSession::on_event(uint64_t serial, int choice, RequestEvent ev) {
     const auto& prompt = job_->prep.prompts[job_->prep.choice_prompt[choice]].ids;
     env_.metrics->on_request_finished(
         ev.finish_reason, ev.prompt_tokens > 0 ? ev.prompt_tokens : static_cast<int>(prompt.size()),
-        std::max(ev.completion_tokens, as.completion_tokens(choice)));
+        std::max(ev.completion_tokens, as.completion_tokens(choice)), &ev);
   }
   if (!job_->prep.body.stream) {
     if (!as.done()) return;

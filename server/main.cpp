@@ -94,7 +94,8 @@ int serve(const ServerConfig& cfg) {
                       std::to_string(mc.max_position_embeddings) + ")");
   auto loop = std::make_unique<EngineLoop>(model, scheduler_options(cfg));
 
-  ServerMetrics metrics(model.model->cache_format().bytes_per_token(), fp16_kv_bytes_per_token(mc));
+  ServerMetrics metrics(model.model->cache_format().bytes_per_token(), fp16_kv_bytes_per_token(mc),
+                        loop->max_model_len());
   IdSource ids(std::random_device{}());
   ApiContext ctx;
   ctx.tokenizer = model.tokenizer.get();
