@@ -45,8 +45,11 @@ def one_request(session, url, model, prompt, max_tokens, headers, timeout):
                       timeout=timeout) as r:
         if r.status_code != 200:
             raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
-        for line in r.iter_lines(decode_unicode=True):
-            if not line or not line.startswith("data: "):
+        # Bytes split at b"\n" only: str.splitlines would also cut at U+0085 or U+2028, which
+        # JSON carries unescaped.
+        for raw in r.iter_lines(delimiter=b"\n"):
+            line = raw.decode("utf-8")
+            if not line.startswith("data: "):
                 continue
             data = line[6:]
             if data == "[DONE]":

@@ -26,9 +26,9 @@ if [ "${1:-}" != "--no-venv" ]; then
   if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv --system-site-packages .venv
   fi
-  if ! .venv/bin/python -c "import openai, safetensors, gguf, tokenizers, pytest, requests, jinja2, sentencepiece, google.protobuf" 2>/dev/null; then
+  if ! .venv/bin/python -c "import openai, safetensors, gguf, tokenizers, pytest, requests, jinja2, sentencepiece, google.protobuf, prometheus_client" 2>/dev/null; then
     .venv/bin/pip install -q --disable-pip-version-check \
-      "openai>=1.40" "safetensors>=0.4" "gguf>=0.10" "tokenizers>=0.19" "pytest>=7" requests "jinja2>=3.1" "sentencepiece>=0.1.99" "protobuf>=3.20" "numpy<2"
+      "openai>=1.40" "safetensors>=0.4" "gguf>=0.10" "tokenizers>=0.19" "pytest>=7" requests "jinja2>=3.1" "sentencepiece>=0.1.99" "protobuf>=3.20" "prometheus-client>=0.17" "numpy<2"
   fi
 fi
 echo "bootstrap: ok"
