@@ -2,6 +2,8 @@
 
 #include <CLI/CLI.hpp>
 #include <cctype>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <sstream>
 #include <tuple>
@@ -44,13 +46,40 @@ void check_all(ServerConfig& c, bool bits_given) {
                   std::to_string(c.max_body_bytes));
 }
 
-// Flags whose values are byte sizes ("8MiB"), parsed after CLI11 is done.
-struct SizeFlags {
+// --chat-template FILE_OR_STRING: a file that exists is read; otherwise text that looks like a
+// template (has '{' or a newline) is the template itself, as in vLLM.
+std::string resolve_chat_template(const std::string& value) {
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(value, ec)) {
+    std::ifstream in(value, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in && !in.eof()) throw BadFlag("--chat-template: cannot read '" + value + "'");
+    return text;
+  }
+  if (value.find_first_of("{\n") != std::string::npos) return value;
+  throw BadFlag("--chat-template: no such file '" + value +
+                "' (pass a template file or the template text itself)");
+}
+
+void check_origins(const std::vector<std::string>& origins) {
+  for (const std::string& o : origins) {
+    if (o == "*") continue;
+    if ((o.rfind("http://", 0) == 0 || o.rfind("https://", 0) == 0) && o.back() != '/') continue;
+    throw BadFlag("--allowed-origins: '" + o +
+                  "' is not \"*\" or an origin like https://example.com (scheme and host, no "
+                  "path)");
+  }
+}
+
+// Flag values turned into config values after CLI11 is done (byte sizes like "8MiB", the chat
+// template file).
+struct RawFlags {
   std::string body = "8MiB";
   std::string cache = "4GiB";
+  std::string chat_template;  // resolved after parsing: a file name or the text
 };
 
-void add_flags(CLI::App& app, ServerConfig& c, SizeFlags& sizes, int& model_len) {
+void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) {
   app.add_option("--model", c.model, "Hugging Face model directory or .gguf file")
       ->required()
       ->envname("XQ_MODEL");
@@ -108,6 +137,11 @@ void add_flags(CLI::App& app, ServerConfig& c, SizeFlags& sizes, int& model_len)
                  "Seconds SIGTERM waits for running requests")
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
+  app.add_option("--chat-template", sizes.chat_template,
+                 "Chat template file (or the template text) instead of the model's");
+  app.add_option("--allowed-origins", c.allowed_origins,
+                 "CORS: origins allowed to call the API (comma-separated, or \"*\"); default none")
+      ->delimiter(',');
 }
 
 }  // namespace
@@ -143,7 +177,7 @@ size_t parse_byte_size(std::string_view text) {
 
 ServerArgs parse_server_args(int argc, const char* const* argv) {
   ServerConfig c;
-  SizeFlags sizes;
+  RawFlags sizes;
   int model_len = 0;
   CLI::App app{"xquant-server: an OpenAI-compatible LLM server with XQuant caches",
                "xquant-server"};
@@ -172,6 +206,8 @@ ServerArgs parse_server_args(int argc, const char* const* argv) {
   if (app.count("--max-model-len")) c.max_model_len = model_len;
   try {
     check_all(c, app.count("--cache-bits") > 0);
+    if (app.count("--chat-template")) c.chat_template = resolve_chat_template(sizes.chat_template);
+    check_origins(c.allowed_origins);
   } catch (const BadFlag& e) {
     out.exit_code = 2;
     out.message = std::string(e.what()) + "\nRun with --help for more information.\n";

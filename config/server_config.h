@@ -33,6 +33,10 @@ struct ServerConfig {
   size_t max_body_bytes = size_t{8} << 20;
   int http_threads = 2;            // Asio threads serving connections
   double shutdown_grace_s = 10.0;  // how long SIGTERM waits for running requests
+  // --chat-template: the template text (read from the file, or given inline); unset: the
+  // model's own.
+  std::optional<std::string> chat_template;
+  std::vector<std::string> allowed_origins;  // CORS; empty: off, "*": any origin
 };
 
 // What parse_server_args decided: run with `config`, or exit at once with `exit_code` after

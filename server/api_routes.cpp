@@ -3,6 +3,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "server/chat_response.h"
 #include "server/json_params.h"
 
 namespace xq {
@@ -87,6 +88,27 @@ std::shared_ptr<CompletionJob> completion_job(std::string_view body, const Token
   return job;
 }
 
+std::shared_ptr<CompletionJob> chat_job(std::string_view body, const Tokenizer& tok,
+                                        const ChatTemplateEnv& chat, const ModelLimits& limits,
+                                        CompletionMeta meta) {
+  auto job = std::make_shared<CompletionJob>();
+  job->prep = prepare_chat(parse_chat_body(body, limits), chat, tok, limits);
+  job->meta = std::move(meta);
+  job->meta.model = job->prep.body.model;
+  job->assembler = std::make_unique<ChatAssembler>(job->meta, job->prep, tok);
+  return job;
+}
+
+namespace {
+
+CompletionMeta new_meta(ApiContext& ctx, const char* prefix) {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  return CompletionMeta{ctx.ids->next(prefix),
+                        std::chrono::duration_cast<std::chrono::seconds>(now).count(), ""};
+}
+
+}  // namespace
+
 Router make_api_router(ApiContext& ctx) {
   Router r;
   // Only /v1/* needs the key, as in vLLM: health checks and scrapes stay open.
@@ -102,12 +124,14 @@ Router make_api_router(ApiContext& ctx) {
           return reply(models_reply(ctx.limits, ctx.started));
         }));
   r.add("POST", "/v1/completions", authed([&ctx](const HttpRequestIn& req) {
-          const auto now = std::chrono::system_clock::now().time_since_epoch();
-          CompletionMeta meta{ctx.ids->next("cmpl-"),
-                              std::chrono::duration_cast<std::chrono::seconds>(now).count(), ""};
           // Built before the RouteResult: GCC 12 frees twice when an exception leaves a
           // half-built aggregate.
-          auto job = completion_job(req.body, *ctx.tokenizer, ctx.limits, std::move(meta));
+          auto job = completion_job(req.body, *ctx.tokenizer, ctx.limits, new_meta(ctx, "cmpl-"));
+          return RouteResult{HttpReply{}, std::move(job)};
+        }));
+  r.add("POST", "/v1/chat/completions", authed([&ctx](const HttpRequestIn& req) {
+          auto job =
+              chat_job(req.body, *ctx.tokenizer, ctx.chat, ctx.limits, new_meta(ctx, "chatcmpl-"));
           return RouteResult{HttpReply{}, std::move(job)};
         }));
   r.add("POST", "/tokenize", [&ctx, reply](const HttpRequestIn& req) {
@@ -118,8 +142,8 @@ Router make_api_router(ApiContext& ctx) {
   });
   if (ctx.metrics && ctx.loop) {
     r.add("GET", "/metrics", [&ctx](const HttpRequestIn&) {
-      return RouteResult{{200, "text/plain; version=0.0.4", ctx.metrics->render(ctx.loop->stats())},
-                         nullptr};
+      return RouteResult{
+          {200, "text/plain; version=0.0.4", ctx.metrics->render(ctx.loop->stats()), {}}, nullptr};
     });
   }
   return r;

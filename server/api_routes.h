@@ -1,5 +1,5 @@
 // The API's routes as functions from request to reply: /health, /v1/models, /v1/completions,
-// /tokenize, /detokenize, /metrics, with Bearer authentication on /v1/*.
+// /v1/chat/completions, /tokenize, /detokenize, /metrics, with Bearer authentication on /v1/*.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +10,7 @@
 
 #include "engine/tokenizer/tokenizer.h"
 #include "scheduler/engine_loop.h"
+#include "server/chat_schema.h"
 #include "server/completions_schema.h"
 #include "server/metrics.h"
 #include "server/router.h"
@@ -31,6 +32,7 @@ class IdSource {
 struct ApiContext {
   const Tokenizer* tokenizer = nullptr;
   ModelLimits limits;
+  ChatTemplateEnv chat;              // the chat template (if any) and BOS/EOS texts
   std::string api_key;               // empty: no authentication
   EngineLoop* loop = nullptr;        // for /metrics' queue gauges
   ServerMetrics* metrics = nullptr;  // null: no /metrics route
@@ -50,5 +52,10 @@ HttpReply detokenize_reply(std::string_view body, const Tokenizer& tok, const Mo
 // Validates the body and prepares the job; throws ApiError.
 std::shared_ptr<CompletionJob> completion_job(std::string_view body, const Tokenizer& tok,
                                               const ModelLimits& limits, CompletionMeta meta);
+
+// The same for /v1/chat/completions (meta.id "chatcmpl-...").
+std::shared_ptr<CompletionJob> chat_job(std::string_view body, const Tokenizer& tok,
+                                        const ChatTemplateEnv& chat, const ModelLimits& limits,
+                                        CompletionMeta meta);
 
 }  // namespace xq

@@ -12,6 +12,7 @@
 #include "scheduler/request.h"
 #include "server/completions_schema.h"
 #include "server/openai_errors.h"
+#include "server/response_assembler.h"
 
 namespace xq {
 
@@ -21,25 +22,18 @@ struct CompletionMeta {
   std::string model;
 };
 
-// Not thread-safe: one connection feeds it events in order.
-class CompletionAssembler {
+// The "text_completion" shape.
+class CompletionAssembler : public ResponseAssembler {
  public:
   CompletionAssembler(CompletionMeta meta, const PreparedCompletion& prep, const Tokenizer& tok);
 
-  // Takes one event of choice `choice`. Streaming: returns the SSE frames to send now.
-  std::vector<std::string> on_event(int choice, const RequestEvent& ev);
-  bool done() const { return finished_ == static_cast<int>(choices_.size()); }
-  // The first engine error, if a choice ended with finish_reason "error".
-  const std::optional<ApiError>& error() const { return error_; }
-
-  // Non-streaming: the whole response body (call when done()).
-  std::string final_body() const;
-  // Streaming: the usage chunk (when asked) and `data: [DONE]`.
-  std::vector<std::string> closing_frames() const;
-
-  int num_choices() const { return static_cast<int>(choices_.size()); }
-  // Tokens generated so far for one choice.
-  int completion_tokens(int choice) const { return choices_.at(choice).completion_tokens; }
+  std::vector<std::string> on_event(int choice, const RequestEvent& ev) override;
+  bool done() const override { return finished_ == static_cast<int>(choices_.size()); }
+  const std::optional<ApiError>& error() const override { return error_; }
+  std::string final_body() const override;
+  std::vector<std::string> closing_frames() const override;
+  int num_choices() const override { return static_cast<int>(choices_.size()); }
+  int completion_tokens(int choice) const override { return choices_.at(choice).completion_tokens; }
 
  private:
   struct Logprobs {

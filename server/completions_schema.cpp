@@ -145,13 +145,10 @@ void check_model_name(const std::optional<std::string>& model, const ModelLimits
   throw model_not_found(*model);
 }
 
-CompletionBody parse_completion_body(std::string_view text, const ModelLimits& limits) {
-  const json j = parse_json_object(text);
-  CompletionBody b;
+void parse_common_params(const json& j, const ModelLimits& limits, CompletionBody& b) {
   auto model = get_string(j, "model");
   check_model_name(model, limits);
   b.model = model.value_or(limits.served_name);
-  b.prompts = parse_prompts(j, limits);
   b.n = static_cast<int>(get_int(j, "n", 1, kMaxChoicesPerPrompt).value_or(1));
   b.stream = get_bool(j, "stream").value_or(false);
   if (auto it = j.find("stream_options"); it != j.end() && !it->is_null()) {
@@ -162,21 +159,55 @@ CompletionBody parse_completion_body(std::string_view text, const ModelLimits& l
                             "stream_options");
     b.include_usage = get_bool(*it, "include_usage").value_or(false);
   }
-  b.echo = get_bool(j, "echo").value_or(false);
-  if (auto v = get_int(j, "logprobs", 0, kMaxLogprobs)) b.logprobs = static_cast<int>(*v);
-  b.add_special_tokens = get_bool(j, "add_special_tokens").value_or(true);
   get_string(j, "user");  // accepted for compatibility; only its type is checked
-
   Request& r = b.base;
-  r.max_tokens = static_cast<int>(get_int(j, "max_tokens", 0, INT_MAX).value_or(16));
   r.sampling = parse_sampling(j, limits);
   r.stop = parse_stop(j);
   r.stop_token_ids = parse_stop_token_ids(j, limits);
   r.ignore_eos = get_bool(j, "ignore_eos").value_or(false);
   r.skip_special_tokens = get_bool(j, "skip_special_tokens").value_or(true);
+}
+
+CompletionBody parse_completion_body(std::string_view text, const ModelLimits& limits) {
+  const json j = parse_json_object(text);
+  CompletionBody b;
+  parse_common_params(j, limits, b);
+  b.prompts = parse_prompts(j, limits);
+  b.echo = get_bool(j, "echo").value_or(false);
+  if (auto v = get_int(j, "logprobs", 0, kMaxLogprobs)) b.logprobs = static_cast<int>(*v);
+  b.add_special_tokens = get_bool(j, "add_special_tokens").value_or(true);
+  Request& r = b.base;
+  r.max_tokens = static_cast<int>(get_int(j, "max_tokens", 0, INT_MAX).value_or(16));
   r.logprobs = b.logprobs.value_or(-1);
   r.prompt_logprobs = b.echo && b.logprobs ? *b.logprobs : -1;
   return b;
+}
+
+void check_context_length(int64_t prompt_len, int max_tokens, const ModelLimits& limits,
+                          const char* param) {
+  const int64_t total = prompt_len + max_tokens;
+  // The engine needs one free position even when nothing is generated.
+  if (total > limits.max_model_len || prompt_len >= limits.max_model_len)
+    throw invalid_request(
+        "This model's maximum context length is " + std::to_string(limits.max_model_len) +
+            " tokens. However, you requested " + std::to_string(total) + " tokens (" +
+            std::to_string(prompt_len) + " in the messages, " + std::to_string(max_tokens) +
+            " in the completion). Please reduce the length of the messages or completion.",
+        param, "context_length_exceeded");
+}
+
+void fan_out_choices(PreparedCompletion& out) {
+  const CompletionBody& body = out.body;
+  for (size_t i = 0; i < out.prompts.size(); ++i) {
+    for (int k = 0; k < body.n; ++k) {
+      Request r = body.base;
+      r.prompt = out.prompts[i].ids;
+      // n samples of one prompt under one seed must still differ, reproducibly.
+      if (r.sampling.seed) *r.sampling.seed += static_cast<uint64_t>(k);
+      out.requests.push_back(std::move(r));
+      out.choice_prompt.push_back(static_cast<int>(i));
+    }
+  }
 }
 
 PreparedCompletion prepare_completion(CompletionBody body, const Tokenizer& tok,
@@ -192,30 +223,12 @@ PreparedCompletion prepare_completion(CompletionBody body, const Tokenizer& tok,
       pp.ids = p.ids;
       pp.text = tok.decode(pp.ids, false);  // invalid UTF-8 is replaced when written
     }
-    const int64_t prompt_len = static_cast<int64_t>(pp.ids.size());
-    const int64_t total = prompt_len + body.base.max_tokens;
-    // The engine needs one free position even when nothing is generated.
-    if (total > limits.max_model_len || prompt_len >= limits.max_model_len)
-      throw invalid_request(
-          "This model's maximum context length is " + std::to_string(limits.max_model_len) +
-              " tokens. However, you requested " + std::to_string(total) + " tokens (" +
-              std::to_string(prompt_len) + " in the messages, " +
-              std::to_string(body.base.max_tokens) +
-              " in the completion). Please reduce the length of the messages or completion.",
-          "prompt", "context_length_exceeded");
+    check_context_length(static_cast<int64_t>(pp.ids.size()), body.base.max_tokens, limits,
+                         "prompt");
     out.prompts.push_back(std::move(pp));
   }
-  for (size_t i = 0; i < out.prompts.size(); ++i) {
-    for (int k = 0; k < body.n; ++k) {
-      Request r = body.base;
-      r.prompt = out.prompts[i].ids;
-      // n samples of one prompt under one seed must still differ, reproducibly.
-      if (r.sampling.seed) *r.sampling.seed += static_cast<uint64_t>(k);
-      out.requests.push_back(std::move(r));
-      out.choice_prompt.push_back(static_cast<int>(i));
-    }
-  }
   out.body = std::move(body);
+  fan_out_choices(out);
   return out;
 }
 

@@ -2,6 +2,7 @@
 // throwing ApiError (400/404) that names the offending parameter. Pure functions, no network.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -66,6 +67,19 @@ CompletionBody parse_completion_body(std::string_view body, const ModelLimits& l
 // Stage 2: tokenizes the prompts and checks each against the context limit.
 PreparedCompletion prepare_completion(CompletionBody body, const Tokenizer& tok,
                                       const ModelLimits& limits);
+
+// The parameters /v1/completions and /v1/chat/completions share: model, n, stream,
+// stream_options, user, sampling (temperature, top_p, top_k, min_p, penalties, seed, logit_bias),
+// stop, stop_token_ids, ignore_eos, skip_special_tokens. Fills `b` except prompts, echo,
+// logprobs and max_tokens.
+void parse_common_params(const nlohmann::json& j, const ModelLimits& limits, CompletionBody& b);
+
+// Throws 400 context_length_exceeded unless prompt + max_tokens fit (with one free position).
+void check_context_length(int64_t prompt_len, int max_tokens, const ModelLimits& limits,
+                          const char* param);
+
+// Fills out.requests and out.choice_prompt: body.n choices per prompt, seeds offset per sample.
+void fan_out_choices(PreparedCompletion& out);
 
 // Checks `model` (absent: fine) against the served name; throws 404 model_not_found.
 void check_model_name(const std::optional<std::string>& model, const ModelLimits& limits);

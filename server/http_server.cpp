@@ -27,6 +27,7 @@ HttpServer::HttpServer(HttpOptions opts, const Router& router, EngineLoop& loop,
                        ServerMetrics& metrics)
     : impl_(std::make_unique<Impl>(opts.threads)) {
   env_.opts = std::move(opts);
+  env_.cors = CorsPolicy(env_.opts.allowed_origins);
   env_.router = &router;
   env_.loop = &loop;
   env_.metrics = &metrics;

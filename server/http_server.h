@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "scheduler/engine_loop.h"
+#include "server/cors.h"
 #include "server/metrics.h"
 #include "server/router.h"
 
@@ -21,8 +22,9 @@ struct HttpOptions {
   int threads = 2;
   size_t max_body_bytes = size_t{8} << 20;
   size_t max_header_bytes = 16 * 1024;
-  std::chrono::seconds idle_timeout{120};  // waiting for (the rest of) a request
-  std::chrono::seconds write_timeout{60};  // one write to a slow client
+  std::vector<std::string> allowed_origins;  // CORS; empty: off
+  std::chrono::seconds idle_timeout{120};    // waiting for (the rest of) a request
+  std::chrono::seconds write_timeout{60};    // one write to a slow client
 };
 
 // What every session shares; owned by the HttpServer.
@@ -31,6 +33,7 @@ struct SessionEnv {
   const Router* router = nullptr;
   EngineLoop* loop = nullptr;
   ServerMetrics* metrics = nullptr;
+  CorsPolicy cors{{}};
   std::atomic<bool> draining{false};
   std::atomic<int> active_jobs{0};
 };

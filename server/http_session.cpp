@@ -32,6 +32,7 @@ void HttpSession::run() {
 }
 
 void HttpSession::read_request() {
+  cors_headers_.clear();
   parser_.emplace();
   parser_->body_limit(env_.opts.max_body_bytes);
   parser_->header_limit(static_cast<uint32_t>(env_.opts.max_header_bytes));
@@ -78,6 +79,12 @@ void HttpSession::handle() {
   keep_alive_ = req_.keep_alive();
   HttpRequestIn in{std::string(req_.method_string()), std::string(req_.target()),
                    std::string(req_[http::field::authorization]), std::move(req_.body())};
+  const std::string origin(req_[http::field::origin]);
+  cors_headers_ = env_.cors.reply_headers(origin);
+  if (auto pre = env_.cors.preflight(
+          in.method, origin, std::string(req_[http::field::access_control_request_method]),
+          std::string(req_[http::field::access_control_request_headers])))
+    return send_reply(*pre, !keep_alive_);
   if (env_.draining)
     return send_reply(error_reply(unavailable("The server is shutting down")), true);
   RouteResult r = env_.router->dispatch(in);
@@ -91,6 +98,8 @@ void HttpSession::send_reply(const HttpReply& reply, bool close_after, bool ling
   res->set(http::field::server, "xquant-server");
   res->set(http::field::content_type, reply.content_type);
   res->keep_alive(!close_after);
+  for (const auto& [name, value] : reply.headers) res->set(name, value);
+  for (const auto& [name, value] : cors_headers_) res->set(name, value);
   res->body() = reply.body;
   res->prepare_payload();
   stream_.expires_after(env_.opts.write_timeout);
@@ -163,7 +172,7 @@ void HttpSession::start_job(std::shared_ptr<CompletionJob> job) {
 
 void HttpSession::on_event(uint64_t serial, int choice, RequestEvent ev) {
   if (serial != serial_ || !job_) return;
-  CompletionAssembler& as = *job_->assembler;
+  ResponseAssembler& as = *job_->assembler;
   std::vector<std::string> frames = as.on_event(choice, ev);
   if (ev.finished && !choice_done_[choice]) {
     choice_done_[choice] = true;
@@ -192,6 +201,7 @@ void HttpSession::write_stream_head() {
   stream_res_->set(http::field::server, "xquant-server");
   stream_res_->set(http::field::content_type, "text/event-stream");
   stream_res_->set(http::field::cache_control, "no-cache");
+  for (const auto& [name, value] : cors_headers_) stream_res_->set(name, value);
   stream_res_->keep_alive(keep_alive_);
   stream_res_->chunked(true);
   stream_sr_ = std::make_unique<http::response_serializer<http::empty_body>>(*stream_res_);

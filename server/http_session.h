@@ -54,6 +54,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<Body>> parser_;
   boost::beast::http::request<Body> req_;
+  HeaderList cors_headers_;  // for every reply to the current request
 
   // The running job, if any. Events of an older job (serial) are dropped.
   std::shared_ptr<CompletionJob> job_;

@@ -13,6 +13,7 @@
 
 #include "config/server_config.h"
 #include "engine/model/model.h"
+#include "engine/tokenizer/chat_template.h"
 #include "kernels/gpu_probe.h"
 #include "scheduler/engine_loop.h"
 #include "server/api_routes.h"
@@ -26,7 +27,15 @@ using namespace xq;
 EngineOptions engine_options(const ServerConfig& c) {
   EngineOptions e;
   e.device = c.device;
-  if (e.device == "auto") e.device = probe_gpus().empty() ? "cpu" : "cuda";
+  if (e.device == "auto") {
+    // The engine's CUDA backend is not written yet: a visible GPU is reported, the CPU serves.
+    const auto gpus = probe_gpus();
+    if (!gpus.empty()) {
+      spdlog::warn("found {} GPU(s) ({}), but this version's engine runs on the CPU only",
+                   gpus.size(), gpus[0].name);
+    }
+    e.device = "cpu";
+  }
   e.cache.format = c.cache;
   e.cache.bits = c.cache_bits;
   e.cache.group_size = c.cache_group_size;
@@ -64,6 +73,28 @@ ModelLimits model_limits(const ServerConfig& c, const LoadedModel& m, const Engi
   return l;
 }
 
+// The --chat-template override (a syntax error is fatal: the user asked for it) or the model's
+// own (a syntax error only disables chat, with the reason in its 400s).
+std::unique_ptr<ChatTemplate> load_chat_template(const ServerConfig& cfg, const Tokenizer& tok,
+                                                 std::string& unavailable_reason) {
+  if (cfg.chat_template) {
+    try {
+      return std::make_unique<ChatTemplate>(*cfg.chat_template);
+    } catch (const TemplateError& e) {
+      throw ConfigError(std::string("--chat-template: ") + e.what());
+    }
+  }
+  if (!tok.chat_template()) return nullptr;
+  try {
+    return std::make_unique<ChatTemplate>(*tok.chat_template());
+  } catch (const TemplateError& e) {
+    spdlog::warn("the model's chat template does not parse ({}); /v1/chat/completions is off",
+                 e.what());
+    unavailable_reason = std::string("its own template does not parse: ") + e.what();
+    return nullptr;
+  }
+}
+
 // Waits up to `grace` for running generations, returning early on a second signal.
 void drain(HttpServer& server, double grace_s, const sigset_t& signals) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
@@ -96,10 +127,15 @@ int serve(const ServerConfig& cfg) {
 
   ServerMetrics metrics(model.model->cache_format().bytes_per_token(), fp16_kv_bytes_per_token(mc),
                         loop->max_model_len());
+  std::string template_problem;
+  const std::unique_ptr<ChatTemplate> chat_template =
+      load_chat_template(cfg, *model.tokenizer, template_problem);
   IdSource ids(std::random_device{}());
   ApiContext ctx;
   ctx.tokenizer = model.tokenizer.get();
   ctx.limits = model_limits(cfg, model, *loop);
+  ctx.chat = chat_template_env(chat_template.get(), *model.tokenizer);
+  ctx.chat.unavailable_reason = template_problem;
   ctx.api_key = cfg.api_key;
   ctx.loop = loop.get();
   ctx.metrics = &metrics;
@@ -112,6 +148,7 @@ int serve(const ServerConfig& cfg) {
   http.port = cfg.port;
   http.threads = cfg.http_threads;
   http.max_body_bytes = cfg.max_body_bytes;
+  http.allowed_origins = cfg.allowed_origins;
   auto server = std::make_unique<HttpServer>(http, router, *loop, metrics);
   const int port = server->start();
   spdlog::info("serving model '{}' (max_model_len {}, cache {})", ctx.limits.served_name,

@@ -3,11 +3,11 @@
 namespace xq {
 
 HttpReply error_reply(const ApiError& e) {
-  return HttpReply{static_cast<unsigned>(e.status), "application/json", error_body(e)};
+  return HttpReply{static_cast<unsigned>(e.status), "application/json", error_body(e), {}};
 }
 
 HttpReply json_reply(std::string body, unsigned status) {
-  return HttpReply{status, "application/json", std::move(body)};
+  return HttpReply{status, "application/json", std::move(body), {}};
 }
 
 std::string target_path(const std::string& target) {

@@ -6,6 +6,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "server/completions_response.h"
 #include "server/completions_schema.h"
@@ -25,6 +27,7 @@ struct HttpReply {
   unsigned status = 200;
   std::string content_type = "application/json";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers (CORS)
 };
 
 // A generation the connection drives: submit every choice's Request, feed the events to the
@@ -32,7 +35,7 @@ struct HttpReply {
 struct CompletionJob {
   PreparedCompletion prep;
   CompletionMeta meta;
-  std::unique_ptr<CompletionAssembler> assembler;  // refers to prep: the job does not move
+  std::unique_ptr<ResponseAssembler> assembler;  // refers to prep: the job does not move
 };
 
 // A handler gives a reply, or a job (then `reply` is unused).

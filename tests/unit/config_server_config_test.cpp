@@ -1,6 +1,7 @@
 // xquant-server's flags: defaults, values, environment fallbacks, and the refusals (exit 2).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -159,6 +160,45 @@ TEST(ByteSize, UnitsAndRefusals) {
   EXPECT_THROW(parse_byte_size("MiB"), std::invalid_argument);
   EXPECT_THROW(parse_byte_size("5 parsecs"), std::invalid_argument);
   EXPECT_THROW(parse_byte_size("-5"), std::invalid_argument);
+}
+
+TEST(ServerConfig, ChatTemplateFromFileOrInline) {
+  const std::string path = ::testing::TempDir() + "/xq_chat_template.jinja";
+  {
+    FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::fputs("{{ messages[0].content }}", f);
+    std::fclose(f);
+  }
+  ServerArgs a = parse({"--model", "/m", "--chat-template", path});
+  ASSERT_TRUE(a.config) << a.message;
+  EXPECT_EQ(a.config->chat_template, "{{ messages[0].content }}");
+  ServerArgs b =
+      parse({"--model", "/m", "--chat-template", "{% for m in messages %}x{% endfor %}"});
+  ASSERT_TRUE(b.config) << b.message;
+  EXPECT_EQ(b.config->chat_template, "{% for m in messages %}x{% endfor %}");
+  EXPECT_FALSE(parse({"--model", "/m"}).config->chat_template.has_value());
+  ServerArgs c = parse({"--model", "/m", "--chat-template", "/no/such/template.jinja"});
+  EXPECT_FALSE(c.config);
+  EXPECT_EQ(c.exit_code, 2);
+  EXPECT_NE(c.message.find("--chat-template"), std::string::npos) << c.message;
+}
+
+TEST(ServerConfig, AllowedOrigins) {
+  EXPECT_TRUE(parse({"--model", "/m"}).config->allowed_origins.empty());
+  ServerArgs a =
+      parse({"--model", "/m", "--allowed-origins", "http://a.example,https://b.example"});
+  ASSERT_TRUE(a.config) << a.message;
+  EXPECT_EQ(a.config->allowed_origins,
+            (std::vector<std::string>{"http://a.example", "https://b.example"}));
+  EXPECT_EQ(parse({"--model", "/m", "--allowed-origins", "*"}).config->allowed_origins,
+            std::vector<std::string>{"*"});
+  for (const char* bad : {"a.example", "http://a.example/", "ftp://x"}) {
+    ServerArgs b = parse({"--model", "/m", "--allowed-origins", bad});
+    EXPECT_FALSE(b.config) << bad;
+    EXPECT_EQ(b.exit_code, 2);
+    EXPECT_NE(b.message.find("--allowed-origins"), std::string::npos) << b.message;
+  }
 }
 
 }  // namespace
