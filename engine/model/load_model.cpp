@@ -33,7 +33,7 @@ void log_loaded(const std::filesystem::path& path, const Model& m, const std::st
 
 LoadedModel load_model(const std::filesystem::path& path, const EngineOptions& opts) {
   if (opts.device == "cuda") {
-    throw ConfigError("device cuda: this build has no CUDA backend (use --device cpu)");
+    throw ConfigError("device cuda: the CUDA engine is not implemented yet (use --device cpu)");
   }
   if (opts.device != "cpu") throw ConfigError("unknown device " + opts.device);
   // OpenBLAS keeps one process-wide thread count.
