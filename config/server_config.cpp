@@ -96,11 +96,14 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
       ->capture_default_str();
   app.add_option("--served-model-name", c.served_model_name,
                  "Model name clients use (default: the model's directory or file name)");
-  app.add_option("--cache", c.cache, "Cache format")
-      ->check(CLI::IsMember({"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch"}))
+  app.add_option("--cache", c.cache,
+                 "Cache format (xquant-cl[-ch]: deltas of the pre-norm residual stream; "
+                 "-normed: of the normed X)")
+      ->check(CLI::IsMember({"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch",
+                             "xquant-cl-normed", "xquant-cl-ch-normed"}))
       ->capture_default_str();
   app.add_option("--cache-bits", c.cache_bits,
-                 "Bits per cached value (fp16: 16; default 4, xquant-cl and xquant-cl-ch: 2)");
+                 "Bits per cached value (fp16: 16; default 4, xquant-cl*: 2)");
   app.add_option("--cache-group-size", c.cache_group_size, "Quantization group size")
       ->capture_default_str();
   app.add_option("--xquant-latent", c.xquant_latent,

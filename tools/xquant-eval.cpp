@@ -30,13 +30,17 @@ struct Run {
   double ppl() const { return std::exp(nll / std::max(1L, scored)); }
 };
 
-// "fp16", "kivi:4", "xquant:2", "xquant-cl:2": format[:bits]. "xquant-latent:B" is xquant with
+// "fp16", "kivi:4", "xquant:2", "xquant-cl:2@32": format[:bits][@group], the group defaulting to
+// --group, so one run can give each family its own group size. "xquant-latent:B" is xquant with
 // the latent forced on, so one run can compare X and its latent whatever --xquant-latent says.
 CacheOptions parse_spec(const std::string& spec, const CacheOptions& base) {
   CacheOptions o = base;
-  const auto colon = spec.find(':');
-  o.format = spec.substr(0, colon);
-  o.bits = colon == std::string::npos ? 16 : std::stoi(spec.substr(colon + 1));
+  const auto at = spec.find('@');
+  if (at != std::string::npos) o.group_size = std::stoi(spec.substr(at + 1));
+  const std::string fb = spec.substr(0, at);
+  const auto colon = fb.find(':');
+  o.format = fb.substr(0, colon);
+  o.bits = colon == std::string::npos ? 16 : std::stoi(fb.substr(colon + 1));
   if (o.format == "xquant-latent") o.format = "xquant", o.latent = "on";
   return o;
 }
@@ -79,13 +83,13 @@ void print_table(const std::vector<Run>& runs, const xq::ModelConfig& cfg) {
     if (r.opts.format == "fp16") base = r.ppl();
   }
   if (base < 0) base = runs.front().ppl();
-  std::printf("%-22s %5s %12s %9s %12s %10s %9s %8s\n", "cache", "bits", "bytes/token", "vs fp16",
-              "window B/seq", "PPL", "dPPL", "tokens");
+  std::printf("%-22s %5s %5s %12s %9s %12s %10s %9s %8s\n", "cache", "bits", "G", "bytes/token",
+              "vs fp16", "window B/seq", "PPL", "dPPL", "tokens");
   for (const Run& r : runs) {
     const double bpt = r.format->bytes_per_token();
-    std::printf("%-22s %5d %12.1f %8.2fx %12.0f %10.4f %+9.4f %8ld\n", r.format->name().c_str(),
-                r.opts.bits, bpt, fp16 / bpt, r.format->window_bytes_max(), r.ppl(), r.ppl() - base,
-                r.scored);
+    std::printf("%-22s %5d %5d %12.1f %8.2fx %12.0f %10.4f %+9.4f %8ld\n", r.format->name().c_str(),
+                r.opts.bits, r.opts.group_size, bpt, fp16 / bpt, r.format->window_bytes_max(),
+                r.ppl(), r.ppl() - base, r.scored);
   }
 }
 
@@ -177,7 +181,7 @@ int main(int argc, char** argv) {
   ppl->add_option("--stride", a.stride,
                   "window start step (0: ctx); < ctx overlaps, scoring only new tokens");
   ppl->add_option("--max-tokens", a.max_tokens, "evaluate the first N tokens (0: all)");
-  ppl->add_option("--cache", a.caches, "comma-separated format[:bits] list");
+  ppl->add_option("--cache", a.caches, "comma-separated format[:bits][@group] list");
   ppl->add_option("--group", a.group, "quantization group size");
   ppl->add_option("--xquant-latent", a.latent, "on|off|auto: SVD latent for GQA models");
   ppl->add_option("--device", a.device, "cpu|cuda");

@@ -17,6 +17,9 @@ struct LayerAttnInput {
   int n = 0;
   int start_pos = 0;
   const float* x = nullptr;  // [n, hidden]: the normed layer input that Wq/Wk/Wv multiply
+  // [n, hidden]: the residual stream entering the layer, before its attention-input norm
+  // (x = norm_input(residual)); the pre-norm tensor XQuant-CL takes its deltas on.
+  const float* residual = nullptr;
   const float* q = nullptr;  // [n, num_heads * head_dim]: projected, normed, RoPE applied
   const float* k = nullptr;  // [n, kv_dim]: projected, normed, RoPE applied (full precision)
   const float* v = nullptr;  // [n, kv_dim]
@@ -31,6 +34,9 @@ class KvProjector {
   virtual void keys(int layer, const float* x, int n, const int* pos, float* k) const = 0;
   // V rows for inputs x [n, hidden]: projection and bias.
   virtual void values(int layer, const float* x, int n, float* v) const = 0;
+  // x [n, hidden] = the layer's attention-input norm of residual [n, hidden] (Llama's RMSNorm, or
+  // Gemma's with (1 + w)): what the model applies before Wq/Wk/Wv.
+  virtual void norm_input(int layer, const float* residual, int n, float* x) const = 0;
   // The layer's K / V projection weight as fp32 [kv_dim, hidden], row-major (the Hugging Face
   // layout), for formats that factor it (the GQA latent takes its SVD once, when it is made).
   // nullptr when the projector cannot expose it; such formats then refuse to be made.
@@ -55,7 +61,9 @@ class SequenceCache {
 };
 
 struct CacheOptions {
-  std::string format = "fp16";  // fp16 | kivi | xquant | xquant-ch | xquant-cl | xquant-cl-ch
+  // fp16 | kivi | xquant | xquant-ch | xquant-cl | xquant-cl-ch | xquant-cl-normed |
+  // xquant-cl-ch-normed
+  std::string format = "fp16";
   int bits = 16;
   int group_size = 32;
   std::string latent = "auto";  // on | off | auto (GQA models: cache X on the SVD basis of Wk/Wv)

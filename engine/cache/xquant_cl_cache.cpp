@@ -1,20 +1,21 @@
 // XQuant-CL (arXiv 2508.10395, the cross-layer section) as implemented here:
-// - The deltas are taken on X itself, the normed layer input the cache formats receive (the
-//   tensor XQuant caches), not on the pre-norm residual stream.
-// - Accumulator: A_0 = X^_0 = deq(Q(X_0)); for layer l > 0 the cache holds D_l = Q(X_l - A_{l-1})
-//   and A_l = A_{l-1} + deq(D_l) = X^_l. The delta is taken against the reconstruction, not
-//   against the exact X_{l-1}, so quantization error never accumulates across layers: X^_l is
-//   within one delta quantization step of X_l at every depth.
-// - Base layer: layer 0 holds X itself, whose range is far wider than a delta's, so it gets
+// - Which tensor the deltas are taken on (opts.residual):
+//   residual (default): the pre-norm residual stream R_l entering layer l, the tensor the paper's
+//   premise is about (successive layers add small updates to it). K/V of the past are rebuilt
+//   from norm_input(l, A_l), the layer's own attention-input RMSNorm of the reconstruction.
+//   normed ("-normed" names): X_l = norm_l(R_l) itself. Measured on Gemma 3 270M it loses to
+//   plain XQuant: Gemma's per-layer norm weights differ widely, so X_l - X_{l-1} is not small.
+// - Accumulator: A_0 = deq(Q(S_0)); for layer l > 0 the cache holds D_l = Q(S_l - A_{l-1}) and
+//   A_l = A_{l-1} + deq(D_l) (S = R or X). The delta is taken against the reconstruction, not
+//   against the exact S_{l-1}, so quantization error never accumulates across layers: A_l is
+//   within one delta quantization step of S_l at every depth.
+// - Base layer: layer 0 holds S itself, whose range is far wider than a delta's, so it gets
 //   base_bits = max(bits, 4) by default (the paper keeps the first layer at a higher width; the
 //   exact width could not be re-read from here, so it is an option).
 // - Groups: per token, G consecutive channels, fp16 scale and zero point (as for XQuant's X), so
-//   every token is final on append and no full-precision window exists.
-// - Measured with tools/xquant-eval on Gemma 3 270M (WikiText-2, 512 tokens, G = 128): deltas of
-//   the normed X are not small there (Gemma's per-layer norm weights differ widely), and CL
-//   loses to plain XQuant at the same bits; the pre-norm residual stream is the variant to try
-//   next, and needs the model to pass it (LayerAttnInput has only the normed x).
-// - Rebuilding X^_l of the past needs all deltas up to l; the sequence keeps the running sum of
+//   every token is final on append and no full-precision window exists; the per-channel
+//   grouping is xquant_cl_channel.cpp.
+// - Rebuilding A_l of the past needs all deltas up to l; the sequence keeps the running sum of
 //   the past as scratch while the model walks the layers in order (one add per layer), and
 //   rebuilds it from scratch when layers come out of order.
 #include "engine/cache/xquant_cl_cache.h"
@@ -48,16 +49,18 @@ class XQuantCLSequence : public SequenceCache {
     }
     const int hidden = cfg_.hidden_size, kv_dim = cfg_.kv_dim();
     const size_t h = hidden;
+    const float* src = cl_source(in, opts_.residual);
     reconstruct_past(l, past);
     const int lo = first_visible(cfg_, l, past);
+    const float* xs = cl_past_inputs(proj_, l, past_, lo, past, hidden, opts_.residual, xs_);
     k_.resize(static_cast<size_t>(past + in.n) * kv_dim);
-    remat_keys(proj_, l, past_.data(), hidden, lo, past, kv_dim, k_.data());
+    remat_keys(proj_, l, xs, hidden, lo, past, kv_dim, k_.data());
     std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, k_.begin() + past * kv_dim);
     if (opts_.fold_values) {
-      folded_attention(cfg_, proj_, in, k_.data(), past_.data(), hidden, nullptr);
+      folded_attention(cfg_, proj_, in, k_.data(), xs, hidden, nullptr);
     } else {
       v_.resize(static_cast<size_t>(past + in.n) * kv_dim);
-      remat_attention(cfg_, proj_, in, past_.data(), k_.data(), v_.data());
+      remat_attention(cfg_, proj_, in, xs, k_.data(), v_.data());
     }
 
     // The new tokens: their delta against the accumulator of layer l-1, then A_l.
@@ -67,7 +70,7 @@ class XQuantCLSequence : public SequenceCache {
     }
     new_.resize(m);
     std::vector<float> delta(m);
-    for (size_t i = 0; i < m; ++i) delta[i] = l == 0 ? in.x[i] : in.x[i] - new_[i];
+    for (size_t i = 0; i < m; ++i) delta[i] = l == 0 ? src[i] : src[i] - new_[i];
     d_[l].append(delta.data(), in.n);
     d_[l].read(past, past + in.n, delta.data());
     for (size_t i = 0; i < m; ++i) new_[i] = l == 0 ? delta[i] : new_[i] + delta[i];
@@ -88,7 +91,7 @@ class XQuantCLSequence : public SequenceCache {
   }
 
  private:
-  // past_ = X^_l of rows [0, past): one add onto X^_{l-1} when the model walks layers in order.
+  // past_ = A_l of rows [0, past): one add onto A_{l-1} when the model walks layers in order.
   void reconstruct_past(int l, int past) {
     const size_t n = static_cast<size_t>(past) * cfg_.hidden_size;
     if (l > 0 && past_layer_ == l - 1 && past_rows_ == past) {
@@ -101,7 +104,7 @@ class XQuantCLSequence : public SequenceCache {
     past_layer_ = l, past_rows_ = past;
   }
 
-  // out = sum over layers 0..l of the dequantized rows [begin, end) = X^_l of those rows.
+  // out = sum over layers 0..l of the dequantized rows [begin, end) = A_l of those rows.
   void sum_layers(int l, int begin, int end, std::vector<float>& out) {
     const size_t n = static_cast<size_t>(end - begin) * cfg_.hidden_size;
     out.assign(n, 0.0f);
@@ -115,15 +118,34 @@ class XQuantCLSequence : public SequenceCache {
   ModelConfig cfg_;
   const KvProjector& proj_;
   XQuantCLOptions opts_;
-  std::vector<TokenQuantRows> d_;  // per layer: X_0, then the deltas
-  std::vector<float> past_;        // X^ of the past at layer past_layer_ (scratch)
+  std::vector<TokenQuantRows> d_;  // per layer: S_0, then the deltas
+  std::vector<float> past_;        // A of the past at layer past_layer_ (scratch)
+  std::vector<float> xs_;          // norm_input of past_ (scratch, residual deltas)
   int past_layer_ = -1, past_rows_ = 0;
-  std::vector<float> new_;  // X^ of the in-flight new tokens at layer new_layer_
+  std::vector<float> new_;  // A of the in-flight new tokens at layer new_layer_
   int new_layer_ = -1, new_start_ = 0, new_n_ = 0;
   std::vector<float> k_, v_, tmp_;  // scratch
 };
 
 }  // namespace
+
+const float* cl_source(const LayerAttnInput& in, bool residual) {
+  if (!residual) return in.x;
+  if (in.residual == nullptr) {
+    throw std::invalid_argument("xquant-cl cache (residual stream): layer " +
+                                std::to_string(in.layer) + " input carries no residual");
+  }
+  return in.residual;
+}
+
+const float* cl_past_inputs(const KvProjector& proj, int l, const std::vector<float>& acc, int lo,
+                            int past, int hidden, bool residual, std::vector<float>& xs) {
+  if (!residual) return acc.data();
+  const size_t off = static_cast<size_t>(lo) * hidden;
+  xs.resize(static_cast<size_t>(past) * hidden);
+  if (past > lo) proj.norm_input(l, acc.data() + off, past - lo, xs.data() + off);
+  return xs.data();
+}
 
 XQuantCLFormat::XQuantCLFormat(const ModelConfig& cfg, const KvProjector& proj,
                                const XQuantCLOptions& opts)
@@ -137,6 +159,12 @@ XQuantCLFormat::XQuantCLFormat(const ModelConfig& cfg, const KvProjector& proj,
       throw ConfigError(std::string("xquant-cl cache: ") + e.what());
     }
   }
+}
+
+std::string XQuantCLFormat::name() const {
+  std::string kind = opts_.per_channel ? "xquant-cl-ch" : "xquant-cl";
+  if (!opts_.residual) kind += "-normed";
+  return kind + ":" + std::to_string(opts_.bits);
 }
 
 namespace {

@@ -1,9 +1,11 @@
-// XQuantCLFormat: XQuant-CL, cross-layer deltas of X: layer 0 caches X, every later layer the
-// quantized difference between its X and the running reconstruction (the accumulator).
+// XQuantCLFormat: XQuant-CL, cross-layer deltas: layer 0 caches its input, every later layer the
+// quantized difference between its input and the running reconstruction (the accumulator); the
+// input is the pre-norm residual stream or the normed X.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/cache/cache_format.h"
 
@@ -17,14 +19,15 @@ struct XQuantCLOptions {
   // Deltas in per-channel groups of G tokens with an fp16 window of X ("xquant-cl-ch",
   // xquant_cl_channel.cpp) instead of per-token groups.
   bool per_channel = false;
+  // Deltas on the pre-norm residual stream (LayerAttnInput::residual), K/V rebuilt from the
+  // layer's norm of the reconstruction; false: deltas on the normed X itself.
+  bool residual = true;
 };
 
 class XQuantCLFormat : public CacheFormat {
  public:
   XQuantCLFormat(const ModelConfig& cfg, const KvProjector& proj, const XQuantCLOptions& opts);
-  std::string name() const override {
-    return (opts_.per_channel ? "xquant-cl-ch:" : "xquant-cl:") + std::to_string(opts_.bits);
-  }
+  std::string name() const override;
   double bytes_per_token() const override;
   double window_bytes_max() const override;
   std::unique_ptr<SequenceCache> new_sequence() const override;
@@ -35,5 +38,13 @@ class XQuantCLFormat : public CacheFormat {
   const KvProjector& proj_;
   XQuantCLOptions opts_;
 };
+
+// The tensor a CL sequence stores for in's new tokens: the residual stream or X.
+const float* cl_source(const LayerAttnInput& in, bool residual);
+
+// The past's inputs in X space for layer l: `acc` itself (rows [0, past)) for normed-X deltas,
+// else norm_input of its rows [lo, past) written into `xs` at the same row index.
+const float* cl_past_inputs(const KvProjector& proj, int l, const std::vector<float>& acc, int lo,
+                            int past, int hidden, bool residual, std::vector<float>& xs);
 
 }  // namespace xq

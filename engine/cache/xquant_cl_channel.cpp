@@ -1,12 +1,14 @@
 // XQuant-CL with per-channel groups ("xquant-cl-ch"): the cross-layer accumulator of
-// xquant_cl_cache.cpp, with X's channel outliers handled the way KIVI handles keys'.
-// - Every layer keeps its newest T mod G tokens as X itself, in fp16 (the window).
+// xquant_cl_cache.cpp, with channel outliers handled the way KIVI handles keys'. S is the tensor
+// the deltas are taken on (the residual stream or X, opts.residual).
+// - Every layer keeps its newest T mod G tokens as S itself, in fp16 (the window).
 // - When a layer's window reaches G tokens, their delta against the reconstruction of the layer
-//   below, D_l = X_l - A_{l-1} (A_{l-1} final: the layer below flushed the same block earlier in
+//   below, D_l = S_l - A_{l-1} (A_{l-1} final: the layer below flushed the same block earlier in
 //   the same step, as the model walks layers in order), is quantized per channel over the G
 //   tokens, and A_l = A_{l-1} + deq(D_l). Deltas are only ever taken against final
 //   reconstructions, so as in the per-token variant the error does not accumulate with depth.
-// - Reading layer l's past: the blocks through the running sum of deltas, the window as fp16 X.
+// - Reading layer l's past: the blocks through the running sum of deltas, the window as fp16 S;
+//   for the residual stream, then the layer's input norm.
 #include "engine/cache/xquant_cl_channel.h"
 
 #include <stdexcept>
@@ -35,20 +37,22 @@ class CLChannelSequence : public SequenceCache {
                                   std::to_string(in.start_pos));
     }
     const int hidden = cfg_.hidden_size, kv_dim = cfg_.kv_dim();
+    const float* src = cl_source(in, opts_.residual);
     reconstruct_past(l, past);
     const int lo = first_visible(cfg_, l, past);
+    const float* xs = cl_past_inputs(proj_, l, past_, lo, past, hidden, opts_.residual, xs_);
     k_.resize(static_cast<size_t>(past + in.n) * kv_dim);
-    remat_keys(proj_, l, past_.data(), hidden, lo, past, kv_dim, k_.data());
+    remat_keys(proj_, l, xs, hidden, lo, past, kv_dim, k_.data());
     std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, k_.begin() + past * kv_dim);
     if (opts_.fold_values) {
-      folded_attention(cfg_, proj_, in, k_.data(), past_.data(), hidden, nullptr);
+      folded_attention(cfg_, proj_, in, k_.data(), xs, hidden, nullptr);
     } else {
       v_.resize(static_cast<size_t>(past + in.n) * kv_dim);
-      remat_attention(cfg_, proj_, in, past_.data(), k_.data(), v_.data());
+      remat_attention(cfg_, proj_, in, xs, k_.data(), v_.data());
     }
     const size_t old = win_[l].size(), m = static_cast<size_t>(in.n) * hidden;
     win_[l].resize(old + m);
-    floats_to_halves(in.x, win_[l].data() + old, m);
+    floats_to_halves(src, win_[l].data() + old, m);
     while (window_rows(l) >= opts_.group) flush_block(l);
   }
 
@@ -86,8 +90,8 @@ class CLChannelSequence : public SequenceCache {
   int window_rows(int l) const { return static_cast<int>(win_[l].size() / cfg_.hidden_size); }
   int rows(int l) const { return q_.at(l).rows() + window_rows(l); }
 
-  // past_ rows [0, past) = X^_l: blocks as the running sum of deltas (one add per layer when the
-  // layers come in order), window rows as their fp16 X.
+  // past_ rows [0, past) = A_l: blocks as the running sum of deltas (one add per layer when the
+  // layers come in order), window rows as their fp16 S.
   void reconstruct_past(int l, int past) {
     const size_t h = cfg_.hidden_size;
     const int qrows = q_[l].rows();
@@ -144,7 +148,8 @@ class CLChannelSequence : public SequenceCache {
   XQuantCLOptions opts_;
   std::vector<ChannelQuantRows> q_;         // per layer: blocks of X_0, then of deltas
   std::vector<std::vector<uint16_t>> win_;  // per layer: the newest X rows, fp16
-  std::vector<float> past_;                 // X^ of the past (scratch)
+  std::vector<float> past_;                 // A of the past (scratch)
+  std::vector<float> xs_;                   // norm_input of past_ (scratch, residual deltas)
   int acc_layer_ = -1, acc_rows_ = 0;       // past_[0, acc_rows_) holds A_acc_layer_
   std::vector<float> blk_acc_;              // A of the last flushed block (scratch)
   int blk_layer_ = -1, blk_row_ = 0;

@@ -99,7 +99,7 @@ void CpuModel::attention_block(int l, std::span<const SeqInput> batch, int rows)
   s_.o.resize(static_cast<size_t>(rows) * H);
 
   // All new tokens of all sequences go through the projections as one matmul.
-  rmsnorm(s_.h.data(), L.attn_norm.data(), s_.x.data(), rows, H, cfg_.rms_norm_eps, gemma);
+  norm_input(l, s_.h.data(), rows, s_.x.data());
   matmul_nt(s_.x.data(), L.wq.data(), data_or_null(L.bq), s_.q.data(), rows, H, Q);
   matmul_nt(s_.x.data(), L.wk.data(), data_or_null(L.bk), s_.k.data(), rows, H, KV);
   matmul_nt(s_.x.data(), L.wv.data(), data_or_null(L.bv), s_.v.data(), rows, H, KV);
@@ -122,6 +122,7 @@ void CpuModel::attention_block(int l, std::span<const SeqInput> batch, int rows)
       in.n = static_cast<int>(s.tokens.size());
       in.start_pos = s.start_pos;
       in.x = s_.x.data() + r * H;
+      in.residual = s_.h.data() + r * H;
       in.q = s_.q.data() + r * Q;
       in.k = s_.k.data() + r * KV;
       in.v = s_.v.data() + r * KV;
@@ -188,6 +189,11 @@ void CpuModel::keys(int layer, const float* x, int n, const int* pos, float* k) 
   const LayerWeights& L = w_.layers[layer];
   matmul_nt(x, L.wk.data(), data_or_null(L.bk), k, n, cfg_.hidden_size, cfg_.kv_dim());
   norm_and_rope(layer, k, n, cfg_.num_kv_heads, L.k_norm, pos);
+}
+
+void CpuModel::norm_input(int layer, const float* residual, int n, float* x) const {
+  rmsnorm(residual, w_.layers[layer].attn_norm.data(), x, n, cfg_.hidden_size, cfg_.rms_norm_eps,
+          cfg_.arch == Arch::Gemma3);
 }
 
 void CpuModel::values(int layer, const float* x, int n, float* v) const {

@@ -24,6 +24,7 @@ class CpuModel : public Model, public KvProjector {
 
   void keys(int layer, const float* x, int n, const int* pos, float* k) const override;
   void values(int layer, const float* x, int n, float* v) const override;
+  void norm_input(int layer, const float* residual, int n, float* x) const override;
   const float* k_weight(int layer) const override { return w_.layers.at(layer).wk.data(); }
   const float* v_weight(int layer) const override { return w_.layers.at(layer).wv.data(); }
 

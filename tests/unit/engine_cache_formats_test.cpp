@@ -41,19 +41,32 @@ ModelConfig make_config(const std::string& kind) {
 }
 
 // K = rope(norm(x Wk^T + bk)), V = x Wv^T + bv; k-norm only in the sliding (Gemma-like) config.
+// The input norm is Gemma's RMSNorm with (1 + w), w different in every layer.
 class TestProjector : public KvProjector {
  public:
   TestProjector(const ModelConfig& cfg, bool k_norm) : cfg_(cfg), k_norm_(k_norm) {
     std::mt19937 rng(11);
     std::normal_distribution<float> nd(0.0f, 1.0f / std::sqrt(float(cfg.hidden_size)));
+    std::normal_distribution<float> nw(0.0f, 0.2f);
     const size_t w = static_cast<size_t>(cfg.kv_dim()) * cfg.hidden_size;
     for (int l = 0; l < cfg.num_layers; ++l) {
       wk_.emplace_back(w), wv_.emplace_back(w);
       bk_.emplace_back(cfg.kv_dim()), bv_.emplace_back(cfg.kv_dim());
+      wn_.emplace_back(cfg.hidden_size);
       for (auto& x : wk_.back()) x = nd(rng);
       for (auto& x : wv_.back()) x = nd(rng);
       for (auto& x : bk_.back()) x = 5 * nd(rng);
       for (auto& x : bv_.back()) x = 5 * nd(rng);
+      for (auto& x : wn_.back()) x = nw(rng);
+    }
+  }
+  void norm_input(int layer, const float* r, int n, float* x) const override {
+    const int h = cfg_.hidden_size;
+    for (int i = 0; i < n; ++i) {
+      double ss = 0;
+      for (int c = 0; c < h; ++c) ss += double(r[i * h + c]) * r[i * h + c];
+      const float inv = 1.0f / std::sqrt(float(ss / h) + 1e-6f);
+      for (int c = 0; c < h; ++c) x[i * h + c] = r[i * h + c] * inv * (1.0f + wn_[layer][c]);
     }
   }
   void keys(int layer, const float* x, int n, const int* pos, float* k) const override {
@@ -98,26 +111,28 @@ class TestProjector : public KvProjector {
   }
   ModelConfig cfg_;
   bool k_norm_;
-  std::vector<std::vector<float>> wk_, wv_, bk_, bv_;
+  std::vector<std::vector<float>> wk_, wv_, bk_, bv_, wn_;
 };
 
-// Inputs of every layer for T tokens: X_l = X_{l-1} + noise (residual-stream-like, with one
-// outlier channel), random queries, and the exact K/V the model would pass along.
+// Inputs of every layer for T tokens: a residual stream R_l = R_{l-1} + noise (with one outlier
+// channel), X_l = norm_input(l, R_l), random queries, and the exact K/V the model would pass.
 struct Workload {
   int tokens;
-  std::vector<std::vector<float>> x, q, k, v;  // per layer, [T, width]
+  std::vector<std::vector<float>> r, x, q, k, v;  // per layer, [T, width]
   Workload(const ModelConfig& cfg, const KvProjector& proj, int t) : tokens(t) {
     std::mt19937 rng(7);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     const int h = cfg.hidden_size, qd = cfg.q_dim(), kv = cfg.kv_dim();
-    std::vector<float> xl(static_cast<size_t>(t) * h);
-    for (size_t i = 0; i < xl.size(); ++i) xl[i] = nd(rng) * (i % h == 3 ? 8.0f : 1.0f);
+    std::vector<float> rl(static_cast<size_t>(t) * h), xl(rl.size());
+    for (size_t i = 0; i < rl.size(); ++i) rl[i] = nd(rng) * (i % h == 3 ? 8.0f : 1.0f);
     std::vector<int> pos(t);
     for (int i = 0; i < t; ++i) pos[i] = i;
     for (int l = 0; l < cfg.num_layers; ++l) {
       if (l > 0) {
-        for (auto& e : xl) e += 0.3f * nd(rng);
+        for (auto& e : rl) e += 0.3f * nd(rng);
       }
+      proj.norm_input(l, rl.data(), t, xl.data());
+      r.push_back(rl);
       x.push_back(xl);
       q.emplace_back(static_cast<size_t>(t) * qd);
       for (auto& e : q.back()) e = 1.5f * nd(rng);
@@ -143,6 +158,7 @@ void run(const ModelConfig& cfg, const Workload& w, SequenceCache& seq, int begi
       LayerAttnInput in;
       in.layer = l, in.n = n, in.start_pos = s;
       in.x = w.x[l].data() + static_cast<size_t>(s) * h;
+      in.residual = w.r[l].data() + static_cast<size_t>(s) * h;
       in.q = w.q[l].data() + static_cast<size_t>(s) * qd;
       in.k = w.k[l].data() + static_cast<size_t>(s) * kv;
       in.v = w.v[l].data() + static_cast<size_t>(s) * kv;
@@ -178,14 +194,11 @@ std::unique_ptr<CacheFormat> make(const std::string& spec, const ModelConfig& cf
                                   const KvProjector& proj, int bits, bool fold = true) {
   if (spec == "fp16") return std::make_unique<Kv16Format>(cfg);
   if (spec == "kivi") return std::make_unique<KiviFormat>(cfg, bits, kGroup);
-  if (spec == "xquant-cl") {
+  if (spec.rfind("xquant-cl", 0) == 0) {  // xquant-cl[-ch][-normed]
     XQuantCLOptions o;
     o.bits = bits, o.group = kGroup, o.fold_values = fold;
-    return std::make_unique<XQuantCLFormat>(cfg, proj, o);
-  }
-  if (spec == "xquant-cl-ch") {
-    XQuantCLOptions o;
-    o.bits = bits, o.group = kGroup, o.fold_values = fold, o.per_channel = true;
+    o.per_channel = spec.find("-ch") != std::string::npos;
+    o.residual = spec.find("-normed") == std::string::npos;
     return std::make_unique<XQuantCLFormat>(cfg, proj, o);
   }
   XQuantOptions o;
@@ -220,7 +233,8 @@ TEST(CacheFormats, SixteenBitXFormatsMatchTheFp16KvCache) {
     const Outputs kv16 = s.decode(*make("fp16", s.cfg, s.proj, 16));
     const double base = rel_error(s.cfg, kv16, s.ref, 3 * kGroup);
     EXPECT_LT(base, 2e-3) << kind;
-    for (std::string spec : {"xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch", "latent"}) {
+    for (std::string spec : {"xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch", "xquant-cl-normed",
+                             "xquant-cl-ch-normed", "latent"}) {
       for (bool fold : {true, false}) {
         const Outputs o = s.decode(*make(spec, s.cfg, s.proj, 16, fold));
         const double e = rel_error(s.cfg, o, kv16, 3 * kGroup);
@@ -233,8 +247,8 @@ TEST(CacheFormats, SixteenBitXFormatsMatchTheFp16KvCache) {
 TEST(CacheFormats, ErrorGrowsAsBitsFall) {
   for (const char* kind : kKinds) {
     Bench s(kind);
-    for (std::string spec :
-         {"kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch", "latent"}) {
+    for (std::string spec : {"kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch",
+                             "xquant-cl-normed", "xquant-cl-ch-normed", "latent"}) {
       double prev = 0;
       for (int bits : {8, 4, 3, 2}) {
         const Outputs o = s.decode(*make(spec, s.cfg, s.proj, bits));
@@ -251,7 +265,8 @@ TEST(CacheFormats, ErrorGrowsAsBitsFall) {
 TEST(CacheFormats, FoldedValuesEqualRematerializedValues) {
   for (const char* kind : kKinds) {
     Bench s(kind);
-    for (std::string spec : {"xquant", "xquant-cl", "xquant-cl-ch", "latent"}) {
+    for (std::string spec : {"xquant", "xquant-cl", "xquant-cl-ch", "xquant-cl-normed",
+                             "xquant-cl-ch-normed", "latent"}) {
       const Outputs a = s.decode(*make(spec, s.cfg, s.proj, 3, true));
       const Outputs b = s.decode(*make(spec, s.cfg, s.proj, 3, false));
       EXPECT_LT(rel_error(s.cfg, a, b, 0), 1e-5) << kind << " " << spec;
@@ -266,8 +281,8 @@ TEST(CacheFormats, ChunkedPrefillAgreesWithTokenByToken) {
   for (const char* kind : kKinds) {
     Bench s(kind);
     const int prefill = 45;
-    for (std::string spec :
-         {"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch", "latent"}) {
+    for (std::string spec : {"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch",
+                             "xquant-cl-normed", "xquant-cl-ch-normed", "latent"}) {
       const auto fmt = make(spec, s.cfg, s.proj, 4);
       std::vector<Outputs> outs;
       for (int chunk : {prefill, 16, 1}) {
@@ -290,8 +305,8 @@ TEST(CacheFormats, ChunkedPrefillAgreesWithTokenByToken) {
 TEST(CacheFormats, TruncateForgetsTheTail) {
   for (const char* kind : kKinds) {
     Bench s(kind);
-    for (std::string spec :
-         {"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch", "latent"}) {
+    for (std::string spec : {"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch",
+                             "xquant-cl-normed", "xquant-cl-ch-normed", "latent"}) {
       const auto fmt = make(spec, s.cfg, s.proj, 3);
       auto a = fmt->new_sequence(), b = fmt->new_sequence();
       Outputs oa, ob;
@@ -305,7 +320,7 @@ TEST(CacheFormats, TruncateForgetsTheTail) {
       // KIVI and the K latent refill their fp16 window with dequantized rows after a cut inside
       // a group: they may differ from the fresh sequence by up to their quantization error.
       const bool exact_rows =
-          spec != "kivi" && spec != "latent" && spec != "xquant-ch" && spec != "xquant-cl-ch";
+          spec != "kivi" && spec != "latent" && spec.find("-ch") == std::string::npos;
       const double tol = exact_rows ? 1e-5 : 2 * rel_error(s.cfg, ob, s.ref, 37);
       EXPECT_LT(rel_error(s.cfg, oa, ob, 37), tol) << kind << " " << spec;
     }
@@ -376,8 +391,12 @@ TEST(CacheFormats, FactoryBuildsEachFormat) {
   Bench s("gqa", 4);
   CacheOptions o;
   o.group_size = kGroup;
-  std::map<std::string, std::string> names = {
-      {"kivi", "kivi:4"}, {"xquant", "xquant-latent:4"}, {"xquant-cl", "xquant-cl:4"}};
+  std::map<std::string, std::string> names = {{"kivi", "kivi:4"},
+                                              {"xquant", "xquant-latent:4"},
+                                              {"xquant-cl", "xquant-cl:4"},
+                                              {"xquant-cl-normed", "xquant-cl-normed:4"},
+                                              {"xquant-cl-ch", "xquant-cl-ch:4"},
+                                              {"xquant-cl-ch-normed", "xquant-cl-ch-normed:4"}};
   for (const auto& [format, name] : names) {
     o.format = format, o.bits = 4;
     EXPECT_EQ(make_cache_format(o, s.cfg, s.proj)->name(), name);
@@ -386,8 +405,35 @@ TEST(CacheFormats, FactoryBuildsEachFormat) {
   EXPECT_EQ(make_cache_format(o, s.cfg, s.proj)->name(), "xquant:4");
   o.bits = 5;
   EXPECT_THROW(make_cache_format(o, s.cfg, s.proj), ConfigError);
+  o.format = "xquant-cl-bogus", o.bits = 4;
+  EXPECT_THROW(make_cache_format(o, s.cfg, s.proj), ConfigError);
   o.format = "kivi", o.bits = 16;
   EXPECT_THROW(make_cache_format(o, s.cfg, s.proj), ConfigError);
+}
+
+// The residual stream moves little from layer to layer while the per-layer norm weights make the
+// normed X jump: deltas of the stream are the smaller, and survive 2 bits better.
+TEST(CacheFormats, ResidualStreamDeltasBeatNormedDeltasAtTwoBits) {
+  for (const char* kind : kKinds) {
+    Bench s(kind);
+    for (std::string grouping : {"xquant-cl", "xquant-cl-ch"}) {
+      const double stream =
+          rel_error(s.cfg, s.decode(*make(grouping, s.cfg, s.proj, 2)), s.ref, 3 * kGroup);
+      const double normed = rel_error(
+          s.cfg, s.decode(*make(grouping + "-normed", s.cfg, s.proj, 2)), s.ref, 3 * kGroup);
+      EXPECT_LT(stream, normed) << kind << " " << grouping;
+    }
+  }
+}
+
+TEST(CacheFormats, ResidualStreamFormatNeedsTheResidual) {
+  Bench s("mha", 4);
+  auto seq = make("xquant-cl", s.cfg, s.proj, 4)->new_sequence();
+  LayerAttnInput in;
+  std::vector<float> out(s.cfg.q_dim());
+  in.n = 1, in.x = s.work.x[0].data(), in.q = s.work.q[0].data(), in.k = s.work.k[0].data();
+  in.v = s.work.v[0].data(), in.out = out.data();
+  EXPECT_THROW(seq->attend(in), std::invalid_argument);
 }
 
 TEST(CacheFormats, RejectsInputsOutOfOrder) {
