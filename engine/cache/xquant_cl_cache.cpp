@@ -188,9 +188,9 @@ double XQuantCLFormat::bytes_per_token() const {
 double XQuantCLFormat::window_bytes_max() const {
   if (!opts_.per_channel) return 0.0;
   const int h = cfg_.hidden_size, g = opts_.group;
-  const double fp16 = 2.0 * h;
-  return (g - 1) * ((fp16 - layer_row_bytes(h, opts_.base_bits, g, true)) +
-                    (cfg_.num_layers - 1) * (fp16 - layer_row_bytes(h, opts_.bits, g, true)));
+  const double win = static_cast<double>(cl_window_value_bytes(opts_)) * h;
+  return (g - 1) * ((win - layer_row_bytes(h, opts_.base_bits, g, true)) +
+                    (cfg_.num_layers - 1) * (win - layer_row_bytes(h, opts_.bits, g, true)));
 }
 
 std::unique_ptr<SequenceCache> XQuantCLFormat::new_sequence() const {

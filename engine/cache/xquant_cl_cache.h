@@ -39,6 +39,10 @@ class XQuantCLFormat : public CacheFormat {
   XQuantCLOptions opts_;
 };
 
+// Bytes of one value in the per-channel variant's window of recent rows: 2 (fp16) for X, 4 (fp32)
+// for the residual stream, whose values can leave fp16's range.
+inline int cl_window_value_bytes(const XQuantCLOptions& o) { return o.residual ? 4 : 2; }
+
 // The tensor a CL sequence stores for in's new tokens: the residual stream or X.
 const float* cl_source(const LayerAttnInput& in, bool residual);
 

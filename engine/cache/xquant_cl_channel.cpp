@@ -52,7 +52,7 @@ class CLChannelSequence : public SequenceCache {
     }
     const size_t old = win_[l].size(), m = static_cast<size_t>(in.n) * hidden;
     win_[l].resize(old + m);
-    floats_to_halves(src, win_[l].data() + old, m);
+    to_window(src, win_[l].data() + old, m);
     while (window_rows(l) >= opts_.group) flush_block(l);
   }
 
@@ -75,18 +75,28 @@ class CLChannelSequence : public SequenceCache {
       }
       q_[l].truncate(keep);
       win_[l].resize(back[l].size());
-      floats_to_halves(back[l].data(), win_[l].data(), back[l].size());
+      to_window(back[l].data(), win_[l].data(), back[l].size());
     }
     acc_layer_ = blk_layer_ = -1;
   }
 
   size_t bytes_used() const override {
     size_t b = 0;
-    for (int l = 0; l < cfg_.num_layers; ++l) b += q_[l].bytes() + 2 * win_[l].size();
+    for (int l = 0; l < cfg_.num_layers; ++l)
+      b += q_[l].bytes() + cl_window_value_bytes(opts_) * win_[l].size();
     return b;
   }
 
  private:
+  // The window keeps X as fp16; the residual stream in fp32, since Gemma 3's carries values past
+  // fp16's range (1e5 in one channel of the 270M model), which only its deltas stay within.
+  void to_window(const float* in, float* out, size_t n) const {
+    if (opts_.residual) {
+      std::copy(in, in + n, out);
+    } else {
+      for (size_t i = 0; i < n; ++i) out[i] = half_to_float(float_to_half(in[i]));
+    }
+  }
   int window_rows(int l) const { return static_cast<int>(win_[l].size() / cfg_.hidden_size); }
   int rows(int l) const { return q_.at(l).rows() + window_rows(l); }
 
@@ -105,7 +115,7 @@ class CLChannelSequence : public SequenceCache {
       std::copy(tmp2_.begin(), tmp2_.end(), past_.begin());
     }
     acc_layer_ = l, acc_rows_ = qrows;
-    halves_to_floats(win_[l].data(), past_.data() + qrows * h, (past - qrows) * h);
+    std::copy(win_[l].begin(), win_[l].begin() + (past - qrows) * h, past_.begin() + qrows * h);
   }
 
   // Quantizes the first G window rows of layer l as a block of deltas against A_{l-1}.
@@ -113,7 +123,7 @@ class CLChannelSequence : public SequenceCache {
     const int g = opts_.group, q0 = q_[l].rows();
     const size_t n = static_cast<size_t>(g) * cfg_.hidden_size;
     std::vector<float> x(n), below;
-    halves_to_floats(win_[l].data(), x.data(), n);
+    std::copy(win_[l].begin(), win_[l].begin() + n, x.begin());
     if (l > 0) {
       if (blk_layer_ == l - 1 && blk_row_ == q0) {
         below.swap(blk_acc_);
@@ -146,12 +156,12 @@ class CLChannelSequence : public SequenceCache {
   ModelConfig cfg_;
   const KvProjector& proj_;
   XQuantCLOptions opts_;
-  std::vector<ChannelQuantRows> q_;         // per layer: blocks of X_0, then of deltas
-  std::vector<std::vector<uint16_t>> win_;  // per layer: the newest X rows, fp16
-  std::vector<float> past_;                 // A of the past (scratch)
-  std::vector<float> xs_;                   // norm_input of past_ (scratch, residual deltas)
-  int acc_layer_ = -1, acc_rows_ = 0;       // past_[0, acc_rows_) holds A_acc_layer_
-  std::vector<float> blk_acc_;              // A of the last flushed block (scratch)
+  std::vector<ChannelQuantRows> q_;      // per layer: blocks of X_0, then of deltas
+  std::vector<std::vector<float>> win_;  // per layer: the newest S rows (fp16 values for X)
+  std::vector<float> past_;              // A of the past (scratch)
+  std::vector<float> xs_;                // norm_input of past_ (scratch, residual deltas)
+  int acc_layer_ = -1, acc_rows_ = 0;    // past_[0, acc_rows_) holds A_acc_layer_
+  std::vector<float> blk_acc_;           // A of the last flushed block (scratch)
   int blk_layer_ = -1, blk_row_ = 0;
   std::vector<float> k_, v_, tmp_, tmp2_;  // scratch
 };

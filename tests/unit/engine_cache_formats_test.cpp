@@ -353,8 +353,12 @@ TEST(CacheFormats, BytesPerTokenFormulasMatchAllocatedBytes) {
       {"xquant-ch", 2, L * block_row(h, 2), L * (G - 1) * (2.0 * h - block_row(h, 2))},
       {"xquant-cl", 2, row(h, 4) + (L - 1) * row(h, 2), 0},
       {"xquant-cl", 3, row(h, 4) + (L - 1) * row(h, 3), 0},
-      {"xquant-cl-ch", 2, block_row(h, 4) + (L - 1) * block_row(h, 2),
+      {"xquant-cl-normed", 2, row(h, 4) + (L - 1) * row(h, 2), 0},
+      {"xquant-cl-ch-normed", 2, block_row(h, 4) + (L - 1) * block_row(h, 2),
        (G - 1) * ((2.0 * h - block_row(h, 4)) + (L - 1) * (2.0 * h - block_row(h, 2)))},
+      // The residual stream's window is fp32.
+      {"xquant-cl-ch", 2, block_row(h, 4) + (L - 1) * block_row(h, 2),
+       (G - 1) * ((4.0 * h - block_row(h, 4)) + (L - 1) * (4.0 * h - block_row(h, 2)))},
       {"latent", 2, L * (block_row(kv, 2) + row(kv, 2)),
        L * (G - 1) * (2.0 * kv - block_row(kv, 2))},
   };
