@@ -16,6 +16,7 @@ Usage: make_test_tokenizer.py OUT_DIR --style bpe|spm|gpt2 --vocab N
 import argparse
 import json
 import os
+import random
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
@@ -65,10 +66,32 @@ FALLBACK_TEXT = (
 
 
 def data_dir() -> Path:
+    """WikiText-2 lives in shared/data beside the checkout; $XQ_DATA_DIR overrides."""
     env = os.environ.get("XQ_DATA_DIR")
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def synthetic_lines(n: int = 3000, seed: int = 0) -> list[str]:
+    """A deterministic English-like corpus (made-up words from syllables, numbers, punctuation,
+    some accented, CJK and emoji text) for machines without the shared data: rich enough for
+    vocabularies of a few thousand tokens."""
+    rng = random.Random(seed)
+    syllables = ("ba ke ri to mun sel ar on ex pro ing tion st re de la mi co ver al an the in "
+                 "er ed es ly for com pre ent ous ment able ward sh qu ph gr tr str").split()
+    words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))) for _ in range(700)]
+    words += FALLBACK_TEXT.replace(".", " ").replace(",", " ").split()
+    words += ["café", "Zürich", "naïve", "東京", "😀", "über", "straße", "año"]
+    lines = []
+    for _ in range(n):
+        sentence = [rng.choice(words) for _ in range(rng.randint(4, 18))]
+        if rng.random() < 0.3:
+            sentence.insert(rng.randrange(len(sentence)), str(rng.randint(0, 99999)))
+        text = " ".join(sentence)
+        text = text[0].upper() + text[1:] + rng.choice([".", ".", "?", "!", ";", ":"])
+        lines.append(text + ("\n" if rng.random() < 0.8 else "\n\n"))
+    return lines
 
 
 def training_lines(max_lines: int = 2000) -> list[str]:
@@ -78,7 +101,7 @@ def training_lines(max_lines: int = 2000) -> list[str]:
             lines = [line for _, line in zip(range(max_lines), f)]
         if lines:
             return lines
-    return [FALLBACK_TEXT] * 200
+    return synthetic_lines()
 
 
 def _added(idx: int, content: str, special: bool = True) -> dict:

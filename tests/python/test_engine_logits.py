@@ -4,6 +4,7 @@ generated test models of both block layouts, and prefill-in-chunks vs token-by-t
 Binaries come from $XQ_BUILD_DIR (default build/release); the tests skip when it has none.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -126,7 +127,7 @@ def test_unknown_cache_format_fails_cleanly(model_dirs, tmp_path):
 def test_default_size_model_decodes_fast(tmp_path):
     d = make_test_model(tmp_path / "m", layers=4, hidden=256, intermediate=512, heads=8,
                         kv_heads=4, seed=3)
-    tokens = test_tokens(32, 500, 5)
+    tokens = test_tokens(32, json.loads((d / "config.json").read_text())["vocab_size"], 5)
     r = subprocess.run([str(LOGITS_CLI), str(d), "--tokens", ",".join(map(str, tokens)),
                         "--chunk", "1", "--time"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
