@@ -143,7 +143,7 @@ Router make_api_router(ApiContext& ctx) {
   if (ctx.metrics && ctx.loop) {
     r.add("GET", "/metrics", [&ctx](const HttpRequestIn&) {
       return RouteResult{
-          {200, "text/plain; version=0.0.4", ctx.metrics->render(ctx.loop->stats()), {}}, nullptr};
+          {200, "text/plain; version=0.0.4", ctx.metrics->render([&ctx] { return ctx.loop->stats(); }), {}}, nullptr};
     });
   }
   return r;

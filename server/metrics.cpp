@@ -124,6 +124,15 @@ void ServerMetrics::on_request_finished(const std::string& reason, int prompt_to
 
 std::string ServerMetrics::render(const LoopStats& stats) {
   std::lock_guard lock(render_mu_);
+  return render_locked(stats);
+}
+
+std::string ServerMetrics::render(const std::function<LoopStats()>& snapshot) {
+  std::lock_guard lock(render_mu_);
+  return render_locked(snapshot());
+}
+
+std::string ServerMetrics::render_locked(const LoopStats& stats) {
   running_.Set(stats.running);
   waiting_.Set(stats.waiting);
   blocks_total_.Set(static_cast<double>(stats.blocks_total));

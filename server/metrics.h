@@ -8,6 +8,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,8 +31,13 @@ class ServerMetrics {
   // Thread-safe. The Prometheus text format; gauges and engine counters all come from `stats`,
   // one snapshot, so a scrape is consistent.
   std::string render(const LoopStats& stats);
+  // The same, with the snapshot taken under the render lock: overlapping scrapes then see
+  // snapshots in the order their counters were raised.
+  std::string render(const std::function<LoopStats()>& snapshot);
 
  private:
+  std::string render_locked(const LoopStats& stats);
+
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Counter& prompt_tokens_;
   prometheus::Counter& generation_tokens_;
