@@ -23,53 +23,13 @@ openai = pytest.importorskip("openai")
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_test_model import make_test_model  # noqa: E402
+from server_process import BUILD, BINARY, Server  # noqa: E402,F401
 
-BUILD = Path(os.environ.get("XQ_BUILD_DIR", REPO / "build" / "release"))
-BINARY = next((p for p in (BUILD / "server" / "xquant-server", BUILD / "xquant-server")
-               if p.exists()), BUILD / "server" / "xquant-server")
 pytestmark = pytest.mark.skipif(
     not BINARY.exists(), reason=f"{BINARY} not built (ninja -C {BUILD} xquant-server)")
 
 MAX_LEN = 256
 BODY_LIMIT = 64 * 1024
-
-
-class Server:
-    """One xquant-server process on a free port, its log in a file."""
-
-    def __init__(self, model: Path, log: Path, *flags: str):
-        self.log = log
-        self.proc = subprocess.Popen(
-            [str(BINARY), "--model", str(model), "--port", "0", *flags],
-            stdout=log.open("w"), stderr=subprocess.STDOUT)
-        self.url = self._wait_listening()
-        self._wait_healthy()
-
-    def _wait_listening(self) -> str:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            m = re.search(r"listening on (http://[\d.]+:\d+)", self.log.read_text())
-            if m:
-                return m.group(1)
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}: {self.log.read_text()}")
-            time.sleep(0.05)
-        raise RuntimeError("server did not start: " + self.log.read_text())
-
-    def _wait_healthy(self) -> None:
-        for _ in range(200):
-            try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("no /health")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
