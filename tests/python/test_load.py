@@ -20,10 +20,7 @@ prom_parser = pytest.importorskip("prometheus_client.parser")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_test_model import make_test_model  # noqa: E402
-try:  # the shared server-start helper, where there is one
-    from server_process import BINARY, Server  # noqa: E402
-except ImportError:
-    from test_server_http import BINARY, Server  # noqa: E402
+from server_process import BINARY, Server  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not BINARY.exists(), reason=f"{BINARY} not built")
 
