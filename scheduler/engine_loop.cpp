@@ -25,7 +25,7 @@ struct EngineLoop::Impl {
   Impl(LoadedModel& m, SchedulerOptions o)
       : model(m),
         opts(o),
-        blocks(BlockManager::blocks_for_budget(o.cache_bytes,
+        blocks(BlockManager::blocks_for_budget(block_budget(o, m.model->cache_format()),
                                                m.model->cache_format().bytes_per_token(),
                                                o.block_size),
                o.block_size),
@@ -35,6 +35,19 @@ struct EngineLoop::Impl {
       throw std::invalid_argument("the cache memory budget holds not even one block of " +
                                   std::to_string(o.block_size) + " tokens");
     }
+    const CacheFormat& fmt = m.model->cache_format();
+    spdlog::info(
+        "cache budget {:.1f} MiB: {} at {:.1f} bytes/token, {} blocks of {} tokens, {} tokens "
+        "in cache ({:.1f} MiB kept for {} sequences' full-precision windows)",
+        o.cache_bytes / (1 << 20), fmt.name(), fmt.bytes_per_token(), blocks.total(),
+        o.block_size, blocks.max_tokens(),
+        o.max_num_seqs * fmt.window_bytes_max() / (1 << 20), o.max_num_seqs);
+  }
+
+  // Formats with a full-precision window (KIVI, the per-channel XQuant forms) hold a fixed
+  // amount per sequence on top of their per-token bytes: that comes off the top.
+  static double block_budget(const SchedulerOptions& o, const CacheFormat& fmt) {
+    return std::max(0.0, o.cache_bytes - o.max_num_seqs * fmt.window_bytes_max());
   }
 
   LoadedModel& model;
