@@ -97,10 +97,11 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
   app.add_option("--served-model-name", c.served_model_name,
                  "Model name clients use (default: the model's directory or file name)");
   app.add_option("--cache", c.cache,
-                 "Cache format (xquant-cl[-ch]: deltas of the pre-norm residual stream; "
-                 "-normed: of the normed X)")
-      ->check(CLI::IsMember({"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch",
-                             "xquant-cl-normed", "xquant-cl-ch-normed"}))
+                 "Cache format (xquant-cl: cross-layer deltas of the normed X, per-token groups; "
+                 "xquant-cl-ch: of the pre-norm residual stream, per-channel groups; "
+                 "-residual / -normed: the other stream)")
+      ->check(CLI::IsMember({"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl",
+                             "xquant-cl-residual", "xquant-cl-ch", "xquant-cl-ch-normed"}))
       ->capture_default_str();
   app.add_option("--cache-bits", c.cache_bits,
                  "Bits per cached value (fp16: 16; default 4, xquant-cl*: 2)");

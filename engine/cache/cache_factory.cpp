@@ -1,4 +1,7 @@
 #include <memory>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "engine/cache/cache_format.h"
 #include "engine/cache/kivi_cache.h"
@@ -21,13 +24,19 @@ std::unique_ptr<CacheFormat> make_cache_format(const CacheOptions& opts, const M
     x.latent = !x.x_per_channel && resolve_latent(opts.latent, cfg, projector);
     return std::make_unique<XQuantFormat>(cfg, projector, x);
   }
-  // xquant-cl[-ch] take deltas on the pre-norm residual stream; the -normed names on X.
+  // xquant-cl[-ch][-residual|-normed]: the suffix picks the stream the deltas are taken on;
+  // without one, the grouping's default (cl_default_residual).
   if (opts.format.rfind("xquant-cl", 0) == 0) {
     std::string kind = opts.format;
-    const std::string normed = "-normed";
-    const bool on_x = kind.size() > normed.size() &&
-                      kind.compare(kind.size() - normed.size(), normed.size(), normed) == 0;
-    if (on_x) kind.resize(kind.size() - normed.size());
+    std::optional<bool> residual;
+    for (const auto& [suffix, on_residual] : {std::pair{"-residual", true}, {"-normed", false}}) {
+      const size_t n = std::char_traits<char>::length(suffix);
+      if (kind.size() > n && kind.compare(kind.size() - n, n, suffix) == 0) {
+        kind.resize(kind.size() - n);
+        residual = on_residual;
+        break;
+      }
+    }
     if (kind != "xquant-cl" && kind != "xquant-cl-ch")
       throw ConfigError("cache format " + opts.format + " is not built yet");
     if (opts.latent == "on")
@@ -36,7 +45,7 @@ std::unique_ptr<CacheFormat> make_cache_format(const CacheOptions& opts, const M
     x.bits = opts.bits;
     x.group = opts.group_size;
     x.per_channel = kind == "xquant-cl-ch";
-    x.residual = !on_x;
+    x.residual = residual.value_or(cl_default_residual(x.per_channel));
     return std::make_unique<XQuantCLFormat>(cfg, projector, x);
   }
   throw ConfigError("cache format " + opts.format + " is not built yet");

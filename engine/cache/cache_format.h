@@ -61,8 +61,7 @@ class SequenceCache {
 };
 
 struct CacheOptions {
-  // fp16 | kivi | xquant | xquant-ch | xquant-cl | xquant-cl-ch | xquant-cl-normed |
-  // xquant-cl-ch-normed
+  // fp16 | kivi | xquant | xquant-ch | xquant-cl[-ch][-residual|-normed]
   std::string format = "fp16";
   int bits = 16;
   int group_size = 32;

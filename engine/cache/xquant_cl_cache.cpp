@@ -163,7 +163,8 @@ XQuantCLFormat::XQuantCLFormat(const ModelConfig& cfg, const KvProjector& proj,
 
 std::string XQuantCLFormat::name() const {
   std::string kind = opts_.per_channel ? "xquant-cl-ch" : "xquant-cl";
-  if (!opts_.residual) kind += "-normed";
+  if (opts_.residual != cl_default_residual(opts_.per_channel))
+    kind += opts_.residual ? "-residual" : "-normed";
   return kind + ":" + std::to_string(opts_.bits);
 }
 

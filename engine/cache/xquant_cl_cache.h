@@ -20,9 +20,16 @@ struct XQuantCLOptions {
   // xquant_cl_channel.cpp) instead of per-token groups.
   bool per_channel = false;
   // Deltas on the pre-norm residual stream (LayerAttnInput::residual), K/V rebuilt from the
-  // layer's norm of the reconstruction; false: deltas on the normed X itself.
-  bool residual = true;
+  // layer's norm of the reconstruction; false: deltas on the normed X itself. The format names
+  // default to the stream that measured better on Gemma 3 for their grouping (see
+  // cl_default_residual) and name the other with a suffix.
+  bool residual = false;
 };
+
+// Measured on Gemma 3 270M (xquant_cl_cache.cpp): per-channel groups are best on the residual
+// stream, per-token groups on X ("xquant-cl-ch" vs "xquant-cl-ch-normed", "xquant-cl" vs
+// "xquant-cl-residual").
+inline bool cl_default_residual(bool per_channel) { return per_channel; }
 
 class XQuantCLFormat : public CacheFormat {
  public:

@@ -194,11 +194,12 @@ std::unique_ptr<CacheFormat> make(const std::string& spec, const ModelConfig& cf
                                   const KvProjector& proj, int bits, bool fold = true) {
   if (spec == "fp16") return std::make_unique<Kv16Format>(cfg);
   if (spec == "kivi") return std::make_unique<KiviFormat>(cfg, bits, kGroup);
-  if (spec.rfind("xquant-cl", 0) == 0) {  // xquant-cl[-ch][-normed]
+  if (spec.rfind("xquant-cl", 0) == 0) {  // xquant-cl[-ch][-residual|-normed], as the factory
     XQuantCLOptions o;
     o.bits = bits, o.group = kGroup, o.fold_values = fold;
     o.per_channel = spec.find("-ch") != std::string::npos;
-    o.residual = spec.find("-normed") == std::string::npos;
+    o.residual = spec.find("-residual") != std::string::npos ||
+                 (spec.find("-normed") == std::string::npos && cl_default_residual(o.per_channel));
     return std::make_unique<XQuantCLFormat>(cfg, proj, o);
   }
   XQuantOptions o;
@@ -233,8 +234,8 @@ TEST(CacheFormats, SixteenBitXFormatsMatchTheFp16KvCache) {
     const Outputs kv16 = s.decode(*make("fp16", s.cfg, s.proj, 16));
     const double base = rel_error(s.cfg, kv16, s.ref, 3 * kGroup);
     EXPECT_LT(base, 2e-3) << kind;
-    for (std::string spec : {"xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch", "xquant-cl-normed",
-                             "xquant-cl-ch-normed", "latent"}) {
+    for (std::string spec : {"xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch",
+                             "xquant-cl-residual", "xquant-cl-ch-normed", "latent"}) {
       for (bool fold : {true, false}) {
         const Outputs o = s.decode(*make(spec, s.cfg, s.proj, 16, fold));
         const double e = rel_error(s.cfg, o, kv16, 3 * kGroup);
@@ -248,7 +249,7 @@ TEST(CacheFormats, ErrorGrowsAsBitsFall) {
   for (const char* kind : kKinds) {
     Bench s(kind);
     for (std::string spec : {"kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch",
-                             "xquant-cl-normed", "xquant-cl-ch-normed", "latent"}) {
+                             "xquant-cl-residual", "xquant-cl-ch-normed", "latent"}) {
       double prev = 0;
       for (int bits : {8, 4, 3, 2}) {
         const Outputs o = s.decode(*make(spec, s.cfg, s.proj, bits));
@@ -265,7 +266,7 @@ TEST(CacheFormats, ErrorGrowsAsBitsFall) {
 TEST(CacheFormats, FoldedValuesEqualRematerializedValues) {
   for (const char* kind : kKinds) {
     Bench s(kind);
-    for (std::string spec : {"xquant", "xquant-cl", "xquant-cl-ch", "xquant-cl-normed",
+    for (std::string spec : {"xquant", "xquant-cl", "xquant-cl-ch", "xquant-cl-residual",
                              "xquant-cl-ch-normed", "latent"}) {
       const Outputs a = s.decode(*make(spec, s.cfg, s.proj, 3, true));
       const Outputs b = s.decode(*make(spec, s.cfg, s.proj, 3, false));
@@ -282,7 +283,7 @@ TEST(CacheFormats, ChunkedPrefillAgreesWithTokenByToken) {
     Bench s(kind);
     const int prefill = 45;
     for (std::string spec : {"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch",
-                             "xquant-cl-normed", "xquant-cl-ch-normed", "latent"}) {
+                             "xquant-cl-residual", "xquant-cl-ch-normed", "latent"}) {
       const auto fmt = make(spec, s.cfg, s.proj, 4);
       std::vector<Outputs> outs;
       for (int chunk : {prefill, 16, 1}) {
@@ -306,7 +307,7 @@ TEST(CacheFormats, TruncateForgetsTheTail) {
   for (const char* kind : kKinds) {
     Bench s(kind);
     for (std::string spec : {"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch",
-                             "xquant-cl-normed", "xquant-cl-ch-normed", "latent"}) {
+                             "xquant-cl-residual", "xquant-cl-ch-normed", "latent"}) {
       const auto fmt = make(spec, s.cfg, s.proj, 3);
       auto a = fmt->new_sequence(), b = fmt->new_sequence();
       Outputs oa, ob;
@@ -353,7 +354,7 @@ TEST(CacheFormats, BytesPerTokenFormulasMatchAllocatedBytes) {
       {"xquant-ch", 2, L * block_row(h, 2), L * (G - 1) * (2.0 * h - block_row(h, 2))},
       {"xquant-cl", 2, row(h, 4) + (L - 1) * row(h, 2), 0},
       {"xquant-cl", 3, row(h, 4) + (L - 1) * row(h, 3), 0},
-      {"xquant-cl-normed", 2, row(h, 4) + (L - 1) * row(h, 2), 0},
+      {"xquant-cl-residual", 2, row(h, 4) + (L - 1) * row(h, 2), 0},
       {"xquant-cl-ch-normed", 2, block_row(h, 4) + (L - 1) * block_row(h, 2),
        (G - 1) * ((2.0 * h - block_row(h, 4)) + (L - 1) * (2.0 * h - block_row(h, 2)))},
       // The residual stream's window is fp32.
@@ -398,8 +399,10 @@ TEST(CacheFormats, FactoryBuildsEachFormat) {
   std::map<std::string, std::string> names = {{"kivi", "kivi:4"},
                                               {"xquant", "xquant-latent:4"},
                                               {"xquant-cl", "xquant-cl:4"},
-                                              {"xquant-cl-normed", "xquant-cl-normed:4"},
+                                              {"xquant-cl-normed", "xquant-cl:4"},
+                                              {"xquant-cl-residual", "xquant-cl-residual:4"},
                                               {"xquant-cl-ch", "xquant-cl-ch:4"},
+                                              {"xquant-cl-ch-residual", "xquant-cl-ch:4"},
                                               {"xquant-cl-ch-normed", "xquant-cl-ch-normed:4"}};
   for (const auto& [format, name] : names) {
     o.format = format, o.bits = 4;
@@ -421,8 +424,8 @@ TEST(CacheFormats, ResidualStreamDeltasBeatNormedDeltasAtTwoBits) {
   for (const char* kind : kKinds) {
     Bench s(kind);
     for (std::string grouping : {"xquant-cl", "xquant-cl-ch"}) {
-      const double stream =
-          rel_error(s.cfg, s.decode(*make(grouping, s.cfg, s.proj, 2)), s.ref, 3 * kGroup);
+      const double stream = rel_error(
+          s.cfg, s.decode(*make(grouping + "-residual", s.cfg, s.proj, 2)), s.ref, 3 * kGroup);
       const double normed = rel_error(
           s.cfg, s.decode(*make(grouping + "-normed", s.cfg, s.proj, 2)), s.ref, 3 * kGroup);
       EXPECT_LT(stream, normed) << kind << " " << grouping;
@@ -432,7 +435,7 @@ TEST(CacheFormats, ResidualStreamDeltasBeatNormedDeltasAtTwoBits) {
 
 TEST(CacheFormats, ResidualStreamFormatNeedsTheResidual) {
   Bench s("mha", 4);
-  auto seq = make("xquant-cl", s.cfg, s.proj, 4)->new_sequence();
+  auto seq = make("xquant-cl-residual", s.cfg, s.proj, 4)->new_sequence();
   LayerAttnInput in;
   std::vector<float> out(s.cfg.q_dim());
   in.n = 1, in.x = s.work.x[0].data(), in.q = s.work.q[0].data(), in.k = s.work.k[0].data();
