@@ -88,20 +88,14 @@ std::vector<std::string> ChatAssembler::on_event(int index, const RequestEvent& 
 }
 
 ojson ChatAssembler::chunk(const ojson& choices) const {
-  return {{"id", meta_.id},
-          {"object", "chat.completion.chunk"},
-          {"created", meta_.created},
-          {"model", meta_.model},
-          {"choices", choices}};
+  return response_envelope(meta_, "chat.completion.chunk", choices);
 }
 
 ojson ChatAssembler::usage() const {
   int64_t prompt = 0, completion = 0;
   for (const PreparedPrompt& p : prep_.prompts) prompt += static_cast<int64_t>(p.ids.size());
   for (const Choice& c : choices_) completion += c.completion_tokens;
-  return {{"prompt_tokens", prompt},
-          {"completion_tokens", completion},
-          {"total_tokens", prompt + completion}};
+  return usage_json(prompt, completion);
 }
 
 std::string ChatAssembler::final_body() const {
@@ -115,8 +109,8 @@ std::string ChatAssembler::final_body() const {
                        {"logprobs", std::move(lp)},
                        {"finish_reason", c.finish_reason}});
   }
-  ojson j = {{"id", meta_.id},       {"object", "chat.completion"},   {"created", meta_.created},
-             {"model", meta_.model}, {"choices", std::move(choices)}, {"usage", usage()}};
+  ojson j = response_envelope(meta_, "chat.completion", std::move(choices));
+  j["usage"] = usage();
   return dump_json(j);
 }
 

@@ -107,21 +107,29 @@ ojson CompletionAssembler::logprobs_json(const Logprobs& lp, size_t from) const 
           {"text_offset", tail(lp.text_offset)}};
 }
 
+ojson response_envelope(const CompletionMeta& meta, const char* object, ojson choices) {
+  return {{"id", meta.id},
+          {"object", object},
+          {"created", meta.created},
+          {"model", meta.model},
+          {"choices", std::move(choices)}};
+}
+
+ojson usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
+  return {{"prompt_tokens", prompt_tokens},
+          {"completion_tokens", completion_tokens},
+          {"total_tokens", prompt_tokens + completion_tokens}};
+}
+
 ojson CompletionAssembler::chunk(const ojson& choices) const {
-  return {{"id", meta_.id},
-          {"object", "text_completion"},
-          {"created", meta_.created},
-          {"model", meta_.model},
-          {"choices", choices}};
+  return response_envelope(meta_, "text_completion", choices);
 }
 
 ojson CompletionAssembler::usage() const {
   int64_t prompt = 0, completion = 0;
   for (const PreparedPrompt& p : prep_.prompts) prompt += static_cast<int64_t>(p.ids.size());
   for (const Choice& c : choices_) completion += c.completion_tokens;
-  return {{"prompt_tokens", prompt},
-          {"completion_tokens", completion},
-          {"total_tokens", prompt + completion}};
+  return usage_json(prompt, completion);
 }
 
 std::string CompletionAssembler::final_body() const {

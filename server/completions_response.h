@@ -22,6 +22,12 @@ struct CompletionMeta {
   std::string model;
 };
 
+// The fields every response body and stream chunk of both endpoints starts with.
+nlohmann::ordered_json response_envelope(const CompletionMeta& meta, const char* object,
+                                         nlohmann::ordered_json choices);
+// OpenAI's usage object.
+nlohmann::ordered_json usage_json(int64_t prompt_tokens, int64_t completion_tokens);
+
 // The "text_completion" shape.
 class CompletionAssembler : public ResponseAssembler {
  public:
