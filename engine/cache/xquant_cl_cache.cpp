@@ -1,10 +1,15 @@
 // XQuant-CL (arXiv 2508.10395, the cross-layer section) as implemented here:
 // - Which tensor the deltas are taken on (opts.residual):
-//   residual (default): the pre-norm residual stream R_l entering layer l, the tensor the paper's
-//   premise is about (successive layers add small updates to it). K/V of the past are rebuilt
-//   from norm_input(l, A_l), the layer's own attention-input RMSNorm of the reconstruction.
-//   normed ("-normed" names): X_l = norm_l(R_l) itself. Measured on Gemma 3 270M it loses to
-//   plain XQuant: Gemma's per-layer norm weights differ widely, so X_l - X_{l-1} is not small.
+//   residual: the pre-norm residual stream R_l entering layer l, the tensor the paper's premise
+//   is about (successive layers add small updates to it). K/V of the past are rebuilt from
+//   norm_input(l, A_l), the layer's own attention-input RMSNorm of the reconstruction.
+//   normed: X_l = norm_l(R_l) itself.
+//   Measured with tools/xquant-eval on Gemma 3 270M (/work/notes/accuracy-table.md): with
+//   per-channel groups the residual stream wins by far (its deltas are small per channel, and
+//   Gemma's per-layer norm weights make X_l - X_{l-1} large); with per-token groups it loses by
+//   far, because one channel of Gemma's residual stream carries ~1e5 against ~10 elsewhere and
+//   sets every step of its group. So each grouping's name defaults to its better stream
+//   (cl_default_residual): xquant-cl = per-token on X, xquant-cl-ch = per-channel on R.
 // - Accumulator: A_0 = deq(Q(S_0)); for layer l > 0 the cache holds D_l = Q(S_l - A_{l-1}) and
 //   A_l = A_{l-1} + deq(D_l) (S = R or X). The delta is taken against the reconstruction, not
 //   against the exact S_{l-1}, so quantization error never accumulates across layers: A_l is
