@@ -39,7 +39,7 @@ def englishness(text: str) -> float:
     return sum(w.lower() in COMMON for w in words) / len(words)
 
 
-@pytest.fixture(scope="module", params=["fp16", "xquant:4", "xquant-cl:3", "kivi:4"])
+@pytest.fixture(scope="module", params=["fp16", "xquant:4", "xquant-cl-ch:3", "kivi:4"])
 def gemma(request, tmp_path_factory):
     fmt, _, bits = request.param.partition(":")
     flags = ["--served-model-name", "gemma", "--cache", fmt]
