@@ -32,7 +32,7 @@ from make_test_model import make_test_model  # noqa: E402
 
 
 def find_binary(build):
-    for p in (build / "server" / "xquant-server", build / "xquant-server"):
+    for p in (build / "xquant-server", build / "server" / "xquant-server"):
         if p.exists():
             return p
     sys.exit(f"no xquant-server in {build} (ninja -C {build} xquant-server)")

@@ -11,8 +11,8 @@ import requests
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("XQ_BUILD_DIR", REPO / "build" / "release"))
-BINARY = next((p for p in (BUILD / "server" / "xquant-server", BUILD / "xquant-server")
-               if p.exists()), BUILD / "server" / "xquant-server")
+BINARY = next((p for p in (BUILD / "xquant-server", BUILD / "server" / "xquant-server")
+               if p.exists()), BUILD / "xquant-server")
 
 
 class Server:

@@ -1,8 +1,8 @@
 """End-to-end tests of xquant-server: the real binary on loopback, a small generated model, the
 official `openai` client for the happy paths and raw `requests` for malformed input.
 
-The binary comes from $XQ_BUILD_DIR (default build/release): server/xquant-server or
-xquant-server in it; the tests skip when it is missing.
+The binary comes from $XQ_BUILD_DIR (default build/release), found by server_process.py; the
+tests skip when it is missing.
 """
 
 import json
