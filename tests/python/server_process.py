@@ -9,8 +9,7 @@ from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("XQ_BUILD_DIR", REPO / "build" / "release"))
+from locations import BUILD
 BINARY = next((p for p in (BUILD / "xquant-server", BUILD / "server" / "xquant-server")
                if p.exists()), BUILD / "xquant-server")
 

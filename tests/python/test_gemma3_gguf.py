@@ -22,19 +22,9 @@ sys.path.insert(0, str(HERE))
 from reference_model import ReferenceModel  # noqa: E402
 
 REPO = HERE.parents[1]
-BUILD = Path(os.environ.get("XQ_BUILD_DIR", REPO / "build" / "release"))
-if not BUILD.is_absolute():
-    BUILD = REPO / BUILD
+from locations import BUILD, gemma_path  # noqa: E402
 LOGITS_CLI = BUILD / "tests" / "logits_cli"
 DUMP_CLI = BUILD / "tests" / "gguf_dump_cli"
-
-
-def gemma_path():
-    if os.environ.get("XQ_GEMMA_GGUF"):
-        return Path(os.environ["XQ_GEMMA_GGUF"])
-    cache = os.environ.get("XQ_MODEL_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xquant-server" / "gemma3-270m"
-    return Path(cache) / "gemma-3-270m-q4_k_m.gguf"
 
 
 pytestmark = [

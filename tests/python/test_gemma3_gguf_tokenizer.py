@@ -20,18 +20,8 @@ pb = pytest.importorskip("sentencepiece.sentencepiece_model_pb2",
                          reason="scripts/bootstrap.sh installs protobuf")
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("XQ_BUILD_DIR", REPO / "build" / "release"))
-if not BUILD.is_absolute():
-    BUILD = REPO / BUILD
+from locations import BUILD, gemma_path  # noqa: E402
 DUMP_CLI = BUILD / "tests" / "gguf_dump_cli"
-
-
-def gemma_path():
-    if os.environ.get("XQ_GEMMA_GGUF"):
-        return Path(os.environ["XQ_GEMMA_GGUF"])
-    cache = os.environ.get("XQ_MODEL_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xquant-server" / "gemma3-270m"
-    return Path(cache) / "gemma-3-270m-q4_k_m.gguf"
 
 
 pytestmark = [

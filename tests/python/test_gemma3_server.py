@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from locations import gemma_path  # noqa: E402
 from server_process import BINARY, Server  # noqa: E402
 
 openai = pytest.importorskip("openai")
 
-GGUF = Path(os.environ.get("XQ_GEMMA_GGUF", "") or "/nonexistent")
+GGUF = gemma_path()
 pytestmark = [
     pytest.mark.skipif(not BINARY.exists(), reason=f"{BINARY} not built"),
     pytest.mark.skipif(not GGUF.is_file(),

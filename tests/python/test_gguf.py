@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as QT
 
+from locations import gemma_path
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -285,10 +287,7 @@ def test_gemma3_norms_lose_the_converters_plus_one(tmp_path):
 
 @pytest.fixture(scope="module")
 def gemma():
-    env = os.environ.get("XQ_GEMMA_GGUF")
-    cache = Path(os.environ.get("XQ_MODEL_CACHE", Path(
-        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xquant-server" / "gemma3-270m"))
-    path = Path(env) if env else cache / "gemma-3-270m-q4_k_m.gguf"
+    path = gemma_path()
     if not path.exists():
         pytest.skip(f"{path} is absent: run scripts/get-gemma3.sh (or set XQ_GEMMA_GGUF)")
     return path, gguf.GGUFReader(str(path))
