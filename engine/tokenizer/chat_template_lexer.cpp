@@ -5,30 +5,13 @@
 #include <string_view>
 
 #include "engine/tokenizer/chat_template.h"
+#include "engine/tokenizer/utf8.h"
 
 namespace xq::jinja {
 namespace {
 
 bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 class Lexer {
@@ -218,7 +201,7 @@ class Lexer {
                               ? h - '0'
                               : (std::tolower(h) - 'a' + 10));
         }
-        append_utf8(out, cp);
+        utf8::append_codepoint(out, static_cast<char32_t>(cp));
       };
       switch (e) {
         case 'n':
@@ -268,7 +251,7 @@ class Lexer {
             for (int k = 0; k < 2 && pos_ < src_.size() && src_[pos_] >= '0' && src_[pos_] <= '7';
                  ++k)
               cp = cp * 8 + (src_[pos_++] - '0');
-            append_utf8(out, cp);
+            utf8::append_codepoint(out, static_cast<char32_t>(cp));
           } else {
             out += '\\';
             out += e;
