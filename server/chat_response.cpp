@@ -115,14 +115,10 @@ std::string ChatAssembler::final_body() const {
 }
 
 std::vector<std::string> ChatAssembler::closing_frames() const {
-  std::vector<std::string> frames;
-  if (prep_.body.include_usage) {
-    ojson j = chunk(ojson::array());
-    j["usage"] = usage();
-    frames.push_back(sse_frame(j));
-  }
-  frames.push_back("data: [DONE]\n\n");
-  return frames;
+  if (!prep_.body.include_usage) return stream_closing_frames(nullptr);
+  ojson j = chunk(ojson::array());
+  j["usage"] = usage();
+  return stream_closing_frames(&j);
 }
 
 }  // namespace xq

@@ -121,6 +121,13 @@ ojson usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
           {"total_tokens", prompt_tokens + completion_tokens}};
 }
 
+std::vector<std::string> stream_closing_frames(const ojson* usage_chunk) {
+  std::vector<std::string> frames;
+  if (usage_chunk) frames.push_back(sse_frame(*usage_chunk));
+  frames.push_back("data: [DONE]\n\n");
+  return frames;
+}
+
 ojson CompletionAssembler::chunk(const ojson& choices) const {
   return response_envelope(meta_, "text_completion", choices);
 }
@@ -147,14 +154,10 @@ std::string CompletionAssembler::final_body() const {
 }
 
 std::vector<std::string> CompletionAssembler::closing_frames() const {
-  std::vector<std::string> frames;
-  if (prep_.body.include_usage) {
-    ojson j = chunk(ojson::array());
-    j["usage"] = usage();
-    frames.push_back(sse_frame(j));
-  }
-  frames.push_back("data: [DONE]\n\n");
-  return frames;
+  if (!prep_.body.include_usage) return stream_closing_frames(nullptr);
+  ojson j = chunk(ojson::array());
+  j["usage"] = usage();
+  return stream_closing_frames(&j);
 }
 
 }  // namespace xq

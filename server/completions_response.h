@@ -25,6 +25,8 @@ struct CompletionMeta {
 // The fields every response body and stream chunk of both endpoints starts with.
 nlohmann::ordered_json response_envelope(const CompletionMeta& meta, const char* object,
                                          nlohmann::ordered_json choices);
+// The end of a stream: the usage chunk (when there is one), then `data: [DONE]`.
+std::vector<std::string> stream_closing_frames(const nlohmann::ordered_json* usage_chunk);
 // OpenAI's usage object.
 nlohmann::ordered_json usage_json(int64_t prompt_tokens, int64_t completion_tokens);
 
