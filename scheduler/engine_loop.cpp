@@ -65,12 +65,16 @@ struct EngineLoop::Impl {
   LoopStats stats;
 
   std::thread thread;
+  // Tokens of the running step not yet in stats (engine thread only).
+  int prompt_tokens_this_step = 0;
   int sampled_this_step = 0;
   Clock::time_point step_start;  // when the inbox was taken: the step's work begins
 
   void run();
   // forward_s < 0: no model step ran.
-  void publish_stats(int prompt_tokens, int generated, double forward_s = -1);
+  void publish_stats(double forward_s = -1);
+  void publish_gauges();
+  void set_gauges_locked();
   bool take_inbox();
   void step();
   void finish(Sequence& s, RequestEvent& ev, const std::string& reason);
@@ -175,7 +179,7 @@ void EngineLoop::Impl::run() {
   pthread_setname_np(pthread_self(), "xq-engine");  // found by name in /proc for CPU accounting
   while (take_inbox()) {
     if (seqs.empty()) {
-      publish_stats(0, 0);  // aborts or refusals may have emptied the loop
+      publish_stats();  // aborts or refusals may have emptied the loop
     } else {
       step();
     }
@@ -203,9 +207,13 @@ void EngineLoop::Impl::finish(Sequence& s, RequestEvent& ev, const std::string& 
     ev.prompt_logprobs = std::move(s.prompt_logprobs);
     s.prompt_logprobs_sent = true;
   }
-  if (s.sink) s.sink(std::move(ev));
+  // Free first and publish the gauges, then tell the client: a client that scrapes /metrics
+  // right after its response must not still count its own request as running.
+  EventSink sink = std::move(s.sink);
   planner.remove(&s);
   seqs.erase(s.id);  // frees the cache
+  publish_gauges();
+  if (sink) sink(std::move(ev));
 }
 
 void EngineLoop::Impl::step() {
@@ -215,7 +223,7 @@ void EngineLoop::Impl::step() {
     if (c.seq->num_cached < c.seq->prompt_len) prompt_tokens += c.n;
   }
   if (chunks.empty()) {
-    publish_stats(0, 0);
+    publish_stats();
     return;
   }
 
@@ -250,7 +258,7 @@ void EngineLoop::Impl::step() {
   const double forward_s = seconds(Clock::now() - forward_start);
   const size_t vocab = model.model->config().vocab_size;
   const float* row = logits.data();
-  sampled_this_step = 0;
+  prompt_tokens_this_step = prompt_tokens;
   for (size_t i = 0; i < chunks.size(); ++i) {
     Sequence& s = *chunks[i].seq;
     const int n = chunks[i].n;
@@ -260,10 +268,10 @@ void EngineLoop::Impl::step() {
     process_rows(s, start, n, row, all_rows[i], ev);  // may finish and free s
     row += (all_rows[i] ? n : 1) * vocab;
   }
-  publish_stats(prompt_tokens, sampled_this_step, forward_s);
+  publish_stats(forward_s);
 }
 
-void EngineLoop::Impl::publish_stats(int prompt_tokens, int generated, double forward_s) {
+void EngineLoop::Impl::publish_stats(double forward_s) {
   const Clock::time_point end = Clock::now();
   std::lock_guard lk(mu);
   if (forward_s >= 0) {
@@ -271,14 +279,26 @@ void EngineLoop::Impl::publish_stats(int prompt_tokens, int generated, double fo
     stats.forward_seconds += forward_s;
     stats.step_overhead_seconds += std::max(0.0, seconds(end - step_start) - forward_s);
   }
+  set_gauges_locked();
+  ++stats.steps;
+}
+
+void EngineLoop::Impl::publish_gauges() {
+  std::lock_guard lk(mu);
+  set_gauges_locked();
+}
+
+void EngineLoop::Impl::set_gauges_locked() {
   stats.running = static_cast<int>(planner.running().size());
   stats.waiting = static_cast<int>(planner.waiting().size());
   stats.blocks_total = blocks.total();
   stats.blocks_free = blocks.free();
   stats.preemptions = planner.preemptions();
-  stats.prompt_tokens += prompt_tokens;
-  stats.generation_tokens += generated;
-  ++stats.steps;
+  // The tokens of this step so far, so that they are counted before a client hears of them.
+  stats.prompt_tokens += prompt_tokens_this_step;
+  stats.generation_tokens += sampled_this_step;
+  prompt_tokens_this_step = 0;
+  sampled_this_step = 0;
 }
 
 // Handles the logits rows of one chunk: prompt logprobs, then the next token when the chunk
