@@ -16,6 +16,10 @@ using Clock = std::chrono::steady_clock;
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+TokenCost token_cost(const CacheFormat& f) {
+  return {f.bytes_per_token(), f.sliding_bytes_per_token(), f.sliding_tokens()};
+}
+
 std::string token_text(const Tokenizer& tok, int id) {
   return sanitize_utf8(tok.token_bytes(id));
 }
@@ -26,9 +30,8 @@ struct EngineLoop::Impl {
       : model(m),
         opts(o),
         blocks(BlockManager::blocks_for_budget(block_budget(o, m.model->cache_format()),
-                                               m.model->cache_format().bytes_per_token(),
-                                               o.block_size),
-               o.block_size),
+                                               token_cost(m.model->cache_format()), o.block_size),
+               o.block_size, token_cost(m.model->cache_format())),
         planner(o.max_num_seqs, o.max_num_batched_tokens, blocks) {
     if (opts.max_model_len <= 0) opts.max_model_len = m.model->config().max_position_embeddings;
     if (blocks.total() == 0) {
@@ -39,9 +42,17 @@ struct EngineLoop::Impl {
     spdlog::info(
         "cache budget {:.1f} MiB: {} at {:.1f} bytes/token, {} blocks of {} tokens, {} tokens "
         "in cache ({:.1f} MiB kept for {} sequences' full-precision windows)",
-        o.cache_bytes / (1 << 20), fmt.name(), fmt.bytes_per_token(), blocks.total(),
-        o.block_size, blocks.max_tokens(),
-        o.max_num_seqs * fmt.window_bytes_max() / (1 << 20), o.max_num_seqs);
+        o.cache_bytes / (1 << 20), fmt.name(),
+        fmt.bytes_per_token() + fmt.sliding_bytes_per_token(), blocks.total(), o.block_size,
+        blocks.total() * o.block_size, o.max_num_seqs * fmt.window_bytes_max() / (1 << 20),
+        o.max_num_seqs);
+    if (fmt.sliding_tokens() > 0) {
+      spdlog::info(
+          "sliding-window layers hold a sequence's last {} tokens ({:.1f} bytes/token); past "
+          "them a token costs {:.1f} bytes, so one sequence of up to {} tokens fits",
+          fmt.sliding_tokens(), fmt.sliding_bytes_per_token(), fmt.bytes_per_token(),
+          blocks.max_tokens());
+    }
   }
 
   // Formats with a full-precision window (KIVI, the per-channel XQuant forms) hold a fixed

@@ -125,8 +125,11 @@ int serve(const ServerConfig& cfg) {
                       std::to_string(mc.max_position_embeddings) + ")");
   auto loop = std::make_unique<EngineLoop>(model, scheduler_options(cfg));
 
-  ServerMetrics metrics(model.model->cache_format().bytes_per_token(), fp16_kv_bytes_per_token(mc),
-                        loop->max_model_len());
+  // Per token in a sequence of the full context length: sliding-window layers count the window
+  // they hold, amortized over it.
+  const int ctx_len = loop->max_model_len();
+  ServerMetrics metrics(model.model->cache_format().mean_bytes_per_token(ctx_len),
+                        fp16_kv_bytes_per_token(mc, ctx_len), ctx_len);
   std::string template_problem;
   const std::unique_ptr<ChatTemplate> chat_template =
       load_chat_template(cfg, *model.tokenizer, template_problem);

@@ -99,7 +99,8 @@ ServerMetrics::ServerMetrics(double bytes_per_token, double fp16_bytes_per_token
                                            "Generated tokens per finished request",
                                            one_two_five(max_model_len))) {
   gauge(*registry_, "xquant:cache_bytes_per_token",
-        "Cache bytes one token occupies across all layers")
+        "Cache bytes one token occupies across all layers, in a sequence of the full context "
+        "length (sliding-window layers holding only their window)")
       .Set(bytes_per_token);
   gauge(*registry_, "xquant:cache_compression_ratio",
         "fp16 K/V bytes per token divided by the cache format's")

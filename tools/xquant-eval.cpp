@@ -76,8 +76,10 @@ struct PplArgs {
   int ctx = 2048, stride = 0, max_tokens = 0, group = 128, threads = 0;
 };
 
-void print_table(const std::vector<Run>& runs, const xq::ModelConfig& cfg) {
-  const double fp16 = xq::fp16_kv_bytes_per_token(cfg);
+// Bytes per token are a token's mean cost in a sequence of `ctx` tokens (sliding-window layers
+// hold at most their window of it).
+void print_table(const std::vector<Run>& runs, const xq::ModelConfig& cfg, int ctx) {
+  const double fp16 = xq::fp16_kv_bytes_per_token(cfg, ctx);
   double base = -1;
   for (const Run& r : runs) {
     if (r.opts.format == "fp16") base = r.ppl();
@@ -86,7 +88,7 @@ void print_table(const std::vector<Run>& runs, const xq::ModelConfig& cfg) {
   std::printf("%-22s %5s %5s %12s %9s %12s %10s %9s %8s\n", "cache", "bits", "G", "bytes/token",
               "vs fp16", "window B/seq", "PPL", "dPPL", "tokens");
   for (const Run& r : runs) {
-    const double bpt = r.format->bytes_per_token();
+    const double bpt = r.format->mean_bytes_per_token(ctx);
     std::printf("%-22s %5d %5d %12.1f %8.2fx %12.0f %10.4f %+9.4f %8ld\n", r.format->name().c_str(),
                 r.opts.bits, r.opts.group_size, bpt, fp16 / bpt, r.format->window_bytes_max(),
                 r.ppl(), r.ppl() - base, r.scored);
@@ -164,7 +166,7 @@ int run_ppl(const PplArgs& a) {
     scored_until = end;
     if (end == n) break;
   }
-  print_table(runs, cfg);
+  print_table(runs, cfg, a.ctx);
   return 0;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -54,7 +55,8 @@ class SequenceCache {
   virtual void attend(const LayerAttnInput& in) = 0;
   // Tokens held (all layers written).
   virtual int num_tokens() const = 0;
-  // Forgets every token at position >= n.
+  // Forgets every token at position >= n. Once a sliding-window layer has forgotten old rows,
+  // only n = 0 (or n >= num_tokens()) works; other n throw std::logic_error (check_truncate).
   virtual void truncate(int n) = 0;
   // Bytes of cache storage this sequence holds now, by the format's own count.
   virtual size_t bytes_used() const = 0;
@@ -68,22 +70,46 @@ struct CacheOptions {
   std::string latent = "auto";  // on | off | auto (GQA models: cache X on the SVD basis of Wk/Wv)
 };
 
+// A format's memory, per token: what the scheduler budgets and /metrics reports. Sliding-window
+// layers (Gemma 3's local layers) hold only the last tokens of a sequence, so a sequence of n
+// tokens holds n * bytes_per_token + min(n, sliding_tokens) * sliding_bytes_per_token, plus at
+// most window_bytes_max of full-precision windows.
 class CacheFormat {
  public:
   virtual ~CacheFormat() = default;
   virtual std::string name() const = 0;
-  // Exact bytes one token occupies across all layers (payload, scales, zero points, amortized
-  // full-precision windows), the unit of the scheduler's memory budget.
-  virtual double bytes_per_token() const = 0;
-  // Bytes one sequence may hold beyond num_tokens() * bytes_per_token(), at most: full-precision
-  // windows of recent tokens (KIVI's residual), a per-sequence constant rather than a per-token
-  // cost. 0 for formats without one.
+  // Exact bytes one token occupies in `layer` (payload, scales, zero points; a per-channel
+  // block's parameters shared by its tokens), leaving out full-precision windows.
+  virtual double layer_bytes_per_token(int layer) const = 0;
+  // Bytes one sequence may hold beyond the per-token bytes, at most: full-precision windows of
+  // recent tokens (KIVI's residual), a per-sequence constant. 0 for formats without one.
   virtual double window_bytes_max() const { return 0.0; }
   virtual std::unique_ptr<SequenceCache> new_sequence() const = 0;
+  virtual const ModelConfig& config() const = 0;
+
+  // Bytes per token over the layers that keep every token.
+  double bytes_per_token() const;
+  // Bytes per token over the sliding-window layers, for the tokens they hold.
+  double sliding_bytes_per_token() const;
+  // Tokens a sliding-window layer holds at most between steps: the window's W - 1 tokens before
+  // the next one, plus what the format's grouping keeps beyond them (a per-channel block is
+  // dropped only whole). 0 without sliding layers.
+  int sliding_tokens() const;
+  // The most bytes a sequence of `tokens` tokens holds, window_bytes_max() left out.
+  double sequence_bytes(int64_t tokens) const;
+  // sequence_bytes(tokens) / tokens: a token's mean cost in a sequence that long (at a model's
+  // full context, the figure /metrics reports and the compression ratios compare).
+  double mean_bytes_per_token(int64_t tokens) const;
+
+ protected:
+  // Rows a per-channel grouping may hold beyond a sliding layer's window.
+  virtual int sliding_slack_tokens() const { return 0; }
 };
 
-// The fp16 K/V baseline's bytes per token for `cfg`: every compression ratio is against this.
-double fp16_kv_bytes_per_token(const ModelConfig& cfg);
+// The fp16 K/V baseline's mean bytes per token for `cfg` in a sequence of `tokens` tokens
+// (sliding layers holding their window, as any fp16 cache can): every compression ratio is
+// against this.
+double fp16_kv_bytes_per_token(const ModelConfig& cfg, int64_t tokens);
 
 std::unique_ptr<CacheFormat> make_cache_format(const CacheOptions& opts, const ModelConfig& cfg,
                                                const KvProjector& projector);

@@ -48,7 +48,7 @@ class KiviSequence : public SequenceCache {
     const size_t rows = static_cast<size_t>(past + in.n);
     kf_.resize(rows * kv_dim);
     vf_.resize(rows * kv_dim);
-    const int lo = first_visible(cfg_, in.layer, past);
+    const int lo = window_start(cfg_, in.layer, past);
     k_[in.layer].read(lo, past, kf_.data() + static_cast<size_t>(lo) * kv_dim);
     v_[in.layer].read(lo, past, vf_.data() + static_cast<size_t>(lo) * kv_dim);
     std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, kf_.begin() + past * kv_dim);
@@ -56,11 +56,15 @@ class KiviSequence : public SequenceCache {
     causal_attention(cfg_, in.layer, in.q, in.n, in.start_pos, kf_.data(), vf_.data(), in.out);
     k_[in.layer].append(in.k, in.n);
     v_[in.layer].append(in.v, in.n);
+    const int keep = window_start(cfg_, in.layer, past + in.n);  // what the next token sees
+    k_[in.layer].drop_before(keep);
+    v_[in.layer].drop_before(keep);
   }
 
   int num_tokens() const override { return k_.back().rows(); }
 
   void truncate(int n) override {
+    check_truncate(cfg_, n, num_tokens());
     for (auto& k : k_) k.truncate(n);
     for (auto& v : v_) v.truncate(n);
   }
@@ -90,11 +94,11 @@ KiviFormat::KiviFormat(const ModelConfig& cfg, int bits, int group)
   }
 }
 
-double KiviFormat::bytes_per_token() const {
+double KiviFormat::layer_bytes_per_token(int) const {
   const size_t kv = cfg_.kv_dim();
   const double key = static_cast<double>(quantized_bytes(kv * group_, bits_, group_)) / group_;
   const double value = static_cast<double>(quantized_bytes(kv, bits_, group_));
-  return cfg_.num_layers * (key + value);
+  return key + value;
 }
 
 double KiviFormat::window_bytes_max() const {

@@ -14,9 +14,14 @@ class KiviFormat : public CacheFormat {
   // bits 2/3/4 (8 also works), group size G (KIVI uses 32 or 128); throws ConfigError otherwise.
   KiviFormat(const ModelConfig& cfg, int bits, int group);
   std::string name() const override { return "kivi:" + std::to_string(bits_); }
-  double bytes_per_token() const override;
+  double layer_bytes_per_token(int layer) const override;
   double window_bytes_max() const override;
   std::unique_ptr<SequenceCache> new_sequence() const override;
+  const ModelConfig& config() const override { return cfg_; }
+
+ protected:
+  // A sliding layer drops a key block only once all of its tokens left the window.
+  int sliding_slack_tokens() const override { return bits_ == 16 ? 0 : group_ - 1; }
 
  private:
   ModelConfig cfg_;

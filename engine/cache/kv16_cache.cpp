@@ -10,13 +10,13 @@
 namespace xq {
 namespace {
 
-// K and V of every layer as fp16 rows [tokens, kv_dim]. Sliding-window layers keep every token
-// too (positions outside the window are never read again), so the byte count is exactly the
-// fp16 baseline's; dropping them is a later optimization.
+// K and V of every layer as fp16 rows [tokens, kv_dim]; a sliding-window layer keeps only the
+// rows the next token can see, from first_[layer] on.
 class Kv16Sequence : public SequenceCache {
  public:
   explicit Kv16Sequence(const ModelConfig& cfg)
-      : cfg_(cfg), k_(cfg.num_layers), v_(cfg.num_layers), tokens_(cfg.num_layers, 0) {}
+      : cfg_(cfg), k_(cfg.num_layers), v_(cfg.num_layers), tokens_(cfg.num_layers, 0),
+        first_(cfg.num_layers, 0) {}
 
   void attend(const LayerAttnInput& in) override {
     const int kv_dim = cfg_.kv_dim();
@@ -33,7 +33,7 @@ class Kv16Sequence : public SequenceCache {
     const size_t rows = old_rows + in.n;
     kf_.resize(rows * kv_dim);
     vf_.resize(rows * kv_dim);
-    const size_t skip = static_cast<size_t>(first) * kv_dim;
+    const size_t skip = static_cast<size_t>(first - first_[in.layer]) * kv_dim;
     halves_to_floats(k_[in.layer].data() + skip, kf_.data(), old_rows * kv_dim);
     halves_to_floats(v_[in.layer].data() + skip, vf_.data(), old_rows * kv_dim);
     std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, kf_.begin() + old_rows * kv_dim);
@@ -43,24 +43,34 @@ class Kv16Sequence : public SequenceCache {
 
     auto& ks = k_[in.layer];
     auto& vs = v_[in.layer];
-    ks.resize(static_cast<size_t>(past + in.n) * kv_dim);
-    vs.resize(static_cast<size_t>(past + in.n) * kv_dim);
-    floats_to_halves(in.k, ks.data() + static_cast<size_t>(past) * kv_dim,
-                     static_cast<size_t>(in.n) * kv_dim);
-    floats_to_halves(in.v, vs.data() + static_cast<size_t>(past) * kv_dim,
-                     static_cast<size_t>(in.n) * kv_dim);
+    const size_t held = static_cast<size_t>(past - first_[in.layer]);
+    ks.resize((held + in.n) * kv_dim);
+    vs.resize((held + in.n) * kv_dim);
+    floats_to_halves(in.k, ks.data() + held * kv_dim, static_cast<size_t>(in.n) * kv_dim);
+    floats_to_halves(in.v, vs.data() + held * kv_dim, static_cast<size_t>(in.n) * kv_dim);
     tokens_[in.layer] = past + in.n;
+    // Rows the next token cannot see are never read again.
+    const int keep = window_start(cfg_, in.layer, past + in.n);
+    if (keep > first_[in.layer]) {
+      const size_t drop = static_cast<size_t>(keep - first_[in.layer]) * kv_dim;
+      ks.erase(ks.begin(), ks.begin() + drop);
+      vs.erase(vs.begin(), vs.begin() + drop);
+      first_[in.layer] = keep;
+    }
   }
 
   int num_tokens() const override { return tokens_.back(); }
 
   void truncate(int n) override {
+    check_truncate(cfg_, n, num_tokens());
     const size_t kv_dim = cfg_.kv_dim();
     for (int l = 0; l < cfg_.num_layers; ++l) {
       if (tokens_[l] <= n) continue;
+      if (n == 0) first_[l] = 0;
+      if (n < first_[l]) throw std::out_of_range("fp16 cache: truncating into dropped rows");
       tokens_[l] = n;
-      k_[l].resize(n * kv_dim);
-      v_[l].resize(n * kv_dim);
+      k_[l].resize((n - first_[l]) * kv_dim);
+      v_[l].resize((n - first_[l]) * kv_dim);
     }
   }
 
@@ -74,6 +84,7 @@ class Kv16Sequence : public SequenceCache {
   ModelConfig cfg_;  // a copy, so a sequence does not depend on its format staying alive
   std::vector<std::vector<uint16_t>> k_, v_;
   std::vector<int> tokens_;
+  std::vector<int> first_;  // per layer: rows before it were dropped (sliding layers)
   std::vector<float> kf_, vf_;  // scratch, reused across calls
 };
 

@@ -12,8 +12,9 @@ class Kv16Format : public CacheFormat {
  public:
   explicit Kv16Format(const ModelConfig& cfg) : cfg_(cfg) {}
   std::string name() const override { return "fp16"; }
-  double bytes_per_token() const override { return fp16_kv_bytes_per_token(cfg_); }
+  double layer_bytes_per_token(int) const override { return 2.0 * 2.0 * cfg_.kv_dim(); }
   std::unique_ptr<SequenceCache> new_sequence() const override;
+  const ModelConfig& config() const override { return cfg_; }
 
  private:
   ModelConfig cfg_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/attention.h"
@@ -19,6 +20,17 @@ float attention_scale(const ModelConfig& cfg) {
 int window_start(const ModelConfig& cfg, int layer, int pos) {
   if (!cfg.is_sliding(layer) || cfg.sliding_window <= 0) return 0;
   return std::max(0, pos - cfg.sliding_window + 1);
+}
+
+void check_truncate(const ModelConfig& cfg, int n, int tokens) {
+  if (n == 0 || n >= tokens) return;
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    if (window_start(cfg, l, tokens) > 0) {
+      throw std::logic_error("cache: cannot cut " + std::to_string(tokens) + " tokens back to " +
+                             std::to_string(n) + ": sliding-window layer " + std::to_string(l) +
+                             " has forgotten the rows before its window (only 0 works)");
+    }
+  }
 }
 
 void causal_attention(const ModelConfig& cfg, int layer, const float* q, int n, int start_pos,

@@ -22,4 +22,9 @@ void causal_attention(const ModelConfig& cfg, int layer, const float* q, int n, 
 // The first position a query at `pos` can see in `layer` (0 unless the layer slides).
 int window_start(const ModelConfig& cfg, int layer, int pos);
 
+// Throws std::logic_error when a sequence of `tokens` tokens cannot be cut back to n: its
+// sliding-window layers already forgot rows the token at n would see (any 0 < n < tokens once
+// tokens reach the window). n = 0 always works.
+void check_truncate(const ModelConfig& cfg, int n, int tokens);
+
 }  // namespace xq

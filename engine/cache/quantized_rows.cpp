@@ -14,6 +14,18 @@ void check_width(int width) {
   if (width < 1) throw std::invalid_argument("quantized rows: width must be >= 1");
 }
 
+void check_held(int begin, int first) {
+  if (begin < first) {
+    throw std::out_of_range("quantized rows: row " + std::to_string(begin) +
+                            " was dropped (rows start at " + std::to_string(first) + ")");
+  }
+}
+
+template <typename T>
+void erase_front(std::vector<T>& v, size_t n) {
+  v.erase(v.begin(), v.begin() + std::min(n, v.size()));
+}
+
 }  // namespace
 
 // ---- TokenQuantRows ----
@@ -33,15 +45,16 @@ TokenQuantRows::TokenQuantRows(int width, int bits, int group, int window)
 
 void TokenQuantRows::quantize_rows(const float* x, int n) {
   const size_t w = width_;
+  const size_t held = quantized_ - first_;
   if (bits_ == 16) {
-    half_.resize((quantized_ + n) * w);
-    floats_to_halves(x, half_.data() + quantized_ * w, n * w);
+    half_.resize((held + n) * w);
+    floats_to_halves(x, half_.data() + held * w, n * w);
   } else {
-    words_.resize((quantized_ + n) * row_words_);
-    scales_.resize((quantized_ + n) * row_groups_);
-    zeros_.resize((quantized_ + n) * row_groups_);
+    words_.resize((held + n) * row_words_);
+    scales_.resize((held + n) * row_groups_);
+    zeros_.resize((held + n) * row_groups_);
     for (int i = 0; i < n; ++i) {
-      const size_t r = quantized_ + i;
+      const size_t r = held + i;
       quantize(x + i * w, w, bits_, group_, words_.data() + r * row_words_,
                scales_.data() + r * row_groups_, zeros_.data() + r * row_groups_);
     }
@@ -68,17 +81,30 @@ void TokenQuantRows::append(const float* x, int n) {
 }
 
 void TokenQuantRows::read(int begin, int end, float* out) const {
+  if (begin < end) check_held(begin, first_);
   const size_t w = width_;
   for (int r = begin; r < end; ++r, out += w) {
+    const size_t i = r - first_;  // storage index of a quantized row
     if (r >= quantized_) {
       halves_to_floats(recent_.data() + (r - quantized_) * w, out, w);
     } else if (bits_ == 16) {
-      halves_to_floats(half_.data() + r * w, out, w);
+      halves_to_floats(half_.data() + i * w, out, w);
     } else {
-      dequantize(words_.data() + r * row_words_, scales_.data() + r * row_groups_,
-                 zeros_.data() + r * row_groups_, w, bits_, group_, out);
+      dequantize(words_.data() + i * row_words_, scales_.data() + i * row_groups_,
+                 zeros_.data() + i * row_groups_, w, bits_, group_, out);
     }
   }
+}
+
+void TokenQuantRows::drop_before(int row) {
+  const int to = std::min(row, quantized_);
+  if (to <= first_) return;
+  const size_t n = to - first_;
+  erase_front(words_, n * row_words_);
+  erase_front(scales_, n * row_groups_);
+  erase_front(zeros_, n * row_groups_);
+  erase_front(half_, n * width_);
+  first_ = to;
 }
 
 void TokenQuantRows::truncate(int n) {
@@ -88,21 +114,24 @@ void TokenQuantRows::truncate(int n) {
     recent_.resize((n - quantized_) * w);
     return;
   }
+  if (n == 0) first_ = 0;
   // Rebuild the window from the last kept rows so the layout matches appending n rows.
   const int keep_recent = std::min(n, window_);
   std::vector<float> back(keep_recent * w);
   read(n - keep_recent, n, back.data());
   quantized_ = n - keep_recent;
-  words_.resize(quantized_ * row_words_);
-  scales_.resize(quantized_ * row_groups_);
-  zeros_.resize(quantized_ * row_groups_);
-  half_.resize(bits_ == 16 ? quantized_ * w : 0);
+  first_ = std::min(first_, quantized_);
+  const size_t held = quantized_ - first_;
+  words_.resize(held * row_words_);
+  scales_.resize(held * row_groups_);
+  zeros_.resize(held * row_groups_);
+  half_.resize(bits_ == 16 ? held * w : 0);
   recent_.resize(back.size());
   floats_to_halves(back.data(), recent_.data(), back.size());
 }
 
 size_t TokenQuantRows::bytes() const {
-  return static_cast<size_t>(quantized_) * row_bytes_ + recent_.size() * 2;
+  return static_cast<size_t>(quantized_ - first_) * row_bytes_ + recent_.size() * 2;
 }
 
 // ---- ChannelQuantRows ----
@@ -124,11 +153,12 @@ void ChannelQuantRows::flush_block() {
   halves_to_floats(tail_.data(), rows.data(), g * w);
   for (size_t t = 0; t < g; ++t)
     for (size_t c = 0; c < w; ++c) cols[c * g + t] = rows[t * w + c];
-  words_.resize((blocks_ + 1) * block_words_);
-  scales_.resize((blocks_ + 1) * w);
-  zeros_.resize((blocks_ + 1) * w);
-  quantize(cols.data(), g * w, bits_, group_, words_.data() + blocks_ * block_words_,
-           scales_.data() + blocks_ * w, zeros_.data() + blocks_ * w);
+  const size_t b = blocks_ - first_block_;  // storage index of the new block
+  words_.resize((b + 1) * block_words_);
+  scales_.resize((b + 1) * w);
+  zeros_.resize((b + 1) * w);
+  quantize(cols.data(), g * w, bits_, group_, words_.data() + b * block_words_,
+           scales_.data() + b * w, zeros_.data() + b * w);
   ++blocks_;
   tail_.erase(tail_.begin(), tail_.begin() + g * w);
 }
@@ -143,8 +173,9 @@ void ChannelQuantRows::append(const float* x, int n) {
   }
 }
 
-void ChannelQuantRows::read_block(int b, float* out) const {
+void ChannelQuantRows::read_block(int block, float* out) const {
   const size_t w = width_, g = group_;
+  const size_t b = block - first_block_;
   std::vector<float> cols(g * w);
   dequantize(words_.data() + b * block_words_, scales_.data() + b * w, zeros_.data() + b * w, g * w,
              bits_, group_, cols.data());
@@ -153,8 +184,9 @@ void ChannelQuantRows::read_block(int b, float* out) const {
 }
 
 void ChannelQuantRows::read(int begin, int end, float* out) const {
+  if (begin < end) check_held(begin, first());
   const size_t w = width_;
-  const int qrows = blocks_ * group_;
+  const int qrows = tail_start();
   std::vector<float> block;
   for (int r = begin; r < end;) {
     if (r >= qrows) {
@@ -174,24 +206,45 @@ void ChannelQuantRows::read(int begin, int end, float* out) const {
 void ChannelQuantRows::truncate(int n) {
   if (n >= rows()) return;
   const size_t w = width_;
-  const int qrows = blocks_ * group_;
+  const int qrows = tail_start();
   if (n >= qrows) {
     tail_.resize((n - qrows) * w);
     return;
   }
+  if (n == 0) first_block_ = dropped16_ = 0;
+  check_held(n, first());
   const int keep_blocks = n / group_, rest = n % group_;
   std::vector<float> back(rest * w);
   if (rest > 0) read(keep_blocks * group_, n, back.data());
   blocks_ = keep_blocks;
-  words_.resize(blocks_ * block_words_);
-  scales_.resize(blocks_ * w);
-  zeros_.resize(blocks_ * w);
+  first_block_ = std::min(first_block_, blocks_);
+  const size_t held = blocks_ - first_block_;
+  words_.resize(held * block_words_);
+  scales_.resize(held * w);
+  zeros_.resize(held * w);
   tail_.resize(back.size());
   floats_to_halves(back.data(), tail_.data(), back.size());
 }
 
+void ChannelQuantRows::drop_before(int row) {
+  if (bits_ == 16) {
+    const int to = std::min(row, rows());
+    if (to <= dropped16_) return;
+    erase_front(tail_, static_cast<size_t>(to - dropped16_) * width_);
+    dropped16_ = to;
+    return;
+  }
+  const int to = std::min(row / group_, blocks_);
+  if (to <= first_block_) return;
+  const size_t n = to - first_block_;
+  erase_front(words_, n * block_words_);
+  erase_front(scales_, n * width_);
+  erase_front(zeros_, n * width_);
+  first_block_ = to;
+}
+
 size_t ChannelQuantRows::bytes() const {
-  return static_cast<size_t>(blocks_) * block_bytes_ + tail_.size() * 2;
+  return static_cast<size_t>(blocks_ - first_block_) * block_bytes_ + tail_.size() * 2;
 }
 
 }  // namespace xq

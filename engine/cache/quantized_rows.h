@@ -24,6 +24,11 @@ class TokenQuantRows {
   // back into the fp16 window (as their dequantized values), so the layout stays what appending
   // n rows would give.
   void truncate(int n);
+  // Forgets rows before `row` (a sliding-window layer's past); rows keep their indices. Only
+  // quantized rows are dropped: the fp16 window stays whole.
+  void drop_before(int row);
+  // The first row still held.
+  int first() const { return first_; }
   // Exact bytes held: quantized rows, their scales and zero points, and the fp16 window.
   size_t bytes() const;
   // Bytes of one row once quantized (or fp16 for bits 16).
@@ -37,11 +42,12 @@ class TokenQuantRows {
 
   int width_, bits_, group_, window_;
   size_t row_words_ = 0, row_groups_ = 0, row_bytes_ = 0;
-  int quantized_ = 0;
-  std::vector<uint32_t> words_;   // [quantized_, row_words_] (bits < 16)
-  std::vector<uint16_t> scales_;  // [quantized_, row_groups_] fp16
-  std::vector<uint16_t> zeros_;   // [quantized_, row_groups_] fp16
-  std::vector<uint16_t> half_;    // [quantized_, width_] fp16 (bits 16)
+  int quantized_ = 0;  // rows ever quantized (and kept), dropped ones included
+  int first_ = 0;      // rows [0, first_) were dropped
+  std::vector<uint32_t> words_;   // [quantized_ - first_, row_words_] (bits < 16)
+  std::vector<uint16_t> scales_;  // [quantized_ - first_, row_groups_] fp16
+  std::vector<uint16_t> zeros_;   // [quantized_ - first_, row_groups_] fp16
+  std::vector<uint16_t> half_;    // [quantized_ - first_, width_] fp16 (bits 16)
   std::vector<uint16_t> recent_;  // [recent rows, width_] fp16, oldest first
 };
 
@@ -53,12 +59,16 @@ class ChannelQuantRows {
  public:
   ChannelQuantRows(int width, int bits, int group);
 
-  int rows() const { return blocks_ * group_ + tail_rows(); }
+  int rows() const { return tail_start() + tail_rows(); }
   void append(const float* x, int n);
   void read(int begin, int end, float* out) const;
   // Keeps rows [0, n); a cut inside a quantized block turns its kept rows back into the fp16
   // tail (as their dequantized values).
   void truncate(int n);
+  // Forgets the quantized blocks that end at or before `row` (a sliding-window layer's past);
+  // rows keep their indices, and a block partly before `row` stays whole.
+  void drop_before(int row);
+  int first() const { return first_block_ * group_ + dropped16_; }
   size_t bytes() const;
   // Bytes of one quantized block of `group` rows: codes, and a scale and zero point per channel.
   size_t block_bytes() const { return block_bytes_; }
@@ -67,15 +77,18 @@ class ChannelQuantRows {
 
  private:
   int tail_rows() const { return static_cast<int>(tail_.size() / width_); }
+  int tail_start() const { return blocks_ * group_ + dropped16_; }  // row index of tail_[0]
   void flush_block();
   void read_block(int b, float* out) const;  // [group_, width_]
 
   int width_, bits_, group_;
   size_t block_words_ = 0, block_bytes_ = 0;
-  int blocks_ = 0;
-  std::vector<uint32_t> words_;   // [blocks_, block_words_]
-  std::vector<uint16_t> scales_;  // [blocks_, width_]
-  std::vector<uint16_t> zeros_;   // [blocks_, width_]
+  int blocks_ = 0;       // blocks ever quantized (and kept), dropped ones included
+  int first_block_ = 0;  // blocks [0, first_block_) were dropped
+  int dropped16_ = 0;    // bits 16 (no blocks): rows dropped from the front of the tail
+  std::vector<uint32_t> words_;   // [blocks_ - first_block_, block_words_]
+  std::vector<uint16_t> scales_;  // [blocks_ - first_block_, width_]
+  std::vector<uint16_t> zeros_;   // [blocks_ - first_block_, width_]
   std::vector<uint16_t> tail_;    // [tail rows, width_] fp16
 };
 

@@ -12,10 +12,6 @@
 
 namespace xq {
 
-int first_visible(const ModelConfig& cfg, int layer, int pos) {
-  return cfg.is_sliding(layer) ? std::max(0, pos - cfg.sliding_window + 1) : 0;
-}
-
 void lift_rows(const float* z, int rows, int width, const float* basis, int hidden, float* out) {
   if (rows <= 0) return;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hidden, width, 1.0f, z, width, basis,
@@ -50,7 +46,7 @@ void folded_attention(const ModelConfig& cfg, const KvProjector& proj, const Lay
     std::vector<float> p(past + in.n);
     for (int t = begin; t < end; ++t) {
       const int i = t / heads, h = t % heads, g = h / group, pos = past + i;
-      const int lo = first_visible(cfg, in.layer, pos), len = pos + 1 - lo;
+      const int lo = window_start(cfg, in.layer, pos), len = pos + 1 - lo;
       const size_t qo = static_cast<size_t>(i) * heads * hd + h * hd;
       attn_scores(in.q + qo, k + static_cast<size_t>(lo) * kv_dim + g * hd, kv_dim, len, hd, scale,
                   cfg.attn_logit_softcap, p.data());
@@ -104,7 +100,7 @@ void folded_attention(const ModelConfig& cfg, const KvProjector& proj, const Lay
 void remat_attention(const ModelConfig& cfg, const KvProjector& proj, const LayerAttnInput& in,
                      const float* x, float* k, float* v) {
   const int kv_dim = cfg.kv_dim(), past = in.start_pos;
-  const int lo = first_visible(cfg, in.layer, past);
+  const int lo = window_start(cfg, in.layer, past);
   if (past > lo) {
     proj.values(in.layer, x + static_cast<size_t>(lo) * cfg.hidden_size, past - lo,
                 v + static_cast<size_t>(lo) * kv_dim);

@@ -7,11 +7,10 @@
 
 #include "config/model_config.h"
 #include "engine/cache/cache_format.h"
+#include "engine/cache/layer_attention.h"
 
 namespace xq {
 
-// The first position a query at `pos` sees in `layer` (0 unless the layer has a sliding window).
-int first_visible(const ModelConfig& cfg, int layer, int pos);
 
 // Rows [rows, hidden] = z [rows, width] . basis [width, hidden] (the latent back in X space).
 void lift_rows(const float* z, int rows, int width, const float* basis, int hidden, float* out);
@@ -24,7 +23,7 @@ void remat_keys(const KvProjector& proj, int layer, const float* x, int hidden, 
                 int kv_dim, float* k);
 
 // The attention of in's new tokens with the past's V folded. k: [past + n, kv_dim] with the past
-// rows from first_visible(.., past) on rematerialized and the new tokens' own rows after them.
+// rows from window_start(.., past) on rematerialized and the new tokens' own rows after them.
 // xs: [past, width] the cached past inputs (rows before the window unused); `lift` ([width,
 // hidden]) maps them to X space first when they are a latent, nullptr when width == hidden.
 // The new tokens' values come from in.v, in full precision.

@@ -59,7 +59,7 @@ class XQuantSequence : public SequenceCache {
                                   std::to_string(in.start_pos));
     }
     const int hidden = cfg_.hidden_size, kv_dim = cfg_.kv_dim();
-    const int lo = first_visible(cfg_, in.layer, past);
+    const int lo = window_start(cfg_, in.layer, past);
     const size_t all = static_cast<size_t>(past + in.n);
     k_.resize(all * kv_dim);
     xs_.resize(static_cast<size_t>(past) * hidden);
@@ -85,11 +85,13 @@ class XQuantSequence : public SequenceCache {
         x_[in.layer].append(in.x, in.n);
       }
     }
+    drop_unseen(in.layer, window_start(cfg_, in.layer, past + in.n));
   }
 
   int num_tokens() const override { return rows(cfg_.num_layers - 1); }
 
   void truncate(int n) override {
+    check_truncate(cfg_, n, num_tokens());
     for (auto& s : x_) s.truncate(n);
     for (auto& s : xc_) s.truncate(n);
     for (auto& s : zk_) s.truncate(n);
@@ -106,6 +108,19 @@ class XQuantSequence : public SequenceCache {
   }
 
  private:
+  // A sliding layer forgets the rows the next token cannot see.
+  void drop_unseen(int l, int keep) {
+    if (keep == 0) return;
+    if (basis_) {
+      zk_[l].drop_before(keep);
+      zv_[l].drop_before(keep);
+    } else if (opts_.x_per_channel) {
+      xc_[l].drop_before(keep);
+    } else {
+      x_[l].drop_before(keep);
+    }
+  }
+
   void attend_latent(const LayerAttnInput& in, int lo) {
     const int hidden = cfg_.hidden_size, kv_dim = cfg_.kv_dim(), r = basis_->rank;
     const int past = in.start_pos;
@@ -195,14 +210,17 @@ double channel_row_bytes(int width, int bits, int group) {
 
 }  // namespace
 
-double XQuantFormat::bytes_per_token() const {
+double XQuantFormat::layer_bytes_per_token(int) const {
   const int g = opts_.group, b = opts_.bits;
-  if (!basis_ && opts_.x_per_channel) {
-    return cfg_.num_layers * channel_row_bytes(cfg_.hidden_size, b, g);
-  }
-  if (!basis_) return cfg_.num_layers * token_row_bytes(cfg_.hidden_size, b, g);
+  if (!basis_ && opts_.x_per_channel) return channel_row_bytes(cfg_.hidden_size, b, g);
+  if (!basis_) return token_row_bytes(cfg_.hidden_size, b, g);
   const int r = basis_->rank;
-  return cfg_.num_layers * (channel_row_bytes(r, b, g) + token_row_bytes(r, b, g));
+  return channel_row_bytes(r, b, g) + token_row_bytes(r, b, g);
+}
+
+int XQuantFormat::sliding_slack_tokens() const {
+  const bool channel_blocks = (basis_ || opts_.x_per_channel) && opts_.bits != 16;
+  return channel_blocks ? opts_.group - 1 : 0;
 }
 
 double XQuantFormat::window_bytes_max() const {

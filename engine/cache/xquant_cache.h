@@ -25,9 +25,13 @@ class XQuantFormat : public CacheFormat {
   // Throws ConfigError on bad bits/group, or when a latent is asked of a model without Wk/Wv.
   XQuantFormat(const ModelConfig& cfg, const KvProjector& proj, const XQuantOptions& opts);
   std::string name() const override;
-  double bytes_per_token() const override;
+  double layer_bytes_per_token(int layer) const override;
   double window_bytes_max() const override;
   std::unique_ptr<SequenceCache> new_sequence() const override;
+  const ModelConfig& config() const override { return cfg_; }
+
+ protected:
+  int sliding_slack_tokens() const override;
 
  private:
   ModelConfig cfg_;

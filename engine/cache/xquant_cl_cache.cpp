@@ -23,6 +23,13 @@
 // - Rebuilding A_l of the past needs all deltas up to l; the sequence keeps the running sum of
 //   the past as scratch while the model walks the layers in order (one add per layer), and
 //   rebuilds it from scratch when layers come out of order.
+// - Sliding-window layers (Gemma 3): "layer l-1" above is the previous layer of l's chain
+//   (cl_chains): the global layers chain among themselves with their own base, and so do the
+//   sliding ones, which forget a token once it left the window (after the step's last layer,
+//   since later sliding layers of the step still rebuild the same rows through the earlier
+//   ones). Each chain keeps its own running sums. The global chain's deltas span several
+//   layers (6 on Gemma 3), so they are wider than adjacent layers' would be: the price of a
+//   sliding layer holding only its window.
 #include "engine/cache/xquant_cl_cache.h"
 
 #include <algorithm>
@@ -40,9 +47,9 @@ namespace {
 class XQuantCLSequence : public SequenceCache {
  public:
   XQuantCLSequence(const ModelConfig& cfg, const KvProjector& proj, const XQuantCLOptions& opts)
-      : cfg_(cfg), proj_(proj), opts_(opts) {
+      : cfg_(cfg), proj_(proj), opts_(opts), prev_(cl_chains(cfg)) {
     for (int l = 0; l < cfg.num_layers; ++l)
-      d_.emplace_back(cfg.hidden_size, l == 0 ? opts.base_bits : opts.bits, opts.group);
+      d_.emplace_back(cfg.hidden_size, prev_[l] < 0 ? opts.base_bits : opts.bits, opts.group);
   }
 
   void attend(const LayerAttnInput& in) override {
@@ -55,9 +62,9 @@ class XQuantCLSequence : public SequenceCache {
     const int hidden = cfg_.hidden_size, kv_dim = cfg_.kv_dim();
     const size_t h = hidden;
     const float* src = cl_source(in, opts_.residual);
-    reconstruct_past(l, past);
-    const int lo = first_visible(cfg_, l, past);
-    const float* xs = cl_past_inputs(proj_, l, past_, lo, past, hidden, opts_.residual, xs_);
+    const int lo = window_start(cfg_, l, past);
+    const Chain& c = reconstruct_past(l, past, lo);
+    const float* xs = cl_past_inputs(proj_, l, c.past, lo, past, hidden, opts_.residual, xs_);
     k_.resize(static_cast<size_t>(past + in.n) * kv_dim);
     remat_keys(proj_, l, xs, hidden, lo, past, kv_dim, k_.data());
     std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, k_.begin() + past * kv_dim);
@@ -68,25 +75,33 @@ class XQuantCLSequence : public SequenceCache {
       remat_attention(cfg_, proj_, in, xs, k_.data(), v_.data());
     }
 
-    // The new tokens: their delta against the accumulator of layer l-1, then A_l.
+    // The new tokens: their delta against the accumulator of the chain's previous layer p,
+    // then A_l.
+    Chain& ch = chains_[chain_of(l)];
+    const int p = prev_[l];
     const size_t m = static_cast<size_t>(in.n) * h;
-    if (l > 0 && !(new_layer_ == l - 1 && new_start_ == past && new_n_ == in.n)) {
-      sum_layers(l - 1, past, past + in.n, new_);
+    if (p >= 0 && !(ch.new_layer == p && ch.new_start == past && ch.new_n == in.n)) {
+      sum_layers(p, past, past + in.n, ch.fresh);
     }
-    new_.resize(m);
+    ch.fresh.resize(m);
     std::vector<float> delta(m);
-    for (size_t i = 0; i < m; ++i) delta[i] = l == 0 ? src[i] : src[i] - new_[i];
+    for (size_t i = 0; i < m; ++i) delta[i] = p < 0 ? src[i] : src[i] - ch.fresh[i];
     d_[l].append(delta.data(), in.n);
     d_[l].read(past, past + in.n, delta.data());
-    for (size_t i = 0; i < m; ++i) new_[i] = l == 0 ? delta[i] : new_[i] + delta[i];
-    new_layer_ = l, new_start_ = past, new_n_ = in.n;
+    for (size_t i = 0; i < m; ++i) ch.fresh[i] = p < 0 ? delta[i] : ch.fresh[i] + delta[i];
+    ch.new_layer = l, ch.new_start = past, ch.new_n = in.n;
+    if (l == cfg_.num_layers - 1) {
+      for (int s = 0; s < cfg_.num_layers; ++s)
+        d_[s].drop_before(window_start(cfg_, s, past + in.n));
+    }
   }
 
   int num_tokens() const override { return d_.back().rows(); }
 
   void truncate(int n) override {
+    check_truncate(cfg_, n, num_tokens());
     for (auto& d : d_) d.truncate(n);
-    past_layer_ = new_layer_ = -1;
+    for (Chain& c : chains_) c.past_layer = c.new_layer = -1;
   }
 
   size_t bytes_used() const override {
@@ -96,25 +111,39 @@ class XQuantCLSequence : public SequenceCache {
   }
 
  private:
-  // past_ = A_l of rows [0, past): one add onto A_{l-1} when the model walks layers in order.
-  void reconstruct_past(int l, int past) {
-    const size_t n = static_cast<size_t>(past) * cfg_.hidden_size;
-    if (l > 0 && past_layer_ == l - 1 && past_rows_ == past) {
-      tmp_.resize(n);
-      d_[l].read(0, past, tmp_.data());
-      for (size_t i = 0; i < n; ++i) past_[i] += tmp_[i];
+  // A chain's running sums (scratch).
+  struct Chain {
+    std::vector<float> past;  // A of the past rows [lo, past_rows) at layer past_layer
+    int past_layer = -1, past_lo = 0, past_rows = 0;
+    std::vector<float> fresh;  // A of the in-flight new tokens at layer new_layer
+    int new_layer = -1, new_start = 0, new_n = 0;
+  };
+  int chain_of(int l) const { return cfg_.sliding_window > 0 && cfg_.is_sliding(l) ? 1 : 0; }
+
+  // The chain's past = A_l of rows [lo, past) at their row index: one add onto A_p when the
+  // model walks the chain's layers in order.
+  const Chain& reconstruct_past(int l, int past, int lo) {
+    Chain& c = chains_[chain_of(l)];
+    const size_t h = cfg_.hidden_size, off = static_cast<size_t>(lo) * h;
+    c.past.resize(static_cast<size_t>(past) * h);
+    if (prev_[l] >= 0 && c.past_layer == prev_[l] && c.past_rows == past && c.past_lo == lo) {
+      tmp_.resize((past - lo) * h);
+      d_[l].read(lo, past, tmp_.data());
+      for (size_t i = 0; i < tmp_.size(); ++i) c.past[off + i] += tmp_[i];
     } else {
-      sum_layers(l, 0, past, past_);
+      sum_layers(l, lo, past, tmp2_);
+      std::copy(tmp2_.begin(), tmp2_.end(), c.past.begin() + off);
     }
-    past_layer_ = l, past_rows_ = past;
+    c.past_layer = l, c.past_lo = lo, c.past_rows = past;
+    return c;
   }
 
-  // out = sum over layers 0..l of the dequantized rows [begin, end) = A_l of those rows.
+  // out = the sum over l's chain up to l of the dequantized rows [begin, end) = A_l of them.
   void sum_layers(int l, int begin, int end, std::vector<float>& out) {
     const size_t n = static_cast<size_t>(end - begin) * cfg_.hidden_size;
     out.assign(n, 0.0f);
     tmp_.resize(n);
-    for (int m = 0; m <= l; ++m) {
+    for (int m = l; m >= 0; m = prev_[m]) {
       d_[m].read(begin, end, tmp_.data());
       for (size_t i = 0; i < n; ++i) out[i] += tmp_[i];
     }
@@ -123,13 +152,11 @@ class XQuantCLSequence : public SequenceCache {
   ModelConfig cfg_;
   const KvProjector& proj_;
   XQuantCLOptions opts_;
-  std::vector<TokenQuantRows> d_;  // per layer: S_0, then the deltas
-  std::vector<float> past_;        // A of the past at layer past_layer_ (scratch)
-  std::vector<float> xs_;          // norm_input of past_ (scratch, residual deltas)
-  int past_layer_ = -1, past_rows_ = 0;
-  std::vector<float> new_;  // A of the in-flight new tokens at layer new_layer_
-  int new_layer_ = -1, new_start_ = 0, new_n_ = 0;
-  std::vector<float> k_, v_, tmp_;  // scratch
+  std::vector<int> prev_;          // cl_chains(cfg_)
+  std::vector<TokenQuantRows> d_;  // per layer: a chain's base S, or its delta
+  Chain chains_[2];                // global layers, sliding layers
+  std::vector<float> xs_;          // norm_input of a chain's past (scratch, residual deltas)
+  std::vector<float> k_, v_, tmp_, tmp2_;  // scratch
 };
 
 }  // namespace
@@ -152,9 +179,21 @@ const float* cl_past_inputs(const KvProjector& proj, int l, const std::vector<fl
   return xs.data();
 }
 
+std::vector<int> cl_chains(const ModelConfig& cfg) {
+  std::vector<int> prev(cfg.num_layers, -1);
+  const bool split = cfg.sliding_window > 0;
+  int last[2] = {-1, -1};
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    const int c = split && cfg.is_sliding(l) ? 1 : 0;
+    prev[l] = last[c];
+    last[c] = l;
+  }
+  return prev;
+}
+
 XQuantCLFormat::XQuantCLFormat(const ModelConfig& cfg, const KvProjector& proj,
                                const XQuantCLOptions& opts)
-    : cfg_(cfg), proj_(proj), opts_(opts) {
+    : cfg_(cfg), proj_(proj), opts_(opts), prev_(cl_chains(cfg)) {
   if (opts_.base_bits == 0) opts_.base_bits = opts.bits == 16 ? 16 : std::max(opts.bits, 4);
   for (int b : {opts_.bits, opts_.base_bits}) {
     if (b == 16) continue;
@@ -184,19 +223,17 @@ double layer_row_bytes(int h, int bits, int g, bool per_channel) {
 
 }  // namespace
 
-double XQuantCLFormat::bytes_per_token() const {
-  const int h = cfg_.hidden_size, g = opts_.group;
-  const bool pc = opts_.per_channel;
-  return layer_row_bytes(h, opts_.base_bits, g, pc) +
-         (cfg_.num_layers - 1) * layer_row_bytes(h, opts_.bits, g, pc);
+double XQuantCLFormat::layer_bytes_per_token(int layer) const {
+  const int bits = prev_.at(layer) < 0 ? opts_.base_bits : opts_.bits;
+  return layer_row_bytes(cfg_.hidden_size, bits, opts_.group, opts_.per_channel);
 }
 
 double XQuantCLFormat::window_bytes_max() const {
   if (!opts_.per_channel) return 0.0;
-  const int h = cfg_.hidden_size, g = opts_.group;
-  const double win = static_cast<double>(cl_window_value_bytes(opts_)) * h;
-  return (g - 1) * ((win - layer_row_bytes(h, opts_.base_bits, g, true)) +
-                    (cfg_.num_layers - 1) * (win - layer_row_bytes(h, opts_.bits, g, true)));
+  const double win = static_cast<double>(cl_window_value_bytes(opts_)) * cfg_.hidden_size;
+  double b = 0;
+  for (int l = 0; l < cfg_.num_layers; ++l) b += win - layer_bytes_per_token(l);
+  return (opts_.group - 1) * b;
 }
 
 std::unique_ptr<SequenceCache> XQuantCLFormat::new_sequence() const {

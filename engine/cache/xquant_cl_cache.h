@@ -1,6 +1,7 @@
 // XQuantCLFormat: XQuant-CL, cross-layer deltas: layer 0 caches its input, every later layer the
 // quantized difference between its input and the running reconstruction (the accumulator); the
-// input is the pre-norm residual stream or the normed X.
+// input is the pre-norm residual stream or the normed X. Models with sliding-window layers get
+// two chains, one through the global layers and one through the sliding ones (cl_chains).
 #pragma once
 
 #include <memory>
@@ -31,19 +32,33 @@ struct XQuantCLOptions {
 // "xquant-cl-residual").
 inline bool cl_default_residual(bool per_channel) { return per_channel; }
 
+// The layer each layer's delta is taken against: the previous layer of its chain, -1 for a
+// chain's base. Without sliding-window layers one chain runs through every layer. With them,
+// the global layers form one chain and the sliding layers another, so that a sliding layer can
+// forget the tokens that left its window: in one chain, the global layers' reconstruction of an
+// old token would need the sliding layers' deltas of it.
+std::vector<int> cl_chains(const ModelConfig& cfg);
+
 class XQuantCLFormat : public CacheFormat {
  public:
   XQuantCLFormat(const ModelConfig& cfg, const KvProjector& proj, const XQuantCLOptions& opts);
   std::string name() const override;
-  double bytes_per_token() const override;
+  double layer_bytes_per_token(int layer) const override;
   double window_bytes_max() const override;
   std::unique_ptr<SequenceCache> new_sequence() const override;
+  const ModelConfig& config() const override { return cfg_; }
   int base_bits() const { return opts_.base_bits; }
+
+ protected:
+  int sliding_slack_tokens() const override {
+    return opts_.per_channel && opts_.bits != 16 ? opts_.group - 1 : 0;
+  }
 
  private:
   ModelConfig cfg_;
   const KvProjector& proj_;
   XQuantCLOptions opts_;
+  std::vector<int> prev_;  // cl_chains(cfg_)
 };
 
 // Bytes of one value in the per-channel variant's window of recent rows: 2 (fp16) for X, 4 (fp32)

@@ -9,6 +9,9 @@
 //   reconstructions, so as in the per-token variant the error does not accumulate with depth.
 // - Reading layer l's past: the blocks through the running sum of deltas, the window as fp16 S;
 //   for the residual stream, then the layer's input norm.
+// - Sliding-window layers: "the layer below" is the previous layer of the chain (cl_chains),
+//   each chain with its own running sums; after the step's last layer a sliding layer forgets
+//   the blocks that lie wholly before its window.
 #include "engine/cache/xquant_cl_channel.h"
 
 #include <stdexcept>
@@ -24,9 +27,9 @@ namespace {
 class CLChannelSequence : public SequenceCache {
  public:
   CLChannelSequence(const ModelConfig& cfg, const KvProjector& proj, const XQuantCLOptions& opts)
-      : cfg_(cfg), proj_(proj), opts_(opts), win_(cfg.num_layers) {
+      : cfg_(cfg), proj_(proj), opts_(opts), prev_(cl_chains(cfg)), win_(cfg.num_layers) {
     for (int l = 0; l < cfg.num_layers; ++l)
-      q_.emplace_back(cfg.hidden_size, l == 0 ? opts.base_bits : opts.bits, opts.group);
+      q_.emplace_back(cfg.hidden_size, prev_[l] < 0 ? opts.base_bits : opts.bits, opts.group);
   }
 
   void attend(const LayerAttnInput& in) override {
@@ -38,9 +41,9 @@ class CLChannelSequence : public SequenceCache {
     }
     const int hidden = cfg_.hidden_size, kv_dim = cfg_.kv_dim();
     const float* src = cl_source(in, opts_.residual);
-    reconstruct_past(l, past);
-    const int lo = first_visible(cfg_, l, past);
-    const float* xs = cl_past_inputs(proj_, l, past_, lo, past, hidden, opts_.residual, xs_);
+    const int lo = window_start(cfg_, l, past);
+    const float* xs =
+        cl_past_inputs(proj_, l, reconstruct_past(l, past, lo), lo, past, hidden, opts_.residual, xs_);
     k_.resize(static_cast<size_t>(past + in.n) * kv_dim);
     remat_keys(proj_, l, xs, hidden, lo, past, kv_dim, k_.data());
     std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, k_.begin() + past * kv_dim);
@@ -54,11 +57,16 @@ class CLChannelSequence : public SequenceCache {
     win_[l].resize(old + m);
     to_window(src, win_[l].data() + old, m);
     while (window_rows(l) >= opts_.group) flush_block(l);
+    if (l == cfg_.num_layers - 1) {
+      for (int s = 0; s < cfg_.num_layers; ++s)
+        q_[s].drop_before(window_start(cfg_, s, past + in.n));
+    }
   }
 
   int num_tokens() const override { return rows(cfg_.num_layers - 1); }
 
   void truncate(int n) override {
+    check_truncate(cfg_, n, num_tokens());
     const int g = opts_.group, keep = n / g * g;
     const size_t h = cfg_.hidden_size;
     // Cut blocks give their kept rows back to the window as reconstructed X, computed for every
@@ -77,7 +85,7 @@ class CLChannelSequence : public SequenceCache {
       win_[l].resize(back[l].size());
       to_window(back[l].data(), win_[l].data(), back[l].size());
     }
-    acc_layer_ = blk_layer_ = -1;
+    for (Chain& c : chains_) c.acc_layer = c.blk_layer = -1;
   }
 
   size_t bytes_used() const override {
@@ -100,54 +108,68 @@ class CLChannelSequence : public SequenceCache {
   int window_rows(int l) const { return static_cast<int>(win_[l].size() / cfg_.hidden_size); }
   int rows(int l) const { return q_.at(l).rows() + window_rows(l); }
 
-  // past_ rows [0, past) = A_l: blocks as the running sum of deltas (one add per layer when the
-  // layers come in order), window rows as their fp16 S.
-  void reconstruct_past(int l, int past) {
+  // A chain's running sums (scratch).
+  struct Chain {
+    std::vector<float> past;  // rows [from, acc_rows) hold A of layer acc_layer
+    int acc_layer = -1, acc_from = 0, acc_rows = 0;
+    std::vector<float> blk_acc;  // A of the chain's last flushed block
+    int blk_layer = -1, blk_row = 0;
+  };
+  Chain& chain(int l) { return chains_[cfg_.sliding_window > 0 && cfg_.is_sliding(l) ? 1 : 0]; }
+
+  // The chain's past rows [lo, past) = A_l at their row index: blocks as the running sum of
+  // deltas (one add per layer when the chain's layers come in order), window rows as their S.
+  const std::vector<float>& reconstruct_past(int l, int past, int lo) {
+    Chain& c = chain(l);
     const size_t h = cfg_.hidden_size;
-    const int qrows = q_[l].rows();
-    past_.resize(static_cast<size_t>(past) * h);
-    if (l > 0 && acc_layer_ == l - 1 && acc_rows_ == qrows) {
-      tmp_.resize(qrows * h);
-      q_[l].read(0, qrows, tmp_.data());
-      for (size_t i = 0; i < tmp_.size(); ++i) past_[i] += tmp_[i];
+    const int qrows = q_[l].rows(), from = std::min(lo, qrows);
+    const size_t off = static_cast<size_t>(from) * h;
+    c.past.resize(static_cast<size_t>(past) * h);
+    if (prev_[l] >= 0 && c.acc_layer == prev_[l] && c.acc_rows == qrows && c.acc_from == from) {
+      tmp_.resize((qrows - from) * h);
+      q_[l].read(from, qrows, tmp_.data());
+      for (size_t i = 0; i < tmp_.size(); ++i) c.past[off + i] += tmp_[i];
     } else {
-      sum_layers(l, 0, qrows, tmp2_);
-      std::copy(tmp2_.begin(), tmp2_.end(), past_.begin());
+      sum_layers(l, from, qrows, tmp2_);
+      std::copy(tmp2_.begin(), tmp2_.end(), c.past.begin() + off);
     }
-    acc_layer_ = l, acc_rows_ = qrows;
-    std::copy(win_[l].begin(), win_[l].begin() + (past - qrows) * h, past_.begin() + qrows * h);
+    c.acc_layer = l, c.acc_from = from, c.acc_rows = qrows;
+    std::copy(win_[l].begin(), win_[l].begin() + (past - qrows) * h, c.past.begin() + qrows * h);
+    return c.past;
   }
 
-  // Quantizes the first G window rows of layer l as a block of deltas against A_{l-1}.
+  // Quantizes the first G window rows of layer l as a block of deltas against A_p, p the
+  // previous layer of l's chain.
   void flush_block(int l) {
-    const int g = opts_.group, q0 = q_[l].rows();
+    Chain& c = chain(l);
+    const int g = opts_.group, q0 = q_[l].rows(), p = prev_[l];
     const size_t n = static_cast<size_t>(g) * cfg_.hidden_size;
     std::vector<float> x(n), below;
     std::copy(win_[l].begin(), win_[l].begin() + n, x.begin());
-    if (l > 0) {
-      if (blk_layer_ == l - 1 && blk_row_ == q0) {
-        below.swap(blk_acc_);
+    if (p >= 0) {
+      if (c.blk_layer == p && c.blk_row == q0) {
+        below.swap(c.blk_acc);
       } else {
-        sum_layers(l - 1, q0, q0 + g, below);
+        sum_layers(p, q0, q0 + g, below);
       }
       for (size_t i = 0; i < n; ++i) x[i] -= below[i];
     }
     q_[l].append(x.data(), g);
     q_[l].read(q0, q0 + g, x.data());
-    if (l > 0) {
+    if (p >= 0) {
       for (size_t i = 0; i < n; ++i) x[i] += below[i];
     }
-    blk_acc_.swap(x);  // A_l of this block, for the layer above
-    blk_layer_ = l, blk_row_ = q0;
+    c.blk_acc.swap(x);  // A_l of this block, for the chain's next layer
+    c.blk_layer = l, c.blk_row = q0;
     win_[l].erase(win_[l].begin(), win_[l].begin() + n);
   }
 
-  // out = A_l of quantized rows [begin, end): the sum of the deltas of layers 0..l.
+  // out = A_l of quantized rows [begin, end): the sum of the deltas of l's chain up to l.
   void sum_layers(int l, int begin, int end, std::vector<float>& out) {
     const size_t n = static_cast<size_t>(end - begin) * cfg_.hidden_size;
     out.assign(n, 0.0f);
     std::vector<float> d(n);
-    for (int m = 0; m <= l; ++m) {
+    for (int m = l; m >= 0; m = prev_[m]) {
       q_[m].read(begin, end, d.data());
       for (size_t i = 0; i < n; ++i) out[i] += d[i];
     }
@@ -156,13 +178,11 @@ class CLChannelSequence : public SequenceCache {
   ModelConfig cfg_;
   const KvProjector& proj_;
   XQuantCLOptions opts_;
-  std::vector<ChannelQuantRows> q_;      // per layer: blocks of X_0, then of deltas
+  std::vector<int> prev_;                // cl_chains(cfg_)
+  std::vector<ChannelQuantRows> q_;      // per layer: blocks of a chain's base S, or of deltas
   std::vector<std::vector<float>> win_;  // per layer: the newest S rows (fp16 values for X)
-  std::vector<float> past_;              // A of the past (scratch)
-  std::vector<float> xs_;                // norm_input of past_ (scratch, residual deltas)
-  int acc_layer_ = -1, acc_rows_ = 0;    // past_[0, acc_rows_) holds A_acc_layer_
-  std::vector<float> blk_acc_;           // A of the last flushed block (scratch)
-  int blk_layer_ = -1, blk_row_ = 0;
+  Chain chains_[2];                      // global layers, sliding layers
+  std::vector<float> xs_;                // norm_input of a chain's past (scratch)
   std::vector<float> k_, v_, tmp_, tmp2_;  // scratch
 };
 

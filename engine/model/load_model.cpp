@@ -1,6 +1,7 @@
 #include <cblas.h>
 #include <spdlog/spdlog.h>
 
+#include "engine/cache/kv16_cache.h"
 #include "engine/model/cpu_model.h"
 #include "engine/model/gguf_model.h"
 #include "engine/model/model.h"
@@ -25,8 +26,10 @@ void log_loaded(const std::filesystem::path& path, const Model& m, const std::st
       path.string(), arch_name(c.arch), c.model_type, c.num_layers, c.hidden_size, c.num_heads,
       c.num_kv_heads, c.vocab_size, m.weight_bytes() / 4.0 / 1e6, dtype,
       m.weight_bytes() / 1048576.0);
-  spdlog::info("cache format {}: {:.1f} bytes/token ({:.2f}x smaller than fp16 KV)", f.name(),
-               f.bytes_per_token(), fp16_kv_bytes_per_token(c) / f.bytes_per_token());
+  const double full = f.bytes_per_token() + f.sliding_bytes_per_token();
+  const Kv16Format fp16(c);
+  spdlog::info("cache format {}: {:.1f} bytes/token ({:.2f}x smaller than fp16 KV)", f.name(), full,
+               (fp16.bytes_per_token() + fp16.sliding_bytes_per_token()) / full);
 }
 
 }  // namespace

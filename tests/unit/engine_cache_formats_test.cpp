@@ -312,18 +312,23 @@ TEST(CacheFormats, TruncateForgetsTheTail) {
       auto a = fmt->new_sequence(), b = fmt->new_sequence();
       Outputs oa, ob;
       run(s.cfg, s.work, *a, 0, 60, 7, oa);
-      a->truncate(37);  // inside a key group of 16
-      EXPECT_EQ(a->num_tokens(), 37);
-      run(s.cfg, s.work, *b, 0, 37, 7, ob);
+      // Sliding layers (window 20) forgot rows a cut to 37 would see again: only 0 works there.
+      const int cut = s.cfg.sliding_window > 0 ? 0 : 37;  // 37: inside a key group of 16
+      if (cut == 0) {
+        EXPECT_THROW(a->truncate(37), std::logic_error) << spec;
+      }
+      a->truncate(cut);
+      EXPECT_EQ(a->num_tokens(), cut);
+      run(s.cfg, s.work, *b, 0, cut, 7, ob);
       EXPECT_EQ(a->bytes_used(), b->bytes_used()) << kind << " " << spec;
-      run(s.cfg, s.work, *a, 37, s.work.tokens, 1, oa);
-      run(s.cfg, s.work, *b, 37, s.work.tokens, 1, ob);
+      run(s.cfg, s.work, *a, cut, s.work.tokens, 1, oa);
+      run(s.cfg, s.work, *b, cut, s.work.tokens, 1, ob);
       // KIVI and the K latent refill their fp16 window with dequantized rows after a cut inside
       // a group: they may differ from the fresh sequence by up to their quantization error.
       const bool exact_rows =
           spec != "kivi" && spec != "latent" && spec.find("-ch") == std::string::npos;
-      const double tol = exact_rows ? 1e-5 : 2 * rel_error(s.cfg, ob, s.ref, 37);
-      EXPECT_LT(rel_error(s.cfg, oa, ob, 37), tol) << kind << " " << spec;
+      const double tol = exact_rows || cut == 0 ? 1e-5 : 2 * rel_error(s.cfg, ob, s.ref, cut);
+      EXPECT_LT(rel_error(s.cfg, oa, ob, cut), tol) << kind << " " << spec;
     }
   }
 }
@@ -387,9 +392,63 @@ TEST(CacheFormats, BytesPerTokenFormulasMatchAllocatedBytes) {
         EXPECT_NEAR(used, floor + c.window_max, 1e-6) << c.spec << c.bits;
       }
     }
-    EXPECT_NEAR(fp16_kv_bytes_per_token(s.cfg) / fmt->bytes_per_token(), (L * 4.0 * kv) / c.bpt,
+    EXPECT_NEAR(fp16_kv_bytes_per_token(s.cfg, 100) / fmt->bytes_per_token(), (L * 4.0 * kv) / c.bpt,
                 1e-12);
   }
+}
+
+// The "sliding" shapes: layers {sliding, global, sliding}, window 20, 70 tokens. Sliding layers
+// hold only their window (plus a part-filled per-channel block), by the format's own count and
+// by the bytes really held; global layers hold every token.
+TEST(CacheFormats, SlidingLayersHoldOnlyTheirWindow) {
+  Bench s("sliding");
+  EXPECT_EQ(cl_chains(s.cfg), (std::vector<int>{-1, -1, 0}));
+  for (std::string spec : {"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch",
+                           "xquant-cl-ch-normed", "latent"}) {
+    for (int bits : {3, 16}) {
+      if (spec == "kivi" && bits == 16) continue;
+      const auto fmt = make(spec, s.cfg, s.proj, bits);
+      EXPECT_DOUBLE_EQ(fmt->bytes_per_token(), fmt->layer_bytes_per_token(1)) << spec;
+      EXPECT_DOUBLE_EQ(fmt->sliding_bytes_per_token(),
+                       fmt->layer_bytes_per_token(0) + fmt->layer_bytes_per_token(2))
+          << spec;
+      EXPECT_GE(fmt->sliding_tokens(), 19) << spec;
+      EXPECT_LE(fmt->sliding_tokens(), 19 + kGroup - 1) << spec;
+      auto seq = fmt->new_sequence();
+      Outputs o;
+      for (int t = 1; t <= s.work.tokens; ++t) {
+        run(s.cfg, s.work, *seq, t - 1, t, 1, o);
+        const double used = static_cast<double>(seq->bytes_used());
+        EXPECT_LE(used, fmt->sequence_bytes(t) + fmt->window_bytes_max() + 1e-9)
+            << spec << bits << " t=" << t;
+        EXPECT_GE(used + 1e-9, t * fmt->bytes_per_token()) << spec << bits << " t=" << t;
+      }
+      // 70 tokens: the sliding layers hold about 20, not 70.
+      const double all = s.work.tokens * (fmt->bytes_per_token() + fmt->sliding_bytes_per_token());
+      EXPECT_LT(fmt->sequence_bytes(s.work.tokens), 0.75 * all) << spec;
+      if (spec == "fp16" || spec == "xquant" || spec == "xquant-cl") {  // per-token rows: exact
+        EXPECT_DOUBLE_EQ(static_cast<double>(seq->bytes_used()), fmt->sequence_bytes(s.work.tokens))
+            << spec << bits;
+      }
+      // A long prefill chunk holds its rows only while the step runs.
+      auto chunked = fmt->new_sequence();
+      run(s.cfg, s.work, *chunked, 0, s.work.tokens, 45, o);
+      EXPECT_LE(chunked->bytes_used(),
+                fmt->sequence_bytes(s.work.tokens) + fmt->window_bytes_max() + 1e-9)
+          << spec << bits;
+    }
+  }
+}
+
+// Gemma 3's pattern: five sliding layers, then a global one.
+TEST(CacheFormats, CrossLayerChainsSplitGlobalAndSlidingLayers) {
+  ModelConfig c = make_config("sliding");
+  c.num_layers = 12;
+  c.layer_is_sliding.assign(12, true);
+  c.layer_is_sliding[5] = c.layer_is_sliding[11] = false;
+  EXPECT_EQ(cl_chains(c), (std::vector<int>{-1, 0, 1, 2, 3, -1, 4, 6, 7, 8, 9, 5}));
+  c.sliding_window = 0;  // no window: one chain through every layer
+  EXPECT_EQ(cl_chains(c), (std::vector<int>{-1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
 }
 
 TEST(CacheFormats, FactoryBuildsEachFormat) {

@@ -209,14 +209,24 @@ TEST_P(ModelTest, TruncateForgetsTheTailAndCountsBytes) {
   std::vector<float> out;
   SeqInput in{cache.get(), toks, 0, false};
   m_.forward(std::span<const SeqInput>(&in, 1), out);
+  const CacheFormat& f = m_.cache_format();
   EXPECT_EQ(cache->num_tokens(), 10);
-  EXPECT_EQ(cache->bytes_used(), 10 * m_.cache_format().bytes_per_token());
-  EXPECT_EQ(m_.cache_format().bytes_per_token(), 2.0 * 2 * cfg_.kv_dim() * cfg_.num_layers);
-  cache->truncate(6);
-  EXPECT_EQ(cache->num_tokens(), 6);
-  EXPECT_EQ(cache->bytes_used(), 6 * m_.cache_format().bytes_per_token());
+  EXPECT_EQ(cache->bytes_used(), f.sequence_bytes(10));
+  EXPECT_EQ(f.bytes_per_token() + f.sliding_bytes_per_token(),
+            2.0 * 2 * cfg_.kv_dim() * cfg_.num_layers);
+  // Sliding layers (Gemma 3's, window 4) forgot the rows a cut to 6 would need again: only a cut
+  // to 0 (preemption) works there.
+  int cut = 6;
+  if (cfg_.sliding_window > 0) {
+    EXPECT_LT(f.sequence_bytes(10), 10 * (f.bytes_per_token() + f.sliding_bytes_per_token()));
+    EXPECT_THROW(cache->truncate(6), std::logic_error);
+    cut = 0;
+  }
+  cache->truncate(cut);
+  EXPECT_EQ(cache->num_tokens(), cut);
+  EXPECT_EQ(cache->bytes_used(), f.sequence_bytes(cut));
   // Re-running the forgotten tokens gives what a fresh 10-token run gives.
-  SeqInput tail{cache.get(), std::span<const int>(toks).subspan(6), 6, false};
+  SeqInput tail{cache.get(), std::span<const int>(toks).subspan(cut), cut, false};
   m_.forward(std::span<const SeqInput>(&tail, 1), out);
   auto fresh = run_chunked(m_, toks, 6);
   std::vector<float> last(fresh.end() - cfg_.vocab_size, fresh.end());

@@ -1,9 +1,11 @@
 // The group quantizer and the quantized row stores: error bounds, packing, edge values, bytes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "engine/cache/quantized_rows.h"
@@ -216,6 +218,63 @@ TEST(TokenQuantRows, TruncateMatchesAppendingFewerRows) {
     if (window == 0) {
       EXPECT_EQ(ra, rb);
     }
+  }
+}
+
+// A sliding-window layer's store forgets its oldest rows; the rest keep their indices and values.
+TEST(TokenQuantRows, DropBeforeForgetsOldRowsOnly) {
+  const int width = 24;
+  const auto x = random_rows(50, width, 9);
+  for (int bits : {3, 16}) {
+    TokenQuantRows store(width, bits, 8, bits == 16 ? 0 : 6);
+    store.append(x.data(), 50);
+    std::vector<float> before(50 * width), after(20 * width);
+    store.read(0, 50, before.data());
+    const size_t bytes = store.bytes();
+    store.drop_before(30);
+    EXPECT_EQ(store.first(), 30);
+    EXPECT_EQ(store.rows(), 50);
+    EXPECT_EQ(store.bytes(), bytes - 30 * store.row_bytes());
+    store.read(30, 50, after.data());
+    EXPECT_TRUE(std::equal(after.begin(), after.end(), before.begin() + 30 * width)) << bits;
+    EXPECT_THROW(store.read(29, 30, after.data()), std::out_of_range);
+    store.append(x.data(), 3);  // appending after a drop
+    std::vector<float> last(3 * width);
+    store.read(50, 53, last.data());
+    for (int i = 0; i < 3 * width; ++i) EXPECT_NEAR(last[i], x[i], 0.5f);
+    store.drop_before(100);  // never into the fp16 window
+    EXPECT_EQ(store.rows(), 53);
+    EXPECT_EQ(store.first(), bits == 16 ? 53 : 47);
+    store.truncate(0);
+    EXPECT_EQ(store.rows(), 0);
+    EXPECT_EQ(store.bytes(), 0u);
+  }
+}
+
+TEST(ChannelQuantRows, DropBeforeForgetsWholeBlocks) {
+  const int width = 6, group = 4;
+  const auto x = random_rows(14, width, 10);
+  for (int bits : {2, 16}) {
+    ChannelQuantRows store(width, bits, group);
+    store.append(x.data(), 14);
+    std::vector<float> before(14 * width), after(7 * width);
+    store.read(0, 14, before.data());
+    store.drop_before(7);  // block 0 lies wholly before row 7, block 1 does not
+    EXPECT_EQ(store.first(), bits == 16 ? 7 : 4);
+    EXPECT_EQ(store.rows(), 14);
+    store.read(7, 14, after.data());
+    EXPECT_TRUE(std::equal(after.begin(), after.end(), before.begin() + 7 * width)) << bits;
+    if (bits != 16) {
+      EXPECT_EQ(store.bytes(), 2 * store.block_bytes() + 2 * store.tail_row_bytes());
+    } else {
+      EXPECT_EQ(store.bytes(), 7 * store.tail_row_bytes());
+    }
+    EXPECT_THROW(store.read(3, 4, after.data()), std::out_of_range);
+    store.append(x.data(), 2);  // fills block 3
+    EXPECT_EQ(store.rows(), 16);
+    store.truncate(0);
+    EXPECT_EQ(store.rows(), 0);
+    EXPECT_EQ(store.bytes(), 0u);
   }
 }
 

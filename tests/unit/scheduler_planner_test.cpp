@@ -146,6 +146,28 @@ TEST(BatchPlanner, ThousandsOfRandomLifecyclesLeakNoBlock) {
   EXPECT_EQ(bm.free(), bm.total());
 }
 
+// Sliding-window layers: a quarter of a token's bytes held only for the last 32 tokens.
+TEST(BlockManager, SlidingLayersCostOnlyTheirWindow) {
+  const TokenCost cost{3.0, 1.0, 32};
+  EXPECT_EQ(BlockManager::blocks_for_budget(16 * 4.0 * 10, cost, 16), 10);
+  BlockManager bm(10, 16, cost);
+  // Inside the window a token costs its full bytes: one block per 16 tokens.
+  EXPECT_EQ(bm.blocks_for_tokens(16), 1);
+  EXPECT_EQ(bm.blocks_for_tokens(32), 2);
+  // Past it, 3/4 of that: 64 more tokens are 48 token-equivalents, 3 blocks.
+  EXPECT_EQ(bm.blocks_for_tokens(96), 5);
+  EXPECT_EQ(bm.blocks_for_tokens(97), 6);
+  // 160 token-equivalents: 32 full ones, then 128 / 0.75.
+  EXPECT_EQ(bm.max_tokens(), 32 + 170);
+  EXPECT_EQ(bm.blocks_for_tokens(bm.max_tokens()), 10);
+  EXPECT_EQ(bm.blocks_for_tokens(bm.max_tokens() + 1), 11);
+  for (int64_t t = 1; t < 400; ++t) EXPECT_GE(bm.blocks_for_tokens(t), bm.blocks_for_tokens(t - 1));
+  // Without sliding layers the cost is the plain ceiling.
+  BlockManager plain(10, 16);
+  EXPECT_EQ(plain.blocks_for_tokens(97), 7);
+  EXPECT_EQ(plain.max_tokens(), 160);
+}
+
 // A tokenizer whose tokens are fixed byte strings: enough to drive the output logic.
 class PieceTokenizer : public Tokenizer {
  public:
