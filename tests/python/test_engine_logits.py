@@ -61,12 +61,14 @@ def model_dirs(tmp_path_factory):
     return get
 
 
-def engine_logits(model_dir, tokens, chunk=0, cache="fp16", tmp=None):
-    out = Path(tmp or model_dir) / f"logits_{chunk}_{cache}.npy"
+def engine_logits(model_dir, tokens, chunk=0, cache="fp16", tmp=None, bits=None):
+    out = Path(tmp or model_dir) / f"logits_{chunk}_{cache}_{bits}.npy"
     cmd = [str(LOGITS_CLI), str(model_dir), "--tokens", ",".join(map(str, tokens)), "--out",
            str(out), "--cache", cache]
     if chunk:
         cmd += ["--chunk", str(chunk)]
+    if bits:
+        cmd += ["--bits", str(bits)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"logits_cli failed: {r.stderr}"
     return np.load(out).astype(np.float64)
@@ -114,6 +116,21 @@ def test_chunked_prefill_and_decode_match_one_shot(model_dirs, name, tmp_path):
         assert np.abs(got - whole).max() < 5e-2, f"chunk {chunk} vs one shot"
         assert np.abs(got - want).max() < 5e-2, f"chunk {chunk} vs reference"
         assert (got.argmax(-1) == want.argmax(-1)).mean() > 0.9
+
+
+# Decoding 48 tokens one by one through a window of 12: the sliding layers forget old tokens
+# (XQuant-CL splits its delta chain there), and with 16-bit X every format must still give the
+# reference's logits.
+@pytest.mark.parametrize("cache", ["xquant", "xquant-ch", "xquant-cl", "xquant-cl-ch",
+                                   "xquant-cl-ch-normed"])
+def test_sixteen_bit_x_formats_match_reference_past_the_window(model_dirs, cache, tmp_path):
+    d = model_dirs("gemma3_window_softcap")
+    ref = ReferenceModel(d)
+    tokens = test_tokens(48, ref.w["model.embed_tokens.weight"].shape[0], 12)
+    want = log_softmax(ref.logits(tokens))
+    got = log_softmax(engine_logits(d, tokens, chunk=1, cache=cache, tmp=tmp_path, bits=16))
+    assert np.abs(got - want).max() < 5e-2, cache
+    assert (got.argmax(-1) == want.argmax(-1)).mean() > 0.9
 
 
 def test_unknown_cache_format_fails_cleanly(model_dirs, tmp_path):
