@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/cache/cache_format.h"
+#include "engine/cache/kv16_cache.h"
 #include "engine/model/model.h"
 
 namespace {
@@ -76,22 +77,27 @@ struct PplArgs {
   int ctx = 2048, stride = 0, max_tokens = 0, group = 128, threads = 0;
 };
 
-// Bytes per token are a token's mean cost in a sequence of `ctx` tokens (sliding-window layers
-// hold at most their window of it).
-void print_table(const std::vector<Run>& runs, const xq::ModelConfig& cfg, int ctx) {
-  const double fp16 = xq::fp16_kv_bytes_per_token(cfg, ctx);
+// bytes/token: a token's cost over every layer (the compression ratio's basis, as in the papers);
+// "B/tok @ctx": its mean cost in a sequence of the model's full context, where sliding-window
+// layers hold only their window (equal to bytes/token for models without such layers).
+void print_table(const std::vector<Run>& runs, const xq::ModelConfig& cfg) {
+  const int full = cfg.max_position_embeddings;
+  const xq::Kv16Format fp16(cfg);
+  const double fp16_all = fp16.bytes_per_token() + fp16.sliding_bytes_per_token();
   double base = -1;
   for (const Run& r : runs) {
     if (r.opts.format == "fp16") base = r.ppl();
   }
   if (base < 0) base = runs.front().ppl();
-  std::printf("%-22s %5s %5s %12s %9s %12s %10s %9s %8s\n", "cache", "bits", "G", "bytes/token",
-              "vs fp16", "window B/seq", "PPL", "dPPL", "tokens");
+  const std::string at = "B/tok @" + std::to_string(full);
+  std::printf("%-22s %5s %5s %12s %9s %14s %12s %10s %9s %8s\n", "cache", "bits", "G",
+              "bytes/token", "vs fp16", at.c_str(), "window B/seq", "PPL", "dPPL", "tokens");
   for (const Run& r : runs) {
-    const double bpt = r.format->mean_bytes_per_token(ctx);
-    std::printf("%-22s %5d %5d %12.1f %8.2fx %12.0f %10.4f %+9.4f %8ld\n", r.format->name().c_str(),
-                r.opts.bits, r.opts.group_size, bpt, fp16 / bpt, r.format->window_bytes_max(),
-                r.ppl(), r.ppl() - base, r.scored);
+    const xq::CacheFormat& f = *r.format;
+    const double bpt = f.bytes_per_token() + f.sliding_bytes_per_token();
+    std::printf("%-22s %5d %5d %12.1f %8.2fx %14.1f %12.0f %10.4f %+9.4f %8ld\n", f.name().c_str(),
+                r.opts.bits, r.opts.group_size, bpt, fp16_all / bpt, f.mean_bytes_per_token(full),
+                f.window_bytes_max(), r.ppl(), r.ppl() - base, r.scored);
   }
 }
 
@@ -166,7 +172,7 @@ int run_ppl(const PplArgs& a) {
     scored_until = end;
     if (end == n) break;
   }
-  print_table(runs, cfg, a.ctx);
+  print_table(runs, cfg);
   return 0;
 }
 
