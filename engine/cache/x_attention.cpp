@@ -97,6 +97,22 @@ void folded_attention(const ModelConfig& cfg, const KvProjector& proj, const Lay
   }
 }
 
+void attend_over_inputs(const ModelConfig& cfg, const KvProjector& proj, const LayerAttnInput& in,
+                        const float* xs, bool fold, std::vector<float>& k, std::vector<float>& v) {
+  const int hidden = cfg.hidden_size, kv_dim = cfg.kv_dim(), past = in.start_pos;
+  const int lo = window_start(cfg, in.layer, past);
+  const size_t rows = static_cast<size_t>(past + in.n);
+  k.resize(rows * kv_dim);
+  remat_keys(proj, in.layer, xs, hidden, lo, past, kv_dim, k.data());
+  std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, k.begin() + past * kv_dim);
+  if (fold) {
+    folded_attention(cfg, proj, in, k.data(), xs, hidden, nullptr);
+  } else {
+    v.resize(rows * kv_dim);
+    remat_attention(cfg, proj, in, xs, k.data(), v.data());
+  }
+}
+
 void remat_attention(const ModelConfig& cfg, const KvProjector& proj, const LayerAttnInput& in,
                      const float* x, float* k, float* v) {
   const int kv_dim = cfg.kv_dim(), past = in.start_pos;

@@ -11,7 +11,6 @@
 
 namespace xq {
 
-
 // Rows [rows, hidden] = z [rows, width] . basis [width, hidden] (the latent back in X space).
 void lift_rows(const float* z, int rows, int width, const float* basis, int hidden, float* out);
 // z [rows, width] = x [rows, hidden] . basis^T (X onto the latent basis).
@@ -35,5 +34,11 @@ void folded_attention(const ModelConfig& cfg, const KvProjector& proj, const Lay
 // k: as for folded_attention; v: scratch of [past + n, kv_dim].
 void remat_attention(const ModelConfig& cfg, const KvProjector& proj, const LayerAttnInput& in,
                      const float* x, float* k, float* v);
+
+// The whole attention of in's new tokens over past inputs xs in X space ([past, hidden], rows
+// from window_start(.., past) on): K rematerialized, V folded (fold) or rematerialized. k and v
+// are scratch.
+void attend_over_inputs(const ModelConfig& cfg, const KvProjector& proj, const LayerAttnInput& in,
+                        const float* xs, bool fold, std::vector<float>& k, std::vector<float>& v);
 
 }  // namespace xq

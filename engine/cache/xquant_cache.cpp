@@ -60,10 +60,9 @@ class XQuantSequence : public SequenceCache {
     }
     const int hidden = cfg_.hidden_size, kv_dim = cfg_.kv_dim();
     const int lo = window_start(cfg_, in.layer, past);
-    const size_t all = static_cast<size_t>(past + in.n);
-    k_.resize(all * kv_dim);
     xs_.resize(static_cast<size_t>(past) * hidden);
     if (basis_) {
+      k_.resize(static_cast<size_t>(past + in.n) * kv_dim);
       attend_latent(in, lo);
     } else {
       if (opts_.x_per_channel) {
@@ -71,14 +70,7 @@ class XQuantSequence : public SequenceCache {
       } else {
         x_[in.layer].read(lo, past, xs_.data() + static_cast<size_t>(lo) * hidden);
       }
-      remat_keys(proj_, in.layer, xs_.data(), hidden, lo, past, kv_dim, k_.data());
-      std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, k_.begin() + past * kv_dim);
-      if (opts_.fold_values) {
-        folded_attention(cfg_, proj_, in, k_.data(), xs_.data(), hidden, nullptr);
-      } else {
-        v_.resize(all * kv_dim);
-        remat_attention(cfg_, proj_, in, xs_.data(), k_.data(), v_.data());
-      }
+      attend_over_inputs(cfg_, proj_, in, xs_.data(), opts_.fold_values, k_, v_);
       if (opts_.x_per_channel) {
         xc_[in.layer].append(in.x, in.n);
       } else {

@@ -39,6 +39,7 @@
 #include "engine/cache/quantized_rows.h"
 #include "engine/cache/quantizer.h"
 #include "engine/cache/x_attention.h"
+#include "engine/cache/xquant_cl_chain.h"
 #include "engine/cache/xquant_cl_channel.h"
 
 namespace xq {
@@ -59,29 +60,22 @@ class XQuantCLSequence : public SequenceCache {
                                   std::to_string(past) + " tokens, input starts at " +
                                   std::to_string(in.start_pos));
     }
-    const int hidden = cfg_.hidden_size, kv_dim = cfg_.kv_dim();
+    const int hidden = cfg_.hidden_size;
     const size_t h = hidden;
     const float* src = cl_source(in, opts_.residual);
     const int lo = window_start(cfg_, l, past);
-    const Chain& c = reconstruct_past(l, past, lo);
-    const float* xs = cl_past_inputs(proj_, l, c.past, lo, past, hidden, opts_.residual, xs_);
-    k_.resize(static_cast<size_t>(past + in.n) * kv_dim);
-    remat_keys(proj_, l, xs, hidden, lo, past, kv_dim, k_.data());
-    std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, k_.begin() + past * kv_dim);
-    if (opts_.fold_values) {
-      folded_attention(cfg_, proj_, in, k_.data(), xs, hidden, nullptr);
-    } else {
-      v_.resize(static_cast<size_t>(past + in.n) * kv_dim);
-      remat_attention(cfg_, proj_, in, xs, k_.data(), v_.data());
-    }
+    Chain& ch = chains_[chain_of(l)];
+    ch.past.rows.resize(static_cast<size_t>(past) * h);
+    advance_running_sum(d_, prev_, l, lo, past, hidden, ch.past, tmp_, tmp2_);
+    const float* xs = cl_past_inputs(proj_, l, ch.past.rows, lo, past, hidden, opts_.residual, xs_);
+    attend_over_inputs(cfg_, proj_, in, xs, opts_.fold_values, k_, v_);
 
     // The new tokens: their delta against the accumulator of the chain's previous layer p,
     // then A_l.
-    Chain& ch = chains_[chain_of(l)];
     const int p = prev_[l];
     const size_t m = static_cast<size_t>(in.n) * h;
     if (p >= 0 && !(ch.new_layer == p && ch.new_start == past && ch.new_n == in.n)) {
-      sum_layers(p, past, past + in.n, ch.fresh);
+      chain_sum(d_, prev_, p, past, past + in.n, hidden, ch.fresh, tmp_);
     }
     ch.fresh.resize(m);
     std::vector<float> delta(m);
@@ -101,7 +95,7 @@ class XQuantCLSequence : public SequenceCache {
   void truncate(int n) override {
     check_truncate(cfg_, n, num_tokens());
     for (auto& d : d_) d.truncate(n);
-    for (Chain& c : chains_) c.past_layer = c.new_layer = -1;
+    for (Chain& c : chains_) c.past.layer = c.new_layer = -1;
   }
 
   size_t bytes_used() const override {
@@ -113,41 +107,11 @@ class XQuantCLSequence : public SequenceCache {
  private:
   // A chain's running sums (scratch).
   struct Chain {
-    std::vector<float> past;  // A of the past rows [lo, past_rows) at layer past_layer
-    int past_layer = -1, past_lo = 0, past_rows = 0;
+    RunningSum past;           // A of the past rows in the window
     std::vector<float> fresh;  // A of the in-flight new tokens at layer new_layer
     int new_layer = -1, new_start = 0, new_n = 0;
   };
   int chain_of(int l) const { return cfg_.sliding_window > 0 && cfg_.is_sliding(l) ? 1 : 0; }
-
-  // The chain's past = A_l of rows [lo, past) at their row index: one add onto A_p when the
-  // model walks the chain's layers in order.
-  const Chain& reconstruct_past(int l, int past, int lo) {
-    Chain& c = chains_[chain_of(l)];
-    const size_t h = cfg_.hidden_size, off = static_cast<size_t>(lo) * h;
-    c.past.resize(static_cast<size_t>(past) * h);
-    if (prev_[l] >= 0 && c.past_layer == prev_[l] && c.past_rows == past && c.past_lo == lo) {
-      tmp_.resize((past - lo) * h);
-      d_[l].read(lo, past, tmp_.data());
-      for (size_t i = 0; i < tmp_.size(); ++i) c.past[off + i] += tmp_[i];
-    } else {
-      sum_layers(l, lo, past, tmp2_);
-      std::copy(tmp2_.begin(), tmp2_.end(), c.past.begin() + off);
-    }
-    c.past_layer = l, c.past_lo = lo, c.past_rows = past;
-    return c;
-  }
-
-  // out = the sum over l's chain up to l of the dequantized rows [begin, end) = A_l of them.
-  void sum_layers(int l, int begin, int end, std::vector<float>& out) {
-    const size_t n = static_cast<size_t>(end - begin) * cfg_.hidden_size;
-    out.assign(n, 0.0f);
-    tmp_.resize(n);
-    for (int m = l; m >= 0; m = prev_[m]) {
-      d_[m].read(begin, end, tmp_.data());
-      for (size_t i = 0; i < n; ++i) out[i] += tmp_[i];
-    }
-  }
 
   ModelConfig cfg_;
   const KvProjector& proj_;

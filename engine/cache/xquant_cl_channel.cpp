@@ -19,6 +19,7 @@
 
 #include "engine/cache/quantized_rows.h"
 #include "engine/cache/x_attention.h"
+#include "engine/cache/xquant_cl_chain.h"
 #include "kernels/cpu/half.h"
 
 namespace xq {
@@ -39,20 +40,12 @@ class CLChannelSequence : public SequenceCache {
                                   std::to_string(past) + " tokens, input starts at " +
                                   std::to_string(in.start_pos));
     }
-    const int hidden = cfg_.hidden_size, kv_dim = cfg_.kv_dim();
+    const int hidden = cfg_.hidden_size;
     const float* src = cl_source(in, opts_.residual);
     const int lo = window_start(cfg_, l, past);
     const float* xs =
         cl_past_inputs(proj_, l, reconstruct_past(l, past, lo), lo, past, hidden, opts_.residual, xs_);
-    k_.resize(static_cast<size_t>(past + in.n) * kv_dim);
-    remat_keys(proj_, l, xs, hidden, lo, past, kv_dim, k_.data());
-    std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, k_.begin() + past * kv_dim);
-    if (opts_.fold_values) {
-      folded_attention(cfg_, proj_, in, k_.data(), xs, hidden, nullptr);
-    } else {
-      v_.resize(static_cast<size_t>(past + in.n) * kv_dim);
-      remat_attention(cfg_, proj_, in, xs, k_.data(), v_.data());
-    }
+    attend_over_inputs(cfg_, proj_, in, xs, opts_.fold_values, k_, v_);
     const size_t old = win_[l].size(), m = static_cast<size_t>(in.n) * hidden;
     win_[l].resize(old + m);
     to_window(src, win_[l].data() + old, m);
@@ -73,7 +66,7 @@ class CLChannelSequence : public SequenceCache {
     // layer before any layer's blocks go.
     std::vector<std::vector<float>> back(cfg_.num_layers);
     for (int l = 0; l < cfg_.num_layers; ++l) {
-      if (rows(l) > n && n < q_[l].rows()) sum_layers(l, keep, n, back[l]);
+      if (rows(l) > n && n < q_[l].rows()) chain_sum(q_, prev_, l, keep, n, h, back[l], tmp_);
     }
     for (int l = 0; l < cfg_.num_layers; ++l) {
       if (rows(l) <= n) continue;
@@ -85,7 +78,7 @@ class CLChannelSequence : public SequenceCache {
       win_[l].resize(back[l].size());
       to_window(back[l].data(), win_[l].data(), back[l].size());
     }
-    for (Chain& c : chains_) c.acc_layer = c.blk_layer = -1;
+    for (Chain& c : chains_) c.past.layer = c.blk_layer = -1;
   }
 
   size_t bytes_used() const override {
@@ -110,8 +103,7 @@ class CLChannelSequence : public SequenceCache {
 
   // A chain's running sums (scratch).
   struct Chain {
-    std::vector<float> past;  // rows [from, acc_rows) hold A of layer acc_layer
-    int acc_layer = -1, acc_from = 0, acc_rows = 0;
+    RunningSum past;             // A of the past's quantized rows in the window
     std::vector<float> blk_acc;  // A of the chain's last flushed block
     int blk_layer = -1, blk_row = 0;
   };
@@ -120,22 +112,13 @@ class CLChannelSequence : public SequenceCache {
   // The chain's past rows [lo, past) = A_l at their row index: blocks as the running sum of
   // deltas (one add per layer when the chain's layers come in order), window rows as their S.
   const std::vector<float>& reconstruct_past(int l, int past, int lo) {
-    Chain& c = chain(l);
+    RunningSum& r = chain(l).past;
     const size_t h = cfg_.hidden_size;
-    const int qrows = q_[l].rows(), from = std::min(lo, qrows);
-    const size_t off = static_cast<size_t>(from) * h;
-    c.past.resize(static_cast<size_t>(past) * h);
-    if (prev_[l] >= 0 && c.acc_layer == prev_[l] && c.acc_rows == qrows && c.acc_from == from) {
-      tmp_.resize((qrows - from) * h);
-      q_[l].read(from, qrows, tmp_.data());
-      for (size_t i = 0; i < tmp_.size(); ++i) c.past[off + i] += tmp_[i];
-    } else {
-      sum_layers(l, from, qrows, tmp2_);
-      std::copy(tmp2_.begin(), tmp2_.end(), c.past.begin() + off);
-    }
-    c.acc_layer = l, c.acc_from = from, c.acc_rows = qrows;
-    std::copy(win_[l].begin(), win_[l].begin() + (past - qrows) * h, c.past.begin() + qrows * h);
-    return c.past;
+    const int qrows = q_[l].rows();
+    r.rows.resize(static_cast<size_t>(past) * h);
+    advance_running_sum(q_, prev_, l, std::min(lo, qrows), qrows, cfg_.hidden_size, r, tmp_, tmp2_);
+    std::copy(win_[l].begin(), win_[l].begin() + (past - qrows) * h, r.rows.begin() + qrows * h);
+    return r.rows;
   }
 
   // Quantizes the first G window rows of layer l as a block of deltas against A_p, p the
@@ -150,7 +133,7 @@ class CLChannelSequence : public SequenceCache {
       if (c.blk_layer == p && c.blk_row == q0) {
         below.swap(c.blk_acc);
       } else {
-        sum_layers(p, q0, q0 + g, below);
+        chain_sum(q_, prev_, p, q0, q0 + g, cfg_.hidden_size, below, tmp_);
       }
       for (size_t i = 0; i < n; ++i) x[i] -= below[i];
     }
@@ -162,17 +145,6 @@ class CLChannelSequence : public SequenceCache {
     c.blk_acc.swap(x);  // A_l of this block, for the chain's next layer
     c.blk_layer = l, c.blk_row = q0;
     win_[l].erase(win_[l].begin(), win_[l].begin() + n);
-  }
-
-  // out = A_l of quantized rows [begin, end): the sum of the deltas of l's chain up to l.
-  void sum_layers(int l, int begin, int end, std::vector<float>& out) {
-    const size_t n = static_cast<size_t>(end - begin) * cfg_.hidden_size;
-    out.assign(n, 0.0f);
-    std::vector<float> d(n);
-    for (int m = l; m >= 0; m = prev_[m]) {
-      q_[m].read(begin, end, d.data());
-      for (size_t i = 0; i < n; ++i) out[i] += d[i];
-    }
   }
 
   ModelConfig cfg_;
