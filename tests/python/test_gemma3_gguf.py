@@ -90,10 +90,11 @@ def encode(texts):
     return json.loads(p.stdout)
 
 
-def engine_logits(tokens, tmp_path):
+def engine_logits(tokens, tmp_path, chunk=0):
     out = tmp_path / "logits.npy"
     p = subprocess.run([str(LOGITS_CLI), str(gemma_path()), "--tokens",
-                        ",".join(map(str, tokens)), "--out", str(out)],
+                        ",".join(map(str, tokens)), "--out", str(out),
+                        *(["--chunk", str(chunk)] if chunk else [])],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     return np.load(out).astype(np.float64)
@@ -109,7 +110,9 @@ PARAGRAPH = ("The river bends twice before it reaches the old mill, where the wa
              "wheel away; it was rebuilt with oak from the northern forest. ")
 
 
-@pytest.mark.parametrize("kind", ["short", "past_the_sliding_window"])
+# "in_chunks": prefilled 100 tokens at a time, so later chunks read the sliding layers' window
+# back from a cache that has already dropped the tokens before it.
+@pytest.mark.parametrize("kind", ["short", "past_the_sliding_window", "in_chunks"])
 def test_gguf_logits_match_float64_reference(reference, tmp_path, kind):
     if kind == "short":
         text = "The capital of France is"
@@ -120,7 +123,7 @@ def test_gguf_logits_match_float64_reference(reference, tmp_path, kind):
     if kind != "short":
         assert len(tokens) > HF_CONFIG["sliding_window"] + 16, len(tokens)
     want = reference.logits(tokens)
-    got = engine_logits(tokens, tmp_path)
+    got = engine_logits(tokens, tmp_path, chunk=100 if kind == "in_chunks" else 0)
     assert got.shape == want.shape == (len(tokens), 262144)
     assert want.std() > 1.0
     rel = np.abs(got - want).max() / np.abs(want).max()
@@ -128,8 +131,11 @@ def test_gguf_logits_match_float64_reference(reference, tmp_path, kind):
     agree = (got.argmax(-1) == want.argmax(-1)).mean()
     print(f"{kind}: {len(tokens)} tokens, max rel {rel:.2e}, log-softmax {lp_err:.2e}, "
           f"argmax agreement {agree:.3f}")
-    assert rel < 1e-4, f"max relative error {rel:.2e}"
-    assert lp_err < 5e-3, f"max log-softmax error {lp_err:.2e}"
+    # In chunks, earlier tokens come back from the fp16 K/V cache: fp16 rounding (measured the
+    # same, 7e-4 / 3e-2, on a 500-token prefix that drops nothing), not more.
+    fp16_read = kind == "in_chunks"
+    assert rel < (2e-3 if fp16_read else 1e-4), f"max relative error {rel:.2e}"
+    assert lp_err < (6e-2 if fp16_read else 5e-3), f"max log-softmax error {lp_err:.2e}"
     assert agree > 0.97
 
 
