@@ -16,7 +16,8 @@ ojson byte_list(const std::string& s) {
 
 ChatAssembler::ChatAssembler(CompletionMeta meta, const PreparedCompletion& prep,
                              const Tokenizer& tok)
-    : meta_(std::move(meta)), prep_(prep), tok_(tok), choices_(prep.requests.size()) {}
+    : ChoiceAssembler(std::move(meta), prep, tok, "chat.completion", "chat.completion.chunk"),
+      choices_(prep.requests.size()) {}
 
 ojson ChatAssembler::logprob_entry(const GeneratedToken& t) const {
   // `token` is text (invalid UTF-8 replaced); `bytes` keeps the token's exact bytes.
@@ -33,39 +34,28 @@ ojson ChatAssembler::logprob_entry(const GeneratedToken& t) const {
 }
 
 std::vector<std::string> ChatAssembler::on_event(int index, const RequestEvent& ev) {
+  ChoiceState& st = states_.at(index);
+  if (st.finished) return {};
   Choice& c = choices_.at(index);
-  if (c.finished) return {};
   std::vector<std::string> frames;
   const bool stream = prep_.body.stream;
   const bool with_logprobs = prep_.body.logprobs.has_value();
-  auto frame = [&](ojson choice) {
-    ojson j = chunk(ojson::array({std::move(choice)}));
-    if (prep_.body.include_usage) j["usage"] = nullptr;
-    frames.push_back(sse_frame(j));
-  };
-  if (!c.started) {
-    c.started = true;
+  if (!st.started) {
+    st.started = true;
     if (stream)
-      frame({{"index", index},
-             {"delta", {{"role", "assistant"}, {"content", ""}}},
-             {"logprobs", nullptr},
-             {"finish_reason", nullptr}});
+      frames.push_back(chunk_frame(ojson::array({{{"index", index},
+                                                  {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                                  {"logprobs", nullptr},
+                                                  {"finish_reason", nullptr}}})));
   }
   for (const GeneratedToken& t : ev.tokens) {
-    ++c.completion_tokens;
     if (with_logprobs && t.logprob) c.logprobs.push_back(logprob_entry(t));
   }
   c.content += ev.text;
-  if (ev.finished) {
-    c.finished = true;
-    c.finish_reason = ev.finish_reason;
-    ++finished_;
-    if (ev.finish_reason == "error" && !error_)
-      error_ = internal_error(ev.error.empty() ? "generation failed" : ev.error);
-  }
+  record(index, ev);
   if (!stream) return {};
   if (ev.finished && ev.finish_reason == "error") {
-    frames.push_back(sse_frame(ojson::parse(error_body(*error_))));
+    frames.push_back(error_frame());
     return frames;
   }
   const bool new_logprobs = c.logprobs.size() > c.streamed_logprobs;
@@ -82,43 +72,19 @@ std::vector<std::string> ChatAssembler::on_event(int index, const RequestEvent& 
     c.streamed_logprobs = c.logprobs.size();
     ch["logprobs"] = {{"content", std::move(part)}};
   }
-  if (ev.finished) ch["finish_reason"] = c.finish_reason;
-  frame(std::move(ch));
+  if (ev.finished) ch["finish_reason"] = st.finish_reason;
+  frames.push_back(chunk_frame(ojson::array({std::move(ch)})));
   return frames;
 }
 
-ojson ChatAssembler::chunk(const ojson& choices) const {
-  return response_envelope(meta_, "chat.completion.chunk", choices);
-}
-
-ojson ChatAssembler::usage() const {
-  int64_t prompt = 0, completion = 0;
-  for (const PreparedPrompt& p : prep_.prompts) prompt += static_cast<int64_t>(p.ids.size());
-  for (const Choice& c : choices_) completion += c.completion_tokens;
-  return usage_json(prompt, completion);
-}
-
-std::string ChatAssembler::final_body() const {
-  ojson choices = ojson::array();
-  for (size_t i = 0; i < choices_.size(); ++i) {
-    const Choice& c = choices_[i];
-    ojson lp = nullptr;
-    if (prep_.body.logprobs) lp = {{"content", c.logprobs}};
-    choices.push_back({{"index", i},
-                       {"message", {{"role", "assistant"}, {"content", c.content}}},
-                       {"logprobs", std::move(lp)},
-                       {"finish_reason", c.finish_reason}});
-  }
-  ojson j = response_envelope(meta_, "chat.completion", std::move(choices));
-  j["usage"] = usage();
-  return dump_json(j);
-}
-
-std::vector<std::string> ChatAssembler::closing_frames() const {
-  if (!prep_.body.include_usage) return stream_closing_frames(nullptr);
-  ojson j = chunk(ojson::array());
-  j["usage"] = usage();
-  return stream_closing_frames(&j);
+ojson ChatAssembler::choice_body(int i) const {
+  const Choice& c = choices_.at(i);
+  ojson lp = nullptr;
+  if (prep_.body.logprobs) lp = {{"content", c.logprobs}};
+  return {{"index", i},
+          {"message", {{"role", "assistant"}, {"content", c.content}}},
+          {"logprobs", std::move(lp)},
+          {"finish_reason", states_.at(i).finish_reason}};
 }
 
 }  // namespace xq

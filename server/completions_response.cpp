@@ -4,12 +4,6 @@ namespace xq {
 
 using ojson = nlohmann::ordered_json;
 
-std::string dump_json(const ojson& j) {
-  return j.dump(-1, ' ', false, ojson::error_handler_t::replace);
-}
-
-std::string sse_frame(const ojson& j) { return "data: " + dump_json(j) + "\n\n"; }
-
 int64_t utf8_length(const std::string& s) {
   int64_t n = 0;
   for (unsigned char ch : s) n += (ch & 0xC0) != 0x80;
@@ -18,7 +12,8 @@ int64_t utf8_length(const std::string& s) {
 
 CompletionAssembler::CompletionAssembler(CompletionMeta meta, const PreparedCompletion& prep,
                                          const Tokenizer& tok)
-    : meta_(std::move(meta)), prep_(prep), tok_(tok), choices_(prep.requests.size()) {
+    : ChoiceAssembler(std::move(meta), prep, tok, "text_completion", "text_completion"),
+      choices_(prep.requests.size()) {
   for (size_t i = 0; i < choices_.size(); ++i) choices_[i].prompt = prep.choice_prompt[i];
 }
 
@@ -58,28 +53,21 @@ void CompletionAssembler::add_echo(Choice& c, const RequestEvent& ev) {
 }
 
 std::vector<std::string> CompletionAssembler::on_event(int index, const RequestEvent& ev) {
+  ChoiceState& st = states_.at(index);
+  if (st.finished) return {};
   Choice& c = choices_.at(index);
-  if (c.finished) return {};
   const size_t text_before = c.text.size();
-  if (!c.started) {
-    c.started = true;
+  if (!st.started) {
+    st.started = true;
     if (prep_.body.echo) add_echo(c, ev);
   }
   for (const GeneratedToken& t : ev.tokens) {
-    ++c.completion_tokens;
     if (prep_.body.logprobs) add_logprob(c, t.id, t.text, t.logprob);
   }
   c.text += ev.text;
-  if (ev.finished) {
-    c.finished = true;
-    c.finish_reason = ev.finish_reason;
-    ++finished_;
-    if (ev.finish_reason == "error" && !error_)
-      error_ = internal_error(ev.error.empty() ? "generation failed" : ev.error);
-  }
+  record(index, ev);
   if (!prep_.body.stream) return {};
-  if (ev.finished && ev.finish_reason == "error")
-    return {sse_frame(ojson::parse(error_body(*error_)))};
+  if (ev.finished && ev.finish_reason == "error") return {error_frame()};
   const size_t lp_count = c.logprobs.tokens.size();
   const bool new_logprobs = prep_.body.logprobs && lp_count > c.streamed_tokens;
   if (c.text.size() == text_before && !new_logprobs && !ev.finished) return {};
@@ -89,10 +77,8 @@ std::vector<std::string> CompletionAssembler::on_event(int index, const RequestE
               {"finish_reason", nullptr}};
   if (prep_.body.logprobs) ch["logprobs"] = logprobs_json(c.logprobs, c.streamed_tokens);
   c.streamed_tokens = lp_count;
-  if (ev.finished) ch["finish_reason"] = c.finish_reason;
-  ojson j = chunk(ojson::array({ch}));
-  if (prep_.body.include_usage) j["usage"] = nullptr;
-  return {sse_frame(j)};
+  if (ev.finished) ch["finish_reason"] = st.finish_reason;
+  return {chunk_frame(ojson::array({std::move(ch)}))};
 }
 
 ojson CompletionAssembler::logprobs_json(const Logprobs& lp, size_t from) const {
@@ -107,57 +93,12 @@ ojson CompletionAssembler::logprobs_json(const Logprobs& lp, size_t from) const 
           {"text_offset", tail(lp.text_offset)}};
 }
 
-ojson response_envelope(const CompletionMeta& meta, const char* object, ojson choices) {
-  return {{"id", meta.id},
-          {"object", object},
-          {"created", meta.created},
-          {"model", meta.model},
-          {"choices", std::move(choices)}};
-}
-
-ojson usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
-  return {{"prompt_tokens", prompt_tokens},
-          {"completion_tokens", completion_tokens},
-          {"total_tokens", prompt_tokens + completion_tokens}};
-}
-
-std::vector<std::string> stream_closing_frames(const ojson* usage_chunk) {
-  std::vector<std::string> frames;
-  if (usage_chunk) frames.push_back(sse_frame(*usage_chunk));
-  frames.push_back("data: [DONE]\n\n");
-  return frames;
-}
-
-ojson CompletionAssembler::chunk(const ojson& choices) const {
-  return response_envelope(meta_, "text_completion", choices);
-}
-
-ojson CompletionAssembler::usage() const {
-  int64_t prompt = 0, completion = 0;
-  for (const PreparedPrompt& p : prep_.prompts) prompt += static_cast<int64_t>(p.ids.size());
-  for (const Choice& c : choices_) completion += c.completion_tokens;
-  return usage_json(prompt, completion);
-}
-
-std::string CompletionAssembler::final_body() const {
-  ojson choices = ojson::array();
-  for (size_t i = 0; i < choices_.size(); ++i) {
-    const Choice& c = choices_[i];
-    choices.push_back({{"index", i},
-                       {"text", c.text},
-                       {"logprobs", prep_.body.logprobs ? logprobs_json(c.logprobs, 0) : ojson()},
-                       {"finish_reason", c.finish_reason}});
-  }
-  ojson j = chunk(choices);
-  j["usage"] = usage();
-  return dump_json(j);
-}
-
-std::vector<std::string> CompletionAssembler::closing_frames() const {
-  if (!prep_.body.include_usage) return stream_closing_frames(nullptr);
-  ojson j = chunk(ojson::array());
-  j["usage"] = usage();
-  return stream_closing_frames(&j);
+ojson CompletionAssembler::choice_body(int i) const {
+  const Choice& c = choices_.at(i);
+  return {{"index", i},
+          {"text", c.text},
+          {"logprobs", prep_.body.logprobs ? logprobs_json(c.logprobs, 0) : ojson()},
+          {"finish_reason", states_.at(i).finish_reason}};
 }
 
 }  // namespace xq

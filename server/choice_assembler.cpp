@@ -1,0 +1,77 @@
+#include "server/choice_assembler.h"
+
+namespace xq {
+
+using ojson = nlohmann::ordered_json;
+
+std::string dump_json(const ojson& j) {
+  return j.dump(-1, ' ', false, ojson::error_handler_t::replace);
+}
+
+std::string sse_frame(const ojson& j) { return "data: " + dump_json(j) + "\n\n"; }
+
+ChoiceAssembler::ChoiceAssembler(CompletionMeta meta, const PreparedCompletion& prep,
+                                 const Tokenizer& tok, const char* object,
+                                 const char* chunk_object)
+    : meta_(std::move(meta)), prep_(prep), tok_(tok), states_(prep.requests.size()),
+      object_(object), chunk_object_(chunk_object) {}
+
+void ChoiceAssembler::record(int choice, const RequestEvent& ev) {
+  ChoiceState& s = states_.at(choice);
+  s.completion_tokens += static_cast<int>(ev.tokens.size());
+  if (!ev.finished) return;
+  s.finished = true;
+  s.finish_reason = ev.finish_reason;
+  ++finished_;
+  if (ev.finish_reason == "error" && !error_)
+    error_ = internal_error(ev.error.empty() ? "generation failed" : ev.error);
+}
+
+ojson ChoiceAssembler::envelope(const char* object, ojson choices) const {
+  return {{"id", meta_.id},
+          {"object", object},
+          {"created", meta_.created},
+          {"model", meta_.model},
+          {"choices", std::move(choices)}};
+}
+
+ojson ChoiceAssembler::usage() const {
+  int64_t prompt = 0, completion = 0;
+  for (const PreparedPrompt& p : prep_.prompts) prompt += static_cast<int64_t>(p.ids.size());
+  for (const ChoiceState& s : states_) completion += s.completion_tokens;
+  return {{"prompt_tokens", prompt},
+          {"completion_tokens", completion},
+          {"total_tokens", prompt + completion}};
+}
+
+std::string ChoiceAssembler::chunk_frame(ojson choices) const {
+  ojson j = envelope(chunk_object_, std::move(choices));
+  if (prep_.body.include_usage) j["usage"] = nullptr;
+  return sse_frame(j);
+}
+
+std::string ChoiceAssembler::error_frame() const {
+  return sse_frame(ojson::parse(error_body(*error_)));
+}
+
+std::string ChoiceAssembler::final_body() const {
+  ojson choices = ojson::array();
+  for (int i = 0; i < num_choices(); ++i) choices.push_back(choice_body(i));
+  ojson j = envelope(object_, std::move(choices));
+  j["usage"] = usage();
+  return dump_json(j);
+}
+
+// The usage chunk (when asked for), then `data: [DONE]`.
+std::vector<std::string> ChoiceAssembler::closing_frames() const {
+  std::vector<std::string> frames;
+  if (prep_.body.include_usage) {
+    ojson j = envelope(chunk_object_, ojson::array());
+    j["usage"] = usage();
+    frames.push_back(sse_frame(j));
+  }
+  frames.push_back("data: [DONE]\n\n");
+  return frames;
+}
+
+}  // namespace xq
