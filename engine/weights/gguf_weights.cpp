@@ -4,7 +4,6 @@
 
 #include <cstring>
 #include <deque>
-#include <map>
 #include <string_view>
 
 namespace xq {
@@ -72,7 +71,7 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-class GgufWeightSource : public WeightSource {
+class GgufWeightSource : public TensorTable {
  public:
   explicit GgufWeightSource(std::shared_ptr<const GgufFile> file) : file_(std::move(file)) {
     const std::string path = file_->path().string();
@@ -96,22 +95,10 @@ class GgufWeightSource : public WeightSource {
       t.file = path;
       if (arch_ == "gemma3" && ends_with(g.name, "norm.weight")) unshift_norm(t);
       if (arch_ == "llama") unpermute_qk(g.name, t);
-      if (!tensors_.emplace(t.name, std::move(t)).second) {
+      if (insert(std::move(t)) != nullptr) {
         throw WeightError(path + ": two tensors map to " + gguf_to_hf_name(arch_, g.name));
       }
     }
-  }
-
-  const TensorInfo* find(const std::string& name) const override {
-    auto it = tensors_.find(name);
-    return it == tensors_.end() ? nullptr : &it->second;
-  }
-
-  std::vector<std::string> names() const override {
-    std::vector<std::string> out;
-    out.reserve(tensors_.size());
-    for (const auto& [name, t] : tensors_) out.push_back(name);
-    return out;
   }
 
   std::string describe() const override { return file_->path().string(); }
@@ -168,7 +155,6 @@ class GgufWeightSource : public WeightSource {
 
   std::shared_ptr<const GgufFile> file_;
   std::string arch_;
-  std::map<std::string, TensorInfo> tensors_;
   std::deque<std::vector<uint8_t>> owned_;  // deque: growing it never moves the buffers
 };
 

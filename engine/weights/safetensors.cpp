@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-#include <unordered_map>
 
 #include "engine/weights/mapped_file.h"
 #include "engine/weights/safetensors_file.h"
@@ -16,22 +15,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class SafetensorsDir : public WeightSource {
+class SafetensorsDir : public TensorTable {
  public:
   explicit SafetensorsDir(fs::path dir) : dir_(std::move(dir)) {}
-
-  const TensorInfo* find(const std::string& name) const override {
-    auto it = tensors_.find(name);
-    return it == tensors_.end() ? nullptr : &it->second;
-  }
-
-  std::vector<std::string> names() const override {
-    std::vector<std::string> out;
-    out.reserve(tensors_.size());
-    for (const auto& [name, t] : tensors_) out.push_back(name);
-    std::sort(out.begin(), out.end());
-    return out;
-  }
 
   std::string describe() const override {
     std::string s = dir_.string() + " (checked files ";
@@ -45,9 +31,8 @@ class SafetensorsDir : public WeightSource {
   void add_file(const std::string& file_name) {
     files_.emplace_back(dir_ / file_name);
     for (TensorInfo& t : read_safetensors_header(files_.back())) {
-      auto [it, inserted] = tensors_.try_emplace(t.name, t);
-      if (!inserted) {
-        throw WeightError("tensor " + t.name + " appears in both " + it->second.file + " and " +
+      if (const TensorInfo* seen = insert(t)) {
+        throw WeightError("tensor " + t.name + " appears in both " + seen->file + " and " +
                           t.file);
       }
     }
@@ -56,7 +41,6 @@ class SafetensorsDir : public WeightSource {
  private:
   fs::path dir_;
   std::vector<MappedFile> files_;  // moving a MappedFile keeps its mapping, so pointers stay valid
-  std::unordered_map<std::string, TensorInfo> tensors_;
 };
 
 nlohmann::json read_index(const fs::path& path) {

@@ -65,4 +65,22 @@ std::vector<float> WeightSource::load_f32(const std::string& name,
   return out;
 }
 
+const TensorInfo* TensorTable::find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> TensorTable::names() const {
+  std::vector<std::string> out;
+  out.reserve(tensors_.size());
+  for (const auto& [name, t] : tensors_) out.push_back(name);
+  return out;
+}
+
+const TensorInfo* TensorTable::insert(TensorInfo t) {
+  std::string name = t.name;
+  auto [it, inserted] = tensors_.try_emplace(std::move(name), std::move(t));
+  return inserted ? nullptr : &it->second;
+}
+
 }  // namespace xq

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -43,6 +44,20 @@ class WeightSource {
   // An fp32 copy. Throws WeightError naming the file and tensor when it is missing, its shape
   // differs from `shape`, or its dtype cannot be converted.
   std::vector<float> load_f32(const std::string& name, const std::vector<int64_t>& shape) const;
+};
+
+// A WeightSource over a table of tensors that its subclass fills once, at open.
+class TensorTable : public WeightSource {
+ public:
+  const TensorInfo* find(const std::string& name) const override;
+  std::vector<std::string> names() const override;  // sorted
+
+ protected:
+  // Adds t; when its name is taken, adds nothing and returns the tensor holding it.
+  const TensorInfo* insert(TensorInfo t);
+
+ private:
+  std::map<std::string, TensorInfo> tensors_;
 };
 
 // A Hugging Face model directory: model.safetensors, or model-0000x-of-0000y.safetensors with
