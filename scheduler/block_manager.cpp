@@ -12,7 +12,9 @@ double full_cost(const TokenCost& c) { return c.bytes + c.sliding_bytes; }
 }  // namespace
 
 BlockManager::BlockManager(int64_t num_blocks, int block_size, TokenCost cost)
-    : total_(num_blocks), free_(num_blocks), block_size_(block_size),
+    : total_(num_blocks),
+      free_(num_blocks),
+      block_size_(block_size),
       sliding_share_(full_cost(cost) > 0 ? cost.sliding_bytes / full_cost(cost) : 0.0),
       sliding_tokens_(cost.sliding_tokens) {
   if (block_size <= 0) throw std::invalid_argument("bad block geometry");
@@ -37,8 +39,9 @@ int64_t BlockManager::max_tokens() const {
   const int64_t units = total_ * block_size_;
   if (sliding_share_ == 0.0 || units <= sliding_tokens_) return units;
   if (sliding_share_ >= 1.0) return std::numeric_limits<int32_t>::max();  // only windows
-  return sliding_tokens_ + static_cast<int64_t>(std::floor(
-                               static_cast<double>(units - sliding_tokens_) / (1.0 - sliding_share_) + 1e-9));
+  return sliding_tokens_ +
+         static_cast<int64_t>(std::floor(
+             static_cast<double>(units - sliding_tokens_) / (1.0 - sliding_share_) + 1e-9));
 }
 
 void BlockManager::grow(int64_t& held, int64_t tokens) {

@@ -43,10 +43,11 @@ std::vector<std::string> ChatAssembler::on_event(int index, const RequestEvent& 
   if (!st.started) {
     st.started = true;
     if (stream)
-      frames.push_back(chunk_frame(ojson::array({{{"index", index},
-                                                  {"delta", {{"role", "assistant"}, {"content", ""}}},
-                                                  {"logprobs", nullptr},
-                                                  {"finish_reason", nullptr}}})));
+      frames.push_back(
+          chunk_frame(ojson::array({{{"index", index},
+                                     {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                     {"logprobs", nullptr},
+                                     {"finish_reason", nullptr}}})));
   }
   for (const GeneratedToken& t : ev.tokens) {
     if (with_logprobs && t.logprob) c.logprobs.push_back(logprob_entry(t));

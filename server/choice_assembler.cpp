@@ -11,10 +11,13 @@ std::string dump_json(const ojson& j) {
 std::string sse_frame(const ojson& j) { return "data: " + dump_json(j) + "\n\n"; }
 
 ChoiceAssembler::ChoiceAssembler(CompletionMeta meta, const PreparedCompletion& prep,
-                                 const Tokenizer& tok, const char* object,
-                                 const char* chunk_object)
-    : meta_(std::move(meta)), prep_(prep), tok_(tok), states_(prep.requests.size()),
-      object_(object), chunk_object_(chunk_object) {}
+                                 const Tokenizer& tok, const char* object, const char* chunk_object)
+    : meta_(std::move(meta)),
+      prep_(prep),
+      tok_(tok),
+      states_(prep.requests.size()),
+      object_(object),
+      chunk_object_(chunk_object) {}
 
 void ChoiceAssembler::record(int choice, const RequestEvent& ev) {
   ChoiceState& s = states_.at(choice);

@@ -4,7 +4,7 @@
 //   is about (successive layers add small updates to it). K/V of the past are rebuilt from
 //   norm_input(l, A_l), the layer's own attention-input RMSNorm of the reconstruction.
 //   normed: X_l = norm_l(R_l) itself.
-//   Measured with tools/xquant-eval on Gemma 3 270M (/work/notes/accuracy-table.md): with
+//   Measured with tools/xquant-eval on Gemma 3 270M (README, Accuracy): with
 //   per-channel groups the residual stream wins by far (its deltas are small per channel, and
 //   Gemma's per-layer norm weights make X_l - X_{l-1} large); with per-token groups it loses by
 //   far, because one channel of Gemma's residual stream carries ~1e5 against ~10 elsewhere and

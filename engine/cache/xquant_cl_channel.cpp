@@ -43,8 +43,8 @@ class CLChannelSequence : public SequenceCache {
     const int hidden = cfg_.hidden_size;
     const float* src = cl_source(in, opts_.residual);
     const int lo = window_start(cfg_, l, past);
-    const float* xs =
-        cl_past_inputs(proj_, l, reconstruct_past(l, past, lo), lo, past, hidden, opts_.residual, xs_);
+    const float* xs = cl_past_inputs(proj_, l, reconstruct_past(l, past, lo), lo, past, hidden,
+                                     opts_.residual, xs_);
     attend_over_inputs(cfg_, proj_, in, xs, opts_.fold_values, k_, v_);
     const size_t old = win_[l].size(), m = static_cast<size_t>(in.n) * hidden;
     win_[l].resize(old + m);
@@ -150,11 +150,11 @@ class CLChannelSequence : public SequenceCache {
   ModelConfig cfg_;
   const KvProjector& proj_;
   XQuantCLOptions opts_;
-  std::vector<int> prev_;                // cl_chains(cfg_)
-  std::vector<ChannelQuantRows> q_;      // per layer: blocks of a chain's base S, or of deltas
-  std::vector<std::vector<float>> win_;  // per layer: the newest S rows (fp16 values for X)
-  Chain chains_[2];                      // global layers, sliding layers
-  std::vector<float> xs_;                // norm_input of a chain's past (scratch)
+  std::vector<int> prev_;                  // cl_chains(cfg_)
+  std::vector<ChannelQuantRows> q_;        // per layer: blocks of a chain's base S, or of deltas
+  std::vector<std::vector<float>> win_;    // per layer: the newest S rows (fp16 values for X)
+  Chain chains_[2];                        // global layers, sliding layers
+  std::vector<float> xs_;                  // norm_input of a chain's past (scratch)
   std::vector<float> k_, v_, tmp_, tmp2_;  // scratch
 };
 
