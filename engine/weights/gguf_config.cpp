@@ -75,12 +75,18 @@ void read_token_ids(const GgufFile& f, ModelConfig& c) {
                         "tokenizer.ggml.eom_token_id"}) {
     if (auto id = f.get_int(k)) add_eos(*id);
   }
-  // Gemma's chat turns end with <end_of_turn>, which llama.cpp also stops on although the file
-  // names <eos> as the end-of-sequence token.
-  if (c.arch == Arch::Gemma3) {
-    if (const GgufValue* tokens = f.find("tokenizer.ggml.tokens")) {
-      for (size_t i = 0; i < tokens->strings.size(); ++i) {
-        if (tokens->strings[i] == "<end_of_turn>") add_eos(static_cast<int64_t>(i));
+  // A GGUF keeps one end-of-sequence id (the converter takes tokenizer_config's eos_token),
+  // while generation_config.json may list several: Llama 3.1 stops at <|end_of_text|>,
+  // <|eom_id|> and <|eot_id|>, Qwen2 at <|im_end|> and <|endoftext|>, Gemma at <eos> and
+  // <end_of_turn>. llama.cpp restores them by these token texts, and so do we, after the
+  // file's own ids so that the first stays the chat template's eos_token.
+  static constexpr const char* kEndOfGeneration[] = {
+      "<|eot_id|>",    "<|eom_id|>", "<|end_of_text|>", "<|im_end|>",
+      "<|endoftext|>", "<|end|>",    "<end_of_turn>"};
+  if (const GgufValue* tokens = f.find("tokenizer.ggml.tokens")) {
+    for (size_t i = 0; i < tokens->strings.size(); ++i) {
+      for (const char* end : kEndOfGeneration) {
+        if (tokens->strings[i] == end) add_eos(static_cast<int64_t>(i));
       }
     }
   }
