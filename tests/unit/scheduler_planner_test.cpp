@@ -107,8 +107,12 @@ TEST(BatchPlanner, PreemptsTheNewestWhenADecodeNeedsABlock) {
   EXPECT_EQ(bm.free(), 2);
 }
 
-TEST(BatchPlanner, ThousandsOfRandomLifecyclesLeakNoBlock) {
-  BlockManager bm(64, 4);
+// Random lifecycles on a pool with the plain cost, and on one where half of a token's bytes sit
+// in sliding-window layers that hold only 12 tokens.
+class RandomLifecycles : public ::testing::TestWithParam<TokenCost> {};
+
+TEST_P(RandomLifecycles, LeakNoBlock) {
+  BlockManager bm(64, 4, GetParam());
   BatchPlanner p(16, 64, bm);
   std::mt19937 rng(7);
   std::vector<std::unique_ptr<Sequence>> live;
@@ -137,7 +141,10 @@ TEST(BatchPlanner, ThousandsOfRandomLifecyclesLeakNoBlock) {
       }
     }
     int64_t held = 0;
-    for (auto& s : live) held += s->blocks;
+    for (auto& s : live) {
+      held += s->blocks;
+      ASSERT_GE(s->blocks, bm.blocks_for_tokens(s->num_cached)) << "cached tokens without blocks";
+    }
     ASSERT_EQ(held + bm.free(), bm.total()) << "at step " << step;
   }
   for (auto& s : live) p.remove(s.get());
@@ -145,6 +152,9 @@ TEST(BatchPlanner, ThousandsOfRandomLifecyclesLeakNoBlock) {
   EXPECT_GT(p.preemptions(), 0u);
   EXPECT_EQ(bm.free(), bm.total());
 }
+
+INSTANTIATE_TEST_SUITE_P(Costs, RandomLifecycles,
+                         ::testing::Values(TokenCost{}, TokenCost{1.0, 1.0, 12}));
 
 // Sliding-window layers: a quarter of a token's bytes held only for the last 32 tokens.
 TEST(BlockManager, SlidingLayersCostOnlyTheirWindow) {
