@@ -40,7 +40,9 @@ std::unique_ptr<CacheFormat> make_cache_format(const CacheOptions& opts, const M
     if (kind != "xquant-cl" && kind != "xquant-cl-ch")
       throw ConfigError("cache format " + opts.format + " is not built yet");
     if (opts.latent == "on")
-      throw ConfigError(opts.format + " has no latent variant (--xquant-latent on)");
+      throw ConfigError(opts.format +
+                        " has no latent variant (--xquant-latent on): each layer's SVD basis is "
+                        "its own, so latents of two layers share no space to take a delta in");
     XQuantCLOptions x;
     x.bits = opts.bits;
     x.group = opts.group_size;
