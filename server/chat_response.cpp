@@ -25,9 +25,11 @@ ojson ChatAssembler::logprob_entry(const GeneratedToken& t) const {
   ojson top = ojson::array();
   for (const auto& [id, logprob] : t.logprob->top) {
     const std::string b = tok_.token_bytes(id);
-    top.push_back({{"token", sanitize_utf8(b)}, {"logprob", logprob}, {"bytes", byte_list(b)}});
+    top.push_back({{"token", token_name(id, sanitize_utf8(b))},
+                   {"logprob", logprob},
+                   {"bytes", byte_list(b)}});
   }
-  return {{"token", sanitize_utf8(raw)},
+  return {{"token", token_name(t.id, sanitize_utf8(raw))},
           {"logprob", t.logprob->logprob},
           {"bytes", byte_list(raw)},
           {"top_logprobs", std::move(top)}};

@@ -51,6 +51,10 @@ class ChoiceAssembler : public ResponseAssembler {
   std::string chunk_frame(nlohmann::ordered_json choices) const;
   // The SSE frame of the stream's error, once a choice ended with one.
   std::string error_frame() const;
+  // How logprobs name a token: its text, or "token_id:<id>" (return_tokens_as_token_ids).
+  std::string token_name(int id, const std::string& text) const {
+    return prep_.body.tokens_as_ids ? "token_id:" + std::to_string(id) : text;
+  }
   // One choice of the final (non-streaming) body.
   virtual nlohmann::ordered_json choice_body(int choice) const = 0;
 

@@ -20,7 +20,8 @@ CompletionAssembler::CompletionAssembler(CompletionMeta meta, const PreparedComp
 void CompletionAssembler::add_logprob(Choice& c, int token, const std::string& text,
                                       const std::optional<TokenLogprob>& lp) {
   Logprobs& l = c.logprobs;
-  l.tokens.push_back(text);
+  const std::string name = token_name(token, text);
+  l.tokens.push_back(name);
   l.text_offset.push_back(c.offset);
   c.offset += utf8_length(text);
   if (!lp) {
@@ -29,13 +30,13 @@ void CompletionAssembler::add_logprob(Choice& c, int token, const std::string& t
     return;
   }
   l.token_logprobs.push_back(lp->logprob);
-  // Keys are token texts, best first; the token itself is always listed, as vLLM does.
+  // Keys are token names, best first; the token itself is always listed, as vLLM does.
   ojson top = ojson::object();
   for (const auto& [id, logprob] : lp->top) {
-    const std::string key = tok_.token_bytes(id);
+    const std::string key = token_name(id, tok_.token_bytes(id));
     if (!top.contains(key)) top[key] = logprob;
   }
-  if (!top.contains(text)) top[text] = lp->logprob;
+  if (!top.contains(name)) top[name] = lp->logprob;
   l.top_logprobs.push_back(std::move(top));
 }
 

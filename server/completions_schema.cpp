@@ -160,6 +160,7 @@ void parse_common_params(const json& j, const ModelLimits& limits, CompletionBod
     b.include_usage = get_bool(*it, "include_usage").value_or(false);
   }
   get_string(j, "user");  // accepted for compatibility; only its type is checked
+  b.tokens_as_ids = get_bool(j, "return_tokens_as_token_ids").value_or(false);
   Request& r = b.base;
   r.sampling = parse_sampling(j, limits);
   r.stop = parse_stop(j);

@@ -37,6 +37,9 @@ struct CompletionBody {
   bool include_usage = false;
   bool echo = false;
   std::optional<int> logprobs;  // top-n per token, 0..20
+  // vLLM's extension: logprobs name tokens "token_id:<id>" instead of by their text, so that
+  // a client can tell apart tokens whose texts are equal or not valid UTF-8.
+  bool tokens_as_ids = false;
   bool add_special_tokens = true;
   Request base;  // sampling, max_tokens, stop, logprobs, ... shared by every choice
 };

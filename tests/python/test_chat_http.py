@@ -6,6 +6,7 @@ The binary comes from $XQ_BUILD_DIR like in test_server_http.py; the tests skip 
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -159,6 +160,17 @@ def test_chat_logprobs_shape(client):
     assert joined == r.choices[0].message.content
     plain = chat(client, 6, logprobs=True)
     assert all(e.top_logprobs == [] for e in plain.choices[0].logprobs.content)
+
+
+def test_chat_logprobs_name_tokens_by_id_on_request(client):
+    by_text = chat(client, 6, logprobs=True, top_logprobs=2).choices[0].logprobs.content
+    by_id = chat(client, 6, logprobs=True, top_logprobs=2,
+                 extra_body={"return_tokens_as_token_ids": True}).choices[0].logprobs.content
+    assert len(by_id) == len(by_text)
+    for a, b in zip(by_text, by_id):
+        assert re.fullmatch(r"token_id:\d+", b.token), b.token
+        assert b.bytes == a.bytes and b.logprob == pytest.approx(a.logprob)
+        assert b.top_logprobs[0].token == b.token  # greedy: the chosen token is the best
 
 
 def test_chat_logprobs_streamed(client):

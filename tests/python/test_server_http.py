@@ -130,14 +130,18 @@ def test_echo_logprobs_max_tokens_zero_scores_the_prompt(client, server):
 def test_prompt_logprobs_agree_with_generation_logprobs(client, server):
     """The logprob of a greedily generated token, rescored as part of an echoed prompt."""
     ids = tokenize(server, "a b c d", special=False)
+    # vLLM's return_tokens_as_token_ids names the generated token by its id.
     g = client.completions.create(model="tiny", prompt=ids, max_tokens=1, temperature=0,
-                                  logprobs=1, extra_body={"ignore_eos": True})
+                                  logprobs=1, extra_body={"ignore_eos": True,
+                                                          "return_tokens_as_token_ids": True})
     gen_lp = g.choices[0].logprobs.token_logprobs[0]
     gen_tok = g.choices[0].logprobs.tokens[0]
-    next_id = tokenize(server, gen_tok, special=False)
-    if len(next_id) != 1:
-        pytest.skip("generated token text does not round-trip to one id")
-    e = client.completions.create(model="tiny", prompt=ids + next_id, max_tokens=0, echo=True,
+    assert gen_tok.startswith("token_id:"), gen_tok
+    next_id = int(gen_tok.split(":")[1])
+    assert gen_tok in g.choices[0].logprobs.top_logprobs[0]
+    r = requests.post(server.url + "/detokenize", json={"tokens": [next_id]}, timeout=10)
+    assert r.json()["prompt"] == g.choices[0].text
+    e = client.completions.create(model="tiny", prompt=ids + [next_id], max_tokens=0, echo=True,
                                   logprobs=1)
     assert e.choices[0].logprobs.token_logprobs[-1] == pytest.approx(gen_lp, abs=1e-3)
 
