@@ -10,7 +10,7 @@
 namespace xq {
 namespace {
 
-constexpr const char* kSupportedTypes = "llama, mistral, qwen2, gemma3_text, gemma3";
+constexpr const char* kSupportedTypes = "llama, mistral, qwen2, qwen3, gemma3_text, gemma3";
 
 RopeScaling parse_rope_scaling(const JsonFields& f) {
   RopeScaling rs;
@@ -61,9 +61,10 @@ ModelConfig parse_llama_family(const JsonFields& f, const std::string& model_typ
   c.tie_word_embeddings = f.get_bool("tie_word_embeddings", false);
   // Qwen2 always has q/k/v biases, and its config.json does not say so.
   c.attention_bias = model_type == "qwen2" ? true : f.get_bool("attention_bias", false);
-  // Stored for reference; the Llama block does not window attention. Qwen2 writes a window
-  // that only applies when use_sliding_window is true.
-  bool windowed = model_type != "qwen2" || f.get_bool("use_sliding_window", false);
+  // Stored for reference; the Llama block does not window attention. Qwen2 and Qwen3 write a
+  // window that only applies when use_sliding_window is true.
+  const bool qwen = model_type == "qwen2" || model_type == "qwen3";
+  bool windowed = !qwen || f.get_bool("use_sliding_window", false);
   if (windowed) c.sliding_window = f.get_int("sliding_window", 0);
   parse_token_ids(f, c);
   return c;
@@ -153,7 +154,7 @@ ModelConfig parse_hf_config(const nlohmann::json& j) {
   }
   std::string type = f.get_string("model_type");
   ModelConfig c;
-  if (type == "llama" || type == "mistral" || type == "qwen2") {
+  if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3") {
     c = parse_llama_family(f, type);
   } else if (type == "gemma3_text") {
     c = parse_gemma3_text(f);

@@ -55,8 +55,12 @@ ModelWeights load_model_weights(const ModelConfig& cfg, const WeightSource& src)
       L.post_attn_norm = load("post_attention_layernorm.weight", {H});
       L.mlp_norm = load("pre_feedforward_layernorm.weight", {H});
       L.post_mlp_norm = load("post_feedforward_layernorm.weight", {H});
+    } else if (cfg.model_type == "qwen3") {  // RMSNorm of each q/k head before RoPE
+      L.q_norm = load("self_attn.q_norm.weight", {D});
+      L.k_norm = load("self_attn.k_norm.weight", {D});
+      L.mlp_norm = load("post_attention_layernorm.weight", {H});
     } else {
-      L.q_norm = optional("self_attn.q_norm.weight", {D});  // Qwen 3 style, when present
+      L.q_norm = optional("self_attn.q_norm.weight", {D});  // when a Llama-style export has them
       L.k_norm = optional("self_attn.k_norm.weight", {D});
       L.mlp_norm = load("post_attention_layernorm.weight", {H});
     }

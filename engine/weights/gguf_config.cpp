@@ -101,12 +101,12 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   if (arch == "gemma3") {
     c.model_type = "gemma3_text";
     c.arch = Arch::Gemma3;
-  } else if (arch == "llama" || arch == "qwen2") {
+  } else if (arch == "llama" || arch == "qwen2" || arch == "qwen3") {
     c.model_type = arch;
     c.arch = Arch::Llama;
   } else {
     throw ConfigError(m.where() + "architecture " + arch +
-                      " is not supported (llama, qwen2 and gemma3 are)");
+                      " is not supported (llama, qwen2, qwen3 and gemma3 are)");
   }
 
   c.hidden_size = m.require_int("embedding_length");

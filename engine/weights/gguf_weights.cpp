@@ -36,7 +36,7 @@ constexpr NamePair kGlobalNames[] = {
 };
 
 bool is_supported_arch(const std::string& arch) {
-  return arch == "llama" || arch == "qwen2" || arch == "gemma3";
+  return arch == "llama" || arch == "qwen2" || arch == "qwen3" || arch == "gemma3";
 }
 
 std::string map_base(const std::string& arch, std::string_view base) {
@@ -78,7 +78,7 @@ class GgufWeightSource : public TensorTable {
     arch_ = file_->require_string("general.architecture");
     if (!is_supported_arch(arch_)) {
       throw WeightError(path + ": architecture " + arch_ +
-                        " is not supported (llama, qwen2 and gemma3 are)");
+                        " is not supported (llama, qwen2, qwen3 and gemma3 are)");
     }
     for (const GgufTensor& g : file_->tensors()) {
       std::optional<DType> dt = dtype_from_ggml(g.type);

@@ -1,7 +1,8 @@
-"""Converts a small Hugging Face Llama directory (make_test_model's layout, byte-level BPE
-tokenizer.json) into a GGUF file laid out as llama.cpp's converter writes Llama models, with
-the `gguf` package: {arch}.* hyper-parameters, blk.N.* tensors with Q/K rows interleaved per
-head, and the tokenizer as tokenizer.ggml.* arrays. Tests use it to check that the engine reads
+"""Converts a small Hugging Face Llama or Qwen3 directory (make_test_model's layout, byte-level
+BPE tokenizer.json) into a GGUF file laid out as llama.cpp's converter writes those models, with
+the `gguf` package: {arch}.* hyper-parameters, blk.N.* tensors (Llama's Q/K rows interleaved per
+head; Qwen3's left as they are, with their q/k norms), and the tokenizer as tokenizer.ggml.*
+arrays. Tests use it to check that the engine reads
 such a file exactly like the directory it came from.
 """
 
@@ -25,6 +26,8 @@ HF_TO_GGUF_LAYER = {
     "self_attn.k_proj": "attn_k",
     "self_attn.v_proj": "attn_v",
     "self_attn.o_proj": "attn_output",
+    "self_attn.q_norm": "attn_q_norm",
+    "self_attn.k_norm": "attn_k_norm",
     "post_attention_layernorm": "ffn_norm",
     "mlp.gate_proj": "ffn_gate",
     "mlp.up_proj": "ffn_up",
@@ -119,8 +122,9 @@ def convert(model_dir, out, qtypes=None, default_2d=QT.F32) -> dict:
     them. Returns {hf name: float32 values as stored}, in HF layout (for a reference model)."""
     model_dir, qtypes = Path(model_dir), dict(qtypes or {})
     cfg = json.loads((model_dir / "config.json").read_text())
-    if cfg["model_type"] != "llama":
-        raise ValueError(f"{model_dir}: model_type {cfg['model_type']} is not llama")
+    arch = cfg["model_type"]
+    if arch not in ("llama", "qwen3"):
+        raise ValueError(f"{model_dir}: model_type {arch} is neither llama nor qwen3")
     weights = {}
     for f in sorted(model_dir.glob("*.safetensors")):
         weights.update(load_file(str(f)))
@@ -128,7 +132,7 @@ def convert(model_dir, out, qtypes=None, default_2d=QT.F32) -> dict:
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
     embd = weights["model.embed_tokens.weight"]
 
-    w = gguf.GGUFWriter(str(out), arch="llama")
+    w = gguf.GGUFWriter(str(out), arch=arch)
     w.add_name(model_dir.name)
     w.add_file_type(gguf.LlamaFileType.ALL_F32 if default_2d == QT.F32 and not qtypes
                     else gguf.LlamaFileType.MOSTLY_F16)
@@ -154,9 +158,9 @@ def convert(model_dir, out, qtypes=None, default_2d=QT.F32) -> dict:
         arr = arr.astype(np.float32)
         qtype = qtypes.pop(name, QT.F32 if arr.ndim == 1 else default_2d)
         stored[name] = stored_values(arr, qtype)
-        if name.endswith("q_proj.weight"):
+        if arch == "llama" and name.endswith("q_proj.weight"):
             arr = permute_like_llama_cpp(arr, heads)
-        elif name.endswith("k_proj.weight"):
+        elif arch == "llama" and name.endswith("k_proj.weight"):
             arr = permute_like_llama_cpp(arr, kv_heads)
         if qtype in (QT.F32, QT.F16):
             w.add_tensor(gguf_name(name), arr.astype(np.float16 if qtype == QT.F16 else np.float32))

@@ -4,7 +4,7 @@ The directory holds config.json, generation_config.json, model.safetensors (or s
 model.safetensors.index.json) and a tokenizer from make_test_tokenizer. Weight scales are chosen
 so that attention is neither uniform nor one-hot and the logits spread over a few units.
 
-Usage: make_test_model.py OUT [--arch llama|qwen2|mistral|gemma3] [--layers 2] [--hidden 64]
+Usage: make_test_model.py OUT [--arch llama|qwen2|qwen3|mistral|gemma3] [--layers 2] [--hidden 64]
        [--intermediate 128] [--heads 4] [--kv-heads 2] [--head-dim N] [--tie] [--bias]
        [--rope-scaling none|llama3|linear] [--dtype f32|bf16|f16] [--tokenizer bpe|spm|gpt2]
        [--vocab 512] [--seed S] [--max-pos 2048] [--shards N] [--sliding-window 16]
@@ -32,7 +32,7 @@ def _config(a, vocab: int, bos: int, eos: int) -> dict:
     head_dim = a.head_dim or a.hidden // a.heads
     c = {
         "architectures": [],
-        "model_type": {"llama": "llama", "qwen2": "qwen2", "mistral": "mistral",
+        "model_type": {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "mistral": "mistral",
                        "gemma3": "gemma3_text"}[a.arch],
         "vocab_size": vocab,
         "hidden_size": a.hidden,
@@ -74,6 +74,7 @@ def _config(a, vocab: int, bos: int, eos: int) -> dict:
         })
     else:
         c["architectures"] = [{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
+                               "qwen3": "Qwen3ForCausalLM",
                                "mistral": "MistralForCausalLM"}[a.arch]]
         c["hidden_act"] = "silu"
         c["rope_theta"] = 500000.0 if a.rope_scaling == "llama3" else 10000.0
@@ -82,9 +83,11 @@ def _config(a, vocab: int, bos: int, eos: int) -> dict:
             c["mlp_bias"] = False
         if a.arch == "mistral":
             c["sliding_window"] = None
-        if a.arch == "qwen2":
+        if a.arch in ("qwen2", "qwen3"):
             c["use_sliding_window"] = False
             c["sliding_window"] = a.max_pos
+        if a.arch == "qwen3":
+            c["attention_bias"] = False  # Qwen3 has no q/k/v biases; it norms q and k instead
     return c
 
 
@@ -122,9 +125,10 @@ def _weights(a, c: dict) -> dict:
         w[p + "mlp.gate_proj.weight"] = normal((I, H), 1.0 / math.sqrt(H))
         w[p + "mlp.up_proj.weight"] = normal((I, H), 1.0 / math.sqrt(H))
         w[p + "mlp.down_proj.weight"] = normal((H, I), 0.7 / math.sqrt(I))
+        if gemma or a.arch == "qwen3":  # per-head RMSNorm of q and k before RoPE
+            w[p + "self_attn.q_norm.weight"] = normal((D,), 0.1, norm_mean)
+            w[p + "self_attn.k_norm.weight"] = normal((D,), 0.1, norm_mean)
         if gemma:
-            w[p + "self_attn.q_norm.weight"] = normal((D,), 0.1)
-            w[p + "self_attn.k_norm.weight"] = normal((D,), 0.1)
             w[p + "post_attention_layernorm.weight"] = normal((H,), 0.1)
             w[p + "pre_feedforward_layernorm.weight"] = normal((H,), 0.1)
             w[p + "post_feedforward_layernorm.weight"] = normal((H,), 0.1)
@@ -189,7 +193,8 @@ def make_test_model(out, arch="llama", layers=2, hidden=64, intermediate=128, he
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
-    ap.add_argument("--arch", choices=["llama", "qwen2", "mistral", "gemma3"], default="llama")
+    ap.add_argument("--arch", choices=["llama", "qwen2", "qwen3", "mistral", "gemma3"],
+                    default="llama")
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--intermediate", type=int, default=128)

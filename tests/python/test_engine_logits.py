@@ -45,6 +45,7 @@ MODELS = {
     "llama_bf16": dict(arch="llama", heads=4, kv_heads=2, dtype="bf16"),
     "gemma3_bf16": dict(arch="gemma3", heads=4, kv_heads=1, dtype="bf16", sliding_window=20),
     "qwen2_f16": dict(arch="qwen2", heads=4, kv_heads=2, dtype="f16"),
+    "qwen3_qk_norm": dict(arch="qwen3", heads=4, kv_heads=2, head_dim=32, tokenizer="gpt2"),
 }
 
 

@@ -113,6 +113,21 @@ def test_f32_gguf_logits_equal_the_hf_directory(logits):
     assert rel < 1e-5, f"F32 GGUF vs HF: max relative difference {rel:.2e}"
 
 
+def test_qwen3_gguf_logits_equal_the_hf_directory(tmp_path):
+    # Qwen3: no Q/K permutation in the file, per-head q/k RMSNorm weights (attn_q_norm).
+    hf = make_test_model(tmp_path / "qwen3", arch="qwen3", tokenizer="gpt2", layers=2, hidden=64,
+                         intermediate=128, heads=4, kv_heads=2, head_dim=32, dtype="f32",
+                         max_pos=MAX_LEN, seed=6)
+    path = tmp_path / "qwen3.gguf"
+    convert(hf, path)
+    vocab = json.loads((hf / "config.json").read_text())["vocab_size"]
+    tokens = [int(t) for t in np.random.RandomState(4).randint(0, vocab, size=32)]
+    want = engine_logits(hf, tokens, tmp_path / "hf.npy")
+    assert want.std() > 1.0
+    rel = max_rel(engine_logits(path, tokens, tmp_path / "gguf.npy"), want)
+    assert rel < 1e-5, f"Qwen3 F32 GGUF vs HF: max relative difference {rel:.2e}"
+
+
 def test_mixed_gguf_logits_equal_its_stored_values(logits):
     # Same weights as the GGUF holds (F16 and Q8_0 rounding applied in HF layout): only the
     # order of float operations may differ.

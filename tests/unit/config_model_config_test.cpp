@@ -73,6 +73,35 @@ const char* kQwen25_05B = R"({
   "vocab_size": 151936
 })";
 
+// The shape of Qwen/Qwen3-0.6B's config.json: head_dim written out (not hidden / heads), no
+// biases, q/k norms (in the weights, not the config).
+const char* kQwen3_06B = R"({
+  "architectures": ["Qwen3ForCausalLM"],
+  "attention_bias": false,
+  "attention_dropout": 0.0,
+  "bos_token_id": 151643,
+  "eos_token_id": 151645,
+  "head_dim": 128,
+  "hidden_act": "silu",
+  "hidden_size": 1024,
+  "intermediate_size": 3072,
+  "max_position_embeddings": 40960,
+  "max_window_layers": 28,
+  "model_type": "qwen3",
+  "num_attention_heads": 16,
+  "num_hidden_layers": 28,
+  "num_key_value_heads": 8,
+  "rms_norm_eps": 1e-06,
+  "rope_scaling": null,
+  "rope_theta": 1000000,
+  "sliding_window": null,
+  "tie_word_embeddings": true,
+  "torch_dtype": "bfloat16",
+  "use_cache": true,
+  "use_sliding_window": false,
+  "vocab_size": 151936
+})";
+
 // mistralai/Mistral-7B-Instruct-v0.3.
 const char* kMistral7B_v03 = R"({
   "architectures": ["MistralForCausalLM"],
@@ -257,6 +286,23 @@ TEST(ParseHfConfig, Qwen25_05B) {
   EXPECT_EQ(c.bos_token_id, 151643);
 }
 
+TEST(ParseHfConfig, Qwen3_06B) {
+  ModelConfig c = parse_hf_config(json::parse(kQwen3_06B));
+  EXPECT_EQ(c.model_type, "qwen3");
+  EXPECT_EQ(c.arch, Arch::Llama);
+  EXPECT_FALSE(c.attention_bias);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.hidden_size, 1024);
+  EXPECT_EQ(c.num_heads, 16);
+  EXPECT_EQ(c.num_kv_heads, 8);
+  EXPECT_EQ(c.head_dim, 128);  // not 1024 / 16
+  EXPECT_EQ(c.q_dim(), 2048);
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_EQ(c.max_position_embeddings, 40960);
+  EXPECT_FLOAT_EQ(c.rope_theta, 1e6f);
+  EXPECT_EQ(c.eos_token_ids, std::vector<int>{151645});
+}
+
 TEST(ParseHfConfig, Mistral7B_v03) {
   ModelConfig c = parse_hf_config(json::parse(kMistral7B_v03));
   EXPECT_EQ(c.model_type, "mistral");
@@ -344,7 +390,7 @@ TEST(ParseHfConfig, UnknownModelTypeListsSupported) {
   j["model_type"] = "phi3";
   std::string msg = error_of([&] { parse_hf_config(j); });
   EXPECT_NE(msg.find("phi3"), std::string::npos) << msg;
-  for (const char* t : {"llama", "mistral", "qwen2", "gemma3_text", "gemma3"}) {
+  for (const char* t : {"llama", "mistral", "qwen2", "qwen3", "gemma3_text", "gemma3"}) {
     EXPECT_NE(msg.find(t), std::string::npos) << msg;
   }
 }
