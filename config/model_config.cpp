@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "config/json_fields.h"
@@ -42,6 +43,37 @@ void parse_token_ids(const JsonFields& f, ModelConfig& c) {
 }
 
 // Llama, Mistral and Qwen2 share one block layout; their configs always spell out the sizes.
+// `layer_types` (sliding_attention / full_attention per layer) when the config lists them.
+std::optional<std::vector<bool>> listed_layer_types(const JsonFields& f) {
+  if (!f.has("layer_types")) return std::nullopt;
+  const auto& types = f.raw("layer_types");
+  if (!types.is_array()) throw ConfigError("field '" + f.name("layer_types") + "' must be a list");
+  std::vector<bool> sliding;
+  for (const auto& t : types) {
+    std::string s = t.is_string() ? t.get<std::string>() : t.dump();
+    if (s != "sliding_attention" && s != "full_attention") {
+      throw ConfigError("field '" + f.name("layer_types") + "' has entry '" + s +
+                        "' (expected sliding_attention or full_attention)");
+    }
+    sliding.push_back(s == "sliding_attention");
+  }
+  return sliding;
+}
+
+// Which Gemma 3 layers use the local window: `layer_types` when given, else every layer but
+// each Nth.
+std::vector<bool> gemma3_layer_pattern(const JsonFields& f, int num_layers) {
+  if (auto listed = listed_layer_types(f)) return *listed;
+  // Older exports wrote the pattern as "_sliding_window_pattern".
+  std::string key =
+      f.has("sliding_window_pattern") ? "sliding_window_pattern" : "_sliding_window_pattern";
+  int every = f.get_int(key, 6);
+  if (every <= 0) throw ConfigError("field '" + f.name(key) + "' must be positive");
+  std::vector<bool> sliding;
+  for (int i = 0; i < num_layers; ++i) sliding.push_back((i + 1) % every != 0);
+  return sliding;
+}
+
 ModelConfig parse_llama_family(const JsonFields& f, const std::string& model_type) {
   ModelConfig c;
   c.model_type = model_type;
@@ -61,40 +93,22 @@ ModelConfig parse_llama_family(const JsonFields& f, const std::string& model_typ
   c.tie_word_embeddings = f.get_bool("tie_word_embeddings", false);
   // Qwen2 always has q/k/v biases, and its config.json does not say so.
   c.attention_bias = model_type == "qwen2" ? true : f.get_bool("attention_bias", false);
-  // Stored for reference; the Llama block does not window attention. Qwen2 and Qwen3 write a
-  // window that only applies when use_sliding_window is true.
+  // Which layers window their attention, by transformers' rules: the listed layer_types;
+  // else Mistral every layer (v0.1's 4096; later versions write null); Qwen2/3, only with
+  // use_sliding_window, the layers from max_window_layers on. Llama has no window.
   const bool qwen = model_type == "qwen2" || model_type == "qwen3";
-  bool windowed = !qwen || f.get_bool("use_sliding_window", false);
+  const bool windowed = qwen ? f.get_bool("use_sliding_window", false) : model_type == "mistral";
   if (windowed) c.sliding_window = f.get_int("sliding_window", 0);
+  if (c.sliding_window > 0) {
+    if (auto listed = listed_layer_types(f)) {
+      c.layer_is_sliding = *listed;
+    } else {
+      const int from = qwen ? f.get_int("max_window_layers", c.num_layers) : 0;
+      for (int i = 0; i < c.num_layers; ++i) c.layer_is_sliding.push_back(i >= from);
+    }
+  }
   parse_token_ids(f, c);
   return c;
-}
-
-// Which layers use the local window: `layer_types` when given, else every layer but each Nth.
-std::vector<bool> gemma3_layer_pattern(const JsonFields& f, int num_layers) {
-  std::vector<bool> sliding;
-  if (f.has("layer_types")) {
-    const auto& types = f.raw("layer_types");
-    if (!types.is_array()) {
-      throw ConfigError("field '" + f.name("layer_types") + "' must be a list");
-    }
-    for (const auto& t : types) {
-      std::string s = t.is_string() ? t.get<std::string>() : t.dump();
-      if (s != "sliding_attention" && s != "full_attention") {
-        throw ConfigError("field '" + f.name("layer_types") + "' has entry '" + s +
-                          "' (expected sliding_attention or full_attention)");
-      }
-      sliding.push_back(s == "sliding_attention");
-    }
-    return sliding;
-  }
-  // Older exports wrote the pattern as "_sliding_window_pattern".
-  std::string key =
-      f.has("sliding_window_pattern") ? "sliding_window_pattern" : "_sliding_window_pattern";
-  int every = f.get_int(key, 6);
-  if (every <= 0) throw ConfigError("field '" + f.name(key) + "' must be positive");
-  for (int i = 0; i < num_layers; ++i) sliding.push_back((i + 1) % every != 0);
-  return sliding;
 }
 
 // Gemma 3's text part. Missing fields take Gemma3TextConfig's defaults, since the multimodal

@@ -46,7 +46,12 @@ struct EngineLoop::Impl {
         fmt.bytes_per_token() + fmt.sliding_bytes_per_token(), blocks.total(), o.block_size,
         blocks.total() * o.block_size, o.max_num_seqs * fmt.window_bytes_max() / (1 << 20),
         o.max_num_seqs);
-    if (fmt.sliding_tokens() > 0) {
+    if (fmt.sliding_tokens() > 0 && fmt.bytes_per_token() == 0) {
+      spdlog::info(
+          "every layer has a sliding window: a sequence holds at most its last {} tokens ({:.1f} "
+          "bytes each), however long it grows",
+          fmt.sliding_tokens(), fmt.sliding_bytes_per_token());
+    } else if (fmt.sliding_tokens() > 0) {
       spdlog::info(
           "sliding-window layers hold a sequence's last {} tokens ({:.1f} bytes/token); past "
           "them a token costs {:.1f} bytes, so one sequence of up to {} tokens fits",

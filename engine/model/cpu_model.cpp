@@ -83,7 +83,8 @@ void CpuModel::norm_and_rope(int layer, float* t, int rows, int heads,
   if (!norm.empty()) {
     rmsnorm(t, norm.data(), t, rows * heads, cfg_.head_dim, cfg_.rms_norm_eps, gemma);
   }
-  const auto& freqs = cfg_.is_sliding(layer) ? rope_local_ : rope_global_;
+  const bool local = cfg_.arch == Arch::Gemma3 && cfg_.is_sliding(layer);  // Gemma's own base
+  const auto& freqs = local ? rope_local_ : rope_global_;
   rope_apply(t, rows, heads, cfg_.head_dim, static_cast<size_t>(heads) * cfg_.head_dim, pos, freqs);
 }
 

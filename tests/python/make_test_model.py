@@ -64,7 +64,7 @@ def _config(a, vocab: int, bos: int, eos: int) -> dict:
             "rope_local_base_freq": 10000.0,
             # Not head_dim, as in the larger Gemma 3 models, so that the scale is exercised.
             "query_pre_attn_scalar": head_dim * 3 // 2,
-            "sliding_window": a.sliding_window,
+            "sliding_window": a.sliding_window or 16,
             # Every other layer global, so both kinds appear even in a 2-layer model.
             "layer_types": ["full_attention" if (i + 1) % 2 == 0 else "sliding_attention"
                             for i in range(a.layers)],
@@ -81,8 +81,8 @@ def _config(a, vocab: int, bos: int, eos: int) -> dict:
         if a.arch == "llama":
             c["attention_bias"] = bool(a.bias)
             c["mlp_bias"] = False
-        if a.arch == "mistral":
-            c["sliding_window"] = None
+        if a.arch == "mistral":  # v0.1 windowed every layer; later versions write null
+            c["sliding_window"] = a.sliding_window or None
         if a.arch in ("qwen2", "qwen3"):
             c["use_sliding_window"] = False
             c["sliding_window"] = a.max_pos
@@ -175,7 +175,7 @@ def _special_ids(out: Path) -> tuple:
 def make_test_model(out, arch="llama", layers=2, hidden=64, intermediate=128, heads=4,
                     kv_heads=2, head_dim=None, tie=False, bias=False, rope_scaling="none",
                     dtype="f32", tokenizer="bpe", vocab=512, seed=0, max_pos=2048, shards=1,
-                    sliding_window=16, final_softcap=30.0, attn_softcap=0.0) -> Path:
+                    sliding_window=None, final_softcap=30.0, attn_softcap=0.0) -> Path:
     """Writes the model into `out` and returns its path."""
     a = argparse.Namespace(**{k: v for k, v in locals().items() if k != "out"})
     out = Path(out)
@@ -210,7 +210,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-pos", type=int, default=2048)
     ap.add_argument("--shards", type=int, default=1)
-    ap.add_argument("--sliding-window", type=int, default=16)
+    ap.add_argument("--sliding-window", type=int, default=None,
+                    help="gemma3: default 16; mistral: a window on every layer (v0.1)")
     ap.add_argument("--final-softcap", type=float, default=30.0)
     ap.add_argument("--attn-softcap", type=float, default=0.0)
     a = ap.parse_args()

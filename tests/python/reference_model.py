@@ -66,6 +66,21 @@ def _silu(x):
     return x / (1.0 + np.exp(-x))
 
 
+def _llama_family_windows(c):
+    """transformers' rules: Mistral windows every layer when sliding_window is set; Qwen2/3 the
+    layers from max_window_layers on, only with use_sliding_window; listed layer_types win."""
+    n = c["num_hidden_layers"]
+    qwen = c["model_type"] in ("qwen2", "qwen3")
+    window = c.get("sliding_window") if (c.get("use_sliding_window") if qwen else
+                                         c["model_type"] == "mistral") else None
+    if not window:
+        return [False] * n
+    if "layer_types" in c:
+        return [t == "sliding_attention" for t in c["layer_types"]]
+    first = c.get("max_window_layers", n) if qwen else 0
+    return [i >= first for i in range(n)]
+
+
 class ReferenceModel:
     def __init__(self, model_dir):
         self.dir = Path(model_dir)
@@ -82,7 +97,7 @@ class ReferenceModel:
             self.sliding = [t == "sliding_attention" for t in layer_types]
             self.scale = c["query_pre_attn_scalar"] ** -0.5
         else:
-            self.sliding = [False] * c["num_hidden_layers"]
+            self.sliding = _llama_family_windows(c)
             self.scale = self.head_dim ** -0.5
 
     def _attention(self, layer, x, pos):

@@ -46,6 +46,8 @@ MODELS = {
     "gemma3_bf16": dict(arch="gemma3", heads=4, kv_heads=1, dtype="bf16", sliding_window=20),
     "qwen2_f16": dict(arch="qwen2", heads=4, kv_heads=2, dtype="f16"),
     "qwen3_qk_norm": dict(arch="qwen3", heads=4, kv_heads=2, head_dim=32, tokenizer="gpt2"),
+    # Mistral 7B v0.1's layout: every layer windowed (10 here, shorter than the test's tokens).
+    "mistral_v01_window": dict(arch="mistral", heads=4, kv_heads=2, sliding_window=10),
 }
 
 
@@ -104,7 +106,8 @@ def test_logits_match_float64_reference(model_dirs, name):
     assert (got.argmax(-1) == want.argmax(-1)).mean() > 0.95
 
 
-@pytest.mark.parametrize("name", ["llama_gqa_tied_bias", "gemma3_window_softcap"])
+@pytest.mark.parametrize("name", ["llama_gqa_tied_bias", "gemma3_window_softcap",
+                                  "mistral_v01_window"])
 def test_chunked_prefill_and_decode_match_one_shot(model_dirs, name, tmp_path):
     d = model_dirs(name)
     ref = ReferenceModel(d)

@@ -315,10 +315,27 @@ TEST(ParseHfConfig, Mistral7B_v03) {
   EXPECT_EQ(c.eos_token_ids, std::vector<int>{2});
 
   json v01 = json::parse(kMistral7B_v03);
-  v01["sliding_window"] = 4096;  // Mistral-7B-v0.1 had a window
+  v01["sliding_window"] = 4096;  // Mistral-7B-v0.1 windows every layer, as transformers does
   ModelConfig c1 = parse_hf_config(v01);
   EXPECT_EQ(c1.sliding_window, 4096);
-  EXPECT_TRUE(c1.layer_is_sliding.empty());
+  EXPECT_EQ(c1.layer_is_sliding, std::vector<bool>(32, true));
+  EXPECT_TRUE(c.layer_is_sliding.empty());
+}
+
+TEST(ParseHfConfig, QwenWindowsOnlyWithUseSlidingWindow) {
+  json q = json::parse(kQwen25_05B);
+  q["use_sliding_window"] = true;
+  q["max_window_layers"] = 20;
+  ModelConfig c = parse_hf_config(q);
+  EXPECT_EQ(c.sliding_window, 32768);
+  std::vector<bool> want(24, false);
+  for (int i = 20; i < 24; ++i) want[i] = true;  // the layers from max_window_layers on
+  EXPECT_EQ(c.layer_is_sliding, want);
+  q["layer_types"] = std::vector<std::string>(24, "sliding_attention");  // listed wins
+  EXPECT_EQ(parse_hf_config(q).layer_is_sliding, std::vector<bool>(24, true));
+  json llama = json::parse(kQwen25_05B);
+  llama["model_type"] = "llama";  // Llama has no window, whatever the file says
+  EXPECT_TRUE(parse_hf_config(llama).layer_is_sliding.empty());
 }
 
 TEST(ParseHfConfig, Gemma3_270m) {
