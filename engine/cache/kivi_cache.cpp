@@ -23,6 +23,7 @@
 #include "engine/cache/layer_attention.h"
 #include "engine/cache/quantized_rows.h"
 #include "engine/cache/quantizer.h"
+#include "engine/cache/thread_scratch.h"
 #include "engine/cache/x_attention.h"
 
 namespace xq {
@@ -38,6 +39,7 @@ class KiviSequence : public SequenceCache {
   }
 
   void attend(const LayerAttnInput& in) override {
+    AttentionScratch& s = thread_scratch();
     const int kv_dim = cfg_.kv_dim();
     const int past = k_.at(in.layer).rows();
     if (in.start_pos != past) {
@@ -46,14 +48,14 @@ class KiviSequence : public SequenceCache {
                                   std::to_string(in.start_pos));
     }
     const size_t rows = static_cast<size_t>(past + in.n);
-    kf_.resize(rows * kv_dim);
-    vf_.resize(rows * kv_dim);
+    s.k.resize(rows * kv_dim);
+    s.v.resize(rows * kv_dim);
     const int lo = window_start(cfg_, in.layer, past);
-    k_[in.layer].read(lo, past, kf_.data() + static_cast<size_t>(lo) * kv_dim);
-    v_[in.layer].read(lo, past, vf_.data() + static_cast<size_t>(lo) * kv_dim);
-    std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, kf_.begin() + past * kv_dim);
-    std::copy(in.v, in.v + static_cast<size_t>(in.n) * kv_dim, vf_.begin() + past * kv_dim);
-    causal_attention(cfg_, in.layer, in.q, in.n, in.start_pos, kf_.data(), vf_.data(), in.out);
+    k_[in.layer].read(lo, past, s.k.data() + static_cast<size_t>(lo) * kv_dim);
+    v_[in.layer].read(lo, past, s.v.data() + static_cast<size_t>(lo) * kv_dim);
+    std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, s.k.begin() + past * kv_dim);
+    std::copy(in.v, in.v + static_cast<size_t>(in.n) * kv_dim, s.v.begin() + past * kv_dim);
+    causal_attention(cfg_, in.layer, in.q, in.n, in.start_pos, s.k.data(), s.v.data(), in.out);
     k_[in.layer].append(in.k, in.n);
     v_[in.layer].append(in.v, in.n);
     const int keep = window_start(cfg_, in.layer, past + in.n);  // what the next token sees
@@ -80,7 +82,6 @@ class KiviSequence : public SequenceCache {
   ModelConfig cfg_;
   std::vector<ChannelQuantRows> k_;
   std::vector<TokenQuantRows> v_;
-  std::vector<float> kf_, vf_;  // scratch
 };
 
 }  // namespace

@@ -4,7 +4,9 @@
 #include <stdexcept>
 #include <vector>
 
+#include "engine/cache/erase_front.h"
 #include "engine/cache/layer_attention.h"
+#include "engine/cache/thread_scratch.h"
 #include "kernels/cpu/half.h"
 
 namespace xq {
@@ -15,10 +17,14 @@ namespace {
 class Kv16Sequence : public SequenceCache {
  public:
   explicit Kv16Sequence(const ModelConfig& cfg)
-      : cfg_(cfg), k_(cfg.num_layers), v_(cfg.num_layers), tokens_(cfg.num_layers, 0),
+      : cfg_(cfg),
+        k_(cfg.num_layers),
+        v_(cfg.num_layers),
+        tokens_(cfg.num_layers, 0),
         first_(cfg.num_layers, 0) {}
 
   void attend(const LayerAttnInput& in) override {
+    AttentionScratch& s = thread_scratch();
     const int kv_dim = cfg_.kv_dim();
     const int past = tokens_.at(in.layer);
     if (in.start_pos != past) {
@@ -31,14 +37,14 @@ class Kv16Sequence : public SequenceCache {
     const int first = window_start(cfg_, in.layer, in.start_pos);
     const size_t old_rows = static_cast<size_t>(past - first);
     const size_t rows = old_rows + in.n;
-    kf_.resize(rows * kv_dim);
-    vf_.resize(rows * kv_dim);
+    s.k.resize(rows * kv_dim);
+    s.v.resize(rows * kv_dim);
     const size_t skip = static_cast<size_t>(first - first_[in.layer]) * kv_dim;
-    halves_to_floats(k_[in.layer].data() + skip, kf_.data(), old_rows * kv_dim);
-    halves_to_floats(v_[in.layer].data() + skip, vf_.data(), old_rows * kv_dim);
-    std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, kf_.begin() + old_rows * kv_dim);
-    std::copy(in.v, in.v + static_cast<size_t>(in.n) * kv_dim, vf_.begin() + old_rows * kv_dim);
-    causal_attention(cfg_, in.layer, in.q, in.n, in.start_pos, kf_.data(), vf_.data(), in.out,
+    halves_to_floats(k_[in.layer].data() + skip, s.k.data(), old_rows * kv_dim);
+    halves_to_floats(v_[in.layer].data() + skip, s.v.data(), old_rows * kv_dim);
+    std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, s.k.begin() + old_rows * kv_dim);
+    std::copy(in.v, in.v + static_cast<size_t>(in.n) * kv_dim, s.v.begin() + old_rows * kv_dim);
+    causal_attention(cfg_, in.layer, in.q, in.n, in.start_pos, s.k.data(), s.v.data(), in.out,
                      first);
 
     auto& ks = k_[in.layer];
@@ -53,8 +59,8 @@ class Kv16Sequence : public SequenceCache {
     const int keep = window_start(cfg_, in.layer, past + in.n);
     if (keep > first_[in.layer]) {
       const size_t drop = static_cast<size_t>(keep - first_[in.layer]) * kv_dim;
-      ks.erase(ks.begin(), ks.begin() + drop);
-      vs.erase(vs.begin(), vs.begin() + drop);
+      erase_front(ks, drop);
+      erase_front(vs, drop);
       first_[in.layer] = keep;
     }
   }
@@ -85,7 +91,6 @@ class Kv16Sequence : public SequenceCache {
   std::vector<std::vector<uint16_t>> k_, v_;
   std::vector<int> tokens_;
   std::vector<int> first_;  // per layer: rows before it were dropped (sliding layers)
-  std::vector<float> kf_, vf_;  // scratch, reused across calls
 };
 
 }  // namespace

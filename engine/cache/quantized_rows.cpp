@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/cache/erase_front.h"
 #include "engine/cache/quantizer.h"
 #include "kernels/cpu/half.h"
 
@@ -19,11 +20,6 @@ void check_held(int begin, int first) {
     throw std::out_of_range("quantized rows: row " + std::to_string(begin) +
                             " was dropped (rows start at " + std::to_string(first) + ")");
   }
-}
-
-template <typename T>
-void erase_front(std::vector<T>& v, size_t n) {
-  v.erase(v.begin(), v.begin() + std::min(n, v.size()));
 }
 
 }  // namespace

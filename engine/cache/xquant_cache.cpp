@@ -24,6 +24,7 @@
 
 #include "engine/cache/quantized_rows.h"
 #include "engine/cache/quantizer.h"
+#include "engine/cache/thread_scratch.h"
 #include "engine/cache/x_attention.h"
 
 namespace xq {
@@ -52,6 +53,7 @@ class XQuantSequence : public SequenceCache {
   }
 
   void attend(const LayerAttnInput& in) override {
+    AttentionScratch& s = thread_scratch();
     const int past = rows(in.layer);
     if (in.start_pos != past) {
       throw std::invalid_argument("xquant cache: layer " + std::to_string(in.layer) + " holds " +
@@ -60,17 +62,17 @@ class XQuantSequence : public SequenceCache {
     }
     const int hidden = cfg_.hidden_size, kv_dim = cfg_.kv_dim();
     const int lo = window_start(cfg_, in.layer, past);
-    xs_.resize(static_cast<size_t>(past) * hidden);
+    s.xs.resize(static_cast<size_t>(past) * hidden);
     if (basis_) {
-      k_.resize(static_cast<size_t>(past + in.n) * kv_dim);
+      s.k.resize(static_cast<size_t>(past + in.n) * kv_dim);
       attend_latent(in, lo);
     } else {
       if (opts_.x_per_channel) {
-        xc_[in.layer].read(lo, past, xs_.data() + static_cast<size_t>(lo) * hidden);
+        xc_[in.layer].read(lo, past, s.xs.data() + static_cast<size_t>(lo) * hidden);
       } else {
-        x_[in.layer].read(lo, past, xs_.data() + static_cast<size_t>(lo) * hidden);
+        x_[in.layer].read(lo, past, s.xs.data() + static_cast<size_t>(lo) * hidden);
       }
-      attend_over_inputs(cfg_, proj_, in, xs_.data(), opts_.fold_values, k_, v_);
+      attend_over_inputs(cfg_, proj_, in, s.xs.data(), opts_.fold_values, s.k, s.v);
       if (opts_.x_per_channel) {
         xc_[in.layer].append(in.x, in.n);
       } else {
@@ -114,25 +116,26 @@ class XQuantSequence : public SequenceCache {
   }
 
   void attend_latent(const LayerAttnInput& in, int lo) {
+    AttentionScratch& s = thread_scratch();
     const int hidden = cfg_.hidden_size, kv_dim = cfg_.kv_dim(), r = basis_->rank;
     const int past = in.start_pos;
     const float* bk = basis_->k[in.layer].data();
     const float* bv = basis_->v[in.layer].data();
     const size_t off = static_cast<size_t>(lo);
     // K: the K latent lifted back to X space, then the projector's full key path.
-    z_.resize(static_cast<size_t>(past) * r);
-    zk_[in.layer].read(lo, past, z_.data() + off * r);
-    lift_rows(z_.data() + off * r, past - lo, r, bk, hidden, xs_.data() + off * hidden);
-    remat_keys(proj_, in.layer, xs_.data(), hidden, lo, past, kv_dim, k_.data());
-    std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, k_.begin() + past * kv_dim);
+    s.z.resize(static_cast<size_t>(past) * r);
+    zk_[in.layer].read(lo, past, s.z.data() + off * r);
+    lift_rows(s.z.data() + off * r, past - lo, r, bk, hidden, s.xs.data() + off * hidden);
+    remat_keys(proj_, in.layer, s.xs.data(), hidden, lo, past, kv_dim, s.k.data());
+    std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, s.k.begin() + past * kv_dim);
     // V: weighted means of the V latent, lifted once per head (fold), or all rows lifted.
-    zv_[in.layer].read(lo, past, z_.data() + off * r);
+    zv_[in.layer].read(lo, past, s.z.data() + off * r);
     if (opts_.fold_values) {
-      folded_attention(cfg_, proj_, in, k_.data(), z_.data(), r, bv);
+      folded_attention(cfg_, proj_, in, s.k.data(), s.z.data(), r, bv);
     } else {
-      lift_rows(z_.data() + off * r, past - lo, r, bv, hidden, xs_.data() + off * hidden);
-      v_.resize(static_cast<size_t>(past + in.n) * kv_dim);
-      remat_attention(cfg_, proj_, in, xs_.data(), k_.data(), v_.data());
+      lift_rows(s.z.data() + off * r, past - lo, r, bv, hidden, s.xs.data() + off * hidden);
+      s.v.resize(static_cast<size_t>(past + in.n) * kv_dim);
+      remat_attention(cfg_, proj_, in, s.xs.data(), s.k.data(), s.v.data());
     }
     std::vector<float> z(static_cast<size_t>(in.n) * r);
     project_rows(in.x, in.n, hidden, bk, r, z.data());
@@ -145,11 +148,10 @@ class XQuantSequence : public SequenceCache {
   const KvProjector& proj_;
   XQuantOptions opts_;
   std::shared_ptr<const LatentBasis> basis_;
-  std::vector<TokenQuantRows> x_;      // per layer, without latent
-  std::vector<ChannelQuantRows> xc_;   // per layer, without latent, x_per_channel
-  std::vector<ChannelQuantRows> zk_;   // per layer, latent: X U_k
-  std::vector<TokenQuantRows> zv_;     // per layer, latent: X U_v
-  std::vector<float> k_, v_, xs_, z_;  // scratch
+  std::vector<TokenQuantRows> x_;     // per layer, without latent
+  std::vector<ChannelQuantRows> xc_;  // per layer, without latent, x_per_channel
+  std::vector<ChannelQuantRows> zk_;  // per layer, latent: X U_k
+  std::vector<TokenQuantRows> zv_;    // per layer, latent: X U_v
 };
 
 }  // namespace

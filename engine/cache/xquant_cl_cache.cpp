@@ -38,6 +38,7 @@
 
 #include "engine/cache/quantized_rows.h"
 #include "engine/cache/quantizer.h"
+#include "engine/cache/thread_scratch.h"
 #include "engine/cache/x_attention.h"
 #include "engine/cache/xquant_cl_chain.h"
 #include "engine/cache/xquant_cl_channel.h"
@@ -54,6 +55,7 @@ class XQuantCLSequence : public SequenceCache {
   }
 
   void attend(const LayerAttnInput& in) override {
+    AttentionScratch& s = thread_scratch();
     const int l = in.layer, past = d_.at(l).rows();
     if (in.start_pos != past) {
       throw std::invalid_argument("xquant-cl cache: layer " + std::to_string(l) + " holds " +
@@ -66,16 +68,17 @@ class XQuantCLSequence : public SequenceCache {
     const int lo = window_start(cfg_, l, past);
     Chain& ch = chains_[chain_of(l)];
     ch.past.rows.resize(static_cast<size_t>(past) * h);
-    advance_running_sum(d_, prev_, l, lo, past, hidden, ch.past, tmp_, tmp2_);
-    const float* xs = cl_past_inputs(proj_, l, ch.past.rows, lo, past, hidden, opts_.residual, xs_);
-    attend_over_inputs(cfg_, proj_, in, xs, opts_.fold_values, k_, v_);
+    advance_running_sum(d_, prev_, l, lo, past, hidden, ch.past, s.tmp, s.tmp2);
+    const float* xs =
+        cl_past_inputs(proj_, l, ch.past.rows, lo, past, hidden, opts_.residual, s.xs);
+    attend_over_inputs(cfg_, proj_, in, xs, opts_.fold_values, s.k, s.v);
 
     // The new tokens: their delta against the accumulator of the chain's previous layer p,
     // then A_l.
     const int p = prev_[l];
     const size_t m = static_cast<size_t>(in.n) * h;
     if (p >= 0 && !(ch.new_layer == p && ch.new_start == past && ch.new_n == in.n)) {
-      chain_sum(d_, prev_, p, past, past + in.n, hidden, ch.fresh, tmp_);
+      chain_sum(d_, prev_, p, past, past + in.n, hidden, ch.fresh, s.tmp);
     }
     ch.fresh.resize(m);
     std::vector<float> delta(m);
@@ -84,9 +87,12 @@ class XQuantCLSequence : public SequenceCache {
     d_[l].read(past, past + in.n, delta.data());
     for (size_t i = 0; i < m; ++i) ch.fresh[i] = p < 0 ? delta[i] : ch.fresh[i] + delta[i];
     ch.new_layer = l, ch.new_start = past, ch.new_n = in.n;
-    if (l == cfg_.num_layers - 1) {
-      for (int s = 0; s < cfg_.num_layers; ++s)
-        d_[s].drop_before(window_start(cfg_, s, past + in.n));
+    if (l == cfg_.num_layers - 1) {  // the step's last layer
+      for (int m = 0; m < cfg_.num_layers; ++m)
+        d_[m].drop_before(window_start(cfg_, m, past + in.n));
+      // The running sums are rebuilt at the next step's first layer anyway: free them rather
+      // than keep a context-sized buffer per sequence between steps.
+      for (Chain& c : chains_) c.past = RunningSum{};
     }
   }
 
@@ -119,8 +125,6 @@ class XQuantCLSequence : public SequenceCache {
   std::vector<int> prev_;          // cl_chains(cfg_)
   std::vector<TokenQuantRows> d_;  // per layer: a chain's base S, or its delta
   Chain chains_[2];                // global layers, sliding layers
-  std::vector<float> xs_;          // norm_input of a chain's past (scratch, residual deltas)
-  std::vector<float> k_, v_, tmp_, tmp2_;  // scratch
 };
 
 }  // namespace

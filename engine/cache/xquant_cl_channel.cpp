@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "engine/cache/quantized_rows.h"
+#include "engine/cache/thread_scratch.h"
 #include "engine/cache/x_attention.h"
 #include "engine/cache/xquant_cl_chain.h"
 #include "kernels/cpu/half.h"
@@ -34,6 +35,7 @@ class CLChannelSequence : public SequenceCache {
   }
 
   void attend(const LayerAttnInput& in) override {
+    AttentionScratch& s = thread_scratch();
     const int l = in.layer, past = rows(l);
     if (in.start_pos != past) {
       throw std::invalid_argument("xquant-cl cache: layer " + std::to_string(l) + " holds " +
@@ -44,21 +46,25 @@ class CLChannelSequence : public SequenceCache {
     const float* src = cl_source(in, opts_.residual);
     const int lo = window_start(cfg_, l, past);
     const float* xs = cl_past_inputs(proj_, l, reconstruct_past(l, past, lo), lo, past, hidden,
-                                     opts_.residual, xs_);
-    attend_over_inputs(cfg_, proj_, in, xs, opts_.fold_values, k_, v_);
+                                     opts_.residual, s.xs);
+    attend_over_inputs(cfg_, proj_, in, xs, opts_.fold_values, s.k, s.v);
     const size_t old = win_[l].size(), m = static_cast<size_t>(in.n) * hidden;
     win_[l].resize(old + m);
     to_window(src, win_[l].data() + old, m);
     while (window_rows(l) >= opts_.group) flush_block(l);
-    if (l == cfg_.num_layers - 1) {
-      for (int s = 0; s < cfg_.num_layers; ++s)
-        q_[s].drop_before(window_start(cfg_, s, past + in.n));
+    if (l == cfg_.num_layers - 1) {  // the step's last layer
+      for (int m = 0; m < cfg_.num_layers; ++m)
+        q_[m].drop_before(window_start(cfg_, m, past + in.n));
+      // The running sums are rebuilt at the next step's first layer anyway: free them rather
+      // than keep a context-sized buffer per sequence between steps.
+      for (Chain& c : chains_) c.past = RunningSum{};
     }
   }
 
   int num_tokens() const override { return rows(cfg_.num_layers - 1); }
 
   void truncate(int n) override {
+    AttentionScratch& s = thread_scratch();
     check_truncate(cfg_, n, num_tokens());
     const int g = opts_.group, keep = n / g * g;
     const size_t h = cfg_.hidden_size;
@@ -66,7 +72,7 @@ class CLChannelSequence : public SequenceCache {
     // layer before any layer's blocks go.
     std::vector<std::vector<float>> back(cfg_.num_layers);
     for (int l = 0; l < cfg_.num_layers; ++l) {
-      if (rows(l) > n && n < q_[l].rows()) chain_sum(q_, prev_, l, keep, n, h, back[l], tmp_);
+      if (rows(l) > n && n < q_[l].rows()) chain_sum(q_, prev_, l, keep, n, h, back[l], s.tmp);
     }
     for (int l = 0; l < cfg_.num_layers; ++l) {
       if (rows(l) <= n) continue;
@@ -112,11 +118,13 @@ class CLChannelSequence : public SequenceCache {
   // The chain's past rows [lo, past) = A_l at their row index: blocks as the running sum of
   // deltas (one add per layer when the chain's layers come in order), window rows as their S.
   const std::vector<float>& reconstruct_past(int l, int past, int lo) {
+    AttentionScratch& s = thread_scratch();
     RunningSum& r = chain(l).past;
     const size_t h = cfg_.hidden_size;
     const int qrows = q_[l].rows();
     r.rows.resize(static_cast<size_t>(past) * h);
-    advance_running_sum(q_, prev_, l, std::min(lo, qrows), qrows, cfg_.hidden_size, r, tmp_, tmp2_);
+    advance_running_sum(q_, prev_, l, std::min(lo, qrows), qrows, cfg_.hidden_size, r, s.tmp,
+                        s.tmp2);
     std::copy(win_[l].begin(), win_[l].begin() + (past - qrows) * h, r.rows.begin() + qrows * h);
     return r.rows;
   }
@@ -124,6 +132,7 @@ class CLChannelSequence : public SequenceCache {
   // Quantizes the first G window rows of layer l as a block of deltas against A_p, p the
   // previous layer of l's chain.
   void flush_block(int l) {
+    AttentionScratch& s = thread_scratch();
     Chain& c = chain(l);
     const int g = opts_.group, q0 = q_[l].rows(), p = prev_[l];
     const size_t n = static_cast<size_t>(g) * cfg_.hidden_size;
@@ -133,7 +142,7 @@ class CLChannelSequence : public SequenceCache {
       if (c.blk_layer == p && c.blk_row == q0) {
         below.swap(c.blk_acc);
       } else {
-        chain_sum(q_, prev_, p, q0, q0 + g, cfg_.hidden_size, below, tmp_);
+        chain_sum(q_, prev_, p, q0, q0 + g, cfg_.hidden_size, below, s.tmp);
       }
       for (size_t i = 0; i < n; ++i) x[i] -= below[i];
     }
@@ -150,12 +159,10 @@ class CLChannelSequence : public SequenceCache {
   ModelConfig cfg_;
   const KvProjector& proj_;
   XQuantCLOptions opts_;
-  std::vector<int> prev_;                  // cl_chains(cfg_)
-  std::vector<ChannelQuantRows> q_;        // per layer: blocks of a chain's base S, or of deltas
-  std::vector<std::vector<float>> win_;    // per layer: the newest S rows (fp16 values for X)
-  Chain chains_[2];                        // global layers, sliding layers
-  std::vector<float> xs_;                  // norm_input of a chain's past (scratch)
-  std::vector<float> k_, v_, tmp_, tmp2_;  // scratch
+  std::vector<int> prev_;                // cl_chains(cfg_)
+  std::vector<ChannelQuantRows> q_;      // per layer: blocks of a chain's base S, or of deltas
+  std::vector<std::vector<float>> win_;  // per layer: the newest S rows (fp16 values for X)
+  Chain chains_[2];                      // global layers, sliding layers
 };
 
 }  // namespace
