@@ -1,11 +1,15 @@
-// Block dequantizers for the GGML quantized formats GGUF files carry (Q4_0, Q5_0, Q8_0, Q4_K,
-// Q5_K, Q6_K). Each block is decoded on its own, so a tensor is split over threads by blocks.
+// Block dequantizers for the GGML quantized formats GGUF files carry, and the dispatch over
+// all of them. Each block is decoded on its own, so a tensor is split over threads by blocks.
+// This file holds the 32-value formats and Q4_K..Q6_K; Q2_K and Q3_K live in
+// dequant_kquants_low.cpp, IQ4_NL and IQ4_XS in dequant_iq4.cpp.
 //
 // Block layouts (little-endian, f16 = IEEE half):
 //   Q4_0 (32 values, 18 B): f16 d; u8 qs[16]      x = d * (nibble - 8); low nibbles are values
 //                                                 0..15, high nibbles 16..31.
+//   Q4_1 (32 values, 20 B): f16 d; f16 m; u8 qs[16]   nibbles as Q4_0, x = d * nibble + m.
 //   Q5_0 (32 values, 22 B): f16 d; u8 qh[4]; u8 qs[16]   as Q4_0 plus a fifth bit per value
 //                                                 (bit i of the u32 qh), x = d * (q5 - 16).
+//   Q5_1 (32 values, 24 B): f16 d; f16 m; u8 qh[4]; u8 qs[16]   q5 as Q5_0, x = d * q5 + m.
 //   Q8_0 (32 values, 34 B): f16 d; i8 qs[32]      x = d * q.
 //   K-quants use 256-value super-blocks of sub-blocks:
 //   Q4_K (144 B): f16 d; f16 dmin; u8 scales[12]; u8 qs[128]
@@ -23,17 +27,13 @@
 #include <cstring>
 #include <string>
 
-#include "engine/weights/dtype_convert.h"
+#include "engine/weights/dequant_blocks.h"
 #include "kernels/cpu/parallel.h"
 
 namespace xq {
 namespace {
 
-inline float f16_at(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return f16_bits_to_f32(h);
-}
+using dequant::f16_at;
 
 void block_q4_0(const uint8_t* b, float* y) {
   const float d = f16_at(b);
@@ -41,6 +41,16 @@ void block_q4_0(const uint8_t* b, float* y) {
   for (int j = 0; j < 16; ++j) {
     y[j] = d * static_cast<float>((qs[j] & 0x0f) - 8);
     y[j + 16] = d * static_cast<float>((qs[j] >> 4) - 8);
+  }
+}
+
+void block_q4_1(const uint8_t* b, float* y) {
+  const float d = f16_at(b);
+  const float m = f16_at(b + 2);
+  const uint8_t* qs = b + 4;
+  for (int j = 0; j < 16; ++j) {
+    y[j] = d * static_cast<float>(qs[j] & 0x0f) + m;
+    y[j + 16] = d * static_cast<float>(qs[j] >> 4) + m;
   }
 }
 
@@ -54,6 +64,20 @@ void block_q5_0(const uint8_t* b, float* y) {
     const int hi1 = static_cast<int>((qh >> (j + 16)) & 1u) << 4;
     y[j] = d * static_cast<float>(((qs[j] & 0x0f) | hi0) - 16);
     y[j + 16] = d * static_cast<float>(((qs[j] >> 4) | hi1) - 16);
+  }
+}
+
+void block_q5_1(const uint8_t* b, float* y) {
+  const float d = f16_at(b);
+  const float m = f16_at(b + 2);
+  uint32_t qh;
+  std::memcpy(&qh, b + 4, 4);
+  const uint8_t* qs = b + 8;
+  for (int j = 0; j < 16; ++j) {
+    const int hi0 = static_cast<int>((qh >> j) & 1u) << 4;
+    const int hi1 = static_cast<int>((qh >> (j + 16)) & 1u) << 4;
+    y[j] = d * static_cast<float>((qs[j] & 0x0f) | hi0) + m;
+    y[j + 16] = d * static_cast<float>((qs[j] >> 4) | hi1) + m;
   }
 }
 
@@ -154,11 +178,26 @@ bool block_format(DType t, BlockFormat* f) {
     case DType::Q4_0:
       *f = {32, 18, block_q4_0};
       return true;
+    case DType::Q4_1:
+      *f = {32, 20, block_q4_1};
+      return true;
     case DType::Q5_0:
       *f = {32, 22, block_q5_0};
       return true;
+    case DType::Q5_1:
+      *f = {32, 24, block_q5_1};
+      return true;
+    case DType::IQ4_NL:
+      *f = {32, 18, dequant::block_iq4_nl};
+      return true;
     case DType::Q8_0:
       *f = {32, 34, block_q8_0};
+      return true;
+    case DType::Q2_K:
+      *f = {256, 84, dequant::block_q2_k};
+      return true;
+    case DType::Q3_K:
+      *f = {256, 110, dequant::block_q3_k};
       return true;
     case DType::Q4_K:
       *f = {256, 144, block_q4_k};
@@ -168,6 +207,9 @@ bool block_format(DType t, BlockFormat* f) {
       return true;
     case DType::Q6_K:
       *f = {256, 210, block_q6_k};
+      return true;
+    case DType::IQ4_XS:
+      *f = {256, 136, dequant::block_iq4_xs};
       return true;
     default:
       return false;

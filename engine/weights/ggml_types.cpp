@@ -28,6 +28,8 @@ constexpr Layout kLayouts[] = {
     {GgmlType::Q5_K, "Q5_K", 256, 2 + 2 + 12 + 32 + 128},
     {GgmlType::Q6_K, "Q6_K", 256, 128 + 64 + 16 + 2},
     {GgmlType::Q8_K, "Q8_K", 256, 4 + 256 + 32},
+    {GgmlType::IQ4_NL, "IQ4_NL", 32, 2 + 16},
+    {GgmlType::IQ4_XS, "IQ4_XS", 256, 2 + 2 + 4 + 128},
 };
 
 const Layout* layout(uint32_t type) {
@@ -71,6 +73,18 @@ std::optional<DType> dtype_from_ggml(uint32_t type) {
       return DType::Q5_K;
     case GgmlType::Q6_K:
       return DType::Q6_K;
+    case GgmlType::Q4_1:
+      return DType::Q4_1;
+    case GgmlType::Q5_1:
+      return DType::Q5_1;
+    case GgmlType::Q2_K:
+      return DType::Q2_K;
+    case GgmlType::Q3_K:
+      return DType::Q3_K;
+    case GgmlType::IQ4_NL:
+      return DType::IQ4_NL;
+    case GgmlType::IQ4_XS:
+      return DType::IQ4_XS;
     default:
       return std::nullopt;
   }

@@ -37,6 +37,18 @@ const char* dtype_name(DType t) {
       return "Q5_K";
     case DType::Q6_K:
       return "Q6_K";
+    case DType::Q3_K:
+      return "Q3_K";
+    case DType::Q2_K:
+      return "Q2_K";
+    case DType::Q4_1:
+      return "Q4_1";
+    case DType::Q5_1:
+      return "Q5_1";
+    case DType::IQ4_NL:
+      return "IQ4_NL";
+    case DType::IQ4_XS:
+      return "IQ4_XS";
   }
   return "unknown";
 }

@@ -15,7 +15,23 @@ struct WeightError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class DType { F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q5_0 };
+enum class DType {
+  F32,
+  F16,
+  BF16,
+  Q8_0,
+  Q4_0,
+  Q4_K,
+  Q5_K,
+  Q6_K,
+  Q5_0,
+  Q3_K,
+  Q2_K,
+  Q4_1,
+  Q5_1,
+  IQ4_NL,
+  IQ4_XS
+};
 const char* dtype_name(DType t);
 
 struct TensorInfo {

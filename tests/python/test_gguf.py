@@ -43,13 +43,14 @@ def dequant_cpp(path, name, tmp_path, view="raw"):
     return data
 
 
-def assert_blocks_equal(ours, ref, block, what):
-    """Equal up to float rounding; on failure names the first differing block."""
+def assert_blocks_equal(ours, ref, block, what, exact=False):
+    """Equal up to float rounding (bit for bit with `exact`); on failure names the first
+    differing block."""
     ours = ours.reshape(-1)
     ref = np.asarray(ref, dtype=np.float32).reshape(-1)
     assert ours.shape == ref.shape, f"{what}: {ours.shape} elements, expected {ref.shape}"
     # Both sides compute d * scale * q - dmin * m in fp32; only FMA contraction may differ.
-    tol = 1e-6 * np.maximum(np.abs(ref), 1.0)
+    tol = 0.0 if exact else 1e-6 * np.maximum(np.abs(ref), 1.0)
     bad = np.nonzero(~(np.abs(ours - ref) <= tol))[0]
     if bad.size:
         b = bad[0] // block
@@ -69,11 +70,18 @@ def random_blocks(rng, qtype, rows, cols):
     block, nbytes = gguf.GGML_QUANT_SIZES[qtype]
     raw = rng.integers(0, 256, size=(rows, cols // block, nbytes), dtype=np.uint8)
     scale_offsets = {QT.Q4_0: [0], QT.Q5_0: [0], QT.Q8_0: [0], QT.Q4_K: [0, 2],
-                     QT.Q5_K: [0, 2], QT.Q6_K: [208]}[qtype]
+                     QT.Q5_K: [0, 2], QT.Q6_K: [208], QT.Q4_1: [0, 2], QT.Q5_1: [0, 2],
+                     QT.Q2_K: [80, 82], QT.Q3_K: [108], QT.IQ4_NL: [0],
+                     QT.IQ4_XS: [0]}[qtype]
     for off in scale_offsets:
         d = rng.uniform(-0.05, 0.05, size=(rows, cols // block)).astype(np.float16)
         raw[:, :, off:off + 2] = d.view(np.uint8).reshape(rows, cols // block, 2)
     return raw.reshape(rows, -1)
+
+
+# Every block type the engine decodes; the synthetic file holds a tensor of random blocks of each.
+RANDOM_TYPES = (QT.Q8_0, QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q5_1, QT.Q2_K, QT.Q3_K, QT.Q4_K, QT.Q5_K,
+                QT.Q6_K, QT.IQ4_NL, QT.IQ4_XS)
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +113,13 @@ def synthetic(tmp_path_factory):
     half = rng.standard_normal((4, 32)).astype(np.float16)
     w.add_tensor("dense_f16", half)
     tensors["dense_f16"] = (QT.F16, half.astype(np.float32))
-    for qtype in (QT.Q8_0, QT.Q4_0, QT.Q5_0):
+    for qtype in (QT.Q8_0, QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q5_1):
         x = rng.standard_normal((6, 128)).astype(np.float32)
         q = gguf.quants.quantize(x, qtype)
         name = f"quantized_{qtype.name}"
         w.add_tensor(name, q, raw_dtype=qtype)
         tensors[name] = (qtype, q, x)
-    for qtype in (QT.Q8_0, QT.Q4_0, QT.Q5_0, QT.Q4_K, QT.Q5_K, QT.Q6_K):
+    for qtype in RANDOM_TYPES:
         cols = 512 if gguf.GGML_QUANT_SIZES[qtype][0] == 256 else 96
         raw = random_blocks(rng, qtype, 5, cols)
         name = f"random_{qtype.name}"
@@ -164,10 +172,16 @@ def test_synthetic_dequant_matches_gguf_package(synthetic, tmp_path):
             np.testing.assert_array_equal(ours, data.reshape(-1), err_msg=name)
             continue
         ref = gguf.quants.dequantize(data, qtype)
-        assert_blocks_equal(ours, ref, gguf.GGML_QUANT_SIZES[qtype][0], name)
+        # Bit for bit: the f16 scale has 11 significant bits and the integers it multiplies at
+        # most 12 more (Q6_K: 7-bit scale, 5-bit quant; IQ4_XS: 5-bit scale, 7-bit level; the
+        # extremes -128 and -32 are powers of two), so every product is exact in fp32's 24 bits,
+        # in any order of the factors. A value is rounded once at most, in the one addition of a
+        # min (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K), which a fused multiply-add rounds the same way.
+        assert_blocks_equal(ours, ref, gguf.GGML_QUANT_SIZES[qtype][0], name, exact=True)
         if orig:  # quantized from known values: the round trip stays near them
             err = np.abs(ours - orig[0].reshape(-1)).max() / np.abs(orig[0]).max()
-            assert err < {QT.Q8_0: 0.01, QT.Q5_0: 0.05, QT.Q4_0: 0.1}[qtype], (name, err)
+            assert err < {QT.Q8_0: 0.01, QT.Q5_0: 0.05, QT.Q4_0: 0.1, QT.Q5_1: 0.05,
+                           QT.Q4_1: 0.1}[qtype], (name, err)
 
 
 def test_truncated_file_is_an_error_naming_the_file(synthetic, tmp_path):
