@@ -45,11 +45,10 @@ std::vector<std::string> ChatAssembler::on_event(int index, const RequestEvent& 
   if (!st.started) {
     st.started = true;
     if (stream)
-      frames.push_back(
-          chunk_frame(ojson::array({{{"index", index},
-                                     {"delta", {{"role", "assistant"}, {"content", ""}}},
-                                     {"logprobs", nullptr},
-                                     {"finish_reason", nullptr}}})));
+      frames.push_back(chunk_frame({{"index", index},
+                                    {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                    {"logprobs", nullptr},
+                                    {"finish_reason", nullptr}}));
   }
   for (const GeneratedToken& t : ev.tokens) {
     if (with_logprobs && t.logprob) c.logprobs.push_back(logprob_entry(t));
@@ -63,6 +62,13 @@ std::vector<std::string> ChatAssembler::on_event(int index, const RequestEvent& 
   }
   const bool new_logprobs = c.logprobs.size() > c.streamed_logprobs;
   if (ev.text.empty() && !new_logprobs && !ev.finished) return frames;
+  if (!with_logprobs && !ev.text.empty()) {  // the per-token common case, written directly
+    frames.push_back(chunk_frame_text(
+        "{\"index\":" + std::to_string(index) + ",\"delta\":{\"content\":" + json_string(ev.text) +
+        "},\"logprobs\":null,\"finish_reason\":" +
+        (ev.finished ? json_string(st.finish_reason) : std::string("null")) + "}"));
+    return frames;
+  }
   ojson delta = ojson::object();
   if (!ev.text.empty() || new_logprobs) delta["content"] = ev.text;
   ojson ch = {{"index", index},
@@ -76,7 +82,7 @@ std::vector<std::string> ChatAssembler::on_event(int index, const RequestEvent& 
     ch["logprobs"] = {{"content", std::move(part)}};
   }
   if (ev.finished) ch["finish_reason"] = st.finish_reason;
-  frames.push_back(chunk_frame(ojson::array({std::move(ch)})));
+  frames.push_back(chunk_frame(ch));
   return frames;
 }
 

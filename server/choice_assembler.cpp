@@ -17,7 +17,18 @@ ChoiceAssembler::ChoiceAssembler(CompletionMeta meta, const PreparedCompletion& 
       tok_(tok),
       states_(prep.requests.size()),
       object_(object),
-      chunk_object_(chunk_object) {}
+      chunk_object_(chunk_object) {
+  // The envelope is the same in every chunk of a stream: its text is made once, around a
+  // placeholder choice.
+  ojson j = envelope(chunk_object_, ojson::array({"\x01"}));
+  if (prep_.body.include_usage) j["usage"] = nullptr;
+  const std::string whole = sse_frame(j), marker = json_string("\x01");
+  const size_t at = whole.find(marker);
+  chunk_head_ = whole.substr(0, at);
+  chunk_tail_ = whole.substr(at + marker.size());
+}
+
+std::string ChoiceAssembler::json_string(const std::string& s) { return dump_json(ojson(s)); }
 
 void ChoiceAssembler::record(int choice, const RequestEvent& ev) {
   ChoiceState& s = states_.at(choice);
@@ -47,10 +58,17 @@ ojson ChoiceAssembler::usage() const {
           {"total_tokens", prompt + completion}};
 }
 
-std::string ChoiceAssembler::chunk_frame(ojson choices) const {
-  ojson j = envelope(chunk_object_, std::move(choices));
-  if (prep_.body.include_usage) j["usage"] = nullptr;
-  return sse_frame(j);
+std::string ChoiceAssembler::chunk_frame(const ojson& choice) const {
+  return chunk_frame_text(dump_json(choice));
+}
+
+std::string ChoiceAssembler::chunk_frame_text(const std::string& choice_json) const {
+  std::string out;
+  out.reserve(chunk_head_.size() + choice_json.size() + chunk_tail_.size());
+  out += chunk_head_;
+  out += choice_json;
+  out += chunk_tail_;
+  return out;
 }
 
 std::string ChoiceAssembler::error_frame() const {

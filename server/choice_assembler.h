@@ -47,8 +47,13 @@ class ChoiceAssembler : public ResponseAssembler {
 
   // Counts ev's tokens and records how the choice ended (and the first error).
   void record(int choice, const RequestEvent& ev);
-  // The SSE frame of a chunk carrying `choices` (usage null when the stream will end with it).
-  std::string chunk_frame(nlohmann::ordered_json choices) const;
+  // The SSE frame of a chunk carrying one choice (usage null when the stream will end with it).
+  std::string chunk_frame(const nlohmann::ordered_json& choice) const;
+  // The same with the choice already JSON text: the per-token path of the common case, which
+  // writes its few fields directly instead of building a JSON object for each token.
+  std::string chunk_frame_text(const std::string& choice_json) const;
+  // `s` as a JSON string literal (invalid UTF-8 replaced).
+  static std::string json_string(const std::string& s);
   // The SSE frame of the stream's error, once a choice ended with one.
   std::string error_frame() const;
   // How logprobs name a token: its text, or "token_id:<id>" (return_tokens_as_token_ids).
@@ -69,6 +74,8 @@ class ChoiceAssembler : public ResponseAssembler {
 
   const char* object_;
   const char* chunk_object_;
+  std::string chunk_head_;  // "data: {...,\"choices\":[" of every stream chunk
+  std::string chunk_tail_;  // "]}\n\n", usage null included when asked
   int finished_ = 0;
   std::optional<ApiError> error_;
 };

@@ -72,6 +72,12 @@ std::vector<std::string> CompletionAssembler::on_event(int index, const RequestE
   const size_t lp_count = c.logprobs.tokens.size();
   const bool new_logprobs = prep_.body.logprobs && lp_count > c.streamed_tokens;
   if (c.text.size() == text_before && !new_logprobs && !ev.finished) return {};
+  if (!prep_.body.logprobs) {  // the per-token common case, written directly
+    return {chunk_frame_text(
+        "{\"index\":" + std::to_string(index) + ",\"text\":" +
+        json_string(c.text.substr(text_before)) + ",\"logprobs\":null,\"finish_reason\":" +
+        (ev.finished ? json_string(st.finish_reason) : std::string("null")) + "}")};
+  }
   ojson ch = {{"index", index},
               {"text", c.text.substr(text_before)},
               {"logprobs", nullptr},
@@ -79,7 +85,7 @@ std::vector<std::string> CompletionAssembler::on_event(int index, const RequestE
   if (prep_.body.logprobs) ch["logprobs"] = logprobs_json(c.logprobs, c.streamed_tokens);
   c.streamed_tokens = lp_count;
   if (ev.finished) ch["finish_reason"] = st.finish_reason;
-  return {chunk_frame(ojson::array({std::move(ch)}))};
+  return {chunk_frame(ch)};
 }
 
 ojson CompletionAssembler::logprobs_json(const Logprobs& lp, size_t from) const {

@@ -10,6 +10,7 @@
 // clang-format on
 #include <stdexcept>
 
+#include "server/event_relay.h"
 #include "server/http_session.h"
 
 namespace xq {
@@ -18,9 +19,10 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
 struct HttpServer::Impl {
-  explicit Impl(int threads) : ioc(threads), acceptor(net::make_strand(ioc)) {}
+  explicit Impl(int threads) : ioc(threads), acceptor(net::make_strand(ioc)), relay(ioc) {}
   net::io_context ioc;
   tcp::acceptor acceptor;
+  EventRelay relay;
 };
 
 HttpServer::HttpServer(HttpOptions opts, const Router& router, EngineLoop& loop,
@@ -31,6 +33,7 @@ HttpServer::HttpServer(HttpOptions opts, const Router& router, EngineLoop& loop,
   env_.router = &router;
   env_.loop = &loop;
   env_.metrics = &metrics;
+  env_.relay = &impl_->relay;
 }
 
 HttpServer::~HttpServer() { stop(); }

@@ -28,11 +28,14 @@ struct HttpOptions {
 };
 
 // What every session shares; owned by the HttpServer.
+class EventRelay;
+
 struct SessionEnv {
   HttpOptions opts;
   const Router* router = nullptr;
   EngineLoop* loop = nullptr;
   ServerMetrics* metrics = nullptr;
+  EventRelay* relay = nullptr;  // engine events to the connections
   CorsPolicy cors{{}};
   std::atomic<bool> draining{false};
   std::atomic<int> active_jobs{0};

@@ -151,14 +151,11 @@ void HttpSession::start_job(std::shared_ptr<CompletionJob> job) {
   ++env_.active_jobs;
   stream_.expires_never();
   auto self = shared_from_this();
-  auto ex = stream_.get_executor();
   try {
     for (int i = 0; i < n; ++i) {
-      ids_.push_back(env_.loop->submit(
-          std::move(job_->prep.requests[i]), [self, ex, serial, i](RequestEvent ev) {
-            net::post(ex, [self, serial, i, ev = std::move(ev)]() mutable {
-              self->on_event(serial, i, std::move(ev));
-            });
+      ids_.push_back(
+          env_.loop->submit(std::move(job_->prep.requests[i]), [self, serial, i](RequestEvent ev) {
+            self->env_.relay->push({self, serial, i, std::move(ev)});
           }));
     }
   } catch (const std::exception& e) {
@@ -168,6 +165,12 @@ void HttpSession::start_job(std::shared_ptr<CompletionJob> job) {
   }
   if (job_->prep.body.stream) write_stream_head();
   watch_disconnect();
+}
+
+void HttpSession::deliver(SessionEvent e) {
+  net::post(stream_.get_executor(), [e = std::move(e)]() mutable {
+    e.session->on_event(e.serial, e.choice, std::move(e.ev));
+  });
 }
 
 void HttpSession::on_event(uint64_t serial, int choice, RequestEvent ev) {

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "server/event_relay.h"
 #include "server/http_server.h"
 
 namespace xq {
@@ -26,6 +27,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(boost::asio::ip::tcp::socket&& socket, SessionEnv& env);
   void run();
+  // From the EventRelay, on an HTTP thread: hands the event to this session's strand.
+  void deliver(SessionEvent e);
 
  private:
   using Body = boost::beast::http::string_body;
