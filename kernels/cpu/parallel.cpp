@@ -7,7 +7,11 @@
 
 namespace xq {
 
-int hardware_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
+// Asked once: hardware_concurrency() reads /sys on every call, and the attention asks per layer.
+int hardware_threads() {
+  static const int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return n;
+}
 
 void parallel_for(int n, int threads, int min_chunk, const std::function<void(int, int)>& fn) {
   if (n <= 0) return;

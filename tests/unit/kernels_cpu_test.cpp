@@ -1,6 +1,7 @@
 // Tests of the CPU reference kernels against direct formulas and naive loops.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <numbers>
@@ -118,6 +119,45 @@ TEST(Rope, Llama3ScalingKeepsHighFrequenciesAndDividesLowOnes) {
   p.factor = 4.0;
   const auto lin = rope_inv_freq(p);
   for (size_t i = 0; i < plain.size(); ++i) EXPECT_DOUBLE_EQ(lin[i], plain[i] / 4.0);
+}
+
+// The array conversions (F16C in x86-64-v3 builds) against the scalar ones: every half, and
+// float bit patterns covering every exponent (ties, subnormals, overflow, inf, NaN included).
+TEST(Half, ArrayConversionsAgreeWithTheScalarOnes) {
+  std::vector<uint16_t> halves(0x10000);
+  for (uint32_t h = 0; h < 0x10000; ++h) halves[h] = static_cast<uint16_t>(h);
+  std::vector<float> floats(halves.size() + 3);  // + 3: a scalar tail after the vector loop
+  halves_to_floats(halves.data(), floats.data(), halves.size());
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    const float want = half_to_float(static_cast<uint16_t>(h));
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(floats[h])) << h;
+    } else {
+      EXPECT_EQ(std::memcmp(&floats[h], &want, 4), 0) << h;
+    }
+  }
+  std::mt19937 rng(5);
+  std::vector<float> in;
+  for (uint32_t exp = 0; exp < 256; ++exp) {
+    for (int k = 0; k < 2000; ++k) {
+      uint32_t mant = rng() & 0x7fffffu;
+      if (k % 4 == 0) mant = (mant & ~0x1fffu) | 0x1000u;  // a tie at the half's precision
+      const uint32_t bits = (rng() & 0x80000000u) | (exp << 23) | mant;
+      float f;
+      std::memcpy(&f, &bits, 4);
+      in.push_back(f);
+    }
+  }
+  std::vector<uint16_t> out(in.size());
+  floats_to_halves(in.data(), out.data(), in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    const uint16_t want = float_to_half(in[i]);
+    if (std::isnan(in[i])) {
+      EXPECT_TRUE(std::isnan(half_to_float(out[i]))) << i;
+    } else {
+      ASSERT_EQ(out[i], want) << "float bits " << std::hex << std::bit_cast<uint32_t>(in[i]);
+    }
+  }
 }
 
 TEST(Half, RoundTripsExactValuesAndRoundsToNearestEven) {
