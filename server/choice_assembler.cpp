@@ -23,7 +23,7 @@ ChoiceAssembler::ChoiceAssembler(CompletionMeta meta, const PreparedCompletion& 
   ojson j = envelope(chunk_object_, ojson::array({"\x01"}));
   if (prep_.body.include_usage) j["usage"] = nullptr;
   const std::string whole = sse_frame(j), marker = json_string("\x01");
-  const size_t at = whole.find(marker);
+  const size_t at = whole.rfind(marker);  // the choice comes after id and model
   chunk_head_ = whole.substr(0, at);
   chunk_tail_ = whole.substr(at + marker.size());
 }
