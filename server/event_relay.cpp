@@ -16,16 +16,24 @@ void EventRelay::push(SessionEvent e) {
   boost::asio::post(ioc_, [this] { drain(); });
 }
 
+// One drain at a time: `posted_` stays set until the queue is found empty, so a second drain on
+// another HTTP thread cannot hand a later event to its session before an earlier one.
 void EventRelay::drain() {
   std::vector<SessionEvent> batch;
-  {
-    std::lock_guard lk(mu_);
-    batch.swap(pending_);
-    posted_ = false;
-  }
-  for (SessionEvent& e : batch) {
-    HttpSession& s = *e.session;
-    s.deliver(std::move(e));
+  for (;;) {
+    {
+      std::lock_guard lk(mu_);
+      if (pending_.empty()) {
+        posted_ = false;
+        return;
+      }
+      batch.clear();
+      batch.swap(pending_);
+    }
+    for (SessionEvent& e : batch) {
+      HttpSession& s = *e.session;
+      s.deliver(std::move(e));
+    }
   }
 }
 
