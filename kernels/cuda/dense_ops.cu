@@ -1,0 +1,196 @@
+// The dense per-row and elementwise ops of the CUDA engine (CPU references: kernels/cpu/ops.h,
+// rope.h) and the cuBLAS matmul.
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/launch_util.cuh"
+
+namespace xq::cuda {
+namespace {
+
+using detail::grid_for;
+using detail::kThreads;
+
+__global__ void embed_kernel(const bf16* table, const int* tokens, int hidden, float scale,
+                             float* h) {
+  const size_t r = blockIdx.x;
+  const bf16* src = table + static_cast<size_t>(tokens[r]) * hidden;
+  for (int j = threadIdx.x; j < hidden; j += blockDim.x) {
+    h[r * hidden + j] = __bfloat162float(src[j]) * scale;
+  }
+}
+
+// One block per row; the sum of squares in double like the CPU reference (outliers of 1e3+).
+__global__ void rmsnorm_kernel(const float* x, const float* w, int dim, float eps, bool one_plus,
+                               float* y, bf16* y_bf16) {
+  __shared__ double scratch[32];
+  const size_t base = static_cast<size_t>(blockIdx.x) * dim;
+  double ss = 0.0;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+    const double v = x[base + i];
+    ss += v * v;
+  }
+  ss = detail::block_reduce(ss, detail::SumOp<double>(), scratch);
+  const float inv = static_cast<float>(1.0 / sqrt(ss / dim + eps));
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+    const float v = x[base + i] * inv * (one_plus ? 1.0f + w[i] : w[i]);
+    y[base + i] = v;
+    if (y_bf16) y_bf16[base + i] = __float2bfloat16_rn(v);
+  }
+}
+
+__global__ void add_bias_kernel(float* y, const float* bias, int dim, size_t n) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    y[i] += bias[i % dim];
+  }
+}
+
+__global__ void add_kernel(float* y, const float* x, size_t n) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    y[i] += x[i];
+  }
+}
+
+// One block per row: each thread takes dimension pairs (i, i + half), computing their angle once
+// (in double, as the CPU does) and rotating that pair in every head.
+__global__ void rope_kernel(float* x, int heads, int head_dim, int row_stride, const int* pos,
+                            const double* inv_freq) {
+  const int p = pos[blockIdx.x];
+  if (p < 0) return;
+  const int half = head_dim / 2;
+  float* row = x + static_cast<size_t>(blockIdx.x) * row_stride;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const double a = static_cast<double>(p) * inv_freq[i];
+    const float c = static_cast<float>(cos(a)), s = static_cast<float>(sin(a));
+    for (int h = 0; h < heads; ++h) {
+      float* v = row + static_cast<size_t>(h) * head_dim;
+      const float lo = v[i], hi = v[i + half];
+      v[i] = lo * c - hi * s;
+      v[i + half] = hi * c + lo * s;
+    }
+  }
+}
+
+__global__ void gated_act_kernel(const float* gate, const float* up, size_t n, bool gelu,
+                                 bf16* out) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const float g = gate[i];
+    float a;
+    if (gelu) {
+      a = 0.5f * g * (1.0f + tanhf(kSqrt2OverPi * (g + 0.044715f * g * g * g)));
+    } else {
+      a = g / (1.0f + expf(-g));
+    }
+    out[i] = __float2bfloat16_rn(a * up[i]);
+  }
+}
+
+__global__ void softcap_kernel(float* x, size_t n, float cap) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    x[i] = cap * tanhf(x[i] / cap);
+  }
+}
+
+__global__ void to_bf16_kernel(const float* x, size_t n, bf16* y) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    y[i] = __float2bfloat16_rn(x[i]);
+  }
+}
+
+__global__ void to_half_kernel(const float* x, size_t n, half* y) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    y[i] = __float2half_rn(x[i]);
+  }
+}
+
+__global__ void gather_rows_kernel(const float* x, const int* rows, int dim, float* y) {
+  const float* src = x + static_cast<size_t>(rows[blockIdx.x]) * dim;
+  float* dst = y + static_cast<size_t>(blockIdx.x) * dim;
+  for (int j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = src[j];
+}
+
+}  // namespace
+
+void embed(const bf16* table, const int* tokens, int rows, int hidden, float scale, float* h,
+           cudaStream_t stream) {
+  if (rows <= 0 || hidden <= 0) return;
+  embed_kernel<<<rows, kThreads, 0, stream>>>(table, tokens, hidden, scale, h);
+  check(cudaGetLastError(), "embed");
+}
+
+void rmsnorm(const float* x, const float* w, int rows, int dim, float eps, bool one_plus, float* y,
+             bf16* y_bf16, cudaStream_t stream) {
+  if (rows <= 0 || dim <= 0) return;
+  rmsnorm_kernel<<<rows, kThreads, 0, stream>>>(x, w, dim, eps, one_plus, y, y_bf16);
+  check(cudaGetLastError(), "rmsnorm");
+}
+
+void add_bias(float* y, const float* bias, int rows, int dim, cudaStream_t stream) {
+  const size_t n = static_cast<size_t>(rows > 0 ? rows : 0) * (dim > 0 ? dim : 0);
+  if (n == 0) return;
+  add_bias_kernel<<<grid_for(n), kThreads, 0, stream>>>(y, bias, dim, n);
+  check(cudaGetLastError(), "add_bias");
+}
+
+void add(float* y, const float* x, size_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  add_kernel<<<grid_for(n), kThreads, 0, stream>>>(y, x, n);
+  check(cudaGetLastError(), "add");
+}
+
+void rope(float* x, int rows, int heads, int head_dim, int row_stride, const int* pos,
+          const double* inv_freq, cudaStream_t stream) {
+  if (rows <= 0 || heads <= 0 || head_dim < 2) return;
+  rope_kernel<<<rows, 128, 0, stream>>>(x, heads, head_dim, row_stride, pos, inv_freq);
+  check(cudaGetLastError(), "rope");
+}
+
+void gated_act(const float* gate, const float* up, size_t n, bool gelu, bf16* out,
+               cudaStream_t stream) {
+  if (n == 0) return;
+  gated_act_kernel<<<grid_for(n), kThreads, 0, stream>>>(gate, up, n, gelu, out);
+  check(cudaGetLastError(), "gated_act");
+}
+
+void softcap(float* x, size_t n, float cap, cudaStream_t stream) {
+  if (n == 0 || !(cap > 0.0f)) return;
+  softcap_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, n, cap);
+  check(cudaGetLastError(), "softcap");
+}
+
+void to_bf16(const float* x, size_t n, bf16* y, cudaStream_t stream) {
+  if (n == 0) return;
+  to_bf16_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, n, y);
+  check(cudaGetLastError(), "to_bf16");
+}
+
+void to_half(const float* x, size_t n, half* y, cudaStream_t stream) {
+  if (n == 0) return;
+  to_half_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, n, y);
+  check(cudaGetLastError(), "to_half");
+}
+
+void gather_rows(const float* x, const int* rows, int n, int dim, float* y, cudaStream_t stream) {
+  if (n <= 0 || dim <= 0) return;
+  gather_rows_kernel<<<n, kThreads, 0, stream>>>(x, rows, dim, y);
+  check(cudaGetLastError(), "gather_rows");
+}
+
+void matmul_nt(cublasHandle_t handle, const bf16* x, const bf16* w, float* y, int n, int in,
+               int out) {
+  if (n <= 0 || out <= 0) return;
+  // Row-major y[n, out] is column-major y^T[out, n] = w[out, in] · x^T[in, n]: w (column-major
+  // [in, out]) transposed times x (column-major [in, n]).
+  const float one = 1.0f, zero = 0.0f;
+  check(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, CUDA_R_16BF, in, x,
+                     CUDA_R_16BF, in, &zero, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT),
+        "matmul_nt (cublasGemmEx)");
+}
+
+}  // namespace xq::cuda

@@ -1,0 +1,211 @@
+// Quantization of rows into paged stores and back, bit-identical to engine/cache/quantizer.cpp
+// (quantize / dequantize) on the same row: one block per row.
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/launch_util.cuh"
+
+namespace xq::cuda {
+namespace {
+
+constexpr float kHalfMax = 65504.0f;
+constexpr int kQuantThreads = 256;
+
+// A row layout's sizes, taken on the host (QuantRowLayout's members are host functions).
+struct RowShape {
+  int width, bits, group, words, groups;
+  size_t bytes;
+};
+
+RowShape shape_of(const QuantRowLayout& l) {
+  return RowShape{l.width, l.bits, l.group, static_cast<int>(l.words()),
+                  static_cast<int>(l.groups()), l.bytes()};
+}
+
+// The start of row i of the store, or null when the map skips it.
+__device__ inline uint8_t* row_at(uint8_t* base, size_t page_bytes, size_t row_bytes, RowMap map,
+                                  int i) {
+  const int p = map.page[i];
+  if (p < 0) return nullptr;
+  return base + static_cast<size_t>(p) * page_bytes + static_cast<size_t>(map.slot[i]) * row_bytes;
+}
+
+// fp16 neighbours of a finite fp16 value (bit patterns, as quantizer.cpp steps them: both zeros
+// step to the smallest subnormal of the right sign).
+__device__ inline unsigned short half_step_down(unsigned short h) {
+  if ((h & 0x7fffu) == 0) return 0x8001u;
+  return (h & 0x8000u) ? h + 1 : h - 1;
+}
+__device__ inline unsigned short half_step_up(unsigned short h) {
+  if ((h & 0x7fffu) == 0) return 0x0001u;
+  return (h & 0x8000u) ? h - 1 : h + 1;
+}
+__device__ inline float half_bits_to_float(unsigned short h) {
+  return __half2float(__ushort_as_half(h));
+}
+// The largest fp16 <= f and the smallest fp16 >= f, for f within the fp16 range.
+__device__ inline unsigned short half_floor(float f) {
+  const unsigned short h = __half_as_ushort(__float2half_rn(f));
+  return half_bits_to_float(h) > f ? half_step_down(h) : h;
+}
+__device__ inline unsigned short half_ceil(float f) {
+  const unsigned short h = __half_as_ushort(__float2half_rn(f));
+  return half_bits_to_float(h) < f ? half_step_up(h) : h;
+}
+
+// The minimum of a group as the CPU's sequential std::min finds it: among equal values (+0 and
+// -0) the first one wins, which decides the sign of a zero point of 0.
+struct MinAt {
+  float v;
+  int i;
+};
+__device__ inline MinAt better_min(MinAt a, MinAt b) {
+  return (b.v < a.v || (b.v == a.v && b.i < a.i)) ? b : a;
+}
+
+// A warp quantizes one group: finite range, fp16 zero and scale, codes into `codes`.
+__device__ void quantize_group(const float* x, int begin, int len, int bits, uint8_t* codes,
+                               half* scale, half* zero) {
+  const int lane = threadIdx.x & 31;
+  const int qmax = (1 << bits) - 1;
+  MinAt lo{INFINITY, 0x7fffffff};
+  float hi = -INFINITY;
+  for (int k = lane; k < len; k += 32) {
+    const float v = x[begin + k];
+    if (!isfinite(v)) continue;
+    lo = better_min(lo, MinAt{v, k});
+    hi = fmaxf(hi, v);
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    const MinAt other{__shfl_xor_sync(0xffffffffu, lo.v, o), __shfl_xor_sync(0xffffffffu, lo.i, o)};
+    lo = better_min(lo, other);
+    hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+  }
+  float l = lo.v, h = hi;
+  if (l > h) l = h = 0.0f;  // no finite value: NaN maps to 0, infinities saturate around it
+  l = fminf(fmaxf(l, -kHalfMax), kHalfMax);
+  h = fminf(fmaxf(h, -kHalfMax), kHalfMax);
+  const unsigned short zh = half_floor(l);
+  const float z = half_bits_to_float(zh);
+  const float step = __fdiv_rn(__fsub_rn(h, z), static_cast<float>(qmax));
+  const unsigned short sh = step > 0.0f ? half_ceil(fminf(step, kHalfMax)) : 0;
+  const float s = half_bits_to_float(sh);
+  if (lane == 0) {
+    *scale = __ushort_as_half(sh);
+    *zero = __ushort_as_half(zh);
+  }
+  for (int k = lane; k < len; k += 32) {
+    float v = x[begin + k];
+    if (isnan(v)) v = 0.0f;
+    int c = 0;
+    if (s > 0.0f) {
+      const float t = __fdiv_rn(__fsub_rn(fminf(fmaxf(v, -kHalfMax), kHalfMax), z), s);
+      c = static_cast<int>(fminf(fmaxf(rintf(t), 0.0f), static_cast<float>(qmax)));
+    }
+    codes[begin + k] = static_cast<uint8_t>(c);
+  }
+}
+
+// Block per row: warps quantize groups into shared codes, then one thread per output word packs
+// the codes that overlap it (LSB-first; a code straddling two words is split between them).
+__global__ void quantize_rows_kernel(const float* x, RowShape layout, uint8_t* base,
+                                     size_t page_bytes, RowMap map) {
+  extern __shared__ uint8_t codes[];
+  uint8_t* row = row_at(base, page_bytes, layout.bytes, map, blockIdx.x);
+  if (!row) return;
+  const int width = layout.width, bits = layout.bits, group = layout.group;
+  const float* xr = x + static_cast<size_t>(blockIdx.x) * width;
+  if (bits == 16) {
+    half* out = reinterpret_cast<half*>(row);
+    for (int j = threadIdx.x; j < width; j += blockDim.x) out[j] = __float2half_rn(xr[j]);
+    return;
+  }
+  const int nwords = layout.words, ngroups = layout.groups;
+  uint32_t* words = reinterpret_cast<uint32_t*>(row);
+  half* scales = reinterpret_cast<half*>(row + 4 * static_cast<size_t>(nwords));
+  half* zeros = scales + ngroups;
+  const int warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  for (int g = warp; g < ngroups; g += warps) {
+    const int begin = g * group;
+    const int len = min(group, width - begin);
+    quantize_group(xr, begin, len, bits, codes, scales + g, zeros + g);
+  }
+  __syncthreads();
+  for (int w = threadIdx.x; w < nwords; w += blockDim.x) {
+    const long long first_bit = 32LL * w;
+    const int i0 = static_cast<int>(first_bit / bits);
+    const int i1 = min(width - 1, static_cast<int>((first_bit + 31) / bits));
+    uint32_t word = 0;
+    for (int i = i0; i <= i1; ++i) {
+      const int shift = static_cast<int>(static_cast<long long>(i) * bits - first_bit);
+      const uint32_t c = codes[i];
+      word |= shift >= 0 ? c << shift : c >> -shift;
+    }
+    words[w] = word;
+  }
+}
+
+__global__ void dequantize_rows_kernel(const uint8_t* base, size_t page_bytes,
+                                       RowShape layout, RowMap map, bf16* out) {
+  const uint8_t* row =
+      row_at(const_cast<uint8_t*>(base), page_bytes, layout.bytes, map, blockIdx.x);
+  if (!row) return;
+  const int width = layout.width, bits = layout.bits, group = layout.group;
+  bf16* o = out + static_cast<size_t>(blockIdx.x) * width;
+  if (bits == 16) {
+    const half* v = reinterpret_cast<const half*>(row);
+    for (int j = threadIdx.x; j < width; j += blockDim.x) {
+      o[j] = __float2bfloat16_rn(__half2float(v[j]));
+    }
+    return;
+  }
+  const size_t nwords = layout.words;
+  const uint32_t* words = reinterpret_cast<const uint32_t*>(row);
+  const half* scales = reinterpret_cast<const half*>(row + 4 * nwords);
+  const half* zeros = scales + layout.groups;
+  const uint32_t mask = (1u << bits) - 1;
+  for (int j = threadIdx.x; j < width; j += blockDim.x) {
+    const size_t bit = static_cast<size_t>(j) * bits, w = bit / 32;
+    uint64_t pair = words[w];
+    if (w + 1 < nwords) pair |= static_cast<uint64_t>(words[w + 1]) << 32;
+    const float code = static_cast<float>((pair >> (bit % 32)) & mask);
+    const int g = j / group;
+    o[j] = __float2bfloat16_rn(__fmaf_rn(__half2float(scales[g]), code, __half2float(zeros[g])));
+  }
+}
+
+void check_layout(const QuantRowLayout& layout, const char* what) {
+  const int b = layout.bits;
+  if (b != 2 && b != 3 && b != 4 && b != 8 && b != 16) {
+    throw CudaError(std::string(what) + ": bits must be 2, 3, 4, 8 or 16, got " +
+                    std::to_string(b));
+  }
+  if (b != 16 && layout.group < 1) {
+    throw CudaError(std::string(what) + ": group must be >= 1, got " +
+                    std::to_string(layout.group));
+  }
+}
+
+}  // namespace
+
+void quantize_rows(const float* x, int n, QuantRowLayout layout, uint8_t* base, size_t page_bytes,
+                   RowMap map, cudaStream_t stream) {
+  check_layout(layout, "quantize_rows");
+  if (n <= 0 || layout.width <= 0) return;
+  const size_t shared = layout.bits == 16 ? 0 : static_cast<size_t>(layout.width);
+  if (shared > 48 * 1024) {
+    throw CudaError("quantize_rows: width " + std::to_string(layout.width) +
+                    " exceeds the 49152 codes a block stages");
+  }
+  quantize_rows_kernel<<<n, kQuantThreads, shared, stream>>>(x, shape_of(layout), base, page_bytes, map);
+  check(cudaGetLastError(), "quantize_rows");
+}
+
+void dequantize_rows(const uint8_t* base, size_t page_bytes, QuantRowLayout layout, int n,
+                     RowMap map, bf16* out, cudaStream_t stream) {
+  check_layout(layout, "dequantize_rows");
+  if (n <= 0 || layout.width <= 0) return;
+  dequantize_rows_kernel<<<n, detail::kThreads, 0, stream>>>(base, page_bytes, shape_of(layout), map,
+                                                                 out);
+  check(cudaGetLastError(), "dequantize_rows");
+}
+
+}  // namespace xq::cuda
