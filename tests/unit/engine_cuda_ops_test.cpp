@@ -1,0 +1,232 @@
+// The CUDA dense, paged-row and quantization kernels (kernels/cuda/cuda_ops.h) against their CPU
+// references: kernels/cpu ops and rope, and engine/cache/quantizer (byte for byte). Every test
+// skips on a machine without a CUDA GPU. Named engine_* because the quantizer lives in xq_engine.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "engine/cache/quantizer.h"
+#include "kernels/cpu/half.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/rope.h"
+#include "tests/unit/cuda_test_support.h"
+
+namespace xq::cuda {
+namespace {
+
+using test::bf16_bits;
+using test::bf16_round;
+using test::bf16_to_floats;
+using test::DeviceBuf;
+using test::GpuTest;
+using test::rel_err;
+
+std::vector<float> randn(size_t n, unsigned seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+std::vector<bf16> to_bf16_host(const std::vector<float>& v) {
+  std::vector<bf16> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = __float2bfloat16_rn(v[i]);
+  return out;
+}
+
+TEST(CudaCheck, ThrowsCudaErrorNamingTheCall) {
+  EXPECT_NO_THROW(check(cudaSuccess, "fine"));
+  try {
+    check(cudaErrorInvalidValue, "my_kernel");
+    FAIL() << "no throw";
+  } catch (const CudaError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("my_kernel: ", 0), 0u) << e.what();
+  }
+  EXPECT_THROW(check(CUBLAS_STATUS_INVALID_VALUE, "gemm"), CudaError);
+}
+
+using CudaDenseOps = GpuTest;
+
+TEST_F(CudaDenseOps, EmbedScalesTableRows) {
+  const int vocab = 50, hidden = 37, rows = 9;
+  const auto table = to_bf16_host(randn(vocab * hidden, 1));
+  std::vector<int> tokens = {3, 0, 49, 3, 17, 8, 22, 49, 1};
+  DeviceBuf<bf16> d_table(table);
+  DeviceBuf<int> d_tokens(tokens);
+  DeviceBuf<float> d_h(rows * hidden);
+  embed(d_table.get(), d_tokens.get(), rows, hidden, 6.0827625f, d_h.get(), stream_);
+  const auto h = d_h.download();
+  for (int r = 0; r < rows; ++r) {
+    for (int j = 0; j < hidden; ++j) {
+      ASSERT_EQ(h[r * hidden + j], __bfloat162float(table[tokens[r] * hidden + j]) * 6.0827625f);
+    }
+  }
+}
+
+TEST_F(CudaDenseOps, RmsnormMatchesCpu) {
+  unsigned seed = 10;
+  for (int dim : {1, 64, 100, 4096, 16384}) {
+    for (int rows : {1, 3, 7}) {
+      for (bool one_plus : {false, true}) {
+        for (bool in_place : {false, true}) {
+          SCOPED_TRACE(::testing::Message() << "dim " << dim << " rows " << rows << " one_plus "
+                                            << one_plus << " in_place " << in_place);
+          auto x = randn(static_cast<size_t>(rows) * dim, ++seed, 3.0f);
+          x[0] = 2000.0f;  // an outlier, as hidden states carry
+          const auto w = randn(dim, ++seed, 0.5f);
+          std::vector<float> ref(x.size());
+          xq::rmsnorm(x.data(), w.data(), ref.data(), rows, dim, 1e-6f, one_plus);
+          DeviceBuf<float> d_x(x), d_w(w), d_y(x.size());
+          DeviceBuf<bf16> d_yb(x.size());
+          float* y = in_place ? d_x.get() : d_y.get();
+          rmsnorm(d_x.get(), d_w.get(), rows, dim, 1e-6f, one_plus, y, d_yb.get(), stream_);
+          const auto got = in_place ? d_x.download() : d_y.download();
+          EXPECT_LT(rel_err(got, ref), 1e-5);
+          const auto yb = d_yb.download();
+          for (size_t i = 0; i < got.size(); ++i) {
+            ASSERT_EQ(bf16_bits(yb[i]), bf16_bits(__float2bfloat16_rn(got[i]))) << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_F(CudaDenseOps, AddAndAddBiasMatchCpu) {
+  const int rows = 7, dim = 333;
+  const auto y0 = randn(rows * dim, 20), x = randn(rows * dim, 21), bias = randn(dim, 22);
+  DeviceBuf<float> d_y(y0), d_x(x), d_b(bias);
+  add(d_y.get(), d_x.get(), y0.size(), stream_);
+  add_bias(d_y.get(), d_b.get(), rows, dim, stream_);
+  const auto got = d_y.download();
+  for (int r = 0; r < rows; ++r) {
+    for (int j = 0; j < dim; ++j) {
+      const size_t i = static_cast<size_t>(r) * dim + j;
+      ASSERT_EQ(got[i], (y0[i] + x[i]) + bias[j]) << r << "," << j;
+    }
+  }
+}
+
+TEST_F(CudaDenseOps, RopeMatchesCpuAndSkipsNegativePositions) {
+  const int rows = 6, heads = 3;
+  const std::vector<int> pos = {0, 1, 17, -1, 4095, 131071};
+  for (int head_dim : {2, 64, 128, 256}) {
+    SCOPED_TRACE(::testing::Message() << "head_dim " << head_dim);
+    const int stride = heads * head_dim + 7;  // padded rows: the stride is not the row size
+    RopeFreqParams fp;
+    fp.head_dim = head_dim;
+    fp.theta = 1e6;
+    const auto inv_freq = rope_inv_freq(fp);
+    const auto x = randn(static_cast<size_t>(rows) * stride, 30 + head_dim);
+    auto ref = x;
+    rope_apply(ref.data(), rows, heads, head_dim, stride, pos.data(), inv_freq);
+    // The CPU rotates every row; the GPU op leaves rows at negative positions alone.
+    std::copy(x.begin() + 3 * stride, x.begin() + 4 * stride, ref.begin() + 3 * stride);
+    DeviceBuf<float> d_x(x);
+    DeviceBuf<int> d_pos(pos);
+    DeviceBuf<double> d_freq(inv_freq);
+    rope(d_x.get(), rows, heads, head_dim, stride, d_pos.get(), d_freq.get(), stream_);
+    const auto got = d_x.download();
+    EXPECT_LT(rel_err(got, ref), 1e-5);
+    for (int j = 0; j < stride; ++j) ASSERT_EQ(got[3 * stride + j], x[3 * stride + j]);
+    for (int r = 0; r < rows; ++r) {  // the padding past the heads is not touched
+      for (int j = heads * head_dim; j < stride; ++j) ASSERT_EQ(got[r * stride + j], x[r * stride + j]);
+    }
+  }
+}
+
+TEST_F(CudaDenseOps, GatedActMatchesCpu) {
+  for (size_t n : {size_t{1}, size_t{1000}, size_t{100003}}) {
+    for (bool gelu : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "n " << n << " gelu " << gelu);
+      const auto gate = randn(n, 40 + n, 3.0f), up = randn(n, 41 + n);
+      std::vector<float> ref(n);
+      (gelu ? gelu_tanh_mul : silu_mul)(gate.data(), up.data(), ref.data(), n);
+      DeviceBuf<float> d_g(gate), d_u(up);
+      DeviceBuf<bf16> d_out(n);
+      gated_act(d_g.get(), d_u.get(), n, gelu, d_out.get(), stream_);
+      // bf16 rounding alone is within 2^-9 of each value.
+      EXPECT_LT(rel_err(bf16_to_floats(d_out.download()), ref), 3e-3);
+    }
+  }
+}
+
+TEST_F(CudaDenseOps, SoftcapMatchesCpuAndZeroCapIsANoOp) {
+  const size_t n = 4099;
+  const auto x = randn(n, 50, 40.0f);
+  for (float cap : {30.0f, 0.0f}) {
+    auto ref = x;
+    xq::softcap(ref.data(), n, cap);
+    DeviceBuf<float> d_x(x);
+    softcap(d_x.get(), n, cap, stream_);
+    const auto got = d_x.download();
+    if (cap > 0.0f) {
+      EXPECT_LT(rel_err(got, ref), 1e-5);
+    } else {
+      EXPECT_EQ(got, x);
+    }
+  }
+}
+
+TEST_F(CudaDenseOps, ConversionsRoundToNearestEven) {
+  auto x = randn(3001, 60, 100.0f);
+  const std::vector<float> special = {0.0f,     -0.0f,   65504.0f, 65520.0f, -70000.0f, 1e-7f,
+                                      -3e-5f,   5.96e-8f, INFINITY, -INFINITY, 1.00048828125f};
+  x.insert(x.end(), special.begin(), special.end());
+  DeviceBuf<float> d_x(x);
+  DeviceBuf<bf16> d_b(x.size());
+  DeviceBuf<half> d_h(x.size());
+  to_bf16(d_x.get(), x.size(), d_b.get(), stream_);
+  to_half(d_x.get(), x.size(), d_h.get(), stream_);
+  const auto b = d_b.download();
+  const auto h = d_h.download();
+  for (size_t i = 0; i < x.size(); ++i) {
+    ASSERT_EQ(bf16_bits(b[i]), bf16_bits(__float2bfloat16_rn(x[i]))) << x[i];
+    uint16_t hb;
+    std::memcpy(&hb, &h[i], 2);
+    ASSERT_EQ(hb, float_to_half(x[i])) << x[i];
+  }
+}
+
+TEST_F(CudaDenseOps, GatherRowsCopiesTheNamedRows) {
+  const int src_rows = 10, dim = 129;
+  const auto x = randn(src_rows * dim, 70);
+  const std::vector<int> rows = {9, 0, 4, 4, 7};
+  DeviceBuf<float> d_x(x), d_y(rows.size() * dim);
+  DeviceBuf<int> d_rows(rows);
+  gather_rows(d_x.get(), d_rows.get(), static_cast<int>(rows.size()), dim, d_y.get(), stream_);
+  const auto y = d_y.download();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    for (int j = 0; j < dim; ++j) ASSERT_EQ(y[i * dim + j], x[rows[i] * dim + j]);
+  }
+}
+
+TEST_F(CudaDenseOps, MatmulNtMatchesCpuOnBf16Inputs) {
+  cublasHandle_t handle;
+  check(cublasCreate(&handle), "cublasCreate");
+  check(cublasSetStream(handle, stream_), "cublasSetStream");
+  for (int n : {1, 5, 33}) {
+    for (int in : {64, 100}) {
+      for (int out : {48, 77}) {
+        SCOPED_TRACE(::testing::Message() << n << "x" << in << " -> " << out);
+        const auto xb = to_bf16_host(randn(n * in, 80 + n)), wb = to_bf16_host(randn(out * in, 81));
+        const auto xf = bf16_to_floats(xb), wf = bf16_to_floats(wb);
+        std::vector<float> ref(static_cast<size_t>(n) * out);
+        xq::matmul_nt(xf.data(), wf.data(), nullptr, ref.data(), n, in, out);
+        DeviceBuf<bf16> d_x(xb), d_w(wb);
+        DeviceBuf<float> d_y(ref.size());
+        matmul_nt(handle, d_x.get(), d_w.get(), d_y.get(), n, in, out);
+        EXPECT_LT(rel_err(d_y.download(), ref), 1e-4);
+      }
+    }
+  }
+  cublasDestroy(handle);
+}
+
+}  // namespace
+}  // namespace xq::cuda
