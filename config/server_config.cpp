@@ -41,6 +41,9 @@ void check_all(ServerConfig& c, bool bits_given) {
   if (c.cache_memory_bytes < (size_t{1} << 20))
     throw BadFlag("--cache-memory must be at least 1MiB, got " +
                   std::to_string(c.cache_memory_bytes));
+  if (c.stream_interval < 1)
+    throw BadFlag("--stream-interval must be at least 1 (tokens per streamed chunk), got " +
+                  std::to_string(c.stream_interval));
   if (c.max_body_bytes < 1024)
     throw BadFlag("--max-body-bytes must be at least 1KiB, got " +
                   std::to_string(c.max_body_bytes));
@@ -140,6 +143,11 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
   app.add_option("--shutdown-grace", c.shutdown_grace_s,
                  "Seconds SIGTERM waits for running requests")
       ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  app.add_option("--stream-interval", c.stream_interval,
+                 "Tokens per streamed chunk after the first, which is sent at once (1: every "
+                 "token as it comes; larger: fewer chunks, less server work per token)")
+      ->envname("XQ_STREAM_INTERVAL")
       ->capture_default_str();
   app.add_option("--chat-template", sizes.chat_template,
                  "Chat template file (or the template text) instead of the model's");

@@ -33,6 +33,9 @@ struct ServerConfig {
   size_t max_body_bytes = size_t{8} << 20;
   int http_threads = 2;            // Asio threads serving connections
   double shutdown_grace_s = 10.0;  // how long SIGTERM waits for running requests
+  // Tokens per streamed chunk after a choice's first (sent at once); the last chunk takes what
+  // is left. Larger values cut the per-token cost of events, SSE chunks and socket writes.
+  int stream_interval = 1;
   // --chat-template: the template text (read from the file, or given inline); unset: the
   // model's own.
   std::optional<std::string> chat_template;
@@ -48,8 +51,8 @@ struct ServerArgs {
 };
 
 // Parses argv (argv[0] is the program name). Flags win over environment variables (XQ_MODEL,
-// XQ_HOST, XQ_PORT, XQ_API_KEY, XQ_LOG_LEVEL, XQ_DEVICE). Bad values give exit_code 2 and a
-// message naming the flag.
+// XQ_HOST, XQ_PORT, XQ_API_KEY, XQ_LOG_LEVEL, XQ_DEVICE, XQ_CACHE_MEMORY, XQ_STREAM_INTERVAL).
+// Bad values give exit_code 2 and a message naming the flag.
 ServerArgs parse_server_args(int argc, const char* const* argv);
 
 // "8MiB", "512k", "1G", "1048576" -> bytes (K/M/G are powers of 1024, as are KiB/MiB/GiB;

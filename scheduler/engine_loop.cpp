@@ -163,6 +163,7 @@ bool EngineLoop::Impl::take_inbox() {
     s->cache = model.model->cache_format().new_sequence();
     s->sampler.emplace(s->req.sampling, opts.seed ^ (s->id * 0x9E3779B97F4A7C15ull));
     s->output.emplace(*model.tokenizer, s->req.stop, s->req.skip_special_tokens);
+    s->batcher = EventBatcher(s->req.stream_interval);
     if (s->req.prompt_logprobs >= 0) s->prompt_logprobs.resize(s->prompt_len);
     Sequence* raw = s.get();
     seqs.emplace(s->id, std::move(s));
@@ -211,6 +212,7 @@ void EngineLoop::Impl::run() {
 
 // Sends the last event of a sequence and frees everything it holds.
 void EngineLoop::Impl::finish(Sequence& s, RequestEvent& ev, const std::string& reason) {
+  ev = s.batcher.flush(std::move(ev));  // tokens held back by the stream interval go first
   if (reason != "abort" && reason != "error" && s.output) ev.text += s.output->finish();
   ev.finished = true;
   ev.finish_reason = reason;
@@ -378,7 +380,7 @@ void EngineLoop::Impl::sample_next(Sequence& s, const float* row, RequestEvent& 
   } else {
     ev.prompt_tokens = s.prompt_len;
     ev.completion_tokens = s.num_generated();
-    s.sink(std::move(ev));
+    if (std::optional<RequestEvent> out = s.batcher.add(std::move(ev))) s.sink(std::move(*out));
   }
 }
 

@@ -22,6 +22,9 @@ struct Request {
   int logprobs = -1;                   // top-n logprobs per generated token; -1: none
   int prompt_logprobs = -1;            // top-n logprobs per prompt token; -1: none
   bool skip_special_tokens = true;
+  // Tokens per event after the first (which is sent at once): a stream's chunk size. The last
+  // event carries whatever is left. 1: one event per token.
+  int stream_interval = 1;
 };
 
 struct GeneratedToken {

@@ -9,6 +9,7 @@
 
 #include "engine/cache/cache_format.h"
 #include "engine/sampler.h"
+#include "scheduler/event_batcher.h"
 #include "scheduler/output_processor.h"
 #include "scheduler/request.h"
 
@@ -26,6 +27,7 @@ struct Sequence {
   std::unique_ptr<SequenceCache> cache;
   std::optional<Sampler> sampler;
   std::optional<OutputProcessor> output;
+  EventBatcher batcher;  // tokens generated but not yet sent (--stream-interval)
   bool prompt_logprobs_sent = false;
   std::vector<std::optional<TokenLogprob>> prompt_logprobs;  // filled while prefilling
   std::chrono::steady_clock::time_point arrival;

@@ -25,6 +25,7 @@ struct HttpOptions {
   std::vector<std::string> allowed_origins;  // CORS; empty: off
   std::chrono::seconds idle_timeout{120};    // waiting for (the rest of) a request
   std::chrono::seconds write_timeout{60};    // one write to a slow client
+  int stream_interval = 1;  // tokens per streamed chunk after the first (--stream-interval)
 };
 
 // What every session shares; owned by the HttpServer.

@@ -153,6 +153,9 @@ void HttpSession::start_job(std::shared_ptr<CompletionJob> job) {
   auto self = shared_from_this();
   try {
     for (int i = 0; i < n; ++i) {
+      // Only a stream is cut into chunks; a whole response waits for the last event anyway.
+      if (job_->prep.body.stream)
+        job_->prep.requests[i].stream_interval = env_.opts.stream_interval;
       ids_.push_back(
           env_.loop->submit(std::move(job_->prep.requests[i]), [self, serial, i](RequestEvent ev) {
             self->env_.relay->push({self, serial, i, std::move(ev)});

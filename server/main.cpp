@@ -152,6 +152,7 @@ int serve(const ServerConfig& cfg) {
   http.threads = cfg.http_threads;
   http.max_body_bytes = cfg.max_body_bytes;
   http.allowed_origins = cfg.allowed_origins;
+  http.stream_interval = cfg.stream_interval;
   auto server = std::make_unique<HttpServer>(http, router, *loop, metrics);
   const int port = server->start();
   spdlog::info("serving model '{}' (max_model_len {}, cache {})", ctx.limits.served_name,

@@ -32,6 +32,7 @@ TEST(ServerConfig, DefaultsWithOnlyTheModel) {
   EXPECT_FALSE(c.max_model_len.has_value());
   EXPECT_EQ(c.max_body_bytes, size_t{8} << 20);
   EXPECT_EQ(c.log_level, "info");
+  EXPECT_EQ(c.stream_interval, 1);
 }
 
 TEST(ServerConfig, EveryFlagIsRead) {
@@ -70,7 +71,9 @@ TEST(ServerConfig, EveryFlagIsRead) {
                         "--max-body-bytes",
                         "1MiB",
                         "--cache-memory",
-                        "512M"});
+                        "512M",
+                        "--stream-interval",
+                        "4"});
   ASSERT_TRUE(a.config) << a.message;
   const ServerConfig& c = *a.config;
   EXPECT_EQ(c.host, "0.0.0.0");
@@ -90,6 +93,7 @@ TEST(ServerConfig, EveryFlagIsRead) {
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_EQ(c.max_body_bytes, size_t{1} << 20);
   EXPECT_EQ(c.cache_memory_bytes, size_t{512} << 20);
+  EXPECT_EQ(c.stream_interval, 4);
 }
 
 TEST(ServerConfig, QuantizedCachesGetADefaultBitWidth) {
@@ -109,6 +113,17 @@ TEST(ServerConfig, EnvironmentFillsInAndFlagsWin) {
   EXPECT_EQ(parse({"--api-key", "flag"}).config->api_key, "flag");
   unsetenv("XQ_API_KEY");
   unsetenv("XQ_MODEL");
+}
+
+TEST(ServerConfig, StreamIntervalFromTheEnvironment) {
+  setenv("XQ_STREAM_INTERVAL", "8", 1);
+  EXPECT_EQ(parse({"--model", "m"}).config->stream_interval, 8);
+  EXPECT_EQ(parse({"--model", "m", "--stream-interval", "2"}).config->stream_interval, 2);
+  setenv("XQ_STREAM_INTERVAL", "0", 1);
+  ServerArgs bad = parse({"--model", "m"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.message.find("--stream-interval"), std::string::npos) << bad.message;
+  unsetenv("XQ_STREAM_INTERVAL");
 }
 
 TEST(ServerConfig, HelpExitsZeroWithTheFlags) {
@@ -148,6 +163,9 @@ INSTANTIATE_TEST_SUITE_P(
         Refused{{"--model", "m", "--max-body-bytes", "lots"}, "--max-body-bytes"},
         Refused{{"--model", "m", "--log-level", "loud"}, "--log-level"},
         Refused{{"--model", "m", "--xquant-latent", "maybe"}, "--xquant-latent"},
+        Refused{{"--model", "m", "--stream-interval", "0"}, "--stream-interval"},
+        Refused{{"--model", "m", "--stream-interval", "-4"}, "--stream-interval"},
+        Refused{{"--model", "m", "--stream-interval", "four"}, "--stream-interval"},
         Refused{{"--model", "m", "--bogus"}, "--bogus"}));
 
 TEST(ByteSize, UnitsAndRefusals) {
