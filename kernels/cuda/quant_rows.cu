@@ -16,8 +16,14 @@ struct RowShape {
 };
 
 RowShape shape_of(const QuantRowLayout& l) {
-  return RowShape{l.width, l.bits, l.group, static_cast<int>(l.words()),
-                  static_cast<int>(l.groups()), l.bytes()};
+  RowShape s;
+  s.width = l.width;
+  s.bits = l.bits;
+  s.group = l.group;
+  s.words = static_cast<int>(l.words());
+  s.groups = static_cast<int>(l.groups());
+  s.bytes = l.bytes();
+  return s;
 }
 
 // The start of row i of the store, or null when the map skips it.
@@ -143,8 +149,8 @@ __global__ void quantize_rows_kernel(const float* x, RowShape layout, uint8_t* b
   }
 }
 
-__global__ void dequantize_rows_kernel(const uint8_t* base, size_t page_bytes,
-                                       RowShape layout, RowMap map, bf16* out) {
+__global__ void dequantize_rows_kernel(const uint8_t* base, size_t page_bytes, RowShape layout,
+                                       RowMap map, bf16* out) {
   const uint8_t* row =
       row_at(const_cast<uint8_t*>(base), page_bytes, layout.bytes, map, blockIdx.x);
   if (!row) return;
@@ -195,7 +201,8 @@ void quantize_rows(const float* x, int n, QuantRowLayout layout, uint8_t* base, 
     throw CudaError("quantize_rows: width " + std::to_string(layout.width) +
                     " exceeds the 49152 codes a block stages");
   }
-  quantize_rows_kernel<<<n, kQuantThreads, shared, stream>>>(x, shape_of(layout), base, page_bytes, map);
+  quantize_rows_kernel<<<n, kQuantThreads, shared, stream>>>(x, shape_of(layout), base, page_bytes,
+                                                             map);
   check(cudaGetLastError(), "quantize_rows");
 }
 
@@ -203,8 +210,8 @@ void dequantize_rows(const uint8_t* base, size_t page_bytes, QuantRowLayout layo
                      RowMap map, bf16* out, cudaStream_t stream) {
   check_layout(layout, "dequantize_rows");
   if (n <= 0 || layout.width <= 0) return;
-  dequantize_rows_kernel<<<n, detail::kThreads, 0, stream>>>(base, page_bytes, shape_of(layout), map,
-                                                                 out);
+  dequantize_rows_kernel<<<n, detail::kThreads, 0, stream>>>(base, page_bytes, shape_of(layout),
+                                                             map, out);
   check(cudaGetLastError(), "dequantize_rows");
 }
 

@@ -135,7 +135,8 @@ TEST_F(CudaDenseOps, RopeMatchesCpuAndSkipsNegativePositions) {
     EXPECT_LT(rel_err(got, ref), 1e-5);
     for (int j = 0; j < stride; ++j) ASSERT_EQ(got[3 * stride + j], x[3 * stride + j]);
     for (int r = 0; r < rows; ++r) {  // the padding past the heads is not touched
-      for (int j = heads * head_dim; j < stride; ++j) ASSERT_EQ(got[r * stride + j], x[r * stride + j]);
+      for (int j = heads * head_dim; j < stride; ++j)
+        ASSERT_EQ(got[r * stride + j], x[r * stride + j]);
     }
   }
 }
@@ -175,8 +176,8 @@ TEST_F(CudaDenseOps, SoftcapMatchesCpuAndZeroCapIsANoOp) {
 
 TEST_F(CudaDenseOps, ConversionsRoundToNearestEven) {
   auto x = randn(3001, 60, 100.0f);
-  const std::vector<float> special = {0.0f,     -0.0f,   65504.0f, 65520.0f, -70000.0f, 1e-7f,
-                                      -3e-5f,   5.96e-8f, INFINITY, -INFINITY, 1.00048828125f};
+  const std::vector<float> special = {0.0f,   -0.0f,    65504.0f, 65520.0f,  -70000.0f,     1e-7f,
+                                      -3e-5f, 5.96e-8f, INFINITY, -INFINITY, 1.00048828125f};
   x.insert(x.end(), special.begin(), special.end());
   DeviceBuf<float> d_x(x);
   DeviceBuf<bf16> d_b(x.size());

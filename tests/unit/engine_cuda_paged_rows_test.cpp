@@ -38,7 +38,8 @@ std::vector<float> quant_inputs(int width, int rows, unsigned seed) {
   }
   std::fill(row(2), row(2) + width, 0.7f);
   for (int k = 0; k < 6; ++k) row(3)[at(rng)] = (k % 2 ? -1.0f : 1.0f) * 1e6f;
-  for (int j = 0; j < width; ++j) row(4)[j] = j % 3 == 0 ? NAN : (j % 3 == 1 ? INFINITY : -INFINITY);
+  for (int j = 0; j < width; ++j)
+    row(4)[j] = j % 3 == 0 ? NAN : (j % 3 == 1 ? INFINITY : -INFINITY);
   for (int j = 0; j < width; ++j) row(5)[j] = std::fabs(row(5)[j]);
   for (int j = 0; j < width; j += 7) row(5)[j] = (j / 7) % 2 ? 0.0f : -0.0f;
   for (int j = 0; j < width; ++j) row(6)[j] *= 1e-6f;
@@ -125,9 +126,9 @@ TEST_F(CudaPagedRows, QuantizeRowsIsByteIdenticalToTheCpuQuantizer) {
     const auto got = d_store.download();
     for (size_t b = 0; b < got.size(); ++b) {
       const size_t in_page = b % page_bytes;
-      ASSERT_EQ(got[b], expect[b]) << "page " << b / page_bytes << " slot "
-                                   << in_page / layout.bytes() << " byte "
-                                   << in_page % layout.bytes();
+      ASSERT_EQ(got[b], expect[b])
+          << "page " << b / page_bytes << " slot " << in_page / layout.bytes() << " byte "
+          << in_page % layout.bytes();
     }
   }
 }
@@ -175,8 +176,7 @@ TEST_F(CudaPagedRows, DequantizeRowsMatchesTheCpuDequantizer) {
         std::memcpy(words.data(), row, 4 * words.size());
         std::memcpy(scales.data(), row + 4 * words.size(), 2 * scales.size());
         std::memcpy(zeros.data(), row + 4 * words.size() + 2 * scales.size(), 2 * zeros.size());
-        dequantize(words.data(), scales.data(), zeros.data(), c.width, c.bits, c.group,
-                   ref.data());
+        dequantize(words.data(), scales.data(), zeros.data(), c.width, c.bits, c.group, ref.data());
         // zero + scale * code may be contracted into one fma (the GPU does, the host compiler
         // may): either rounding is the CPU's answer.
         std::vector<uint8_t> codes(c.width);

@@ -24,7 +24,7 @@ constexpr uint16_t kHalfNan = 0x7e00;
 
 // (start_pos, n) of each sequence: prefill from scratch, a prefill continuing past a chunk of
 // 128, decodes at a page boundary, at the first position and deep in a long context.
-const std::vector<std::pair<int, int>> kSeqShapes = {{0, 37}, {150, 20}, {300, 1},  {16, 1},
+const std::vector<std::pair<int, int>> kSeqShapes = {{0, 37}, {150, 20}, {300, 1}, {16, 1},
                                                      {0, 1},  {1000, 3}, {5000, 1}};
 // The order the sequences' rows take in q (not the order of seqs).
 const std::vector<int> kRowOrder = {3, 0, 5, 2, 6, 1, 4};
@@ -34,9 +34,9 @@ struct Batch {
   size_t page_stride = 0;
   std::vector<AttnSeq> seqs;
   std::vector<int> tables, row_seq;
-  std::vector<uint16_t> store;               // pool layout: a page's K rows, then its V rows
-  std::vector<std::vector<float>> k, v;      // per sequence: [position][kv head * head_dim]
-  std::vector<float> q;                      // [rows, kHeads * head_dim]
+  std::vector<uint16_t> store;           // pool layout: a page's K rows, then its V rows
+  std::vector<std::vector<float>> k, v;  // per sequence: [position][kv head * head_dim]
+  std::vector<float> q;                  // [rows, kHeads * head_dim]
 };
 
 Batch make_batch(int head_dim, unsigned seed) {
@@ -68,7 +68,8 @@ Batch make_batch(int head_dim, unsigned seed) {
     std::vector<float> ks(static_cast<size_t>(len) * kv_dim), vs(ks.size());
     for (int pos = 0; pos < len; ++pos) {
       const size_t page = b.tables[s.table + pos / kPageRows];
-      const size_t at = page * b.page_stride + (pos % kPageRows) * static_cast<size_t>(b.row_stride);
+      const size_t at =
+          page * b.page_stride + (pos % kPageRows) * static_cast<size_t>(b.row_stride);
       const size_t v_at = at + kPageRows * static_cast<size_t>(b.row_stride);
       for (int d = 0; d < kv_dim; ++d) {
         const uint16_t kh = float_to_half(nd(rng)), vh = float_to_half(nd(rng));
@@ -135,7 +136,7 @@ struct AttnCase {
 using CudaAttention = GpuTest;
 
 TEST_F(CudaAttention, MatchesDoublePrecisionReference) {
-  const std::vector<AttnCase> cases = {{64, 0, 0.0f},  {64, 40, 0.0f}, {128, 0, 10.0f},
+  const std::vector<AttnCase> cases = {{64, 0, 0.0f},   {64, 40, 0.0f}, {128, 0, 10.0f},
                                        {80, 24, 20.0f}, {256, 0, 0.0f}, {256, 100, 0.0f}};
   unsigned seed = 500;
   for (const AttnCase& c : cases) {
@@ -171,9 +172,8 @@ TEST_F(CudaAttention, MatchesDoublePrecisionReference) {
         den += ref[i] * ref[i];
       }
       const AttnSeq& s = b.seqs[b.row_seq[r]];
-      EXPECT_LT(std::sqrt(num / den), 1e-4)
-          << "row " << r << " (sequence " << b.row_seq[r] << ", position "
-          << s.start_pos + r - s.q_row << ")";
+      EXPECT_LT(std::sqrt(num / den), 1e-4) << "row " << r << " (sequence " << b.row_seq[r]
+                                            << ", position " << s.start_pos + r - s.q_row << ")";
     }
   }
 }
