@@ -178,6 +178,18 @@ __global__ void dequantize_rows_kernel(const uint8_t* base, size_t page_bytes, R
   }
 }
 
+// Words are stored as uint32 and fp16 rows as half: a misaligned row would fault on the device
+// (a sticky error that ends the context), so it is refused here.
+void check_alignment(const void* base, size_t page_bytes, const QuantRowLayout& layout,
+                     const char* what) {
+  const size_t align = layout.bits == 16 ? 2 : 4;
+  if (reinterpret_cast<uintptr_t>(base) % align != 0 || page_bytes % align != 0) {
+    throw CudaError(std::string(what) + ": store base and page_bytes (" +
+                    std::to_string(page_bytes) + ") must be multiples of " + std::to_string(align) +
+                    " bytes");
+  }
+}
+
 void check_layout(const QuantRowLayout& layout, const char* what) {
   const int b = layout.bits;
   if (b != 2 && b != 3 && b != 4 && b != 8 && b != 16) {
@@ -195,6 +207,7 @@ void check_layout(const QuantRowLayout& layout, const char* what) {
 void quantize_rows(const float* x, int n, QuantRowLayout layout, uint8_t* base, size_t page_bytes,
                    RowMap map, cudaStream_t stream) {
   check_layout(layout, "quantize_rows");
+  check_alignment(base, page_bytes, layout, "quantize_rows");
   if (n <= 0 || layout.width <= 0) return;
   const size_t shared = layout.bits == 16 ? 0 : static_cast<size_t>(layout.width);
   if (shared > 48 * 1024) {
@@ -209,6 +222,7 @@ void quantize_rows(const float* x, int n, QuantRowLayout layout, uint8_t* base, 
 void dequantize_rows(const uint8_t* base, size_t page_bytes, QuantRowLayout layout, int n,
                      RowMap map, bf16* out, cudaStream_t stream) {
   check_layout(layout, "dequantize_rows");
+  check_alignment(base, page_bytes, layout, "dequantize_rows");
   if (n <= 0 || layout.width <= 0) return;
   dequantize_rows_kernel<<<n, detail::kThreads, 0, stream>>>(base, page_bytes, shape_of(layout),
                                                              map, out);

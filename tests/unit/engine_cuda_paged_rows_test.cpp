@@ -247,5 +247,16 @@ TEST_F(CudaPagedRows, WriteKvRowsPutsFp16RowsWhereTheMapSays) {
   }
 }
 
+// Argument checks happen on the host before any launch, so they run without a GPU too.
+TEST(CudaQuantRowsArgs, RejectsBitsAndMisalignedStores) {
+  const QuantRowLayout bad_bits{64, 5, 32};
+  EXPECT_THROW(quantize_rows(nullptr, 1, bad_bits, nullptr, 0, RowMap{}, nullptr), CudaError);
+  EXPECT_THROW(dequantize_rows(nullptr, 0, bad_bits, 1, RowMap{}, nullptr, nullptr), CudaError);
+  const QuantRowLayout four{64, 4, 32};
+  alignas(4) uint8_t store[8] = {};
+  EXPECT_THROW(quantize_rows(nullptr, 1, four, store + 2, 4, RowMap{}, nullptr), CudaError);
+  EXPECT_THROW(dequantize_rows(store, 6, four, 1, RowMap{}, nullptr, nullptr), CudaError);
+}
+
 }  // namespace
 }  // namespace xq::cuda
