@@ -11,6 +11,9 @@ generated token:
 and the ratio of the HTTP threads' CPU per token to the engine's step time per token.
 
     XQ_BUILD_DIR=build/met .venv/bin/python bench/overhead.py --concurrency 64
+
+--stream-interval N starts the server with that flag: one SSE chunk per N tokens after the first,
+so the events, chunks and socket writes per token drop N-fold.
 """
 import argparse
 import os
@@ -108,6 +111,8 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--stream-interval", type=int, default=1,
+                    help="the server's --stream-interval (tokens per streamed chunk)")
     ap.add_argument("--server-flag", action="append", default=[],
                     help="extra xquant-server flag (repeat; e.g. --server-flag=--threads=1)")
     args = ap.parse_args()
@@ -118,7 +123,8 @@ def main():
         model = make_test_model(tmp / "model", layers=args.layers, hidden=args.hidden,
                                 intermediate=2 * args.hidden, heads=4, kv_heads=4, max_pos=1024)
         proc, url = start_server(binary, model, tmp / "server.log",
-                                 ["--served-model-name", "bench", *args.server_flag])
+                                 ["--served-model-name", "bench", "--stream-interval",
+                                  str(args.stream_interval), *args.server_flag])
         try:
             bench_args = argparse.Namespace(
                 url=url, model="bench", api_key="", concurrency=args.concurrency,
@@ -154,6 +160,7 @@ def main():
         ("clients x requests", f"{args.concurrency} x {len(results)} ({len(errors)} errors)"),
         ("model", f"hidden {args.hidden}, {args.layers} layers, prompt {args.prompt_tokens} "
                   f"words, {args.max_tokens} tokens"),
+        ("stream interval", f"{args.stream_interval} tokens per chunk after the first"),
         ("wall time", f"{wall:.2f} s"),
         ("generated tokens", f"{tokens} ({tokens / wall:.0f} tok/s)"),
         ("engine steps", f"{steps:.0f} ({tokens / steps:.1f} tokens/step)"),

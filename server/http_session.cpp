@@ -223,32 +223,36 @@ void HttpSession::write_stream_head() {
       });
 }
 
+// Everything queued goes out in one write, as one HTTP chunk (SSE is a byte stream: events need
+// not align with chunks), followed by the last chunk once the stream is complete. A write per
+// frame cost a send() each: the end of a stream alone (last text, usage, [DONE], last chunk)
+// was four.
 void HttpSession::pump_frames() {
-  if (writing_) return;
+  if (writing_ || (frames_.empty() && !stream_closing_)) return;
+  out_.clear();
+  for (const std::string& f : frames_) out_ += f;
+  frames_.clear();
+  const bool last = stream_closing_;
   auto self = shared_from_this();
   const uint64_t serial = serial_;
+  auto done = [self, serial, last](beast::error_code ec, size_t) {
+    if (serial != self->serial_) return;
+    self->writing_ = false;
+    if (!last) return ec ? self->client_gone() : self->pump_frames();
+    self->end_job();
+    if (ec || !self->keep_alive_) return self->close();
+    self->read_request();
+  };
   stream_.expires_after(env_.opts.write_timeout);
   writing_ = true;
-  if (!frames_.empty()) {
-    net::async_write(stream_, http::make_chunk(net::buffer(frames_.front())),
-                     [self, serial](beast::error_code ec, size_t) {
-                       if (serial != self->serial_) return;
-                       self->writing_ = false;
-                       if (ec) return self->client_gone();
-                       self->frames_.pop_front();
-                       self->pump_frames();
-                     });
-  } else if (stream_closing_) {
-    net::async_write(stream_, http::make_chunk_last(),
-                     [self, serial](beast::error_code ec, size_t) {
-                       if (serial != self->serial_) return;
-                       self->writing_ = false;
-                       self->end_job();
-                       if (ec || !self->keep_alive_) return self->close();
-                       self->read_request();
-                     });
+  if (out_.empty()) {
+    net::async_write(stream_, http::make_chunk_last(), std::move(done));
+  } else if (!last) {
+    net::async_write(stream_, http::make_chunk(net::buffer(out_)), std::move(done));
   } else {
-    writing_ = false;
+    net::async_write(
+        stream_, beast::buffers_cat(http::make_chunk(net::buffer(out_)), http::make_chunk_last()),
+        std::move(done));
   }
 }
 
@@ -257,7 +261,7 @@ void HttpSession::end_job() {
   job_.reset();
   ++serial_;  // late events and handlers of this job are dropped
   ids_.clear();
-  // frames_ and the stream serializer stay: a write still in flight reads them.
+  // out_ and the stream serializer stay: a write still in flight reads them.
   --env_.active_jobs;
 }
 

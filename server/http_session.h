@@ -65,7 +65,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::vector<uint64_t> ids_;
   std::vector<bool> choice_done_;
   bool keep_alive_ = true;
-  std::deque<std::string> frames_;
+  std::deque<std::string> frames_;  // SSE frames not yet written
+  std::string out_;                 // the frames of the write in flight
   bool writing_ = false;
   bool stream_closing_ = false;  // all frames queued; the last chunk follows them
   std::unique_ptr<boost::beast::http::response<boost::beast::http::empty_body>> stream_res_;
