@@ -113,6 +113,8 @@ def main():
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--stream-interval", type=int, default=1,
                     help="the server's --stream-interval (tokens per streamed chunk)")
+    ap.add_argument("--keep-alive", action="store_true",
+                    help="clients reuse one connection each (default: one per request)")
     ap.add_argument("--server-flag", action="append", default=[],
                     help="extra xquant-server flag (repeat; e.g. --server-flag=--threads=1)")
     args = ap.parse_args()
@@ -129,7 +131,7 @@ def main():
             bench_args = argparse.Namespace(
                 url=url, model="bench", api_key="", concurrency=args.concurrency,
                 requests=args.requests, prompt_tokens=args.prompt_tokens,
-                max_tokens=args.max_tokens, timeout=600, seed=0)
+                max_tokens=args.max_tokens, timeout=600, seed=0, keep_alive=args.keep_alive)
             serving_bench.run(argparse.Namespace(**{**vars(bench_args), "requests": 4,
                                                     "concurrency": 4}))  # warm up
             m0 = scrape(url)
@@ -161,6 +163,7 @@ def main():
         ("model", f"hidden {args.hidden}, {args.layers} layers, prompt {args.prompt_tokens} "
                   f"words, {args.max_tokens} tokens"),
         ("stream interval", f"{args.stream_interval} tokens per chunk after the first"),
+        ("connections", "one per client, kept alive" if args.keep_alive else "one per request"),
         ("wall time", f"{wall:.2f} s"),
         ("generated tokens", f"{tokens} ({tokens / wall:.0f} tok/s)"),
         ("engine steps", f"{steps:.0f} ({tokens / steps:.1f} tokens/step)"),

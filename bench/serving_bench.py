@@ -13,6 +13,7 @@ import concurrent.futures
 import json
 import random
 import statistics
+import threading
 import time
 
 import requests
@@ -53,7 +54,7 @@ def one_request(session, url, model, prompt, max_tokens, headers, timeout):
                 continue
             data = line[6:]
             if data == "[DONE]":
-                break
+                continue  # read on to the body's end, so that the connection can be reused
             chunk = json.loads(data)
             if chunk.get("usage"):
                 n_tokens = chunk["usage"]["completion_tokens"]
@@ -76,9 +77,19 @@ def run(args):
     prompts = [make_prompt(rng, args.prompt_tokens) for _ in range(args.requests)]
     results, errors = [], []
 
+    # A fresh connection per request (many distinct clients), or one per client thread kept
+    # alive across its requests (an SDK client).
+    local = threading.local()
+
     def task(p):
-        with requests.Session() as session:
-            return one_request(session, args.url, model, p, args.max_tokens, headers, args.timeout)
+        if not getattr(args, "keep_alive", False):
+            with requests.Session() as session:
+                return one_request(session, args.url, model, p, args.max_tokens, headers,
+                                   args.timeout)
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        return one_request(local.session, args.url, model, p, args.max_tokens, headers,
+                           args.timeout)
 
     t0 = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(args.concurrency) as pool:
@@ -102,6 +113,8 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep-alive", action="store_true",
+                    help="each client thread keeps one connection for all its requests")
     ap.add_argument("--json", default="", help="also write the numbers to this file")
     args = ap.parse_args()
     model, results, errors, wall = run(args)
