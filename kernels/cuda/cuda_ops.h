@@ -1,0 +1,149 @@
+// The CUDA engine's kernels (sm_90a), one launcher per op. Every pointer is device memory, every
+// launch is asynchronous on `stream` and checked (CudaError on a launch or cuBLAS failure). Each
+// op has a CPU reference in kernels/cpu or engine/cache (named per op) that the GPU tests compare
+// against.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace xq::cuda {
+
+using bf16 = __nv_bfloat16;
+
+struct CudaError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Throws CudaError("<what>: <cuda error string>") unless e == cudaSuccess.
+void check(cudaError_t e, const char* what);
+void check(cublasStatus_t s, const char* what);
+
+// Rows of a paged store: a page holds kPageRows consecutive positions of one sequence, and a
+// sequence's page table lists its pages in position order (position p is in table[p / 16], row
+// p % 16 of that page). The cache pool and the rematerialization workspace share this layout.
+constexpr int kPageRows = 16;
+
+// ---- dense ops (CPU references in kernels/cpu/ops.h, rope.h) ----
+
+// h[r, :] = float(table[tokens[r], :]) * scale.
+void embed(const bf16* table, const int* tokens, int rows, int hidden, float scale, float* h,
+           cudaStream_t stream);
+
+// y = x / rms(x) * w (one_plus: * (1 + w)) over each row of `dim` (eps inside the root, as
+// rmsnorm in kernels/cpu/ops.h). y may equal x. y_bf16, when non-null, gets a bf16 copy of y.
+void rmsnorm(const float* x, const float* w, int rows, int dim, float eps, bool one_plus, float* y,
+             bf16* y_bf16, cudaStream_t stream);
+
+// y[r, j] += bias[j] over rows x dim.
+void add_bias(float* y, const float* bias, int rows, int dim, cudaStream_t stream);
+
+// y[i] += x[i].
+void add(float* y, const float* x, size_t n, cudaStream_t stream);
+
+// RoPE, rotate-half layout (kernels/cpu/rope.h rope_apply): rows r at position pos[r] (rows with
+// pos[r] < 0 are left alone), `heads` heads of head_dim each, rows `row_stride` floats apart;
+// inv_freq has head_dim / 2 entries. The angle pos * inv_freq is taken in double, as on the CPU.
+void rope(float* x, int rows, int heads, int head_dim, int row_stride, const int* pos,
+          const double* inv_freq, cudaStream_t stream);
+
+// out[i] = act(gate[i]) * up[i], act = gelu_tanh (gelu) or silu; written as bf16 (the next
+// matmul's operand).
+void gated_act(const float* gate, const float* up, size_t n, bool gelu, bf16* out,
+               cudaStream_t stream);
+
+// x = cap * tanh(x / cap); cap <= 0 does nothing.
+void softcap(float* x, size_t n, float cap, cudaStream_t stream);
+
+void to_bf16(const float* x, size_t n, bf16* y, cudaStream_t stream);
+void to_half(const float* x, size_t n, half* y, cudaStream_t stream);
+
+// y[i, :] = x[rows[i], :] for i < n, rows of dim floats.
+void gather_rows(const float* x, const int* rows, int n, int dim, float* y, cudaStream_t stream);
+
+// y[n, out] = x[n, in] · w[out, in]^T, bf16 operands, fp32 accumulation and output (cuBLAS; the
+// handle carries the stream).
+void matmul_nt(cublasHandle_t handle, const bf16* x, const bf16* w, float* y, int n, int in,
+               int out);
+
+// ---- paged rows ----
+
+// Where row i of a batch goes (or comes from): page page[i] (an index into the store's pages;
+// a negative page skips the row), row slot[i] (0..kPageRows) of that page.
+struct RowMap {
+  const int* page = nullptr;
+  const int* slot = nullptr;
+};
+
+// fp16 K/V pages: K row `slot` of page p at k + p * page_stride + slot * row_stride, V likewise
+// from v. The cache pool keeps a page's K rows then its V rows; the workspace keeps K and V in
+// two arrays of contiguous rows (page_stride = kPageRows * row_stride).
+struct KvPages {
+  half* k = nullptr;
+  half* v = nullptr;
+  size_t page_stride = 0;  // elements
+  int row_stride = 0;      // elements
+};
+
+// Writes rows k[n, dim], v[n, dim] (fp32) as fp16 into the pages `map` names.
+void write_kv_rows(const float* k, const float* v, int n, int dim, RowMap map, KvPages pages,
+                   cudaStream_t stream);
+
+// One quantized row of `width` values, laid out as engine/cache/quantizer.h packs a row:
+// uint32 words[packed_words(width, bits)] (codes LSB-first across words), then fp16
+// scales[groups], then fp16 zeros[groups] (zero = the group minimum rounded down to fp16,
+// scale = (max - zero) / (2^bits - 1) rounded up to fp16, codes round-to-nearest-even, the
+// non-finite rules of quantizer.h). bits 16: fp16 values[width], no words or groups.
+struct QuantRowLayout {
+  int width = 0, bits = 16, group = 32;
+  size_t words() const { return bits == 16 ? 0 : (static_cast<size_t>(width) * bits + 31) / 32; }
+  size_t groups() const { return bits == 16 ? 0 : (static_cast<size_t>(width) + group - 1) / group; }
+  // Bytes of one row (quantized_bytes(width, bits, group) in quantizer.h; 2 * width at 16 bits).
+  size_t bytes() const { return bits == 16 ? 2 * static_cast<size_t>(width) : 4 * words() + 4 * groups(); }
+};
+
+// Quantizes rows x[n, width] into the pages `map` names: row slot s of page p starts at
+// base + p * page_bytes + s * layout.bytes(). Codes, scales and zeros bit-identical to
+// quantize() in quantizer.h on the same row.
+void quantize_rows(const float* x, int n, QuantRowLayout layout, uint8_t* base, size_t page_bytes,
+                   RowMap map, cudaStream_t stream);
+
+// The inverse for rows i < n whose map.page[i] >= 0: out[i, :] = bf16(zero + scale * code) (rows
+// with a negative page are left alone).
+void dequantize_rows(const uint8_t* base, size_t page_bytes, QuantRowLayout layout, int n,
+                     RowMap map, bf16* out, cudaStream_t stream);
+
+// ---- attention ----
+
+// One sequence of a batch: its new tokens are rows [q_row, q_row + n) of q/out, at positions
+// [start_pos, start_pos + n); its K/V for positions [0, start_pos + n) are in the pages its
+// table lists (tables + table, entry j covers positions [16 j, 16 j + 16)).
+struct AttnSeq {
+  int q_row = 0;
+  int n = 0;
+  int start_pos = 0;
+  int table = 0;
+};
+
+struct AttnParams {
+  int num_heads = 0, num_kv_heads = 0, head_dim = 0;
+  int window = 0;       // > 0: a query at p sees positions [p - window + 1, p]
+  float scale = 1.0f;   // scores = scale * q.k
+  float softcap = 0.0f; // > 0: scores = cap * tanh(scores / cap)
+};
+
+// out[r, h * head_dim ...] = softmax over the positions query row r sees (causal, its window) of
+// its scores, times V (fp32 math; q, out [rows, num_heads * head_dim] fp32). row_seq[r] is the
+// index in seqs of row r's sequence; `rows` = the sum of seqs[i].n. Query head h reads KV head
+// h / (num_heads / num_kv_heads).
+void attention(const float* q, float* out, int rows, const int* row_seq, const AttnSeq* seqs,
+               const int* tables, KvPages kv, AttnParams p, cudaStream_t stream);
+
+}  // namespace xq::cuda
