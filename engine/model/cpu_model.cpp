@@ -7,23 +7,11 @@
 
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/parallel.h"
+#include "engine/model/rope_freqs.h"
 #include "kernels/cpu/rope.h"
 
 namespace xq {
 namespace {
-
-RopeFreqParams rope_params(const ModelConfig& cfg, double theta, bool scaled) {
-  RopeFreqParams p;
-  p.head_dim = cfg.head_dim;
-  p.theta = theta;
-  if (scaled && cfg.rope_scaling.type == "linear") p.kind = RopeKind::Linear;
-  if (scaled && cfg.rope_scaling.type == "llama3") p.kind = RopeKind::Llama3;
-  p.factor = cfg.rope_scaling.factor;
-  p.low_freq_factor = cfg.rope_scaling.low_freq_factor;
-  p.high_freq_factor = cfg.rope_scaling.high_freq_factor;
-  p.original_max_position = cfg.rope_scaling.original_max_position;
-  return p;
-}
 
 const float* data_or_null(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
 
@@ -31,13 +19,7 @@ const float* data_or_null(const std::vector<float>& v) { return v.empty() ? null
 
 CpuModel::CpuModel(const ModelConfig& cfg, const WeightSource& src, const CacheOptions& cache)
     : cfg_(cfg), w_(load_model_weights(cfg, src)) {
-  if (cfg_.rope_scaling.type != "none" && cfg_.rope_scaling.type != "linear" &&
-      cfg_.rope_scaling.type != "llama3") {
-    throw ConfigError("rope_scaling type " + cfg_.rope_scaling.type + " is not supported");
-  }
-  // Gemma 3's sliding-window layers use their own base and no scaling.
-  rope_global_ = rope_inv_freq(rope_params(cfg_, cfg_.rope_theta, true));
-  rope_local_ = rope_inv_freq(rope_params(cfg_, cfg_.rope_local_theta, false));
+  rope_ = model_rope_freqs(cfg_);
   format_ = make_cache_format(cache, cfg_, *this);
 }
 
@@ -83,9 +65,8 @@ void CpuModel::norm_and_rope(int layer, float* t, int rows, int heads,
   if (!norm.empty()) {
     rmsnorm(t, norm.data(), t, rows * heads, cfg_.head_dim, cfg_.rms_norm_eps, gemma);
   }
-  const bool local = cfg_.arch == Arch::Gemma3 && cfg_.is_sliding(layer);  // Gemma's own base
-  const auto& freqs = local ? rope_local_ : rope_global_;
-  rope_apply(t, rows, heads, cfg_.head_dim, static_cast<size_t>(heads) * cfg_.head_dim, pos, freqs);
+  rope_apply(t, rows, heads, cfg_.head_dim, static_cast<size_t>(heads) * cfg_.head_dim, pos,
+             rope_.for_layer(cfg_, layer));
 }
 
 void CpuModel::attention_block(int l, std::span<const SeqInput> batch, int rows) {

@@ -9,6 +9,7 @@
 #include "engine/cache/cache_format.h"
 #include "engine/model/layer_weights.h"
 #include "engine/model/model.h"
+#include "engine/model/rope_freqs.h"
 
 namespace xq {
 
@@ -44,7 +45,7 @@ class CpuModel : public Model, public KvProjector {
 
   ModelConfig cfg_;
   ModelWeights w_;
-  std::vector<double> rope_global_, rope_local_;  // inverse frequencies
+  ModelRopeFreqs rope_;
   std::unique_ptr<CacheFormat> format_;
   Scratch s_;
 };

@@ -30,6 +30,8 @@ struct ModelWeights {
 };
 
 // Throws WeightError (from the source) naming the tensor that is missing or mis-shaped.
+// One layer's tensors (a device backend uploads layer by layer instead of holding them all).
+LayerWeights load_layer_weights(const ModelConfig& cfg, const WeightSource& src, int layer);
 ModelWeights load_model_weights(const ModelConfig& cfg, const WeightSource& src);
 
 }  // namespace xq
