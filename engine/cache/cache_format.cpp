@@ -10,14 +10,15 @@ double CacheFormat::bytes_per_token() const {
   const ModelConfig& cfg = config();
   double b = 0;
   for (int l = 0; l < cfg.num_layers; ++l)
-    if (!cfg.is_sliding(l) || cfg.sliding_window <= 0) b += layer_bytes_per_token(l);
+    if (!cfg.is_sliding(l) || cfg.sliding_window <= 0 || !forgets_outside_window())
+      b += layer_bytes_per_token(l);
   return b;
 }
 
 double CacheFormat::sliding_bytes_per_token() const {
   const ModelConfig& cfg = config();
   double b = 0;
-  if (cfg.sliding_window <= 0) return b;
+  if (cfg.sliding_window <= 0 || !forgets_outside_window()) return b;
   for (int l = 0; l < cfg.num_layers; ++l)
     if (cfg.is_sliding(l)) b += layer_bytes_per_token(l);
   return b;

@@ -104,6 +104,9 @@ class CacheFormat {
  protected:
   // Rows a per-channel grouping may hold beyond a sliding layer's window.
   virtual int sliding_slack_tokens() const { return 0; }
+  // False for a format whose sliding layers keep every token (their rows share storage with the
+  // other layers'): then every layer costs per token and there is no window discount.
+  virtual bool forgets_outside_window() const { return true; }
 };
 
 // The fp16 K/V baseline's mean bytes per token for `cfg` in a sequence of `tokens` tokens

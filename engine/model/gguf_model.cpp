@@ -4,7 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "engine/model/cpu_model.h"
+#include "engine/model/make_model.h"
 #include "engine/model/gguf_tokenizer.h"
 #include "engine/weights/gguf_file.h"
 #include "engine/weights/gguf_weights.h"
@@ -19,13 +19,13 @@ LoadedModel load_gguf_model(const std::filesystem::path& path, const EngineOptio
   {
     // The model keeps fp32 copies; the mapping and the rewritten tensors go with `weights`.
     auto weights = open_gguf_weights(file);
-    out.model = std::make_unique<CpuModel>(cfg, *weights, opts.cache);
+    out.model = make_model(cfg, *weights, opts);
   }
   out.default_name = path.stem().string();
   const std::string name = file->get_string("general.name").value_or(out.default_name);
   spdlog::info(
       "loaded {} ({}): GGUF v{}, {} {} layers, hidden {}, heads {}/{} (kv), vocab {}, "
-      "{:.1f} MiB as fp32; cache format {}",
+      "{:.1f} MiB of weights in memory; cache format {}",
       path.string(), name, file->version(), cfg.model_type, cfg.num_layers, cfg.hidden_size,
       cfg.num_heads, cfg.num_kv_heads, cfg.vocab_size, out.model->weight_bytes() / 1048576.0,
       out.model->cache_format().name());

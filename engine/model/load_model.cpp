@@ -2,7 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include "engine/cache/kv16_cache.h"
-#include "engine/model/cpu_model.h"
+#include "engine/model/make_model.h"
 #include "engine/model/gguf_model.h"
 #include "engine/model/model.h"
 
@@ -22,10 +22,9 @@ void log_loaded(const std::filesystem::path& path, const Model& m, const std::st
   const CacheFormat& f = m.cache_format();
   spdlog::info(
       "loaded {}: arch {} ({}), {} layers, hidden {}, heads {}/{} (kv), vocab {}, "
-      "{:.1f}M params ({} weights, {:.1f} MiB as fp32)",
+      "{} weights ({:.1f} MiB in memory)",
       path.string(), arch_name(c.arch), c.model_type, c.num_layers, c.hidden_size, c.num_heads,
-      c.num_kv_heads, c.vocab_size, m.weight_bytes() / 4.0 / 1e6, dtype,
-      m.weight_bytes() / 1048576.0);
+      c.num_kv_heads, c.vocab_size, dtype, m.weight_bytes() / 1048576.0);
   const double full = f.bytes_per_token() + f.sliding_bytes_per_token();
   const Kv16Format fp16(c);
   spdlog::info("cache format {}: {:.1f} bytes/token ({:.2f}x smaller than fp16 KV)", f.name(), full,
@@ -35,10 +34,8 @@ void log_loaded(const std::filesystem::path& path, const Model& m, const std::st
 }  // namespace
 
 LoadedModel load_model(const std::filesystem::path& path, const EngineOptions& opts) {
-  if (opts.device == "cuda") {
-    throw ConfigError("device cuda: the CUDA engine is not implemented yet (use --device cpu)");
-  }
-  if (opts.device != "cpu") throw ConfigError("unknown device " + opts.device);
+  if (opts.device != "cpu" && opts.device != "cuda")
+    throw ConfigError("unknown device " + opts.device);
   // OpenBLAS keeps one process-wide thread count.
   if (opts.threads > 0) openblas_set_num_threads(opts.threads);
   if (path.extension() == ".gguf") return load_gguf_model(path, opts);
@@ -53,8 +50,8 @@ LoadedModel load_model(const std::filesystem::path& path, const EngineOptions& o
   {
     auto weights = open_safetensors_dir(path);
     dtype = weight_dtype(*weights);
-    out.model = std::make_unique<CpuModel>(cfg, *weights, opts.cache);
-  }  // the fp32 copies are made; the mapping can go
+    out.model = make_model(cfg, *weights, opts);
+  }  // the model holds its own copies; the mapping can go
   auto name = std::filesystem::weakly_canonical(path).filename();
   out.default_name = name.empty() ? path.string() : name.string();
   log_loaded(path, *out.model, dtype);

@@ -31,12 +31,25 @@ class Model {
   virtual void forward(std::span<const SeqInput> batch, std::vector<float>& logits) = 0;
   // Bytes of weights resident for this model (for the memory budget).
   virtual size_t weight_bytes() const = 0;
+  // Bytes this model set aside on its device for the cache (on a GPU: the share of device memory
+  // --gpu-memory-utilization leaves after weights and workspace); 0 when the cache lives in host
+  // memory, sized by --cache-memory.
+  virtual double device_cache_bytes() const { return 0.0; }
 };
 
 struct EngineOptions {
   std::string device = "cpu";  // cpu | cuda
   CacheOptions cache;
   int threads = 0;             // 0: all cores
+  // The GPU engine sizes its workspace from the scheduler's limits and takes this share of the
+  // device's memory for weights, workspace and cache together.
+  double gpu_memory_utilization = 0.9;
+  int max_num_seqs = 64;
+  int max_num_batched_tokens = 2048;
+  int max_model_len = 0;  // 0: the model's max_position_embeddings
+  // > 0: the GPU cache takes exactly this many bytes (it must fit what the utilization leaves)
+  // instead of all of it.
+  double gpu_cache_bytes = 0;
 };
 
 // A model ready to serve: weights, tokenizer and cache format.

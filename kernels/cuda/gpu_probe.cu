@@ -25,7 +25,12 @@ std::vector<GpuInfo> probe_gpus() {
     g.total_bytes = prop.totalGlobalMem;
     if (cudaSetDevice(i) == cudaSuccess) {
       size_t free_b = 0, total_b = 0;
-      if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) g.free_bytes = free_b;
+      // The runtime's total (a little under totalGlobalMem), so used = total - free is what
+      // the budget sees.
+      if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+        g.free_bytes = free_b;
+        g.total_bytes = total_b;
+      }
     }
     out.push_back(g);
   }

@@ -1,0 +1,314 @@
+#include "engine/cuda/cuda_model.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "engine/cache/layer_attention.h"
+#include "engine/model/rope_freqs.h"
+
+namespace xq::cuda {
+namespace {
+
+constexpr size_t kBlasWorkspace = size_t{32} << 20;
+constexpr int kLogitRows = 64;  // lm_head rows per pass (vocab-wide fp32 rows are large)
+
+int round_up_pages(int rows) { return (rows + kPageRows - 1) / kPageRows * kPageRows; }
+
+DeviceBuffer<double> upload_doubles(const std::vector<double>& v) {
+  DeviceBuffer<double> d;
+  d.upload(v.data(), v.size());
+  return d;
+}
+
+double gib(double bytes) { return bytes / (1024.0 * 1024.0 * 1024.0); }
+
+}  // namespace
+
+CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const EngineOptions& opts)
+    : cfg_(cfg) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    cudaGetLastError();
+    throw ConfigError("--device cuda: no CUDA GPU is visible to this process");
+  }
+  if (!(opts.gpu_memory_utilization > 0.0 && opts.gpu_memory_utilization <= 1.0))
+    throw ConfigError("--gpu-memory-utilization must be in (0, 1], got " +
+                      std::to_string(opts.gpu_memory_utilization));
+  check(cudaSetDevice(device_), "cudaSetDevice");
+  format_ = std::make_unique<GpuCacheFormat>(cfg_, opts.cache);  // format errors before loading
+  const ModelRopeFreqs rope = model_rope_freqs(cfg_);
+  check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  check(cublasCreate(&blas_), "cublasCreate");
+  check(cublasSetStream(blas_, stream_), "cublasSetStream");
+  blas_workspace_.reset(kBlasWorkspace);
+  check(cublasSetWorkspace(blas_, blas_workspace_.get(), kBlasWorkspace), "cublasSetWorkspace");
+
+  w_ = upload_weights(cfg_, src);
+  rope_global_ = upload_doubles(rope.global);
+  rope_local_ = upload_doubles(rope.local);
+
+  // Workspace for the scheduler's largest step, so serving never allocates.
+  const int max_len = opts.max_model_len > 0 ? opts.max_model_len : cfg_.max_position_embeddings;
+  reserve_rows(std::max(opts.max_num_batched_tokens, opts.max_num_seqs));
+  if (format_->kind() == GpuCacheKind::XQuant) reserve_remat(round_up_pages(max_len));
+  logit_rows_ = kLogitRows;
+  picked_.reset(static_cast<size_t>(kLogitRows) * cfg_.hidden_size);
+  logits_.reset(static_cast<size_t>(kLogitRows) * cfg_.vocab_size);
+  check(cudaDeviceSynchronize(), "load");
+
+  // The cache gets what --gpu-memory-utilization leaves: memory in use now (this process's
+  // weights, workspace and context, and anything else on the device) is taken off.
+  size_t free_b = 0, total_b = 0;
+  check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+  const double used = static_cast<double>(total_b - free_b);
+  const double budget = opts.gpu_memory_utilization * static_cast<double>(total_b) - used;
+  const double page_all_layers = static_cast<double>(format_->page_bytes()) * cfg_.num_layers;
+  if (budget < page_all_layers) {
+    throw ConfigError(fmt::format(
+        "--gpu-memory-utilization {:.2f} of {:.1f} GiB leaves no room for the cache: {:.2f} GiB "
+        "in use after loading (weights {:.2f} GiB, workspace {:.2f} GiB)",
+        opts.gpu_memory_utilization, gib(total_b), gib(used), gib(w_.bytes()),
+        gib(workspace_bytes())));
+  }
+  if (opts.gpu_cache_bytes > budget)
+    throw ConfigError(fmt::format("a GPU cache of {:.2f} GiB does not fit the {:.2f} GiB left",
+                                  gib(opts.gpu_cache_bytes), gib(budget)));
+  format_->allocate(opts.gpu_cache_bytes > 0 ? opts.gpu_cache_bytes : budget);
+  cache_bytes_ = static_cast<double>(format_->pool().pages()) * page_all_layers;
+  spdlog::info(
+      "GPU {}: {:.1f} GiB; weights {:.2f} GiB (bf16), workspace {:.2f} GiB, cache {:.2f} GiB in "
+      "{} pages of {} tokens (--gpu-memory-utilization {:.2f})",
+      device_, gib(total_b), gib(w_.bytes()), gib(workspace_bytes()), gib(cache_bytes_),
+      format_->pool().pages(), kPageRows, opts.gpu_memory_utilization);
+}
+
+CudaModel::~CudaModel() {
+  if (blas_) cublasDestroy(blas_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+size_t CudaModel::workspace_bytes() const {
+  size_t n = blas_workspace_.bytes() + step_ints_.bytes() + picked_.bytes() + logits_.bytes();
+  for (const auto* b : {&a_.h, &a_.x, &a_.q, &a_.k, &a_.v, &a_.attn, &a_.o, &a_.gate, &a_.up,
+                        &r_.k32, &r_.v32})
+    n += b->bytes();
+  for (const auto* b : {&a_.xb, &a_.attnb, &a_.act, &r_.x}) n += b->bytes();
+  return n + r_.k.bytes() + r_.v.bytes();
+}
+
+void CudaModel::reserve_rows(int rows) {
+  if (rows <= rows_capacity_) return;
+  const size_t n = rows, H = cfg_.hidden_size, Q = cfg_.q_dim(), KV = cfg_.kv_dim(),
+               I = cfg_.intermediate_size;
+  a_.h.reset(n * H);
+  a_.x.reset(n * H);
+  a_.o.reset(n * H);
+  a_.xb.reset(n * std::max(H, Q));
+  a_.q.reset(n * Q);
+  a_.attn.reset(n * Q);
+  a_.attnb.reset(n * Q);
+  a_.k.reset(n * KV);
+  a_.v.reset(n * KV);
+  a_.gate.reset(n * I);
+  a_.up.reset(n * I);
+  a_.act.reset(n * I);
+  rows_capacity_ = rows;
+}
+
+void CudaModel::reserve_remat(int rows) {
+  if (rows <= remat_capacity_) return;
+  const size_t n = rows, H = cfg_.hidden_size, KV = cfg_.kv_dim();
+  r_.x.reset(n * H);
+  r_.k32.reset(n * KV);
+  r_.v32.reset(n * KV);
+  r_.k.reset(n * KV);
+  r_.v.reset(n * KV);
+  remat_capacity_ = rows;
+}
+
+void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& logits) {
+  logits.clear();
+  check(cudaSetDevice(device_), "cudaSetDevice");
+  std::vector<StepSeq> seqs;
+  std::vector<GpuSequence*> caches;
+  for (const SeqInput& s : batch) {
+    if (s.tokens.empty()) continue;
+    auto* c = dynamic_cast<GpuSequence*>(s.cache);
+    if (!c) throw std::invalid_argument("CudaModel: a sequence cache not made by its format");
+    if (c->num_tokens() != s.start_pos)
+      throw std::invalid_argument("CudaModel: the cache holds " + std::to_string(c->num_tokens()) +
+                                  " tokens, the input starts at " + std::to_string(s.start_pos));
+    for (int t : s.tokens) {
+      if (t < 0 || t >= cfg_.vocab_size)
+        throw std::invalid_argument("token id " + std::to_string(t) +
+                                    " is outside the vocabulary (" +
+                                    std::to_string(cfg_.vocab_size) + ")");
+    }
+    c->reserve(s.start_pos + static_cast<int>(s.tokens.size()));
+    seqs.push_back({&c->pages(), s.tokens.data(), s.start_pos, static_cast<int>(s.tokens.size())});
+    caches.push_back(c);
+  }
+  if (seqs.empty()) return;
+  const bool remat = format_->kind() == GpuCacheKind::XQuant;
+  StepLayout L = build_step_layout(seqs, remat ? remat_capacity_ : 0);
+  reserve_rows(L.rows);
+  if (remat) reserve_remat(L.max_ws_rows);
+  step_ints_.ensure(L.ints.size());
+  check(cudaMemcpyAsync(step_ints_.get(), L.ints.data(), L.ints.size() * sizeof(int),
+                        cudaMemcpyHostToDevice, stream_),
+        "step upload");
+  const int* d = step_ints_.get();
+
+  const float scale = cfg_.arch == Arch::Gemma3 ? std::sqrt(static_cast<float>(cfg_.hidden_size))
+                                                : 1.0f;
+  embed(w_.embed.get(), d + L.tokens, L.rows, cfg_.hidden_size, scale, a_.h.get(), stream_);
+  for (int l = 0; l < cfg_.num_layers; ++l) {
+    attention_block(l, L, d);
+    mlp_block(l, L.rows);
+  }
+  output_logits(batch, L, logits);
+  for (size_t i = 0; i < caches.size(); ++i) caches[i]->set_tokens(seqs[i].start + seqs[i].n);
+}
+
+void CudaModel::project(const DeviceBuffer<float>& bias, const bf16* x, const DeviceBuffer<bf16>& w,
+                        float* y, int rows, int in, int out) {
+  matmul_nt(blas_, x, w.get(), y, rows, in, out);
+  if (!bias.empty()) add_bias(y, bias.get(), rows, out, stream_);
+}
+
+void CudaModel::norm_rope(int l, float* t, int rows, int heads, const DeviceBuffer<float>& norm,
+                          const int* pos) {
+  const bool gemma = cfg_.arch == Arch::Gemma3;
+  if (!norm.empty())
+    rmsnorm(t, norm.get(), rows * heads, cfg_.head_dim, cfg_.rms_norm_eps, gemma, t, nullptr,
+            stream_);
+  const bool local = gemma && cfg_.is_sliding(l);
+  rope(t, rows, heads, cfg_.head_dim, heads * cfg_.head_dim, pos,
+       local ? rope_local_.get() : rope_global_.get(), stream_);
+}
+
+void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
+  const CudaLayer& W = w_.layers[l];
+  const int H = cfg_.hidden_size, Q = cfg_.q_dim(), KV = cfg_.kv_dim(), rows = L.rows;
+  const bool gemma = cfg_.arch == Arch::Gemma3;
+  rmsnorm(a_.h.get(), W.attn_norm.get(), rows, H, cfg_.rms_norm_eps, gemma, a_.x.get(),
+          a_.xb.get(), stream_);
+  project(W.bq, a_.xb.get(), W.wq, a_.q.get(), rows, H, Q);
+  project(W.bk, a_.xb.get(), W.wk, a_.k.get(), rows, H, KV);
+  project(W.bv, a_.xb.get(), W.wv, a_.v.get(), rows, H, KV);
+  norm_rope(l, a_.q.get(), rows, cfg_.num_heads, W.q_norm, d + L.pos);
+  norm_rope(l, a_.k.get(), rows, cfg_.num_kv_heads, W.k_norm, d + L.pos);
+
+  AttnParams p;
+  p.num_heads = cfg_.num_heads;
+  p.num_kv_heads = cfg_.num_kv_heads;
+  p.head_dim = cfg_.head_dim;
+  p.window = cfg_.is_sliding(l) && cfg_.sliding_window > 0 ? cfg_.sliding_window : 0;
+  p.scale = attention_scale(cfg_);
+  p.softcap = cfg_.attn_logit_softcap;
+  const GpuPagePool& pool = format_->pool();
+  const RowMap new_rows{d + L.new_page, d + L.new_slot};
+  if (format_->kind() == GpuCacheKind::Kv16) {
+    // A page's layer part: its K rows, then its V rows.
+    half* base = reinterpret_cast<half*>(pool.layer_base(l));
+    const KvPages pages{base, base + static_cast<size_t>(kPageRows) * KV, pool.page_bytes() / 2,
+                        KV};
+    write_kv_rows(a_.k.get(), a_.v.get(), rows, KV, new_rows, pages, stream_);
+    attention(a_.q.get(), a_.attn.get(), rows, d + L.row_seq,
+              reinterpret_cast<const AttnSeq*>(d + L.seqs), d + L.tables, pages, p, stream_);
+  } else {
+    remat_attention(l, L, d, p);
+    quantize_rows(a_.x.get(), rows, format_->x_layout(), pool.layer_base(l), pool.page_bytes(),
+                  new_rows, stream_);
+  }
+  to_bf16(a_.attn.get(), static_cast<size_t>(rows) * Q, a_.attnb.get(), stream_);
+  project(W.bo, a_.attnb.get(), W.wo, a_.o.get(), rows, Q, H);
+  if (gemma)
+    rmsnorm(a_.o.get(), W.post_attn_norm.get(), rows, H, cfg_.rms_norm_eps, true, a_.o.get(),
+            nullptr, stream_);
+  add(a_.h.get(), a_.o.get(), static_cast<size_t>(rows) * H, stream_);
+}
+
+void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const AttnParams& p) {
+  const CudaLayer& W = w_.layers[l];
+  const int H = cfg_.hidden_size, Q = cfg_.q_dim(), KV = cfg_.kv_dim();
+  const GpuPagePool& pool = format_->pool();
+  const KvPages ws{r_.k.get(), r_.v.get(), static_cast<size_t>(kPageRows) * KV, KV};
+  for (const StepLayout::Group& g : L.groups) {
+    // The past's X, dequantized into its sequence's workspace rows, through the key and value
+    // paths; then the new rows' own K/V (full-precision projections) after them.
+    dequantize_rows(pool.layer_base(l), pool.page_bytes(), format_->x_layout(), g.ws_rows,
+                    RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(), stream_);
+    project(W.bk, r_.x.get(), W.wk, r_.k32.get(), g.ws_rows, H, KV);
+    project(W.bv, r_.x.get(), W.wv, r_.v32.get(), g.ws_rows, H, KV);
+    norm_rope(l, r_.k32.get(), g.ws_rows, cfg_.num_kv_heads, W.k_norm, d + g.ws_pos);
+    to_half(r_.k32.get(), static_cast<size_t>(g.ws_rows) * KV, r_.k.get(), stream_);
+    to_half(r_.v32.get(), static_cast<size_t>(g.ws_rows) * KV, r_.v.get(), stream_);
+    const size_t r0 = g.row_begin;
+    write_kv_rows(a_.k.get() + r0 * KV, a_.v.get() + r0 * KV, g.rows, KV,
+                  RowMap{d + g.new_page, d + g.new_slot}, ws, stream_);
+    attention(a_.q.get() + r0 * Q, a_.attn.get() + r0 * Q, g.rows, d + g.row_seq,
+              reinterpret_cast<const AttnSeq*>(d + g.seqs), d + g.tables, ws, p, stream_);
+  }
+}
+
+void CudaModel::mlp_block(int l, int rows) {
+  const CudaLayer& W = w_.layers[l];
+  const int H = cfg_.hidden_size, I = cfg_.intermediate_size;
+  const bool gemma = cfg_.arch == Arch::Gemma3;
+  static const DeviceBuffer<float> no_bias;
+  rmsnorm(a_.h.get(), W.mlp_norm.get(), rows, H, cfg_.rms_norm_eps, gemma, a_.x.get(),
+          a_.xb.get(), stream_);
+  project(no_bias, a_.xb.get(), W.w_gate, a_.gate.get(), rows, H, I);
+  project(no_bias, a_.xb.get(), W.w_up, a_.up.get(), rows, H, I);
+  gated_act(a_.gate.get(), a_.up.get(), static_cast<size_t>(rows) * I, gemma, a_.act.get(),
+            stream_);
+  project(no_bias, a_.act.get(), W.w_down, a_.o.get(), rows, I, H);
+  if (gemma)
+    rmsnorm(a_.o.get(), W.post_mlp_norm.get(), rows, H, cfg_.rms_norm_eps, true, a_.o.get(),
+            nullptr, stream_);
+  add(a_.h.get(), a_.o.get(), static_cast<size_t>(rows) * H, stream_);
+}
+
+void CudaModel::output_logits(std::span<const SeqInput> batch, const StepLayout& L,
+                              std::vector<float>& logits) {
+  const int H = cfg_.hidden_size, V = cfg_.vocab_size;
+  // Only the rows whose logits are asked for go through the final norm and lm_head.
+  std::vector<int> pick;
+  int r = 0;
+  for (const SeqInput& s : batch) {
+    const int n = static_cast<int>(s.tokens.size());
+    if (s.all_logits) {
+      for (int i = 0; i < n; ++i) pick.push_back(r + i);
+    } else if (n > 0) {
+      pick.push_back(r + n - 1);
+    }
+    r += n;
+  }
+  const int m = static_cast<int>(pick.size());
+  DeviceBuffer<int>& rows = pick_rows_;
+  rows.ensure(pick.size());  // a few ints per step: not worth a line in the budget
+  check(cudaMemcpyAsync(rows.get(), pick.data(), pick.size() * sizeof(int), cudaMemcpyHostToDevice,
+                        stream_),
+        "pick upload");
+  logits.resize(static_cast<size_t>(m) * V);
+  for (int c = 0; c < m; c += logit_rows_) {
+    const int k = std::min(logit_rows_, m - c);
+    gather_rows(a_.h.get(), rows.get() + c, k, H, picked_.get(), stream_);
+    rmsnorm(picked_.get(), w_.final_norm.get(), k, H, cfg_.rms_norm_eps,
+            cfg_.arch == Arch::Gemma3, picked_.get(), a_.xb.get(), stream_);
+    matmul_nt(blas_, a_.xb.get(), w_.head(), logits_.get(), k, H, V);
+    softcap(logits_.get(), static_cast<size_t>(k) * V, cfg_.final_logit_softcap, stream_);
+    check(cudaMemcpyAsync(logits.data() + static_cast<size_t>(c) * V, logits_.get(),
+                          static_cast<size_t>(k) * V * sizeof(float), cudaMemcpyDeviceToHost,
+                          stream_),
+          "logits download");
+  }
+  check(cudaStreamSynchronize(stream_), "forward");
+}
+
+}  // namespace xq::cuda

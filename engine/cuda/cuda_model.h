@@ -1,0 +1,74 @@
+// CudaModel: the transformer on one CUDA GPU (Llama/Mistral/Qwen2/3 and Gemma 3 blocks), checked
+// against CpuModel. Weights bf16, activations and the residual stream fp32, matmuls through
+// cuBLAS. Its cache (engine/cuda/gpu_cache.h) lives in a page pool on the device sized from
+// --gpu-memory-utilization after weights and workspace are allocated. XQuant rematerializes the
+// past's K and V each step from the cached X: dequantize to bf16, one matmul per projection for
+// all of a group's rows, then the key path (bias, k-norm, RoPE) as for new tokens.
+#pragma once
+
+#include <cublas_v2.h>
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "engine/cuda/cuda_weights.h"
+#include "engine/cuda/gpu_cache.h"
+#include "engine/cuda/step_layout.h"
+#include "engine/model/model.h"
+
+namespace xq::cuda {
+
+class CudaModel : public Model {
+ public:
+  CudaModel(const ModelConfig& cfg, const WeightSource& src, const EngineOptions& opts);
+  ~CudaModel() override;
+
+  const ModelConfig& config() const override { return cfg_; }
+  const CacheFormat& cache_format() const override { return *format_; }
+  void forward(std::span<const SeqInput> batch, std::vector<float>& logits) override;
+  size_t weight_bytes() const override { return w_.bytes(); }
+  double device_cache_bytes() const override { return cache_bytes_; }
+  // Device memory taken besides weights and cache: activations, the rematerialization
+  // workspace, cuBLAS's workspace.
+  size_t workspace_bytes() const;
+
+ private:
+  struct Activations {
+    DeviceBuffer<float> h, x, q, k, v, attn, o, gate, up;
+    DeviceBuffer<bf16> xb, attnb, act;
+  };
+  struct Remat {  // XQuant's per-step K/V of the past, one group of sequences at a time
+    DeviceBuffer<bf16> x;
+    DeviceBuffer<float> k32, v32;
+    DeviceBuffer<half> k, v;
+  };
+  void reserve_rows(int rows);
+  void reserve_remat(int rows);
+  void attention_block(int l, const StepLayout& L, const int* d);
+  void remat_attention(int l, const StepLayout& L, const int* d, const AttnParams& p);
+  void mlp_block(int l, int rows);
+  void project(const DeviceBuffer<float>& bias, const bf16* x, const DeviceBuffer<bf16>& w,
+               float* y, int rows, int in, int out);
+  void norm_rope(int l, float* t, int rows, int heads, const DeviceBuffer<float>& norm,
+                 const int* pos);
+  void output_logits(std::span<const SeqInput> batch, const StepLayout& L,
+                     std::vector<float>& logits);
+
+  ModelConfig cfg_;
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  CudaWeights w_;
+  DeviceBuffer<double> rope_global_, rope_local_;
+  Activations a_;
+  Remat r_;
+  DeviceBuffer<uint8_t> blas_workspace_;
+  DeviceBuffer<int> step_ints_, pick_rows_;
+  DeviceBuffer<float> picked_, logits_;
+  int rows_capacity_ = 0, remat_capacity_ = 0, logit_rows_ = 0;
+  std::unique_ptr<GpuCacheFormat> format_;
+  double cache_bytes_ = 0;
+};
+
+}  // namespace xq::cuda

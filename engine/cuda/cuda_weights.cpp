@@ -1,0 +1,73 @@
+#include "engine/cuda/cuda_weights.h"
+
+#include "engine/model/layer_weights.h"
+
+namespace xq::cuda {
+namespace {
+
+DeviceBuffer<bf16> to_device_bf16(const std::vector<float>& v) {
+  std::vector<bf16> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i) h[i] = __float2bfloat16_rn(v[i]);
+  DeviceBuffer<bf16> d;
+  d.upload(h.data(), h.size());
+  return d;
+}
+
+DeviceBuffer<float> to_device(const std::vector<float>& v) {
+  DeviceBuffer<float> d;
+  if (!v.empty()) d.upload(v.data(), v.size());
+  return d;
+}
+
+template <class T>
+size_t total_bytes(std::initializer_list<const DeviceBuffer<T>*> list) {
+  size_t n = 0;
+  for (const auto* b : list) n += b->bytes();
+  return n;
+}
+
+}  // namespace
+
+size_t CudaWeights::bytes() const {
+  size_t n = embed.bytes() + lm_head.bytes() + final_norm.bytes();
+  for (const CudaLayer& l : layers) {
+    n += total_bytes<bf16>({&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down});
+    n += total_bytes<float>({&l.attn_norm, &l.mlp_norm, &l.q_norm, &l.k_norm, &l.post_attn_norm,
+                             &l.post_mlp_norm, &l.bq, &l.bk, &l.bv, &l.bo});
+  }
+  return n;
+}
+
+CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src) {
+  const int64_t H = cfg.hidden_size, V = cfg.vocab_size;
+  CudaWeights w;
+  w.embed = to_device_bf16(src.load_f32("model.embed_tokens.weight", {V, H}));
+  w.layers.reserve(cfg.num_layers);
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    const LayerWeights L = load_layer_weights(cfg, src, l);
+    CudaLayer& d = w.layers.emplace_back();
+    d.wq = to_device_bf16(L.wq);
+    d.wk = to_device_bf16(L.wk);
+    d.wv = to_device_bf16(L.wv);
+    d.wo = to_device_bf16(L.wo);
+    d.w_gate = to_device_bf16(L.w_gate);
+    d.w_up = to_device_bf16(L.w_up);
+    d.w_down = to_device_bf16(L.w_down);
+    d.attn_norm = to_device(L.attn_norm);
+    d.mlp_norm = to_device(L.mlp_norm);
+    d.q_norm = to_device(L.q_norm);
+    d.k_norm = to_device(L.k_norm);
+    d.post_attn_norm = to_device(L.post_attn_norm);
+    d.post_mlp_norm = to_device(L.post_mlp_norm);
+    d.bq = to_device(L.bq);
+    d.bk = to_device(L.bk);
+    d.bv = to_device(L.bv);
+    d.bo = to_device(L.bo);
+  }
+  w.final_norm = to_device(src.load_f32("model.norm.weight", {H}));
+  if (!cfg.tie_word_embeddings)
+    w.lm_head = to_device_bf16(src.load_f32("lm_head.weight", {V, H}));
+  return w;
+}
+
+}  // namespace xq::cuda

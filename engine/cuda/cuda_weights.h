@@ -1,0 +1,34 @@
+// The CUDA model's weights on the device: matrices as bf16 (the matmul operands), norms and
+// biases as fp32. Uploaded one layer at a time, so the host never holds more than one layer's
+// fp32 copy.
+#pragma once
+
+#include <vector>
+
+#include "config/model_config.h"
+#include "engine/cuda/device_buffer.h"
+#include "engine/weights/weight_source.h"
+
+namespace xq::cuda {
+
+struct CudaLayer {
+  DeviceBuffer<bf16> wq, wk, wv, wo, w_gate, w_up, w_down;
+  // Empty buffers are absent tensors (biases, q/k norms, Gemma's extra norms).
+  DeviceBuffer<float> attn_norm, mlp_norm, q_norm, k_norm, post_attn_norm, post_mlp_norm;
+  DeviceBuffer<float> bq, bk, bv, bo;
+};
+
+struct CudaWeights {
+  DeviceBuffer<bf16> embed;    // [vocab, hidden]
+  DeviceBuffer<bf16> lm_head;  // [vocab, hidden]; empty when tied to embed
+  DeviceBuffer<float> final_norm;
+  std::vector<CudaLayer> layers;
+  size_t bytes() const;
+  const bf16* head() const { return lm_head.empty() ? embed.get() : lm_head.get(); }
+};
+
+// Throws WeightError (from the source) naming a missing or mis-shaped tensor, CudaError when
+// the device runs out of memory.
+CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src);
+
+}  // namespace xq::cuda

@@ -1,0 +1,47 @@
+// StepLayout: the index arrays one forward step of the CUDA model needs (token ids, positions,
+// where each new row goes in the cache, page tables; for XQuant, where each past row is
+// rematerialized), built on the host and uploaded in one copy. The same arrays serve every
+// layer, since a page holds a position in all layers.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "kernels/cuda/cuda_ops.h"
+
+namespace xq::cuda {
+
+struct StepSeq {
+  const std::vector<int>* pages = nullptr;  // the sequence's cache pages, covering start + n
+  const int* tokens = nullptr;
+  int start = 0;  // position of the first new token (= tokens already cached)
+  int n = 0;      // new tokens
+};
+
+// Offsets are element offsets into `ints`; an AttnSeq takes 4 ints.
+struct StepLayout {
+  int rows = 0;  // new tokens of the whole batch
+  std::vector<int> ints;
+  size_t tokens = 0, pos = 0, row_seq = 0, new_page = 0, new_slot = 0;
+  size_t seqs = 0, tables = 0;  // AttnSeq per sequence over the cache's pages
+
+  // XQuant: sequences in consecutive groups whose rematerialized rows fit the workspace. Each
+  // sequence gets whole workspace pages for positions [0, start + n); its past rows are
+  // dequantized there, its new rows' K/V written there from the step's own projections.
+  struct Group {
+    int seq_begin = 0, seq_end = 0;
+    int row_begin = 0, rows = 0;  // its new tokens: rows [row_begin, row_begin + rows)
+    int ws_rows = 0;              // workspace rows it uses (a multiple of kPageRows)
+    size_t seqs = 0, tables = 0, row_seq = 0;  // attention over the workspace, rows relative
+    size_t ws_pos = 0, src_page = 0, src_slot = 0;  // per workspace row
+    size_t new_page = 0, new_slot = 0;              // per new row of the group: workspace page
+  };
+  std::vector<Group> groups;
+  int max_ws_rows = 0;  // the largest group's workspace rows
+};
+
+// `ws_rows`: the workspace's capacity in rows (0: no rematerialization, fp16 K/V). A sequence
+// larger than it gets a group of its own, and max_ws_rows says how much to grow.
+StepLayout build_step_layout(const std::vector<StepSeq>& seqs, int ws_rows);
+
+}  // namespace xq::cuda
