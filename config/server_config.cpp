@@ -138,6 +138,11 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
   app.add_option("--cache-memory", sizes.cache, "Memory for the cache (e.g. 4GiB)")
       ->envname("XQ_CACHE_MEMORY")
       ->capture_default_str();
+  app.add_option("--gpu-memory-utilization", c.gpu_memory_utilization,
+                 "Share of GPU memory for weights, workspace and cache (--device cuda; the "
+                 "cache gets what weights and workspace leave)")
+      ->check(CLI::Range(0.01, 1.0))
+      ->capture_default_str();
   app.add_option("--max-body-bytes", sizes.body, "Largest request body accepted (e.g. 8MiB)")
       ->capture_default_str();
   app.add_option("--shutdown-grace", c.shutdown_grace_s,

@@ -26,7 +26,8 @@ struct ServerConfig {
   int max_num_batched_tokens = 2048;
   std::optional<int> max_model_len;             // unset: the model's max_position_embeddings
   size_t cache_memory_bytes = size_t{4} << 30;  // the cache budget the scheduler fills
-  std::string api_key;                          // empty: no authentication
+  double gpu_memory_utilization = 0.9;  // share of GPU memory for weights, workspace and cache
+  std::string api_key;                  // empty: no authentication
   uint64_t seed = 0;
   int threads = 0;  // 0: all cores
   std::string log_level = "info";

@@ -28,29 +28,34 @@ EngineOptions engine_options(const ServerConfig& c) {
   EngineOptions e;
   e.device = c.device;
   if (e.device == "auto") {
-    // The engine's CUDA backend is not written yet: a visible GPU is reported, the CPU serves.
     const auto gpus = probe_gpus();
-    if (!gpus.empty()) {
-      spdlog::warn("found {} GPU(s) ({}), but this version's engine runs on the CPU only",
+    e.device = !gpus.empty() && built_with_cuda() ? "cuda" : "cpu";
+    if (!gpus.empty() && !built_with_cuda())
+      spdlog::warn("found {} GPU(s) ({}), but this build has no CUDA backend: serving on the CPU",
                    gpus.size(), gpus[0].name);
-    }
-    e.device = "cpu";
+    spdlog::info("--device auto: {}", e.device == "cuda" ? "cuda (" + gpus[0].name + ")" : "cpu");
   }
   e.cache.format = c.cache;
   e.cache.bits = c.cache_bits;
   e.cache.group_size = c.cache_group_size;
   e.cache.latent = c.xquant_latent;
   e.threads = c.threads;
+  e.gpu_memory_utilization = c.gpu_memory_utilization;
+  e.max_num_seqs = c.max_num_seqs;
+  e.max_num_batched_tokens = c.max_num_batched_tokens;
+  e.max_model_len = c.max_model_len.value_or(0);
   return e;
 }
 
-SchedulerOptions scheduler_options(const ServerConfig& c) {
+// The cache budget: what the GPU engine set aside on its device, else --cache-memory.
+SchedulerOptions scheduler_options(const ServerConfig& c, const Model& model) {
   SchedulerOptions s;
   s.max_num_seqs = c.max_num_seqs;
   s.max_num_batched_tokens = c.max_num_batched_tokens;
   s.max_model_len = c.max_model_len.value_or(0);
   s.seed = c.seed;
-  s.cache_bytes = static_cast<double>(c.cache_memory_bytes);
+  s.cache_bytes = model.device_cache_bytes() > 0 ? model.device_cache_bytes()
+                                                 : static_cast<double>(c.cache_memory_bytes);
   return s;
 }
 
@@ -66,7 +71,7 @@ ModelLimits model_limits(const ServerConfig& c, const LoadedModel& m, const Engi
   if (capacity < l.max_model_len) {
     spdlog::warn(
         "the cache holds only {} tokens, less than the context length {}: requests are "
-        "limited to {} tokens (raise --cache-memory)",
+        "limited to {} tokens (raise --cache-memory, or --gpu-memory-utilization on a GPU)",
         capacity, l.max_model_len, capacity);
     l.max_model_len = static_cast<int>(capacity);
   }
@@ -123,7 +128,7 @@ int serve(const ServerConfig& cfg) {
     throw ConfigError("--max-model-len " + std::to_string(*cfg.max_model_len) +
                       " is larger than the model's max_position_embeddings (" +
                       std::to_string(mc.max_position_embeddings) + ")");
-  auto loop = std::make_unique<EngineLoop>(model, scheduler_options(cfg));
+  auto loop = std::make_unique<EngineLoop>(model, scheduler_options(cfg, *model.model));
 
   // Per token in a sequence of the full context length: sliding-window layers count the window
   // they hold, amortized over it.

@@ -73,7 +73,9 @@ TEST(ServerConfig, EveryFlagIsRead) {
                         "--cache-memory",
                         "512M",
                         "--stream-interval",
-                        "4"});
+                        "4",
+                        "--gpu-memory-utilization",
+                        "0.75"});
   ASSERT_TRUE(a.config) << a.message;
   const ServerConfig& c = *a.config;
   EXPECT_EQ(c.host, "0.0.0.0");
@@ -94,6 +96,7 @@ TEST(ServerConfig, EveryFlagIsRead) {
   EXPECT_EQ(c.max_body_bytes, size_t{1} << 20);
   EXPECT_EQ(c.cache_memory_bytes, size_t{512} << 20);
   EXPECT_EQ(c.stream_interval, 4);
+  EXPECT_DOUBLE_EQ(c.gpu_memory_utilization, 0.75);
 }
 
 TEST(ServerConfig, QuantizedCachesGetADefaultBitWidth) {
@@ -166,6 +169,8 @@ INSTANTIATE_TEST_SUITE_P(
         Refused{{"--model", "m", "--stream-interval", "0"}, "--stream-interval"},
         Refused{{"--model", "m", "--stream-interval", "-4"}, "--stream-interval"},
         Refused{{"--model", "m", "--stream-interval", "four"}, "--stream-interval"},
+        Refused{{"--model", "m", "--gpu-memory-utilization", "0"}, "--gpu-memory-utilization"},
+        Refused{{"--model", "m", "--gpu-memory-utilization", "1.5"}, "--gpu-memory-utilization"},
         Refused{{"--model", "m", "--bogus"}, "--bogus"}));
 
 TEST(ByteSize, UnitsAndRefusals) {
