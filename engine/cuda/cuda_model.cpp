@@ -93,8 +93,8 @@ CudaModel::~CudaModel() {
 
 size_t CudaModel::workspace_bytes() const {
   size_t n = blas_workspace_.bytes() + step_ints_.bytes() + picked_.bytes() + logits_.bytes();
-  for (const auto* b : {&a_.h, &a_.x, &a_.q, &a_.k, &a_.v, &a_.attn, &a_.o, &a_.gate, &a_.up,
-                        &r_.k32, &r_.v32})
+  for (const auto* b :
+       {&a_.h, &a_.x, &a_.q, &a_.k, &a_.v, &a_.attn, &a_.o, &a_.gate, &a_.up, &r_.k32, &r_.v32})
     n += b->bytes();
   for (const auto* b : {&a_.xb, &a_.attnb, &a_.act, &r_.x}) n += b->bytes();
   return n + r_.k.bytes() + r_.v.bytes();
@@ -163,8 +163,8 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
         "step upload");
   const int* d = step_ints_.get();
 
-  const float scale = cfg_.arch == Arch::Gemma3 ? std::sqrt(static_cast<float>(cfg_.hidden_size))
-                                                : 1.0f;
+  const float scale =
+      cfg_.arch == Arch::Gemma3 ? std::sqrt(static_cast<float>(cfg_.hidden_size)) : 1.0f;
   embed(w_.embed.get(), d + L.tokens, L.rows, cfg_.hidden_size, scale, a_.h.get(), stream_);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     attention_block(l, L, d);
@@ -195,8 +195,8 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
   const CudaLayer& W = w_.layers[l];
   const int H = cfg_.hidden_size, Q = cfg_.q_dim(), KV = cfg_.kv_dim(), rows = L.rows;
   const bool gemma = cfg_.arch == Arch::Gemma3;
-  rmsnorm(a_.h.get(), W.attn_norm.get(), rows, H, cfg_.rms_norm_eps, gemma, a_.x.get(),
-          a_.xb.get(), stream_);
+  rmsnorm(a_.h.get(), W.attn_norm.get(), rows, H, cfg_.rms_norm_eps, gemma, a_.x.get(), a_.xb.get(),
+          stream_);
   project(W.bq, a_.xb.get(), W.wq, a_.q.get(), rows, H, Q);
   project(W.bk, a_.xb.get(), W.wk, a_.k.get(), rows, H, KV);
   project(W.bv, a_.xb.get(), W.wv, a_.v.get(), rows, H, KV);
@@ -261,8 +261,8 @@ void CudaModel::mlp_block(int l, int rows) {
   const int H = cfg_.hidden_size, I = cfg_.intermediate_size;
   const bool gemma = cfg_.arch == Arch::Gemma3;
   static const DeviceBuffer<float> no_bias;
-  rmsnorm(a_.h.get(), W.mlp_norm.get(), rows, H, cfg_.rms_norm_eps, gemma, a_.x.get(),
-          a_.xb.get(), stream_);
+  rmsnorm(a_.h.get(), W.mlp_norm.get(), rows, H, cfg_.rms_norm_eps, gemma, a_.x.get(), a_.xb.get(),
+          stream_);
   project(no_bias, a_.xb.get(), W.w_gate, a_.gate.get(), rows, H, I);
   project(no_bias, a_.xb.get(), W.w_up, a_.up.get(), rows, H, I);
   gated_act(a_.gate.get(), a_.up.get(), static_cast<size_t>(rows) * I, gemma, a_.act.get(),
@@ -299,8 +299,8 @@ void CudaModel::output_logits(std::span<const SeqInput> batch, const StepLayout&
   for (int c = 0; c < m; c += logit_rows_) {
     const int k = std::min(logit_rows_, m - c);
     gather_rows(a_.h.get(), rows.get() + c, k, H, picked_.get(), stream_);
-    rmsnorm(picked_.get(), w_.final_norm.get(), k, H, cfg_.rms_norm_eps,
-            cfg_.arch == Arch::Gemma3, picked_.get(), a_.xb.get(), stream_);
+    rmsnorm(picked_.get(), w_.final_norm.get(), k, H, cfg_.rms_norm_eps, cfg_.arch == Arch::Gemma3,
+            picked_.get(), a_.xb.get(), stream_);
     matmul_nt(blas_, a_.xb.get(), w_.head(), logits_.get(), k, H, V);
     softcap(logits_.get(), static_cast<size_t>(k) * V, cfg_.final_logit_softcap, stream_);
     check(cudaMemcpyAsync(logits.data() + static_cast<size_t>(c) * V, logits_.get(),

@@ -65,8 +65,7 @@ CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src) {
     d.bo = to_device(L.bo);
   }
   w.final_norm = to_device(src.load_f32("model.norm.weight", {H}));
-  if (!cfg.tie_word_embeddings)
-    w.lm_head = to_device_bf16(src.load_f32("lm_head.weight", {V, H}));
+  if (!cfg.tie_word_embeddings) w.lm_head = to_device_bf16(src.load_f32("lm_head.weight", {V, H}));
   return w;
 }
 

@@ -83,8 +83,8 @@ double GpuCacheFormat::layer_bytes_per_token(int) const {
 }
 
 size_t GpuCacheFormat::page_bytes() const {
-  const size_t row = kind_ == GpuCacheKind::Kv16 ? 2 * 2 * static_cast<size_t>(cfg_.kv_dim())
-                                                 : x_layout_.bytes();
+  const size_t row =
+      kind_ == GpuCacheKind::Kv16 ? 2 * 2 * static_cast<size_t>(cfg_.kv_dim()) : x_layout_.bytes();
   return row * kPageRows;
 }
 

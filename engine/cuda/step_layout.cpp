@@ -11,8 +11,7 @@ void push_seq(std::vector<int>& v, int q_row, int n, int start, int table) {
   v.insert(v.end(), {q_row, n, start, table});
 }
 
-void add_group(StepLayout& L, const std::vector<StepSeq>& seqs, int begin, int end,
-               int row_begin) {
+void add_group(StepLayout& L, const std::vector<StepSeq>& seqs, int begin, int end, int row_begin) {
   std::vector<int>& v = L.ints;
   StepLayout::Group g;
   g.seq_begin = begin;

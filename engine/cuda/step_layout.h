@@ -30,8 +30,8 @@ struct StepLayout {
   // dequantized there, its new rows' K/V written there from the step's own projections.
   struct Group {
     int seq_begin = 0, seq_end = 0;
-    int row_begin = 0, rows = 0;  // its new tokens: rows [row_begin, row_begin + rows)
-    int ws_rows = 0;              // workspace rows it uses (a multiple of kPageRows)
+    int row_begin = 0, rows = 0;               // its new tokens: rows [row_begin, row_begin + rows)
+    int ws_rows = 0;                           // workspace rows it uses (a multiple of kPageRows)
     size_t seqs = 0, tables = 0, row_seq = 0;  // attention over the workspace, rows relative
     size_t ws_pos = 0, src_page = 0, src_slot = 0;  // per workspace row
     size_t new_page = 0, new_slot = 0;              // per new row of the group: workspace page

@@ -104,9 +104,13 @@ void write_kv_rows(const float* k, const float* v, int n, int dim, RowMap map, K
 struct QuantRowLayout {
   int width = 0, bits = 16, group = 32;
   size_t words() const { return bits == 16 ? 0 : (static_cast<size_t>(width) * bits + 31) / 32; }
-  size_t groups() const { return bits == 16 ? 0 : (static_cast<size_t>(width) + group - 1) / group; }
+  size_t groups() const {
+    return bits == 16 ? 0 : (static_cast<size_t>(width) + group - 1) / group;
+  }
   // Bytes of one row (quantized_bytes(width, bits, group) in quantizer.h; 2 * width at 16 bits).
-  size_t bytes() const { return bits == 16 ? 2 * static_cast<size_t>(width) : 4 * words() + 4 * groups(); }
+  size_t bytes() const {
+    return bits == 16 ? 2 * static_cast<size_t>(width) : 4 * words() + 4 * groups();
+  }
 };
 
 // Quantizes rows x[n, width] into the pages `map` names: row slot s of page p starts at
@@ -134,9 +138,9 @@ struct AttnSeq {
 
 struct AttnParams {
   int num_heads = 0, num_kv_heads = 0, head_dim = 0;
-  int window = 0;       // > 0: a query at p sees positions [p - window + 1, p]
-  float scale = 1.0f;   // scores = scale * q.k
-  float softcap = 0.0f; // > 0: scores = cap * tanh(scores / cap)
+  int window = 0;        // > 0: a query at p sees positions [p - window + 1, p]
+  float scale = 1.0f;    // scores = scale * q.k
+  float softcap = 0.0f;  // > 0: scores = cap * tanh(scores / cap)
 };
 
 // out[r, h * head_dim ...] = softmax over the positions query row r sees (causal, its window) of

@@ -1,0 +1,203 @@
+// The CUDA model against the CPU reference model on tiny random models (bf16 weights, so both
+// hold the same numbers): prefill, batched decode, chunked prefill, cache truncation, for the fp16
+// K/V cache and XQuant's X at 4 and 8 bits; and the GPU memory budget. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/cache/cache_format.h"
+#include "engine/model/cpu_model.h"
+#include "engine/model/make_model.h"
+#include "kernels/gpu_probe.h"
+#include "tests/unit/engine_random_model.h"
+
+namespace xq {
+namespace {
+
+bool have_gpu() { return !probe_gpus().empty(); }
+
+#define SKIP_WITHOUT_GPU() \
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA model is not run"
+
+double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    den += double(want[i]) * want[i];
+  }
+  return std::sqrt(num / den);
+}
+
+struct Case {
+  Arch arch;
+  std::string format;
+  int bits;
+};
+
+std::string case_name(const ::testing::TestParamInfo<Case>& i) {
+  return std::string(i.param.arch == Arch::Gemma3 ? "gemma3_" : "llama_") +
+         (i.param.format == "fp16" ? "fp16" : "xquant" + std::to_string(i.param.bits));
+}
+
+class CudaModelTest : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA model is not run";
+    cfg_ = tiny_config(GetParam().arch);
+    // Wider than the CPU tests' model, so quantization groups and GEMMs are not trivial.
+    cfg_.hidden_size = 128;
+    cfg_.intermediate_size = 256;
+    cfg_.num_heads = 4;
+    cfg_.num_kv_heads = 2;
+    cfg_.head_dim = 32;
+    cfg_.num_layers = 3;
+    if (GetParam().arch == Arch::Gemma3) {
+      cfg_.sliding_window = 8;
+      cfg_.layer_is_sliding = {true, false, true};
+      cfg_.query_pre_attn_scalar = 32.0f;
+    }
+    // Wq, Wk spread so that scores are O(1) as in trained models (the CPU tests' 0.3 at this
+    // width makes attention one-hot, where bf16 rounding of q and k alone moves logits ~5%).
+    w_ = std::make_unique<MemoryWeights>(random_weights(cfg_, 11, /*bf16=*/true, 0.1f));
+    CacheOptions cache;
+    cache.format = GetParam().format;
+    cache.bits = GetParam().bits;
+    cache.group_size = 32;
+    cache.latent = "off";
+    cpu_ = std::make_unique<CpuModel>(cfg_, *w_, cache);
+    EngineOptions o;
+    o.device = "cuda";
+    o.cache = cache;
+    o.max_num_batched_tokens = 64;
+    o.max_num_seqs = 8;
+    o.max_model_len = 256;
+    o.gpu_cache_bytes = 64 << 20;
+    gpu_ = make_model(cfg_, *w_, o);
+  }
+
+  // Runs the same step on both models' sequences i (caches made on first use); returns the
+  // GPU's logits.
+  std::vector<float> step(const std::vector<int>& seq_ids,
+                          const std::vector<std::vector<int>>& toks, bool all_logits, double tol,
+                          const char* what) {
+    std::vector<SeqInput> a, b;
+    for (size_t j = 0; j < seq_ids.size(); ++j) {
+      const int i = seq_ids[j];
+      if (cpu_caches_.size() <= static_cast<size_t>(i)) {
+        cpu_caches_.resize(i + 1);
+        gpu_caches_.resize(i + 1);
+      }
+      if (!cpu_caches_[i]) {
+        cpu_caches_[i] = cpu_->cache_format().new_sequence();
+        gpu_caches_[i] = gpu_->cache_format().new_sequence();
+      }
+      a.push_back({cpu_caches_[i].get(), toks[j], cpu_caches_[i]->num_tokens(), all_logits});
+      b.push_back({gpu_caches_[i].get(), toks[j], gpu_caches_[i]->num_tokens(), all_logits});
+    }
+    std::vector<float> want, got(7, NAN);
+    cpu_->forward(a, want);
+    gpu_->forward(b, got);
+    const double e = rel_err(got, want);
+    EXPECT_LT(e, tol) << what;
+    worst_ = std::max(worst_, e);
+    for (size_t j = 0; j < seq_ids.size(); ++j)
+      EXPECT_EQ(gpu_caches_[seq_ids[j]]->num_tokens(), cpu_caches_[seq_ids[j]]->num_tokens());
+    return got;
+  }
+
+  // bf16 activations against fp32: ~1e-2 relative on logits of a model this small and random;
+  // X quantized on two slightly different inputs can differ by a code at a rounding edge.
+  double tol() const { return GetParam().bits == 4 ? 5e-2 : 3e-2; }
+
+  ModelConfig cfg_;
+  std::unique_ptr<MemoryWeights> w_;
+  std::unique_ptr<CpuModel> cpu_;
+  std::unique_ptr<Model> gpu_;
+  std::vector<std::unique_ptr<SequenceCache>> cpu_caches_, gpu_caches_;
+  double worst_ = 0;
+};
+
+TEST_P(CudaModelTest, PrefillDecodeAndChunksMatchTheCpuModel) {
+  const int V = cfg_.vocab_size;
+  // Prefill three sequences of different lengths in one batch, every row's logits.
+  step({0, 1, 2}, {tokens(5, 1, V), tokens(19, 2, V), tokens(33, 3, V)}, true, tol(), "prefill");
+  // Batched decode past a page boundary and past the sliding window.
+  for (int t = 0; t < 20; ++t)
+    step({0, 1, 2}, {{(t * 7 + 1) % V}, {(t * 5 + 2) % V}, {(t * 3 + 3) % V}}, false, tol(),
+         "decode");
+  // A chunked prefill of a new sequence next to decodes of old ones.
+  const auto long_prompt = tokens(50, 4, V);
+  for (int c = 0; c < 50; c += 16) {
+    std::vector<int> chunk(long_prompt.begin() + c, long_prompt.begin() + std::min(50, c + 16));
+    step({3, 0}, {chunk, {c % V}}, true, tol(), "chunked prefill");
+  }
+  std::printf("worst relative error of the logits: %.3g\n", worst_);
+}
+
+TEST_P(CudaModelTest, TruncatedSequenceRecomputesTheSameLogits) {
+  const int V = cfg_.vocab_size;
+  const auto prompt = tokens(40, 5, V);
+  const auto first = step({0}, {prompt}, false, tol(), "first");
+  const auto next = step({0}, {{7}}, false, tol(), "decode");
+  // Preemption cuts a sequence to 0 and recomputes it, another sequence holding pages meanwhile:
+  // the same computation on other pages gives the same numbers, bit for bit.
+  gpu_caches_[0]->truncate(0);
+  cpu_caches_[0]->truncate(0);
+  EXPECT_EQ(gpu_caches_[0]->bytes_used(), 0u);
+  step({1}, {tokens(20, 6, V)}, false, tol(), "another sequence");
+  EXPECT_EQ(step({0}, {prompt}, false, tol(), "recomputed"), first);
+  EXPECT_EQ(step({0}, {{7}}, false, tol(), "decode after recompute"), next);
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, CudaModelTest,
+                         ::testing::Values(Case{Arch::Llama, "fp16", 16},
+                                           Case{Arch::Llama, "xquant", 4},
+                                           Case{Arch::Llama, "xquant", 8},
+                                           Case{Arch::Gemma3, "fp16", 16},
+                                           Case{Arch::Gemma3, "xquant", 4}),
+                         case_name);
+
+TEST(CudaModelBudget, CacheGetsWhatTheUtilizationLeaves) {
+  SKIP_WITHOUT_GPU();
+  const ModelConfig cfg = tiny_config(Arch::Llama);
+  const MemoryWeights w = random_weights(cfg, 3, true);
+  const GpuInfo gpu = probe_gpus()[0];
+  EngineOptions o;
+  o.device = "cuda";
+  o.max_model_len = 512;
+  // Just above what is in use now: a small cache, sized from the measured rest.
+  const double used = static_cast<double>(gpu.total_bytes - gpu.free_bytes);
+  o.gpu_memory_utilization = std::min(1.0, (used + 2.0 * (1 << 30)) / gpu.total_bytes);
+  auto m = make_model(cfg, w, o);
+  EXPECT_GT(m->device_cache_bytes(), 0.5 * (1 << 30));
+  EXPECT_LT(m->device_cache_bytes(), 2.0 * (1 << 30));
+  // A utilization below what is already in use leaves nothing: a clear error naming the flag.
+  o.gpu_memory_utilization = std::max(0.001, used / gpu.total_bytes * 0.5);
+  try {
+    make_model(cfg, w, o);
+    ADD_FAILURE() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--gpu-memory-utilization"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(CudaModelBudget, FormatsTheGpuDoesNotRunAreRefusedClearly) {
+  SKIP_WITHOUT_GPU();
+  const ModelConfig cfg = tiny_config(Arch::Llama);
+  const MemoryWeights w = random_weights(cfg, 3, true);
+  EngineOptions o;
+  o.device = "cuda";
+  o.gpu_cache_bytes = 16 << 20;
+  o.cache.format = "kivi";
+  o.cache.bits = 4;
+  EXPECT_THROW(make_model(cfg, w, o), ConfigError);
+}
+
+}  // namespace
+}  // namespace xq
