@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs on a GPU machine over what scripts/gpu_pack.sh packed into .gpu/: the CUDA kernel and
+# model tests (against the CPU references), the server on --device cuda against the same server
+# on the CPU (greedy completions over HTTP, /metrics), then xquant-bench. Prints a short table
+# last; logs go to $OUT when set.
+#   ./scripts/gpu_check.sh [bench args...]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-/tmp/gpu_check}"
+mkdir -p "$OUT" /tmp/xq && tar -C /tmp/xq -xJf .gpu/lib.tar.xz
+CUDA_LIBS=$(dirname "$(find / -name 'libcublasLt.so.13*' -not -path '*/proc/*' 2>/dev/null | head -1)")
+export LD_LIBRARY_PATH="/tmp/xq/lib:${CUDA_LIBS}:${LD_LIBRARY_PATH:-}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+SUMMARY=()
+for t in engine_cuda_ops_test engine_cuda_paged_rows_test kernels_cuda_attention_test engine_cuda_model_test; do
+  .gpu/bin/$t --gtest_brief=1 >"$OUT/$t.log" 2>&1
+  rc=$?
+  tail -n 25 "$OUT/$t.log" | grep -E "FAILED|Failure|error|worst|PASSED|SKIPPED" | head -20
+  SUMMARY+=("$t: rc=$rc $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]' "$OUT/$t.log" | tr '\n' ' ')")
+done
+
+# The server on the GPU and on the CPU: greedy completions over HTTP, compared.
+serve() {  # device port
+  .gpu/bin/xquant-server --model .gpu/model --device "$1" --port "$2" --cache-memory 64MiB \
+    --gpu-memory-utilization 0.5 >"$OUT/server_$1.log" 2>&1 &
+  for _ in $(seq 100); do grep -q "listening on" "$OUT/server_$1.log" && return 0; sleep 0.2; done
+  echo "server on $1 did not start:"; tail -5 "$OUT/server_$1.log"; return 1
+}
+serve cuda 8101 && serve cpu 8102 && python3 - <<'PY' | tee "$OUT/server_compare.txt"
+import json, urllib.request
+def post(port, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=60))
+name = json.load(urllib.request.urlopen("http://127.0.0.1:8101/v1/models"))["data"][0]["id"]
+same = 0
+prompts = ["hello world", "the quick brown fox", "a b c d e f", "xquant caches inputs"]
+for p in prompts:
+    body = {"model": name, "prompt": p, "max_tokens": 24, "temperature": 0, "logprobs": 1}
+    g, c = post(8101, body), post(8102, body)
+    gt, ct = g["choices"][0]["logprobs"]["tokens"], c["choices"][0]["logprobs"]["tokens"]
+    n = next((i for i, (a, b) in enumerate(zip(gt, ct)) if a != b), len(gt))
+    same += n == len(gt)
+    print(f"prompt {p!r}: first {n}/{len(gt)} greedy tokens equal (gpu vs cpu)")
+m = urllib.request.urlopen("http://127.0.0.1:8101/metrics").read().decode()
+print("\n".join(l for l in m.splitlines() if l.startswith(("xquant:cache_blocks_total", "xquant:cache_bytes_per_token"))))
+print(f"server: {same}/{len(prompts)} greedy completions identical on cuda and cpu")
+PY
+grep -E "GPU 0|cache format" "$OUT/server_cuda.log" | head -3
+kill %1 %2 2>/dev/null; wait 2>/dev/null
+
+if [ "$#" -gt 0 ]; then
+  .gpu/bin/xquant-bench --device cuda "$@" 2>&1 | tee "$OUT/bench.txt"
+fi
+echo; printf '%s\n' "${SUMMARY[@]}"; tail -n 2 "$OUT/server_compare.txt" 2>/dev/null

@@ -1,0 +1,238 @@
+// xquant-bench: decode step latency and cache memory per cache format, on a model directory or
+// on random weights in a named model shape, at a given batch and context. Every format runs the
+// same steps one after another in one process, so their times compare as ratios.
+//
+//   xquant-bench --shape llama2-7b --layers 8 --device cuda --batch 16 --context 2048
+//                --formats fp16,xquant:4,xquant:2
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/cache/cache_format.h"
+#include "engine/model/make_model.h"
+#include "engine/model/model.h"
+#include "engine/weights/weight_source.h"
+
+namespace {
+
+using namespace xq;
+
+// Shapes of public checkpoints (config.json values), for random-weight runs.
+ModelConfig shape(const std::string& name) {
+  ModelConfig c;
+  c.arch = Arch::Llama;
+  c.model_type = "llama";
+  c.rms_norm_eps = 1e-5f;
+  c.max_position_embeddings = 32768;
+  if (name == "llama2-7b") {
+    c.vocab_size = 32000, c.hidden_size = 4096, c.intermediate_size = 11008;
+    c.num_layers = 32, c.num_heads = 32, c.num_kv_heads = 32;
+  } else if (name == "llama3-8b") {
+    c.vocab_size = 128256, c.hidden_size = 4096, c.intermediate_size = 14336;
+    c.num_layers = 32, c.num_heads = 32, c.num_kv_heads = 8, c.rope_theta = 500000.0f;
+  } else if (name == "llama3.2-1b") {
+    c.vocab_size = 128256, c.hidden_size = 2048, c.intermediate_size = 8192;
+    c.num_layers = 16, c.num_heads = 32, c.num_kv_heads = 8, c.rope_theta = 500000.0f;
+    c.tie_word_embeddings = true;
+  } else {
+    throw ConfigError("unknown --shape " + name + " (llama2-7b, llama3-8b, llama3.2-1b)");
+  }
+  c.head_dim = c.hidden_size / c.num_heads;
+  return c;
+}
+
+// Random bf16 tensors made when looked up (one at a time: a 7B shape never sits in host memory
+// whole). Norm weights are 1, the rest N(0, 0.02)-like.
+class RandomWeights : public WeightSource {
+ public:
+  explicit RandomWeights(const ModelConfig& c) {
+    const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
+    shapes_["model.embed_tokens.weight"] = {c.vocab_size, H};
+    shapes_["model.norm.weight"] = {H};
+    if (!c.tie_word_embeddings) shapes_["lm_head.weight"] = {c.vocab_size, H};
+    for (int l = 0; l < c.num_layers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      shapes_[p + "input_layernorm.weight"] = {H};
+      shapes_[p + "post_attention_layernorm.weight"] = {H};
+      shapes_[p + "self_attn.q_proj.weight"] = {Q, H};
+      shapes_[p + "self_attn.k_proj.weight"] = {KV, H};
+      shapes_[p + "self_attn.v_proj.weight"] = {KV, H};
+      shapes_[p + "self_attn.o_proj.weight"] = {H, Q};
+      shapes_[p + "mlp.gate_proj.weight"] = {I, H};
+      shapes_[p + "mlp.up_proj.weight"] = {I, H};
+      shapes_[p + "mlp.down_proj.weight"] = {H, I};
+    }
+  }
+  const TensorInfo* find(const std::string& name) const override {
+    auto it = shapes_.find(name);
+    if (it == shapes_.end()) return nullptr;
+    if (info_.name == name) return &info_;
+    info_ = TensorInfo{};
+    info_.name = name;
+    info_.dtype = DType::BF16;
+    info_.shape = it->second;
+    info_.file = "random";
+    const int64_t n = info_.numel();
+    data_.resize(n);
+    const bool norm = name.find("norm") != std::string::npos;
+    uint64_t s = std::hash<std::string>{}(name) | 1;
+    for (int64_t i = 0; i < n; ++i) {
+      float v = 1.0f;
+      if (!norm) {  // a sum of uniforms: roughly normal, std 0.02
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        const float a = static_cast<float>(s & 0xffff) / 65536.0f;
+        const float b = static_cast<float>((s >> 16) & 0xffff) / 65536.0f;
+        v = (a + b - 1.0f) * 0.049f;
+      }
+      uint32_t u;
+      std::memcpy(&u, &v, 4);
+      data_[i] = static_cast<uint16_t>(u >> 16);
+    }
+    info_.data = reinterpret_cast<const uint8_t*>(data_.data());
+    info_.nbytes = data_.size() * 2;
+    return &info_;
+  }
+  std::vector<std::string> names() const override {
+    std::vector<std::string> out;
+    for (const auto& [n, s] : shapes_) out.push_back(n);
+    return out;
+  }
+
+ private:
+  std::map<std::string, std::vector<int64_t>> shapes_;
+  mutable TensorInfo info_;
+  mutable std::vector<uint16_t> data_;
+};
+
+CacheOptions parse_format(const std::string& spec, int group) {
+  CacheOptions o;
+  const auto colon = spec.find(':');
+  o.format = spec.substr(0, colon);
+  o.bits = colon == std::string::npos ? 16 : std::stoi(spec.substr(colon + 1));
+  o.group_size = group;
+  o.latent = "off";
+  return o;
+}
+
+double now_s() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+struct Row {
+  std::string format;
+  double bytes_per_token = 0, prefill_s = 0, step_ms = 0, tokens_per_s = 0;
+};
+
+Row bench(const ModelConfig& cfg, const WeightSource& src, EngineOptions opts, int batch,
+          int context, int steps) {
+  auto model = make_model(cfg, src, opts);
+  Row r;
+  r.format = model->cache_format().name();
+  r.bytes_per_token = model->cache_format().bytes_per_token();
+  std::vector<std::unique_ptr<SequenceCache>> caches;
+  std::vector<std::vector<int>> prompts(batch);
+  for (int b = 0; b < batch; ++b) {
+    caches.push_back(model->cache_format().new_sequence());
+    for (int i = 0; i < context; ++i)
+      prompts[b].push_back((b * 7919 + i * 104729) % cfg.vocab_size);
+  }
+  std::vector<float> logits;
+  // Prefill in chunks of the scheduler's token budget, one sequence at a time.
+  double t0 = now_s();
+  const int chunk = opts.max_num_batched_tokens;
+  for (int b = 0; b < batch; ++b) {
+    for (int c = 0; c < context; c += chunk) {
+      const int n = std::min(chunk, context - c);
+      SeqInput in{caches[b].get(), std::span<const int>(prompts[b]).subspan(c, n), c, false};
+      model->forward(std::span<const SeqInput>(&in, 1), logits);
+    }
+  }
+  r.prefill_s = now_s() - t0;
+  std::vector<int> next(batch, 1);
+  std::vector<SeqInput> step(batch);
+  auto decode = [&](int pos) {
+    for (int b = 0; b < batch; ++b)
+      step[b] = {caches[b].get(), std::span<const int>(&next[b], 1), pos, false};
+    model->forward(step, logits);
+  };
+  const int warm = 3;
+  for (int s = 0; s < warm; ++s) decode(context + s);
+  std::vector<double> times;
+  for (int s = 0; s < steps; ++s) {
+    t0 = now_s();
+    decode(context + warm + s);
+    times.push_back(now_s() - t0);
+  }
+  std::sort(times.begin(), times.end());
+  r.step_ms = times[times.size() / 2] * 1e3;
+  r.tokens_per_s = batch / (r.step_ms / 1e3);
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"xquant-bench: decode step latency and memory per cache format"};
+  std::string model_dir, shape_name = "llama2-7b", device = "cuda", formats = "fp16,xquant:4";
+  int layers = 0, batch = 16, context = 2048, steps = 20, group = 32, chunk = 2048;
+  app.add_option("--model", model_dir, "Hugging Face model directory (else --shape)");
+  app.add_option("--shape", shape_name, "Random weights in this shape")->capture_default_str();
+  app.add_option("--layers", layers, "Keep only this many layers (0: all)");
+  app.add_option("--device", device, "cpu or cuda")->capture_default_str();
+  app.add_option("--formats", formats, "Comma-separated format[:bits]")->capture_default_str();
+  app.add_option("--batch", batch, "Sequences decoding together")->capture_default_str();
+  app.add_option("--context", context, "Tokens cached per sequence")->capture_default_str();
+  app.add_option("--steps", steps, "Timed decode steps (median reported)")->capture_default_str();
+  app.add_option("--group", group, "Quantization group size")->capture_default_str();
+  app.add_option("--chunk", chunk, "Prefill chunk (tokens per step)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    ModelConfig cfg;
+    std::unique_ptr<WeightSource> src;
+    if (!model_dir.empty()) {
+      cfg = load_hf_config(model_dir);
+      src = open_safetensors_dir(model_dir);
+    } else {
+      cfg = shape(shape_name);
+    }
+    if (layers > 0 && layers < cfg.num_layers) cfg.num_layers = layers;
+    if (!src) src = std::make_unique<RandomWeights>(cfg);
+    std::printf("model %s: %d layers, hidden %d, heads %d/%d, batch %d, context %d, %s\n",
+                model_dir.empty() ? shape_name.c_str() : model_dir.c_str(), cfg.num_layers,
+                cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, batch, context, device.c_str());
+    std::vector<Row> rows;
+    std::stringstream ss(formats);
+    for (std::string f; std::getline(ss, f, ',');) {
+      EngineOptions o;
+      o.device = device;
+      o.cache = parse_format(f, group);
+      o.max_num_seqs = batch;
+      o.max_num_batched_tokens = std::max(chunk, batch);
+      o.max_model_len = context + steps + 16;
+      rows.push_back(bench(cfg, *src, o, batch, context, steps));
+      const Row& r = rows.back();
+      std::printf("  %-10s prefill %.2fs, decode step %.2f ms\n", r.format.c_str(), r.prefill_s,
+                  r.step_ms);
+      std::fflush(stdout);
+    }
+    std::printf("\n| format | bytes/token | vs first | decode step ms | vs first | tokens/s |\n");
+    std::printf("|---|---|---|---|---|---|\n");
+    for (const Row& r : rows) {
+      std::printf("| %s | %.0f | %.2fx smaller | %.2f | %.2fx | %.0f |\n", r.format.c_str(),
+                  r.bytes_per_token, rows[0].bytes_per_token / r.bytes_per_token, r.step_ms,
+                  r.step_ms / rows[0].step_ms, r.tokens_per_s);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "xquant-bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
