@@ -15,6 +15,12 @@ namespace {
 
 constexpr size_t kBlasWorkspace = size_t{32} << 20;
 constexpr int kLogitRows = 64;  // lm_head rows per pass (vocab-wide fp32 rows are large)
+// V is folded after the softmax for sequences with at most this many new rows (decode); prefill
+// chunks rematerialize V, where one matmul over the rows beats per-row weighted sums of X.
+constexpr int kMaxFoldRows = 4;
+// Rows of rematerialized K/V one pass takes (or one sequence at the full context, if more): a
+// batch's sequences share a pass, so its matmuls are large and its launches few.
+constexpr int kRematRows = 32768;
 
 int round_up_pages(int rows) { return (rows + kPageRows - 1) / kPageRows * kPageRows; }
 
@@ -54,7 +60,9 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   // Workspace for the scheduler's largest step, so serving never allocates.
   const int max_len = opts.max_model_len > 0 ? opts.max_model_len : cfg_.max_position_embeddings;
   reserve_rows(std::max(opts.max_num_batched_tokens, opts.max_num_seqs));
-  if (format_->kind() == GpuCacheKind::XQuant) reserve_remat(round_up_pages(max_len));
+  fold_rows_ = std::max(1, opts.max_num_seqs);
+  if (format_->kind() == GpuCacheKind::XQuant)
+    reserve_remat(std::max(kRematRows, round_up_pages(max_len)));
   logit_rows_ = kLogitRows;
   picked_.reset(static_cast<size_t>(kLogitRows) * cfg_.hidden_size);
   logits_.reset(static_cast<size_t>(kLogitRows) * cfg_.vocab_size);
@@ -127,6 +135,11 @@ void CudaModel::reserve_remat(int rows) {
   r_.v32.reset(n * KV);
   r_.k.reset(n * KV);
   r_.v.reset(n * KV);
+  // A decode step's weights: one row per sequence, every head, every position of the group.
+  const size_t heads = cfg_.num_heads, fold = fold_rows_;
+  r_.probs.reset(heads * n);
+  r_.y.reset(heads * fold * H);
+  r_.t.reset(heads * fold * cfg_.head_dim);
   remat_capacity_ = rows;
 }
 
@@ -154,7 +167,7 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
   }
   if (seqs.empty()) return;
   const bool remat = format_->kind() == GpuCacheKind::XQuant;
-  StepLayout L = build_step_layout(seqs, remat ? remat_capacity_ : 0);
+  StepLayout L = build_step_layout(seqs, remat ? remat_capacity_ : 0, cfg_.num_heads);
   reserve_rows(L.rows);
   if (remat) reserve_remat(L.max_ws_rows);
   step_ints_.ensure(L.ints.size());
@@ -233,27 +246,63 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
   add(a_.h.get(), a_.o.get(), static_cast<size_t>(rows) * H, stream_);
 }
 
+bool CudaModel::can_fold(const StepLayout::Group& g) const {
+  return g.max_n <= kMaxFoldRows && g.rows <= fold_rows_ && g.probs_floats <= r_.probs.size();
+}
+
 void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const AttnParams& p) {
   const CudaLayer& W = w_.layers[l];
   const int H = cfg_.hidden_size, Q = cfg_.q_dim(), KV = cfg_.kv_dim();
   const GpuPagePool& pool = format_->pool();
   const KvPages ws{r_.k.get(), r_.v.get(), static_cast<size_t>(kPageRows) * KV, KV};
   for (const StepLayout::Group& g : L.groups) {
-    // The past's X, dequantized into its sequence's workspace rows, through the key and value
-    // paths; then the new rows' own K/V (full-precision projections) after them.
+    const bool fold = can_fold(g);
+    const size_t r0 = g.row_begin;
+    // The past's X, dequantized into its sequence's workspace rows, through the key path (and
+    // the value path unless folded); the new rows' own K/V (full-precision projections) after
+    // them. Folding reads X at every position: the padding rows must hold zeros, not garbage.
+    if (fold)
+      check(cudaMemsetAsync(r_.x.get(), 0, static_cast<size_t>(g.ws_rows) * H * sizeof(bf16),
+                            stream_),
+            "workspace clear");
     dequantize_rows(pool.layer_base(l), pool.page_bytes(), format_->x_layout(), g.ws_rows,
                     RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(), stream_);
     project(W.bk, r_.x.get(), W.wk, r_.k32.get(), g.ws_rows, H, KV);
-    project(W.bv, r_.x.get(), W.wv, r_.v32.get(), g.ws_rows, H, KV);
     norm_rope(l, r_.k32.get(), g.ws_rows, cfg_.num_kv_heads, W.k_norm, d + g.ws_pos);
     to_half(r_.k32.get(), static_cast<size_t>(g.ws_rows) * KV, r_.k.get(), stream_);
-    to_half(r_.v32.get(), static_cast<size_t>(g.ws_rows) * KV, r_.v.get(), stream_);
-    const size_t r0 = g.row_begin;
-    write_kv_rows(a_.k.get() + r0 * KV, a_.v.get() + r0 * KV, g.rows, KV,
-                  RowMap{d + g.new_page, d + g.new_slot}, ws, stream_);
-    attention(a_.q.get() + r0 * Q, a_.attn.get() + r0 * Q, g.rows, d + g.row_seq,
-              reinterpret_cast<const AttnSeq*>(d + g.seqs), d + g.tables, ws, p, stream_);
+    if (!fold) {
+      project(W.bv, r_.x.get(), W.wv, r_.v32.get(), g.ws_rows, H, KV);
+      to_half(r_.v32.get(), static_cast<size_t>(g.ws_rows) * KV, r_.v.get(), stream_);
+    }
+    const RowMap new_rows{d + g.new_page, d + g.new_slot};
+    write_kv_rows(a_.k.get() + r0 * KV, a_.v.get() + r0 * KV, g.rows, KV, new_rows, ws, stream_);
+    if (fold) {
+      write_rows_bf16(a_.xb.get() + r0 * H, g.rows, H, new_rows, r_.x.get(),
+                      static_cast<size_t>(kPageRows) * H, stream_);
+      folded_values(l, g, d, p, ws);
+    } else {
+      attention(a_.q.get() + r0 * Q, a_.attn.get() + r0 * Q, g.rows, d + g.row_seq,
+                reinterpret_cast<const AttnSeq*>(d + g.seqs), d + g.tables, ws, p, stream_);
+    }
   }
+}
+
+void CudaModel::folded_values(int l, const StepLayout::Group& g, const int* d, const AttnParams& p,
+                              const KvPages& ws) {
+  const CudaLayer& W = w_.layers[l];
+  const int H = cfg_.hidden_size, Q = cfg_.q_dim(), D = cfg_.head_dim;
+  const int heads = cfg_.num_heads, kv_heads = cfg_.num_kv_heads, group = heads / kv_heads;
+  const size_t r0 = g.row_begin, rows = g.rows;
+  const auto* seqs = reinterpret_cast<const AttnSeq*>(d + g.seqs);
+  attention_probs(a_.q.get() + r0 * Q, g.rows, d + g.row_seq, seqs, d + g.tables, ws, p,
+                  d + g.seq_probs, r_.probs.get(), stream_);
+  weighted_rows(r_.probs.get(), d + g.seq_probs, seqs, g.seq_end - g.seq_begin, g.max_n * heads,
+                d + g.seq_x_row, r_.x.get(), H, heads, g.rows, r_.y.get(), stream_);
+  // Per KV head: its query heads' weighted means of X (group * rows of them) times its Wv rows.
+  matmul_nt_batched(blas_, r_.y.get(), W.wv.get(), r_.t.get(), group * g.rows, H, D, kv_heads,
+                    group * rows * H, static_cast<size_t>(D) * H, group * rows * D);
+  heads_to_rows(r_.t.get(), g.rows, heads, D, group, W.bv.empty() ? nullptr : W.bv.get(),
+                a_.attn.get() + r0 * Q, stream_);
 }
 
 void CudaModel::mlp_block(int l, int rows) {

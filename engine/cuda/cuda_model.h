@@ -42,11 +42,17 @@ class CudaModel : public Model {
     DeviceBuffer<bf16> x;
     DeviceBuffer<float> k32, v32;
     DeviceBuffer<half> k, v;
+    // Folded values: softmax weights, per-head weighted means of X, their projections.
+    DeviceBuffer<float> probs, t;
+    DeviceBuffer<bf16> y;
   };
   void reserve_rows(int rows);
   void reserve_remat(int rows);
   void attention_block(int l, const StepLayout& L, const int* d);
   void remat_attention(int l, const StepLayout& L, const int* d, const AttnParams& p);
+  void folded_values(int l, const StepLayout::Group& g, const int* d, const AttnParams& p,
+                     const KvPages& ws);
+  bool can_fold(const StepLayout::Group& g) const;
   void mlp_block(int l, int rows);
   void project(const DeviceBuffer<float>& bias, const bf16* x, const DeviceBuffer<bf16>& w,
                float* y, int rows, int in, int out);
@@ -67,6 +73,7 @@ class CudaModel : public Model {
   DeviceBuffer<int> step_ints_, pick_rows_;
   DeviceBuffer<float> picked_, logits_;
   int rows_capacity_ = 0, remat_capacity_ = 0, logit_rows_ = 0;
+  int fold_rows_ = 0;  // new rows a folded group may have (decode: one per sequence)
   std::unique_ptr<GpuCacheFormat> format_;
   double cache_bytes_ = 0;
 };

@@ -1,6 +1,7 @@
 #include "engine/cuda/step_layout.h"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace xq::cuda {
 namespace {
@@ -11,7 +12,8 @@ void push_seq(std::vector<int>& v, int q_row, int n, int start, int table) {
   v.insert(v.end(), {q_row, n, start, table});
 }
 
-void add_group(StepLayout& L, const std::vector<StepSeq>& seqs, int begin, int end, int row_begin) {
+void add_group(StepLayout& L, const std::vector<StepSeq>& seqs, int begin, int end, int row_begin,
+               int num_heads) {
   std::vector<int>& v = L.ints;
   StepLayout::Group g;
   g.seq_begin = begin;
@@ -65,13 +67,27 @@ void add_group(StepLayout& L, const std::vector<StepSeq>& seqs, int begin, int e
     }
     ws_row += pages_for(s.start + s.n) * kPageRows;
   }
+  // Folded values: where each sequence's X rows start and its weights go.
+  g.seq_x_row = v.size();
+  for (int i = begin, row = 0; i < end; ++i) {
+    v.push_back(row);
+    row += pages_for(seqs[i].start + seqs[i].n) * kPageRows;
+  }
+  g.seq_probs = v.size();
+  size_t total = 0;
+  for (int i = begin; i < end; ++i) {
+    g.max_n = std::max(g.max_n, seqs[i].n);
+    v.push_back(static_cast<int>(std::min<size_t>(total, INT32_MAX)));
+    total += static_cast<size_t>(seqs[i].n) * num_heads * (seqs[i].start + seqs[i].n);
+  }
+  g.probs_floats = total < INT32_MAX ? total : SIZE_MAX;
   L.max_ws_rows = std::max(L.max_ws_rows, g.ws_rows);
   L.groups.push_back(g);
 }
 
 }  // namespace
 
-StepLayout build_step_layout(const std::vector<StepSeq>& seqs, int ws_rows) {
+StepLayout build_step_layout(const std::vector<StepSeq>& seqs, int ws_rows, int num_heads) {
   StepLayout L;
   std::vector<int>& v = L.ints;
   for (const StepSeq& s : seqs) L.rows += s.n;
@@ -106,7 +122,7 @@ StepLayout build_step_layout(const std::vector<StepSeq>& seqs, int ws_rows) {
   for (int i = 0; i < static_cast<int>(seqs.size()); ++i) {
     const int need = pages_for(seqs[i].start + seqs[i].n) * kPageRows;
     if (i > begin && used + need > ws_rows) {
-      add_group(L, seqs, begin, i, row_begin);
+      add_group(L, seqs, begin, i, row_begin, num_heads);
       begin = i;
       used = 0;
       row_begin += rows;
@@ -115,7 +131,8 @@ StepLayout build_step_layout(const std::vector<StepSeq>& seqs, int ws_rows) {
     used += need;
     rows += seqs[i].n;
   }
-  if (begin < static_cast<int>(seqs.size())) add_group(L, seqs, begin, seqs.size(), row_begin);
+  if (begin < static_cast<int>(seqs.size()))
+    add_group(L, seqs, begin, seqs.size(), row_begin, num_heads);
   return L;
 }
 

@@ -35,6 +35,11 @@ struct StepLayout {
     size_t seqs = 0, tables = 0, row_seq = 0;  // attention over the workspace, rows relative
     size_t ws_pos = 0, src_page = 0, src_slot = 0;  // per workspace row
     size_t new_page = 0, new_slot = 0;              // per new row of the group: workspace page
+    // For folding V (few new rows per sequence): each sequence's first workspace row and the
+    // offset of its softmax weights ([n, heads, start + n]), and their total.
+    int max_n = 0;
+    size_t seq_x_row = 0, seq_probs = 0;
+    size_t probs_floats = 0;  // SIZE_MAX when too many to index with int
   };
   std::vector<Group> groups;
   int max_ws_rows = 0;  // the largest group's workspace rows
@@ -42,6 +47,6 @@ struct StepLayout {
 
 // `ws_rows`: the workspace's capacity in rows (0: no rematerialization, fp16 K/V). A sequence
 // larger than it gets a group of its own, and max_ws_rows says how much to grow.
-StepLayout build_step_layout(const std::vector<StepSeq>& seqs, int ws_rows);
+StepLayout build_step_layout(const std::vector<StepSeq>& seqs, int ws_rows, int num_heads);
 
 }  // namespace xq::cuda
