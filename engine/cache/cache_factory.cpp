@@ -14,6 +14,7 @@ namespace xq {
 // One branch per format; each format's own file holds its type.
 std::unique_ptr<CacheFormat> make_cache_format(const CacheOptions& opts, const ModelConfig& cfg,
                                                const KvProjector& projector) {
+  const bool latent_k_per_token = resolve_latent_k_per_token(opts.latent_k);
   if (opts.format == "fp16") return std::make_unique<Kv16Format>(cfg);
   if (opts.format == "kivi") return std::make_unique<KiviFormat>(cfg, opts.bits, opts.group_size);
   if (opts.format == "xquant" || opts.format == "xquant-ch") {
@@ -22,6 +23,7 @@ std::unique_ptr<CacheFormat> make_cache_format(const CacheOptions& opts, const M
     x.group = opts.group_size;
     x.x_per_channel = opts.format == "xquant-ch";
     x.latent = !x.x_per_channel && resolve_latent(opts.latent, cfg, projector);
+    x.latent_k_per_token = x.latent && latent_k_per_token;
     return std::make_unique<XQuantFormat>(cfg, projector, x);
   }
   // xquant-cl[-ch][-residual|-normed]: the suffix picks the stream the deltas are taken on;

@@ -68,6 +68,10 @@ struct CacheOptions {
   int bits = 16;
   int group_size = 32;
   std::string latent = "auto";  // on | off | auto (GQA models: cache X on the SVD basis of Wk/Wv)
+  // How the K latent is grouped: channel (G tokens per channel, fp16 window of < G tokens,
+  // KIVI-key style) | token (like the V latent: each token final when appended, as a paged GPU
+  // cache stores it) | auto (the engine's choice: channel on the CPU).
+  std::string latent_k = "auto";
 };
 
 // A format's memory, per token: what the scheduler budgets and /metrics reports. Sliding-window

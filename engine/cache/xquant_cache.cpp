@@ -16,6 +16,9 @@
 // - GQA latent: X U_k and X U_v (rank kv_dim, bases from the SVDs of Wk and Wv) instead of X.
 //   The K latent spans the key space and inherits keys' outlier channels, so it is quantized per
 //   channel with an fp16 window of < G tokens like KIVI's keys; the V latent per token.
+//   latent_k_per_token groups the K latent per token too: what a paged GPU cache can hold (a
+//   page of a few tokens has no room for per-channel blocks and their fp16 tail), kept here as
+//   the reference the GPU engine is tested against.
 #include "engine/cache/xquant_cache.h"
 
 #include <algorithm>
@@ -37,7 +40,11 @@ class XQuantSequence : public SequenceCache {
       : cfg_(cfg), proj_(proj), opts_(opts), basis_(std::move(basis)) {
     for (int l = 0; l < cfg.num_layers; ++l) {
       if (basis_) {
-        zk_.emplace_back(basis_->rank, opts.bits, opts.group);
+        if (opts.latent_k_per_token) {
+          zkt_.emplace_back(basis_->rank, opts.bits, opts.group);
+        } else {
+          zk_.emplace_back(basis_->rank, opts.bits, opts.group);
+        }
         zv_.emplace_back(basis_->rank, opts.bits, opts.group);
       } else if (opts.x_per_channel) {
         xc_.emplace_back(cfg.hidden_size, opts.bits, opts.group);
@@ -89,6 +96,7 @@ class XQuantSequence : public SequenceCache {
     for (auto& s : x_) s.truncate(n);
     for (auto& s : xc_) s.truncate(n);
     for (auto& s : zk_) s.truncate(n);
+    for (auto& s : zkt_) s.truncate(n);
     for (auto& s : zv_) s.truncate(n);
   }
 
@@ -97,6 +105,7 @@ class XQuantSequence : public SequenceCache {
     for (const auto& s : x_) b += s.bytes();
     for (const auto& s : xc_) b += s.bytes();
     for (const auto& s : zk_) b += s.bytes();
+    for (const auto& s : zkt_) b += s.bytes();
     for (const auto& s : zv_) b += s.bytes();
     return b;
   }
@@ -106,7 +115,11 @@ class XQuantSequence : public SequenceCache {
   void drop_unseen(int l, int keep) {
     if (keep == 0) return;
     if (basis_) {
-      zk_[l].drop_before(keep);
+      if (opts_.latent_k_per_token) {
+        zkt_[l].drop_before(keep);
+      } else {
+        zk_[l].drop_before(keep);
+      }
       zv_[l].drop_before(keep);
     } else if (opts_.x_per_channel) {
       xc_[l].drop_before(keep);
@@ -124,7 +137,11 @@ class XQuantSequence : public SequenceCache {
     const size_t off = static_cast<size_t>(lo);
     // K: the K latent lifted back to X space, then the projector's full key path.
     s.z.resize(static_cast<size_t>(past) * r);
-    zk_[in.layer].read(lo, past, s.z.data() + off * r);
+    if (opts_.latent_k_per_token) {
+      zkt_[in.layer].read(lo, past, s.z.data() + off * r);
+    } else {
+      zk_[in.layer].read(lo, past, s.z.data() + off * r);
+    }
     lift_rows(s.z.data() + off * r, past - lo, r, bk, hidden, s.xs.data() + off * hidden);
     remat_keys(proj_, in.layer, s.xs.data(), hidden, lo, past, kv_dim, s.k.data());
     std::copy(in.k, in.k + static_cast<size_t>(in.n) * kv_dim, s.k.begin() + past * kv_dim);
@@ -139,7 +156,11 @@ class XQuantSequence : public SequenceCache {
     }
     std::vector<float> z(static_cast<size_t>(in.n) * r);
     project_rows(in.x, in.n, hidden, bk, r, z.data());
-    zk_[in.layer].append(z.data(), in.n);
+    if (opts_.latent_k_per_token) {
+      zkt_[in.layer].append(z.data(), in.n);
+    } else {
+      zk_[in.layer].append(z.data(), in.n);
+    }
     project_rows(in.x, in.n, hidden, bv, r, z.data());
     zv_[in.layer].append(z.data(), in.n);
   }
@@ -151,6 +172,7 @@ class XQuantSequence : public SequenceCache {
   std::vector<TokenQuantRows> x_;     // per layer, without latent
   std::vector<ChannelQuantRows> xc_;  // per layer, without latent, x_per_channel
   std::vector<ChannelQuantRows> zk_;  // per layer, latent: X U_k
+  std::vector<TokenQuantRows> zkt_;   // per layer, latent: X U_k, latent_k_per_token
   std::vector<TokenQuantRows> zv_;    // per layer, latent: X U_v
 };
 
@@ -166,6 +188,14 @@ bool resolve_latent(const std::string& mode, const ModelConfig& cfg, const KvPro
   throw ConfigError("xquant latent must be on, off or auto, got '" + mode + "'");
 }
 
+bool resolve_latent_k_per_token(const std::string& mode) {
+  if (mode == "token") return true;
+  if (mode == "channel" || mode == "auto") return false;
+  throw ConfigError(
+      "cache option latent_k (--xquant-latent-k) must be auto, channel or token, got '" + mode +
+      "'");
+}
+
 XQuantFormat::XQuantFormat(const ModelConfig& cfg, const KvProjector& proj,
                            const XQuantOptions& opts)
     : cfg_(cfg), proj_(proj), opts_(opts) {
@@ -179,13 +209,17 @@ XQuantFormat::XQuantFormat(const ModelConfig& cfg, const KvProjector& proj,
   if (opts.latent && opts.x_per_channel) {
     throw ConfigError("xquant cache: the latent has its own grouping; x_per_channel is for X");
   }
+  if (opts.latent_k_per_token && !opts.latent) {
+    throw ConfigError("xquant cache: latent_k_per_token groups the K latent; it needs latent");
+  }
   if (opts.latent) basis_ = std::make_shared<LatentBasis>(compute_latent_basis(cfg, proj));
 }
 
 std::string XQuantFormat::name() const {
-  const char* kind = opts_.latent          ? "xquant-latent:"
-                     : opts_.x_per_channel ? "xquant-ch:"
-                                           : "xquant:";
+  const char* kind = opts_.latent_k_per_token ? "xquant-latent-tok:"
+                     : opts_.latent           ? "xquant-latent:"
+                     : opts_.x_per_channel    ? "xquant-ch:"
+                                              : "xquant:";
   return kind + std::to_string(opts_.bits);
 }
 
@@ -209,16 +243,20 @@ double XQuantFormat::layer_bytes_per_token(int) const {
   if (!basis_ && opts_.x_per_channel) return channel_row_bytes(cfg_.hidden_size, b, g);
   if (!basis_) return token_row_bytes(cfg_.hidden_size, b, g);
   const int r = basis_->rank;
-  return channel_row_bytes(r, b, g) + token_row_bytes(r, b, g);
+  const double k = opts_.latent_k_per_token ? token_row_bytes(r, b, g) : channel_row_bytes(r, b, g);
+  return k + token_row_bytes(r, b, g);
 }
 
-int XQuantFormat::sliding_slack_tokens() const {
-  const bool channel_blocks = (basis_ || opts_.x_per_channel) && opts_.bits != 16;
-  return channel_blocks ? opts_.group - 1 : 0;
+// Whether some rows sit in per-channel blocks (with their fp16 window of < G tokens).
+bool XQuantFormat::channel_blocks() const {
+  if (opts_.bits == 16) return false;
+  return basis_ ? !opts_.latent_k_per_token : opts_.x_per_channel;
 }
+
+int XQuantFormat::sliding_slack_tokens() const { return channel_blocks() ? opts_.group - 1 : 0; }
 
 double XQuantFormat::window_bytes_max() const {
-  if (opts_.bits == 16 || (!basis_ && !opts_.x_per_channel)) return 0.0;
+  if (!channel_blocks()) return 0.0;
   const int r = basis_ ? basis_->rank : cfg_.hidden_size, g = opts_.group;
   return cfg_.num_layers * (g - 1) * (2.0 * r - channel_row_bytes(r, opts_.bits, g));
 }

@@ -14,6 +14,9 @@ struct XQuantOptions {
   int bits = 4;         // 2/3/4/8, or 16: X in fp16 unquantized (the diagnostic)
   int group = 128;      // values per quantization group
   bool latent = false;  // cache X U_k, X U_v instead of X
+  // The K latent in per-token groups like the V latent (no fp16 window) instead of per-channel
+  // blocks: the layout a paged GPU cache holds. Only with latent.
+  bool latent_k_per_token = false;
   // X in per-channel groups of G tokens (KIVI-key style, fp16 window of < G tokens) instead of
   // per-token groups: the other grouping axis, to compare on real models.
   bool x_per_channel = false;
@@ -34,6 +37,8 @@ class XQuantFormat : public CacheFormat {
   int sliding_slack_tokens() const override;
 
  private:
+  bool channel_blocks() const;
+
   ModelConfig cfg_;
   const KvProjector& proj_;
   XQuantOptions opts_;
@@ -43,5 +48,9 @@ class XQuantFormat : public CacheFormat {
 // "auto" turns the latent on when the two latents together are narrower than X and the
 // projector exposes Wk/Wv; "on" insists (and the format throws without them).
 bool resolve_latent(const std::string& mode, const ModelConfig& cfg, const KvProjector& proj);
+
+// CacheOptions.latent_k: "token" -> true; "channel" and "auto" (the CPU's choice) -> false.
+// Throws ConfigError on anything else.
+bool resolve_latent_k_per_token(const std::string& mode);
 
 }  // namespace xq
