@@ -114,6 +114,12 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
                  "Cache X on the SVD basis of Wk/Wv (GQA models)")
       ->check(CLI::IsMember({"on", "off", "auto"}))
       ->capture_default_str();
+  app.add_option("--xquant-latent-k", c.xquant_latent_k,
+                 "How the K latent is grouped: per channel (KIVI-key style, fp16 window of < G "
+                 "tokens) or per token like the V latent (auto: the engine's choice, per channel "
+                 "on the CPU)")
+      ->check(CLI::IsMember({"auto", "channel", "token"}))
+      ->capture_default_str();
   app.add_option("--max-num-seqs", c.max_num_seqs, "Sequences running at once")
       ->check(CLI::Range(1, 1 << 16))
       ->capture_default_str();

@@ -21,7 +21,8 @@ struct ServerConfig {
   std::string cache = "fp16";     // fp16 | kivi | xquant(-ch) | xquant-cl(-ch)
   int cache_bits = 16;            // resolved from the format when not given
   int cache_group_size = 32;
-  std::string xquant_latent = "auto";  // on | off | auto
+  std::string xquant_latent = "auto";    // on | off | auto
+  std::string xquant_latent_k = "auto";  // auto | channel | token: the K latent's grouping
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;
   std::optional<int> max_model_len;             // unset: the model's max_position_embeddings

@@ -39,6 +39,7 @@ EngineOptions engine_options(const ServerConfig& c) {
   e.cache.bits = c.cache_bits;
   e.cache.group_size = c.cache_group_size;
   e.cache.latent = c.xquant_latent;
+  e.cache.latent_k = c.xquant_latent_k;
   e.threads = c.threads;
   e.gpu_memory_utilization = c.gpu_memory_utilization;
   e.max_num_seqs = c.max_num_seqs;

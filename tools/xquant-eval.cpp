@@ -33,7 +33,8 @@ struct Run {
 
 // "fp16", "kivi:4", "xquant:2", "xquant-cl:2@32": format[:bits][@group], the group defaulting to
 // --group, so one run can give each family its own group size. "xquant-latent:B" is xquant with
-// the latent forced on, so one run can compare X and its latent whatever --xquant-latent says.
+// the latent forced on, so one run can compare X and its latent whatever --xquant-latent says;
+// "xquant-latent-tok:B" the same with the K latent grouped per token, as the GPU engine holds it.
 CacheOptions parse_spec(const std::string& spec, const CacheOptions& base) {
   CacheOptions o = base;
   const auto at = spec.find('@');
@@ -42,7 +43,8 @@ CacheOptions parse_spec(const std::string& spec, const CacheOptions& base) {
   const auto colon = fb.find(':');
   o.format = fb.substr(0, colon);
   o.bits = colon == std::string::npos ? 16 : std::stoi(fb.substr(colon + 1));
-  if (o.format == "xquant-latent") o.format = "xquant", o.latent = "on";
+  if (o.format == "xquant-latent") o.format = "xquant", o.latent = "on", o.latent_k = "channel";
+  if (o.format == "xquant-latent-tok") o.format = "xquant", o.latent = "on", o.latent_k = "token";
   return o;
 }
 

@@ -27,6 +27,7 @@ TEST(ServerConfig, DefaultsWithOnlyTheModel) {
   EXPECT_EQ(c.port, 8000);
   EXPECT_EQ(c.cache, "fp16");
   EXPECT_EQ(c.cache_bits, 16);
+  EXPECT_EQ(c.xquant_latent_k, "auto");
   EXPECT_EQ(c.max_num_seqs, 64);
   EXPECT_EQ(c.max_num_batched_tokens, 2048);
   EXPECT_FALSE(c.max_model_len.has_value());
@@ -54,6 +55,8 @@ TEST(ServerConfig, EveryFlagIsRead) {
                         "64",
                         "--xquant-latent",
                         "off",
+                        "--xquant-latent-k",
+                        "token",
                         "--max-num-seqs",
                         "8",
                         "--max-num-batched-tokens",
@@ -86,6 +89,7 @@ TEST(ServerConfig, EveryFlagIsRead) {
   EXPECT_EQ(c.cache_bits, 3);
   EXPECT_EQ(c.cache_group_size, 64);
   EXPECT_EQ(c.xquant_latent, "off");
+  EXPECT_EQ(c.xquant_latent_k, "token");
   EXPECT_EQ(c.max_num_seqs, 8);
   EXPECT_EQ(c.max_num_batched_tokens, 512);
   EXPECT_EQ(c.max_model_len, 1024);
@@ -166,6 +170,7 @@ INSTANTIATE_TEST_SUITE_P(
         Refused{{"--model", "m", "--max-body-bytes", "lots"}, "--max-body-bytes"},
         Refused{{"--model", "m", "--log-level", "loud"}, "--log-level"},
         Refused{{"--model", "m", "--xquant-latent", "maybe"}, "--xquant-latent"},
+        Refused{{"--model", "m", "--xquant-latent-k", "row"}, "--xquant-latent-k"},
         Refused{{"--model", "m", "--stream-interval", "0"}, "--stream-interval"},
         Refused{{"--model", "m", "--stream-interval", "-4"}, "--stream-interval"},
         Refused{{"--model", "m", "--stream-interval", "four"}, "--stream-interval"},
