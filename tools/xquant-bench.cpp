@@ -117,7 +117,7 @@ CacheOptions parse_format(const std::string& spec, int group) {
   o.format = spec.substr(0, colon);
   o.bits = colon == std::string::npos ? 16 : std::stoi(spec.substr(colon + 1));
   o.group_size = group;
-  o.latent = "off";
+  if (o.format == "xquant-x") o.format = "xquant", o.latent = "off";  // X even on GQA models
   return o;
 }
 
@@ -187,7 +187,10 @@ int main(int argc, char** argv) {
   app.add_option("--shape", shape_name, "Random weights in this shape")->capture_default_str();
   app.add_option("--layers", layers, "Keep only this many layers (0: all)");
   app.add_option("--device", device, "cpu or cuda")->capture_default_str();
-  app.add_option("--formats", formats, "Comma-separated format[:bits]")->capture_default_str();
+  app.add_option("--formats", formats,
+                 "Comma-separated format[:bits] (xquant: the GQA latent where it is smaller; "
+                 "xquant-x: X always)")
+      ->capture_default_str();
   app.add_option("--batch", batch, "Sequences decoding together")->capture_default_str();
   app.add_option("--context", context, "Tokens cached per sequence")->capture_default_str();
   app.add_option("--steps", steps, "Timed decode steps (median reported)")->capture_default_str();

@@ -53,7 +53,7 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   blas_workspace_.reset(kBlasWorkspace);
   check(cublasSetWorkspace(blas_, blas_workspace_.get(), kBlasWorkspace), "cublasSetWorkspace");
 
-  w_ = upload_weights(cfg_, src);
+  w_ = upload_weights(cfg_, src, format_->kind() == GpuCacheKind::XLatent);
   rope_global_ = upload_doubles(rope.global);
   rope_local_ = upload_doubles(rope.local);
 
@@ -61,8 +61,7 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   const int max_len = opts.max_model_len > 0 ? opts.max_model_len : cfg_.max_position_embeddings;
   reserve_rows(std::max(opts.max_num_batched_tokens, opts.max_num_seqs));
   fold_rows_ = std::max(1, opts.max_num_seqs);
-  if (format_->kind() == GpuCacheKind::XQuant)
-    reserve_remat(std::max(kRematRows, round_up_pages(max_len)));
+  if (format_->rematerializes()) reserve_remat(std::max(kRematRows, round_up_pages(max_len)));
   logit_rows_ = kLogitRows;
   picked_.reset(static_cast<size_t>(kLogitRows) * cfg_.hidden_size);
   logits_.reset(static_cast<size_t>(kLogitRows) * cfg_.vocab_size);
@@ -124,6 +123,10 @@ void CudaModel::reserve_rows(int rows) {
   a_.gate.reset(n * I);
   a_.up.reset(n * I);
   a_.act.reset(n * I);
+  if (format_->kind() == GpuCacheKind::XLatent) {
+    a_.z.reset(n * 2 * KV);
+    a_.zb.reset(n * 2 * KV);
+  }
   rows_capacity_ = rows;
 }
 
@@ -166,7 +169,7 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
     caches.push_back(c);
   }
   if (seqs.empty()) return;
-  const bool remat = format_->kind() == GpuCacheKind::XQuant;
+  const bool remat = format_->rematerializes();
   StepLayout L = build_step_layout(seqs, remat ? remat_capacity_ : 0, cfg_.num_heads);
   reserve_rows(L.rows);
   if (remat) reserve_remat(L.max_ws_rows);
@@ -234,9 +237,15 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
     attention(a_.q.get(), a_.attn.get(), rows, d + L.row_seq,
               reinterpret_cast<const AttnSeq*>(d + L.seqs), d + L.tables, pages, p, stream_);
   } else {
+    const bool latent = format_->kind() == GpuCacheKind::XLatent;
+    if (latent) {  // the new rows' latents [X U_k, X U_v]
+      static const DeviceBuffer<float> no_bias;
+      project(no_bias, a_.xb.get(), W.u_cat, a_.z.get(), rows, H, 2 * KV);
+      to_bf16(a_.z.get(), static_cast<size_t>(rows) * 2 * KV, a_.zb.get(), stream_);
+    }
     remat_attention(l, L, d, p);
-    quantize_rows(a_.x.get(), rows, format_->x_layout(), pool.layer_base(l), pool.page_bytes(),
-                  new_rows, stream_);
+    quantize_rows(latent ? a_.z.get() : a_.x.get(), rows, format_->x_layout(), pool.layer_base(l),
+                  pool.page_bytes(), new_rows, stream_);
   }
   to_bf16(a_.attn.get(), static_cast<size_t>(rows) * Q, a_.attnb.get(), stream_);
   project(W.bo, a_.attnb.get(), W.wo, a_.o.get(), rows, Q, H);
@@ -255,6 +264,8 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
   const int H = cfg_.hidden_size, Q = cfg_.q_dim(), KV = cfg_.kv_dim();
   const GpuPagePool& pool = format_->pool();
   const KvPages ws{r_.k.get(), r_.v.get(), static_cast<size_t>(kPageRows) * KV, KV};
+  const bool latent = format_->kind() == GpuCacheKind::XLatent;
+  const int C = format_->x_layout().width;  // cached row width: X, or both latents
   for (const StepLayout::Group& g : L.groups) {
     const bool fold = can_fold(g);
     const size_t r0 = g.row_begin;
@@ -262,23 +273,23 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
     // the value path unless folded); the new rows' own K/V (full-precision projections) after
     // them. Folding reads X at every position: the padding rows must hold zeros, not garbage.
     if (fold)
-      check(cudaMemsetAsync(r_.x.get(), 0, static_cast<size_t>(g.ws_rows) * H * sizeof(bf16),
+      check(cudaMemsetAsync(r_.x.get(), 0, static_cast<size_t>(g.ws_rows) * C * sizeof(bf16),
                             stream_),
             "workspace clear");
     dequantize_rows(pool.layer_base(l), pool.page_bytes(), format_->x_layout(), g.ws_rows,
                     RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(), stream_);
-    project(W.bk, r_.x.get(), W.wk, r_.k32.get(), g.ws_rows, H, KV);
+    remat_projection(l, false, g.ws_rows, r_.k32.get());
     norm_rope(l, r_.k32.get(), g.ws_rows, cfg_.num_kv_heads, W.k_norm, d + g.ws_pos);
     to_half(r_.k32.get(), static_cast<size_t>(g.ws_rows) * KV, r_.k.get(), stream_);
     if (!fold) {
-      project(W.bv, r_.x.get(), W.wv, r_.v32.get(), g.ws_rows, H, KV);
+      remat_projection(l, true, g.ws_rows, r_.v32.get());
       to_half(r_.v32.get(), static_cast<size_t>(g.ws_rows) * KV, r_.v.get(), stream_);
     }
     const RowMap new_rows{d + g.new_page, d + g.new_slot};
     write_kv_rows(a_.k.get() + r0 * KV, a_.v.get() + r0 * KV, g.rows, KV, new_rows, ws, stream_);
     if (fold) {
-      write_rows_bf16(a_.xb.get() + r0 * H, g.rows, H, new_rows, r_.x.get(),
-                      static_cast<size_t>(kPageRows) * H, stream_);
+      write_rows_bf16(latent ? a_.zb.get() + r0 * C : a_.xb.get() + r0 * H, g.rows, C, new_rows,
+                      r_.x.get(), static_cast<size_t>(kPageRows) * C, stream_);
       folded_values(l, g, d, p, ws);
     } else {
       attention(a_.q.get() + r0 * Q, a_.attn.get() + r0 * Q, g.rows, d + g.row_seq,
@@ -296,13 +307,32 @@ void CudaModel::folded_values(int l, const StepLayout::Group& g, const int* d, c
   const auto* seqs = reinterpret_cast<const AttnSeq*>(d + g.seqs);
   attention_probs(a_.q.get() + r0 * Q, g.rows, d + g.row_seq, seqs, d + g.tables, ws, p,
                   d + g.seq_probs, r_.probs.get(), stream_);
+  // The value side of the cached rows: X, or the V latent (the second half of each row).
+  const bool latent = format_->kind() == GpuCacheKind::XLatent;
+  const int C = format_->x_layout().width, width = latent ? cfg_.kv_dim() : H;
+  const bf16* values = latent ? r_.x.get() + cfg_.kv_dim() : r_.x.get();
+  const bf16* wv = latent ? W.wv_lat.get() : W.wv.get();
   weighted_rows(r_.probs.get(), d + g.seq_probs, seqs, g.seq_end - g.seq_begin, g.max_n * heads,
-                d + g.seq_x_row, r_.x.get(), H, heads, g.rows, r_.y.get(), stream_);
-  // Per KV head: its query heads' weighted means of X (group * rows of them) times its Wv rows.
-  matmul_nt_batched(blas_, r_.y.get(), W.wv.get(), r_.t.get(), group * g.rows, H, D, kv_heads,
-                    group * rows * H, static_cast<size_t>(D) * H, group * rows * D);
+                d + g.seq_x_row, values, width, C, heads, g.rows, r_.y.get(), stream_);
+  // Per KV head: its query heads' weighted means (group * rows of them) times its Wv rows.
+  matmul_nt_batched(blas_, r_.y.get(), wv, r_.t.get(), group * g.rows, width, D, kv_heads,
+                    group * rows * width, static_cast<size_t>(D) * width, group * rows * D);
   heads_to_rows(r_.t.get(), g.rows, heads, D, group, W.bv.empty() ? nullptr : W.bv.get(),
                 a_.attn.get() + r0 * Q, stream_);
+}
+
+void CudaModel::remat_projection(int l, bool values, int rows, float* out) {
+  const CudaLayer& W = w_.layers[l];
+  const int H = cfg_.hidden_size, KV = cfg_.kv_dim();
+  const DeviceBuffer<float>& bias = values ? W.bv : W.bk;
+  if (format_->kind() == GpuCacheKind::XLatent) {
+    // K = (X U_k^T)(Wk U_k^T)^T from the row's first half, V likewise from its second.
+    matmul_nt_strided(blas_, r_.x.get() + (values ? KV : 0), 2 * KV,
+                      values ? W.wv_lat.get() : W.wk_lat.get(), out, rows, KV, KV);
+    if (!bias.empty()) add_bias(out, bias.get(), rows, KV, stream_);
+  } else {
+    project(bias, r_.x.get(), values ? W.wv : W.wk, out, rows, H, KV);
+  }
 }
 
 void CudaModel::mlp_block(int l, int rows) {

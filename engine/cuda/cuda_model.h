@@ -37,6 +37,8 @@ class CudaModel : public Model {
   struct Activations {
     DeviceBuffer<float> h, x, q, k, v, attn, o, gate, up;
     DeviceBuffer<bf16> xb, attnb, act;
+    DeviceBuffer<float> z;  // the GQA latent of the new rows, [rows, 2 kv_dim]
+    DeviceBuffer<bf16> zb;
   };
   struct Remat {  // XQuant's per-step K/V of the past, one group of sequences at a time
     DeviceBuffer<bf16> x;
@@ -52,6 +54,8 @@ class CudaModel : public Model {
   void remat_attention(int l, const StepLayout& L, const int* d, const AttnParams& p);
   void folded_values(int l, const StepLayout::Group& g, const int* d, const AttnParams& p,
                      const KvPages& ws);
+  // K or V of `rows` cached rows in the remat workspace (X, or a latent half), fp32.
+  void remat_projection(int l, bool values, int rows, float* out);
   bool can_fold(const StepLayout::Group& g) const;
   void mlp_block(int l, int rows);
   void project(const DeviceBuffer<float>& bias, const bf16* x, const DeviceBuffer<bf16>& w,

@@ -1,6 +1,8 @@
 #include "engine/cuda/cuda_weights.h"
 
+#include "engine/cache/xquant_latent.h"
 #include "engine/model/layer_weights.h"
+#include "kernels/cpu/ops.h"
 
 namespace xq::cuda {
 namespace {
@@ -31,14 +33,15 @@ size_t total_bytes(std::initializer_list<const DeviceBuffer<T>*> list) {
 size_t CudaWeights::bytes() const {
   size_t n = embed.bytes() + lm_head.bytes() + final_norm.bytes();
   for (const CudaLayer& l : layers) {
-    n += total_bytes<bf16>({&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down});
+    n += total_bytes<bf16>({&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down, &l.u_cat,
+                            &l.wk_lat, &l.wv_lat});
     n += total_bytes<float>({&l.attn_norm, &l.mlp_norm, &l.q_norm, &l.k_norm, &l.post_attn_norm,
                              &l.post_mlp_norm, &l.bq, &l.bk, &l.bv, &l.bo});
   }
   return n;
 }
 
-CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src) {
+CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool latent) {
   const int64_t H = cfg.hidden_size, V = cfg.vocab_size;
   CudaWeights w;
   w.embed = to_device_bf16(src.load_f32("model.embed_tokens.weight", {V, H}));
@@ -63,6 +66,18 @@ CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src) {
     d.bk = to_device(L.bk);
     d.bv = to_device(L.bv);
     d.bo = to_device(L.bo);
+    if (latent) {
+      const int kv = cfg.kv_dim(), hidden = cfg.hidden_size;
+      std::vector<float> bk = row_space_basis(L.wk.data(), kv, hidden);
+      const std::vector<float> bv = row_space_basis(L.wv.data(), kv, hidden);
+      std::vector<float> wk_lat(static_cast<size_t>(kv) * kv), wv_lat(wk_lat.size());
+      xq::matmul_nt(L.wk.data(), bk.data(), nullptr, wk_lat.data(), kv, hidden, kv);
+      xq::matmul_nt(L.wv.data(), bv.data(), nullptr, wv_lat.data(), kv, hidden, kv);
+      bk.insert(bk.end(), bv.begin(), bv.end());
+      d.u_cat = to_device_bf16(bk);
+      d.wk_lat = to_device_bf16(wk_lat);
+      d.wv_lat = to_device_bf16(wv_lat);
+    }
   }
   w.final_norm = to_device(src.load_f32("model.norm.weight", {H}));
   if (!cfg.tie_word_embeddings) w.lm_head = to_device_bf16(src.load_f32("lm_head.weight", {V, H}));

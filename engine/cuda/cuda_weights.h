@@ -16,6 +16,10 @@ struct CudaLayer {
   // Empty buffers are absent tensors (biases, q/k norms, Gemma's extra norms).
   DeviceBuffer<float> attn_norm, mlp_norm, q_norm, k_norm, post_attn_norm, post_mlp_norm;
   DeviceBuffer<float> bq, bk, bv, bo;
+  // The GQA latent (empty without): [U_k; U_v] [2 kv_dim, hidden], the row-space bases of Wk
+  // and Wv that X is projected on, and Wk U_k^T, Wv U_v^T [kv_dim, kv_dim], which rebuild K and
+  // V from the latents exactly (K = X Wk^T = (X U_k^T)(Wk U_k^T)^T).
+  DeviceBuffer<bf16> u_cat, wk_lat, wv_lat;
 };
 
 struct CudaWeights {
@@ -29,6 +33,7 @@ struct CudaWeights {
 
 // Throws WeightError (from the source) naming a missing or mis-shaped tensor, CudaError when
 // the device runs out of memory.
-CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src);
+// `latent`: also the GQA latent's bases and folded projections (an SVD per layer, on the host).
+CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool latent);
 
 }  // namespace xq::cuda

@@ -55,18 +55,29 @@ GpuCacheFormat::GpuCacheFormat(const ModelConfig& cfg, const CacheOptions& opts)
   if (opts.format == "fp16") {
     kind_ = GpuCacheKind::Kv16;
   } else if (opts.format == "xquant") {
-    kind_ = GpuCacheKind::XQuant;
     if (opts.bits != 2 && opts.bits != 3 && opts.bits != 4 && opts.bits != 8 && opts.bits != 16)
       throw ConfigError("xquant cache: bits must be 2, 3, 4, 8 or 16, got " +
                         std::to_string(opts.bits));
     if (opts.group_size < 1 || opts.group_size > 1024)
       throw ConfigError("xquant cache: group size must be 1..1024 on the GPU, got " +
                         std::to_string(opts.group_size));
-    if (opts.latent == "on")
+    // The latent is worth it where the two latents together are narrower than X (GQA).
+    const int kv = cfg.kv_dim();
+    bool latent = opts.latent == "on" || (opts.latent == "auto" && 2 * kv < cfg.hidden_size);
+    if (opts.latent != "on" && opts.latent != "off" && opts.latent != "auto")
+      throw ConfigError("xquant latent must be on, off or auto, got '" + opts.latent + "'");
+    if (latent && kv > cfg.hidden_size)
+      throw ConfigError("xquant latent: kv_dim exceeds hidden_size; the latent would be wider");
+    if (latent && opts.bits != 16 && kv % opts.group_size != 0)
+      throw ConfigError("xquant latent on the GPU: kv_dim " + std::to_string(kv) +
+                        " must be a multiple of the group size " + std::to_string(opts.group_size) +
+                        " (each latent has its own groups)");
+    if (latent && opts.latent_k == "channel")
       throw ConfigError(
-          "--xquant-latent on: the GQA latent is not on the GPU engine yet (use --device cpu, or "
-          "--xquant-latent off)");
-    x_layout_ = QuantRowLayout{cfg.hidden_size, opts.bits, opts.group_size};
+          "--xquant-latent-k channel: the GPU engine quantizes both latents per token (use "
+          "token or auto there; the CPU runs the per-channel K latent)");
+    kind_ = latent ? GpuCacheKind::XLatent : GpuCacheKind::XQuant;
+    x_layout_ = QuantRowLayout{latent ? 2 * kv : cfg.hidden_size, opts.bits, opts.group_size};
   } else {
     throw ConfigError("cache format " + opts.format +
                       " is not on the GPU engine yet (it runs fp16 and xquant; the others run "
@@ -75,7 +86,9 @@ GpuCacheFormat::GpuCacheFormat(const ModelConfig& cfg, const CacheOptions& opts)
 }
 
 std::string GpuCacheFormat::name() const {
-  return kind_ == GpuCacheKind::Kv16 ? "fp16" : "xquant:" + std::to_string(x_layout_.bits);
+  const std::string bits = std::to_string(x_layout_.bits);
+  if (kind_ == GpuCacheKind::Kv16) return "fp16";
+  return (kind_ == GpuCacheKind::XLatent ? "xquant-latent-tok:" : "xquant:") + bits;
 }
 
 double GpuCacheFormat::layer_bytes_per_token(int) const {

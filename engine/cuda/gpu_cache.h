@@ -1,5 +1,7 @@
 // The cache formats the CUDA engine runs, in one pool of pages on the device: fp16 K/V (the
-// baseline) and XQuant's X in per-token groups (2/3/4/8 bits, or fp16 at 16). A page holds
+// baseline), XQuant's X in per-token groups (2/3/4/8 bits, or fp16 at 16), and for GQA models
+// X on the SVD latents of Wk and Wv (X U_k and X U_v side by side in one row, both quantized
+// per token: the CPU's xquant-latent-tok). A page holds
 // kPageRows positions of one sequence in every layer (layer l's part of page p at
 // base + (l * pages + p) * page_bytes), so one page table serves all layers and a page is
 // exactly one of the scheduler's blocks: 16 tokens at the format's bytes per token. Sliding
@@ -18,7 +20,7 @@
 
 namespace xq::cuda {
 
-enum class GpuCacheKind { Kv16, XQuant };
+enum class GpuCacheKind { Kv16, XQuant, XLatent };
 
 // The device pool and its free list (host side; one engine thread uses it).
 class GpuPagePool {
@@ -79,8 +81,9 @@ class GpuCacheFormat : public CacheFormat {
   const ModelConfig& config() const override { return cfg_; }
 
   GpuCacheKind kind() const { return kind_; }
-  // The X row layout (XQuant).
+  // The cached row's layout: X (XQuant), or [X U_k, X U_v] (XLatent, 2 * kv_dim wide).
   QuantRowLayout x_layout() const { return x_layout_; }
+  bool rematerializes() const { return kind_ != GpuCacheKind::Kv16; }
   // One layer's part of one page.
   size_t page_bytes() const;
   // Allocates the pool: as many pages as `bytes` holds across all layers. Once, before any

@@ -159,12 +159,12 @@ void attention_probs(const float* q, int rows, const int* row_seq, const AttnSeq
                      const int* tables, KvPages kv, AttnParams p, const int* seq_probs,
                      float* probs, cudaStream_t stream);
 
-// y[h][r][:] = sum_p weight(r, h, p) * x[seq_x_row[i] + p][:] (bf16 out, head-major
-// [num_heads][rows][width]) for every row r of every sequence i < num_seqs; max_pairs bounds
-// n * num_heads over the sequences.
+// y[h][r][:] = sum_p weight(r, h, p) * x[seq_x_row[i] + p][0, width) (bf16 out, head-major
+// [num_heads][rows][width]) for every row r of every sequence i < num_seqs; x's rows are
+// x_stride apart; max_pairs bounds n * num_heads over the sequences.
 void weighted_rows(const float* probs, const int* seq_probs, const AttnSeq* seqs, int num_seqs,
-                   int max_pairs, const int* seq_x_row, const bf16* x, int width, int num_heads,
-                   int rows, bf16* y, cudaStream_t stream);
+                   int max_pairs, const int* seq_x_row, const bf16* x, int width, int x_stride,
+                   int num_heads, int rows, bf16* y, cudaStream_t stream);
 
 // out[r][h * dim + d] = t[h][r][d] + bias[(h / group) * dim + d] (bias may be null).
 void heads_to_rows(const float* t, int rows, int heads, int dim, int group, const float* bias,
@@ -173,6 +173,10 @@ void heads_to_rows(const float* t, int rows, int heads, int dim, int group, cons
 // Copies bf16 rows x[n, dim] into pages: row i to base + page[i] * page_stride + slot[i] * dim.
 void write_rows_bf16(const bf16* x, int n, int dim, RowMap map, bf16* base, size_t page_stride,
                      cudaStream_t stream);
+
+// matmul_nt with x's rows ldx elements apart (a column slice of a wider matrix).
+void matmul_nt_strided(cublasHandle_t handle, const bf16* x, int ldx, const bf16* w, float* y,
+                       int n, int in, int out);
 
 // `batch` products y_b[n, out] = x_b[n, in] w_b[out, in]^T, operands `*_stride` elements apart.
 void matmul_nt_batched(cublasHandle_t handle, const bf16* x, const bf16* w, float* y, int n, int in,

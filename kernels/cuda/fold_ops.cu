@@ -64,8 +64,8 @@ __global__ void __launch_bounds__(kThreads)
 // sequence and kCols columns: X is read once per block, the weights come through shared memory.
 __global__ void __launch_bounds__(kCols)
     weighted_rows_kernel(const float* probs, const int* seq_probs, const AttnSeq* seqs,
-                         const int* seq_x_row, const bf16* x, int width, int num_heads, int rows,
-                         bf16* y) {
+                         const int* seq_x_row, const bf16* x, int width, int x_stride,
+                         int num_heads, int rows, bf16* y) {
   __shared__ float w_s[kPairs][kCols];
   const int si = blockIdx.x, tid = threadIdx.x;
   const AttnSeq s = seqs[si];
@@ -75,7 +75,7 @@ __global__ void __launch_bounds__(kCols)
   const int np = min(kPairs, pairs - pair0);
   const int c = blockIdx.y * kCols + tid;
   const float* w = probs + seq_probs[si] + static_cast<size_t>(pair0) * len;
-  const bf16* xs = x + static_cast<size_t>(seq_x_row[si]) * width;
+  const bf16* xs = x + static_cast<size_t>(seq_x_row[si]) * x_stride;
   float acc[kPairs];
 #pragma unroll
   for (int k = 0; k < kPairs; ++k) acc[k] = 0.0f;
@@ -86,7 +86,7 @@ __global__ void __launch_bounds__(kCols)
     __syncthreads();
     if (c < width) {
       for (int j = 0; j < n; ++j) {
-        const float xv = __bfloat162float(xs[static_cast<size_t>(p0 + j) * width + c]);
+        const float xv = __bfloat162float(xs[static_cast<size_t>(p0 + j) * x_stride + c]);
 #pragma unroll
         for (int k = 0; k < kPairs; ++k) acc[k] += w_s[k][j] * xv;
       }
@@ -142,14 +142,14 @@ void attention_probs(const float* q, int rows, const int* row_seq, const AttnSeq
 }
 
 void weighted_rows(const float* probs, const int* seq_probs, const AttnSeq* seqs, int num_seqs,
-                   int max_pairs, const int* seq_x_row, const bf16* x, int width, int num_heads,
-                   int rows, bf16* y, cudaStream_t stream) {
+                   int max_pairs, const int* seq_x_row, const bf16* x, int width, int x_stride,
+                   int num_heads, int rows, bf16* y, cudaStream_t stream) {
   if (num_seqs <= 0) return;
   const dim3 grid(static_cast<unsigned>(num_seqs),
                   static_cast<unsigned>((width + kCols - 1) / kCols),
                   static_cast<unsigned>((max_pairs + kPairs - 1) / kPairs));
   weighted_rows_kernel<<<grid, kCols, 0, stream>>>(probs, seq_probs, seqs, seq_x_row, x, width,
-                                                   num_heads, rows, y);
+                                                   x_stride, num_heads, rows, y);
   check(cudaGetLastError(), "weighted_rows");
 }
 
@@ -167,6 +167,16 @@ void write_rows_bf16(const bf16* x, int n, int dim, RowMap map, bf16* base, size
   if (n <= 0) return;
   write_rows_bf16_kernel<<<n, 128, 0, stream>>>(x, n, dim, map, base, page_stride);
   check(cudaGetLastError(), "write_rows_bf16");
+}
+
+void matmul_nt_strided(cublasHandle_t handle, const bf16* x, int ldx, const bf16* w, float* y,
+                       int n, int in, int out) {
+  if (n <= 0) return;
+  const float one = 1.0f, zero = 0.0f;
+  check(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, CUDA_R_16BF, in, x,
+                     CUDA_R_16BF, ldx, &zero, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT),
+        "matmul_nt_strided");
 }
 
 void matmul_nt_batched(cublasHandle_t handle, const bf16* x, const bf16* w, float* y, int n, int in,
