@@ -32,6 +32,8 @@ DeviceBuffer<double> upload_doubles(const std::vector<double>& v) {
 
 double gib(double bytes) { return bytes / (1024.0 * 1024.0 * 1024.0); }
 
+const DeviceBuffer<float> kNoBias;  // empty: project() adds nothing
+
 }  // namespace
 
 CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const EngineOptions& opts)
@@ -100,10 +102,10 @@ CudaModel::~CudaModel() {
 
 size_t CudaModel::workspace_bytes() const {
   size_t n = blas_workspace_.bytes() + step_ints_.bytes() + picked_.bytes() + logits_.bytes();
-  for (const auto* b :
-       {&a_.h, &a_.x, &a_.q, &a_.k, &a_.v, &a_.attn, &a_.o, &a_.gate, &a_.up, &r_.k32, &r_.v32})
+  for (const auto* b : {&a_.h, &a_.x, &a_.q, &a_.k, &a_.v, &a_.attn, &a_.o, &a_.gate, &a_.up, &a_.z,
+                        &r_.k32, &r_.v32, &r_.probs, &r_.t})
     n += b->bytes();
-  for (const auto* b : {&a_.xb, &a_.attnb, &a_.act, &r_.x}) n += b->bytes();
+  for (const auto* b : {&a_.xb, &a_.attnb, &a_.act, &a_.zb, &r_.x, &r_.y}) n += b->bytes();
   return n + r_.k.bytes() + r_.v.bytes();
 }
 
@@ -186,7 +188,7 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
     attention_block(l, L, d);
     mlp_block(l, L.rows);
   }
-  output_logits(batch, L, logits);
+  output_logits(batch, logits);
   for (size_t i = 0; i < caches.size(); ++i) caches[i]->set_tokens(seqs[i].start + seqs[i].n);
 }
 
@@ -239,8 +241,7 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
   } else {
     const bool latent = format_->kind() == GpuCacheKind::XLatent;
     if (latent) {  // the new rows' latents [X U_k, X U_v]
-      static const DeviceBuffer<float> no_bias;
-      project(no_bias, a_.xb.get(), W.u_cat, a_.z.get(), rows, H, 2 * KV);
+      project(kNoBias, a_.xb.get(), W.u_cat, a_.z.get(), rows, H, 2 * KV);
       to_bf16(a_.z.get(), static_cast<size_t>(rows) * 2 * KV, a_.zb.get(), stream_);
     }
     remat_attention(l, L, d, p);
@@ -339,22 +340,20 @@ void CudaModel::mlp_block(int l, int rows) {
   const CudaLayer& W = w_.layers[l];
   const int H = cfg_.hidden_size, I = cfg_.intermediate_size;
   const bool gemma = cfg_.arch == Arch::Gemma3;
-  static const DeviceBuffer<float> no_bias;
   rmsnorm(a_.h.get(), W.mlp_norm.get(), rows, H, cfg_.rms_norm_eps, gemma, a_.x.get(), a_.xb.get(),
           stream_);
-  project(no_bias, a_.xb.get(), W.w_gate, a_.gate.get(), rows, H, I);
-  project(no_bias, a_.xb.get(), W.w_up, a_.up.get(), rows, H, I);
+  project(kNoBias, a_.xb.get(), W.w_gate, a_.gate.get(), rows, H, I);
+  project(kNoBias, a_.xb.get(), W.w_up, a_.up.get(), rows, H, I);
   gated_act(a_.gate.get(), a_.up.get(), static_cast<size_t>(rows) * I, gemma, a_.act.get(),
             stream_);
-  project(no_bias, a_.act.get(), W.w_down, a_.o.get(), rows, I, H);
+  project(kNoBias, a_.act.get(), W.w_down, a_.o.get(), rows, I, H);
   if (gemma)
     rmsnorm(a_.o.get(), W.post_mlp_norm.get(), rows, H, cfg_.rms_norm_eps, true, a_.o.get(),
             nullptr, stream_);
   add(a_.h.get(), a_.o.get(), static_cast<size_t>(rows) * H, stream_);
 }
 
-void CudaModel::output_logits(std::span<const SeqInput> batch, const StepLayout& L,
-                              std::vector<float>& logits) {
+void CudaModel::output_logits(std::span<const SeqInput> batch, std::vector<float>& logits) {
   const int H = cfg_.hidden_size, V = cfg_.vocab_size;
   // Only the rows whose logits are asked for go through the final norm and lm_head.
   std::vector<int> pick;

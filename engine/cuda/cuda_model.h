@@ -62,8 +62,7 @@ class CudaModel : public Model {
                float* y, int rows, int in, int out);
   void norm_rope(int l, float* t, int rows, int heads, const DeviceBuffer<float>& norm,
                  const int* pos);
-  void output_logits(std::span<const SeqInput> batch, const StepLayout& L,
-                     std::vector<float>& logits);
+  void output_logits(std::span<const SeqInput> batch, std::vector<float>& logits);
 
   ModelConfig cfg_;
   int device_ = 0;
