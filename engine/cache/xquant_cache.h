@@ -49,7 +49,7 @@ class XQuantFormat : public CacheFormat {
 // projector exposes Wk/Wv; "on" insists (and the format throws without them).
 bool resolve_latent(const std::string& mode, const ModelConfig& cfg, const KvProjector& proj);
 
-// CacheOptions.latent_k: "token" -> true; "channel" and "auto" (the CPU's choice) -> false.
+// CacheOptions.latent_k: "token" and "auto" -> true; "channel" -> false.
 // Throws ConfigError on anything else.
 bool resolve_latent_k_per_token(const std::string& mode);
 

@@ -255,7 +255,7 @@ TEST(CacheFormats, FactoryBuildsEachFormat) {
   CacheOptions o;
   o.group_size = kGroup;
   std::map<std::string, std::string> names = {{"kivi", "kivi:4"},
-                                              {"xquant", "xquant-latent:4"},
+                                              {"xquant", "xquant-latent-tok:4"},
                                               {"xquant-cl", "xquant-cl:4"},
                                               {"xquant-cl-normed", "xquant-cl:4"},
                                               {"xquant-cl-residual", "xquant-cl-residual:4"},

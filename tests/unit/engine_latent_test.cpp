@@ -95,7 +95,7 @@ TEST(LatentPerTokenK, FactoryResolvesTheOption) {
   Bench s("gqa", 4);
   CacheOptions o;
   o.format = "xquant", o.bits = 4, o.group_size = kGroup;
-  const std::vector<std::pair<std::string, std::string>> names = {{"auto", "xquant-latent:4"},
+  const std::vector<std::pair<std::string, std::string>> names = {{"auto", "xquant-latent-tok:4"},
                                                                   {"channel", "xquant-latent:4"},
                                                                   {"token", "xquant-latent-tok:4"}};
   for (const auto& [latent_k, name] : names) {
