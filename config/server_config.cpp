@@ -79,6 +79,7 @@ void check_origins(const std::vector<std::string>& origins) {
 struct RawFlags {
   std::string body = "8MiB";
   std::string cache = "4GiB";
+  std::string gpu_cache = "0";
   std::string chat_template;  // resolved after parsing: a file name or the text
 };
 
@@ -149,6 +150,10 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
                  "cache gets what weights and workspace leave)")
       ->check(CLI::Range(0.01, 1.0))
       ->capture_default_str();
+  app.add_option("--gpu-cache-memory", sizes.gpu_cache,
+                 "GPU cache size (e.g. 20GiB) instead of all that the utilization leaves; it must "
+                 "fit there (0: all of it)")
+      ->capture_default_str();
   app.add_option("--max-body-bytes", sizes.body, "Largest request body accepted (e.g. 8MiB)")
       ->capture_default_str();
   app.add_option("--shutdown-grace", c.shutdown_grace_s,
@@ -217,7 +222,8 @@ ServerArgs parse_server_args(int argc, const char* const* argv) {
   }
   for (auto [flag, text, dest] :
        {std::tuple{"--max-body-bytes", &sizes.body, &c.max_body_bytes},
-        std::tuple{"--cache-memory", &sizes.cache, &c.cache_memory_bytes}}) {
+        std::tuple{"--cache-memory", &sizes.cache, &c.cache_memory_bytes},
+        std::tuple{"--gpu-cache-memory", &sizes.gpu_cache, &c.gpu_cache_memory_bytes}}) {
     try {
       *dest = parse_byte_size(*text);
     } catch (const std::invalid_argument& e) {

@@ -28,6 +28,7 @@ struct ServerConfig {
   std::optional<int> max_model_len;             // unset: the model's max_position_embeddings
   size_t cache_memory_bytes = size_t{4} << 30;  // the cache budget the scheduler fills
   double gpu_memory_utilization = 0.9;  // share of GPU memory for weights, workspace and cache
+  size_t gpu_cache_memory_bytes = 0;    // > 0: the GPU cache's size instead of all that is left
   std::string api_key;                  // empty: no authentication
   uint64_t seed = 0;
   int threads = 0;  // 0: all cores

@@ -20,13 +20,14 @@ for t in engine_cuda_ops_test engine_cuda_paged_rows_test kernels_cuda_attention
 done
 
 # The server on the GPU and on the CPU: greedy completions over HTTP, compared.
-serve() {  # device port
-  .gpu/bin/xquant-server --model .gpu/model --device "$1" --port "$2" --cache-memory 64MiB \
-    --gpu-memory-utilization 0.5 >"$OUT/server_$1.log" 2>&1 &
-  for _ in $(seq 100); do grep -q "listening on" "$OUT/server_$1.log" && return 0; sleep 0.2; done
-  echo "server on $1 did not start:"; tail -5 "$OUT/server_$1.log"; return 1
+serve() {  # device port [flags...]
+  local dev=$1 port=$2; shift 2
+  .gpu/bin/xquant-server --model .gpu/model --device "$dev" --port "$port" --cache-memory 64MiB \
+    --gpu-memory-utilization 0.5 "$@" >"$OUT/server_$port.log" 2>&1 &
+  for _ in $(seq 100); do grep -q "listening on" "$OUT/server_$port.log" && return 0; sleep 0.2; done
+  echo "server on $dev did not start:"; tail -5 "$OUT/server_$port.log"; return 1
 }
-serve cuda 8101 && serve cpu 8102 && python3 - <<'PY' | tee "$OUT/server_compare.txt"
+serve cuda 8101 --gpu-cache-memory 1GiB && serve cpu 8102 && python3 - <<'PY' | tee "$OUT/server_compare.txt"
 import json, urllib.request
 def post(port, body):
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", json.dumps(body).encode(),
@@ -46,8 +47,33 @@ m = urllib.request.urlopen("http://127.0.0.1:8101/metrics").read().decode()
 print("\n".join(l for l in m.splitlines() if l.startswith(("xquant:cache_blocks_total", "xquant:cache_bytes_per_token"))))
 print(f"server: {same}/{len(prompts)} greedy completions identical on cuda and cpu")
 PY
-grep -E "GPU 0|cache format" "$OUT/server_cuda.log" | head -3
-kill %1 %2 2>/dev/null; wait 2>/dev/null
+grep -E "GPU 0|cache format" "$OUT/server_8101.log" | head -3
+
+# Preemption on the GPU: 64 concurrent greedy requests against a cache of 64 blocks, then the
+# same prompts one at a time on the roomy server; every request must finish, the pool must be
+# full again, and outputs should match (batch shapes differ, so bf16 near-ties may not).
+serve cuda 8103 --gpu-cache-memory 4MiB && python3 - <<'PY' | tee -a "$OUT/server_compare.txt"
+import concurrent.futures as cf, json, urllib.request
+def post(port, prompt):
+    body = {"model": name, "prompt": prompt, "max_tokens": 48, "temperature": 0, "ignore_eos": True}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=300))["choices"][0]["text"]
+def metric(port, key):
+    m = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    return float(next(l.split()[-1] for l in m.splitlines() if l.startswith(key)))
+name = json.load(urllib.request.urlopen("http://127.0.0.1:8103/v1/models"))["data"][0]["id"]
+prompts = [" ".join(f"w{(i * 7 + j * 3) % 97}" for j in range(20 + i % 30)) for i in range(64)]
+with cf.ThreadPoolExecutor(64) as pool:
+    loaded = list(pool.map(lambda p: post(8103, p), prompts))
+alone = [post(8101, p) for p in prompts]
+same = sum(a == b for a, b in zip(loaded, alone))
+pre = metric(8103, "xquant:num_preemptions_total")
+free, total = metric(8103, "xquant:cache_blocks_free"), metric(8103, "xquant:cache_blocks_total")
+print(f"preemption: 64/64 finished, {pre:.0f} preemptions, blocks free {free:.0f}/{total:.0f}, "
+      f"{same}/64 outputs equal to the request run alone")
+PY
+kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
 
 if [ "$#" -gt 0 ]; then
   .gpu/bin/xquant-bench --device cuda "$@" 2>&1 | tee "$OUT/bench.txt"

@@ -42,6 +42,7 @@ EngineOptions engine_options(const ServerConfig& c) {
   e.cache.latent_k = c.xquant_latent_k;
   e.threads = c.threads;
   e.gpu_memory_utilization = c.gpu_memory_utilization;
+  e.gpu_cache_bytes = static_cast<double>(c.gpu_cache_memory_bytes);
   e.max_num_seqs = c.max_num_seqs;
   e.max_num_batched_tokens = c.max_num_batched_tokens;
   e.max_model_len = c.max_model_len.value_or(0);

@@ -84,8 +84,10 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
         gib(workspace_bytes())));
   }
   if (opts.gpu_cache_bytes > budget)
-    throw ConfigError(fmt::format("a GPU cache of {:.2f} GiB does not fit the {:.2f} GiB left",
-                                  gib(opts.gpu_cache_bytes), gib(budget)));
+    throw ConfigError(fmt::format(
+        "--gpu-cache-memory {:.2f} GiB does not fit the {:.2f} GiB --gpu-memory-utilization {:.2f} "
+        "leaves",
+        gib(opts.gpu_cache_bytes), gib(budget), opts.gpu_memory_utilization));
   format_->allocate(opts.gpu_cache_bytes > 0 ? opts.gpu_cache_bytes : budget);
   cache_bytes_ = static_cast<double>(format_->pool().pages()) * page_all_layers;
   spdlog::info(

@@ -78,7 +78,9 @@ TEST(ServerConfig, EveryFlagIsRead) {
                         "--stream-interval",
                         "4",
                         "--gpu-memory-utilization",
-                        "0.75"});
+                        "0.75",
+                        "--gpu-cache-memory",
+                        "2GiB"});
   ASSERT_TRUE(a.config) << a.message;
   const ServerConfig& c = *a.config;
   EXPECT_EQ(c.host, "0.0.0.0");
@@ -101,6 +103,7 @@ TEST(ServerConfig, EveryFlagIsRead) {
   EXPECT_EQ(c.cache_memory_bytes, size_t{512} << 20);
   EXPECT_EQ(c.stream_interval, 4);
   EXPECT_DOUBLE_EQ(c.gpu_memory_utilization, 0.75);
+  EXPECT_EQ(c.gpu_cache_memory_bytes, size_t{2} << 30);
 }
 
 TEST(ServerConfig, QuantizedCachesGetADefaultBitWidth) {
@@ -176,6 +179,7 @@ INSTANTIATE_TEST_SUITE_P(
         Refused{{"--model", "m", "--stream-interval", "four"}, "--stream-interval"},
         Refused{{"--model", "m", "--gpu-memory-utilization", "0"}, "--gpu-memory-utilization"},
         Refused{{"--model", "m", "--gpu-memory-utilization", "1.5"}, "--gpu-memory-utilization"},
+        Refused{{"--model", "m", "--gpu-cache-memory", "lots"}, "--gpu-cache-memory"},
         Refused{{"--model", "m", "--bogus"}, "--bogus"}));
 
 TEST(ByteSize, UnitsAndRefusals) {
