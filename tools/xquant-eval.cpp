@@ -25,10 +25,22 @@ using xq::CacheOptions;
 struct Run {
   std::string spec;
   CacheOptions opts;
-  std::unique_ptr<xq::CacheFormat> format;
+  // The format the run's sequences come from: its own (CPU: any format over the one model), or
+  // the model's (CUDA: one model per format, as the GPU cache is the model's).
+  std::unique_ptr<xq::CacheFormat> own_format;
+  const xq::CacheFormat* format = nullptr;
+  // What the table prints, kept once the format may be gone with its model.
+  std::string name;
+  double bytes_per_token = 0, mean_at_full = 0, window = 0;
   double nll = 0;
   long scored = 0;
   double ppl() const { return std::exp(nll / std::max(1L, scored)); }
+  void describe(int full) {
+    name = format->name();
+    bytes_per_token = format->bytes_per_token() + format->sliding_bytes_per_token();
+    mean_at_full = format->mean_bytes_per_token(full);
+    window = format->window_bytes_max();
+  }
 };
 
 // "fp16", "kivi:4", "xquant:2", "xquant-cl:2@32": format[:bits][@group], the group defaulting to
@@ -95,46 +107,20 @@ void print_table(const std::vector<Run>& runs, const xq::ModelConfig& cfg) {
   std::printf("%-22s %5s %5s %12s %9s %14s %12s %10s %9s %8s\n", "cache", "bits", "G",
               "bytes/token", "vs fp16", at.c_str(), "window B/seq", "PPL", "dPPL", "tokens");
   for (const Run& r : runs) {
-    const xq::CacheFormat& f = *r.format;
-    const double bpt = f.bytes_per_token() + f.sliding_bytes_per_token();
-    std::printf("%-22s %5d %5d %12.1f %8.2fx %14.1f %12.0f %10.4f %+9.4f %8ld\n", f.name().c_str(),
-                r.opts.bits, r.opts.group_size, bpt, fp16_all / bpt, f.mean_bytes_per_token(full),
-                f.window_bytes_max(), r.ppl(), r.ppl() - base, r.scored);
+    std::printf("%-22s %5d %5d %12.1f %8.2fx %14.1f %12.0f %10.4f %+9.4f %8ld\n", r.name.c_str(),
+                r.opts.bits, r.opts.group_size, r.bytes_per_token, fp16_all / r.bytes_per_token,
+                r.mean_at_full, r.window, r.ppl(), r.ppl() - base, r.scored);
   }
 }
 
-int run_ppl(const PplArgs& a) {
-  xq::EngineOptions eo;
-  eo.device = a.device;
-  eo.threads = a.threads;
-  eo.cache.group_size = a.group;
-  eo.cache.latent = a.latent;
-  xq::LoadedModel lm = xq::load_model(a.model, eo);
-  xq::Model& model = *lm.model;
+// Teacher-forced decoding of `tokens` through every run's cache at once (one batch row each),
+// in windows of a.ctx tokens.
+void score(xq::Model& model, const xq::Tokenizer& tok, std::vector<Run*> runs,
+           const std::vector<int>& tokens, const PplArgs& a) {
   const xq::ModelConfig& cfg = model.config();
-  // The formats rebuild K/V through the loaded model; a second format needs its projector.
-  const auto* proj = dynamic_cast<const xq::KvProjector*>(lm.model.get());
-  if (proj == nullptr) throw std::runtime_error("this model type exposes no KvProjector");
-
-  std::vector<Run> runs;
-  for (const std::string& spec : split(a.caches, ',')) {
-    Run r;
-    r.spec = spec;
-    r.opts = parse_spec(spec, eo.cache);
-    r.format = xq::make_cache_format(r.opts, cfg, *proj);
-    runs.push_back(std::move(r));
-  }
-
-  std::vector<int> tokens = lm.tokenizer->encode(read_file(a.text), false);
-  if (a.max_tokens > 0 && static_cast<int>(tokens.size()) > a.max_tokens) {
-    tokens.resize(a.max_tokens);
-  }
   const int n = static_cast<int>(tokens.size());
-  const int bos = lm.tokenizer->add_bos() ? lm.tokenizer->bos_id() : -1;
+  const int bos = tok.add_bos() ? tok.bos_id() : -1;
   const int text_per_window = bos >= 0 ? a.ctx - 1 : a.ctx;
-  std::fprintf(stderr, "%d tokens, ctx %d, stride %d, %zu caches\n", n, a.ctx, a.stride,
-               runs.size());
-
   const auto t0 = std::chrono::steady_clock::now();
   long steps = 0;
   int scored_until = bos >= 0 ? 0 : 1;  // text index from which predictions count
@@ -146,7 +132,7 @@ int run_ppl(const PplArgs& a) {
     seq.insert(seq.end(), tokens.begin() + begin, tokens.begin() + end);
     const int offset = bos >= 0 ? begin - 1 : begin;  // seq index i holds text index offset + i
     std::vector<std::unique_ptr<xq::SequenceCache>> caches;
-    for (const Run& r : runs) caches.push_back(r.format->new_sequence());
+    for (const Run* r : runs) caches.push_back(r->format->new_sequence());
     std::vector<float> logits;
     for (int p = 0; p + 1 < static_cast<int>(seq.size()); ++p) {
       std::vector<xq::SeqInput> batch(runs.size());
@@ -160,20 +146,75 @@ int run_ppl(const PplArgs& a) {
       const int target = offset + p + 1;
       if (target < scored_until) continue;
       for (size_t f = 0; f < runs.size(); ++f) {
-        runs[f].nll += nll_of(logits.data() + f * cfg.vocab_size, cfg.vocab_size, seq[p + 1]);
-        runs[f].scored++;
+        runs[f]->nll += nll_of(logits.data() + f * cfg.vocab_size, cfg.vocab_size, seq[p + 1]);
+        runs[f]->scored++;
       }
-      if (runs[0].scored % 64 == 0) {
+      if (runs[0]->scored % 64 == 0) {
         const double s =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::fprintf(stderr, "[%ld/%d scored, %.1f steps/s]", runs[0].scored, n, steps / s);
-        for (const Run& r : runs) std::fprintf(stderr, " %s %.3f", r.spec.c_str(), r.ppl());
+        std::fprintf(stderr, "[%ld/%d scored, %.1f steps/s]", runs[0]->scored, n, steps / s);
+        for (const Run* r : runs) std::fprintf(stderr, " %s %.3f", r->spec.c_str(), r->ppl());
         std::fprintf(stderr, "\n");
       }
     }
     scored_until = end;
     if (end == n) break;
   }
+}
+
+int run_ppl(const PplArgs& a) {
+  xq::EngineOptions eo;
+  eo.device = a.device;
+  eo.threads = a.threads;
+  eo.cache.group_size = a.group;
+  eo.cache.latent = a.latent;
+  eo.gpu_cache_bytes = 256.0 * (1 << 20);  // a window's worth for any format here
+  std::vector<Run> runs;
+  for (const std::string& spec : split(a.caches, ',')) {
+    Run r;
+    r.spec = spec;
+    r.opts = parse_spec(spec, eo.cache);
+    runs.push_back(std::move(r));
+  }
+  if (runs.empty()) throw std::invalid_argument("no cache formats given");
+  if (a.device == "cuda") {
+    // The GPU cache is the model's own: one model per format, one after another.
+    xq::ModelConfig cfg;
+    for (Run& r : runs) {
+      xq::EngineOptions o = eo;
+      o.cache = r.opts;
+      xq::LoadedModel lm = xq::load_model(a.model, o);
+      cfg = lm.model->config();
+      r.format = &lm.model->cache_format();
+      r.describe(cfg.max_position_embeddings);
+      std::vector<int> tokens = lm.tokenizer->encode(read_file(a.text), false);
+      if (a.max_tokens > 0 && static_cast<int>(tokens.size()) > a.max_tokens)
+        tokens.resize(a.max_tokens);
+      score(*lm.model, *lm.tokenizer, {&r}, tokens, a);
+      r.format = nullptr;
+    }
+    print_table(runs, cfg);
+    return 0;
+  }
+  xq::LoadedModel lm = xq::load_model(a.model, eo);
+  const xq::ModelConfig& cfg = lm.model->config();
+  // The formats rebuild K/V through the loaded model; a second format needs its projector.
+  const auto* proj = dynamic_cast<const xq::KvProjector*>(lm.model.get());
+  if (proj == nullptr) throw std::runtime_error("this model type exposes no KvProjector");
+  std::vector<Run*> all;
+  for (Run& r : runs) {
+    r.own_format = xq::make_cache_format(r.opts, cfg, *proj);
+    r.format = r.own_format.get();
+    r.describe(cfg.max_position_embeddings);
+    all.push_back(&r);
+  }
+  std::vector<int> tokens = lm.tokenizer->encode(read_file(a.text), false);
+  if (a.max_tokens > 0 && static_cast<int>(tokens.size()) > a.max_tokens) {
+    tokens.resize(a.max_tokens);
+  }
+  std::fprintf(stderr, "%zu tokens, ctx %d, stride %d, %zu caches\n", tokens.size(), a.ctx,
+               a.stride, runs.size());
+  score(*lm.model, *lm.tokenizer, all, tokens, a);
   print_table(runs, cfg);
   return 0;
 }
