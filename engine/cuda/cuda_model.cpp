@@ -182,15 +182,18 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
                         cudaMemcpyHostToDevice, stream_),
         "step upload");
   const int* d = step_ints_.get();
+  timer_.mark("start", stream_);
 
   const float scale =
       cfg_.arch == Arch::Gemma3 ? std::sqrt(static_cast<float>(cfg_.hidden_size)) : 1.0f;
   embed(w_.embed.get(), d + L.tokens, L.rows, cfg_.hidden_size, scale, a_.h.get(), stream_);
+  timer_.mark("embed", stream_);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     attention_block(l, L, d);
     mlp_block(l, L.rows);
   }
   output_logits(batch, logits);
+  timer_.end_step(L.rows == static_cast<int>(seqs.size()));  // decode steps only
   for (size_t i = 0; i < caches.size(); ++i) caches[i]->set_tokens(seqs[i].start + seqs[i].n);
 }
 
@@ -222,6 +225,7 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
   project(W.bv, a_.xb.get(), W.wv, a_.v.get(), rows, H, KV);
   norm_rope(l, a_.q.get(), rows, cfg_.num_heads, W.q_norm, d + L.pos);
   norm_rope(l, a_.k.get(), rows, cfg_.num_kv_heads, W.k_norm, d + L.pos);
+  timer_.mark("qkv", stream_);
 
   AttnParams p;
   p.num_heads = cfg_.num_heads;
@@ -240,15 +244,18 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
     write_kv_rows(a_.k.get(), a_.v.get(), rows, KV, new_rows, pages, stream_);
     attention(a_.q.get(), a_.attn.get(), rows, d + L.row_seq,
               reinterpret_cast<const AttnSeq*>(d + L.seqs), d + L.tables, pages, p, stream_);
+    timer_.mark("attention", stream_);
   } else {
     const bool latent = format_->kind() == GpuCacheKind::XLatent;
     if (latent) {  // the new rows' latents [X U_k, X U_v]
       project(kNoBias, a_.xb.get(), W.u_cat, a_.z.get(), rows, H, 2 * KV);
       to_bf16(a_.z.get(), static_cast<size_t>(rows) * 2 * KV, a_.zb.get(), stream_);
+      timer_.mark("latent", stream_);
     }
     remat_attention(l, L, d, p);
     quantize_rows(latent ? a_.z.get() : a_.x.get(), rows, format_->x_layout(), pool.layer_base(l),
                   pool.page_bytes(), new_rows, stream_);
+    timer_.mark("quantize", stream_);
   }
   to_bf16(a_.attn.get(), static_cast<size_t>(rows) * Q, a_.attnb.get(), stream_);
   project(W.bo, a_.attnb.get(), W.wo, a_.o.get(), rows, Q, H);
@@ -256,6 +263,7 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
     rmsnorm(a_.o.get(), W.post_attn_norm.get(), rows, H, cfg_.rms_norm_eps, true, a_.o.get(),
             nullptr, stream_);
   add(a_.h.get(), a_.o.get(), static_cast<size_t>(rows) * H, stream_);
+  timer_.mark("o_proj", stream_);
 }
 
 bool CudaModel::can_fold(const StepLayout::Group& g) const {
@@ -281,12 +289,16 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
             "workspace clear");
     dequantize_rows(pool.layer_base(l), pool.page_bytes(), format_->x_layout(), g.ws_rows,
                     RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(), stream_);
+    timer_.mark("dequantize", stream_);
     remat_projection(l, false, g.ws_rows, r_.k32.get());
+    timer_.mark("remat_k_matmul", stream_);
     norm_rope(l, r_.k32.get(), g.ws_rows, cfg_.num_kv_heads, W.k_norm, d + g.ws_pos);
     to_half(r_.k32.get(), static_cast<size_t>(g.ws_rows) * KV, r_.k.get(), stream_);
+    timer_.mark("remat_k_rope", stream_);
     if (!fold) {
       remat_projection(l, true, g.ws_rows, r_.v32.get());
       to_half(r_.v32.get(), static_cast<size_t>(g.ws_rows) * KV, r_.v.get(), stream_);
+      timer_.mark("remat_v", stream_);
     }
     const RowMap new_rows{d + g.new_page, d + g.new_slot};
     write_kv_rows(a_.k.get() + r0 * KV, a_.v.get() + r0 * KV, g.rows, KV, new_rows, ws, stream_);
@@ -297,6 +309,7 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
     } else {
       attention(a_.q.get() + r0 * Q, a_.attn.get() + r0 * Q, g.rows, d + g.row_seq,
                 reinterpret_cast<const AttnSeq*>(d + g.seqs), d + g.tables, ws, p, stream_);
+      timer_.mark("attention", stream_);
     }
   }
 }
@@ -310,6 +323,7 @@ void CudaModel::folded_values(int l, const StepLayout::Group& g, const int* d, c
   const auto* seqs = reinterpret_cast<const AttnSeq*>(d + g.seqs);
   attention_probs(a_.q.get() + r0 * Q, g.rows, d + g.row_seq, seqs, d + g.tables, ws, p,
                   d + g.seq_probs, r_.probs.get(), stream_);
+  timer_.mark("fold_probs", stream_);
   // The value side of the cached rows: X, or the V latent (the second half of each row).
   const bool latent = format_->kind() == GpuCacheKind::XLatent;
   const int C = format_->x_layout().width, width = latent ? cfg_.kv_dim() : H;
@@ -317,11 +331,13 @@ void CudaModel::folded_values(int l, const StepLayout::Group& g, const int* d, c
   const bf16* wv = latent ? W.wv_lat.get() : W.wv.get();
   weighted_rows(r_.probs.get(), d + g.seq_probs, seqs, g.seq_end - g.seq_begin, g.max_n * heads,
                 d + g.seq_x_row, values, width, C, heads, g.rows, r_.y.get(), stream_);
+  timer_.mark("fold_weighted", stream_);
   // Per KV head: its query heads' weighted means (group * rows of them) times its Wv rows.
   matmul_nt_batched(blas_, r_.y.get(), wv, r_.t.get(), group * g.rows, width, D, kv_heads,
                     group * rows * width, static_cast<size_t>(D) * width, group * rows * D);
   heads_to_rows(r_.t.get(), g.rows, heads, D, group, W.bv.empty() ? nullptr : W.bv.get(),
                 a_.attn.get() + r0 * Q, stream_);
+  timer_.mark("fold_project", stream_);
 }
 
 void CudaModel::remat_projection(int l, bool values, int rows, float* out) {
@@ -353,6 +369,7 @@ void CudaModel::mlp_block(int l, int rows) {
     rmsnorm(a_.o.get(), W.post_mlp_norm.get(), rows, H, cfg_.rms_norm_eps, true, a_.o.get(),
             nullptr, stream_);
   add(a_.h.get(), a_.o.get(), static_cast<size_t>(rows) * H, stream_);
+  timer_.mark("mlp", stream_);
 }
 
 void CudaModel::output_logits(std::span<const SeqInput> batch, std::vector<float>& logits) {
@@ -388,6 +405,7 @@ void CudaModel::output_logits(std::span<const SeqInput> batch, std::vector<float
                           stream_),
           "logits download");
   }
+  timer_.mark("logits", stream_);
   check(cudaStreamSynchronize(stream_), "forward");
 }
 

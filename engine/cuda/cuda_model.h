@@ -14,6 +14,7 @@
 
 #include "engine/cuda/cuda_weights.h"
 #include "engine/cuda/gpu_cache.h"
+#include "engine/cuda/stage_timer.h"
 #include "engine/cuda/step_layout.h"
 #include "engine/model/model.h"
 
@@ -78,6 +79,7 @@ class CudaModel : public Model {
   int rows_capacity_ = 0, remat_capacity_ = 0, logit_rows_ = 0;
   int fold_rows_ = 0;  // new rows a folded group may have (decode: one per sequence)
   std::unique_ptr<GpuCacheFormat> format_;
+  StageTimer timer_;
   double cache_bytes_ = 0;
 };
 
