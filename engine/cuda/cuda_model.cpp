@@ -375,17 +375,7 @@ void CudaModel::mlp_block(int l, int rows) {
 void CudaModel::output_logits(std::span<const SeqInput> batch, std::vector<float>& logits) {
   const int H = cfg_.hidden_size, V = cfg_.vocab_size;
   // Only the rows whose logits are asked for go through the final norm and lm_head.
-  std::vector<int> pick;
-  int r = 0;
-  for (const SeqInput& s : batch) {
-    const int n = static_cast<int>(s.tokens.size());
-    if (s.all_logits) {
-      for (int i = 0; i < n; ++i) pick.push_back(r + i);
-    } else if (n > 0) {
-      pick.push_back(r + n - 1);
-    }
-    r += n;
-  }
+  const std::vector<int> pick = logit_rows(batch);
   const int m = static_cast<int>(pick.size());
   DeviceBuffer<int>& rows = pick_rows_;
   rows.ensure(pick.size());  // a few ints per step: not worth a line in the budget

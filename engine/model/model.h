@@ -37,6 +37,10 @@ class Model {
   virtual double device_cache_bytes() const { return 0.0; }
 };
 
+// The rows of a batch's new tokens (in batch order) whose logits forward() returns: every row of
+// an all_logits input, the last row of any other non-empty one.
+std::vector<int> logit_rows(std::span<const SeqInput> batch);
+
 struct EngineOptions {
   std::string device = "cpu";  // cpu | cuda
   CacheOptions cache;
