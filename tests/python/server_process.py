@@ -1,8 +1,10 @@
 """Starts the real xquant-server binary on a free loopback port for a test, its log in a file."""
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -51,3 +53,31 @@ class Server:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=60)
+
+
+def scrape_metrics(server):
+    """The xquant:* samples of /metrics, keyed by name with labels."""
+    text = requests.get(server.url + "/metrics").text
+    return {m.group(1): float(m.group(2)) for m in
+            re.finditer(r"^(xquant:[a-z_]+(?:\{[^}]*\})?) (\S+)$", text, re.M)}
+
+
+def check_disconnect_aborts(server, max_tokens):
+    """A streaming client that reads the response head and hangs up: the server must count its
+    request as aborted at once."""
+    aborted = 'xquant:request_success_total{finished_reason="abort"}'
+    before = scrape_metrics(server).get(aborted, 0)
+    body = {"model": "tiny", "prompt": "go", "max_tokens": max_tokens, "stream": True,
+            "ignore_eos": True}
+    host, port = server.url.split("//")[1].split(":")
+    s = socket.create_connection((host, int(port)))
+    payload = json.dumps(body).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    s.close()
+    for _ in range(100):
+        if scrape_metrics(server).get(aborted, 0) > before:
+            break
+        time.sleep(0.02)
+    assert scrape_metrics(server).get(aborted, 0) == before + 1

@@ -7,7 +7,6 @@ tests skip when it is missing.
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -23,7 +22,8 @@ openai = pytest.importorskip("openai")
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_test_model import make_test_model  # noqa: E402
-from server_process import BUILD, BINARY, Server  # noqa: E402,F401
+from server_process import (BUILD, BINARY, Server,  # noqa: E402,F401
+                            check_disconnect_aborts, scrape_metrics as _scrape)
 
 pytestmark = pytest.mark.skipif(
     not BINARY.exists(), reason=f"{BINARY} not built (ninja -C {BUILD} xquant-server)")
@@ -210,29 +210,8 @@ def test_metrics_count_tokens(server, client):
     assert after["xquant:num_requests_running"] == 0
 
 
-def _scrape(server):
-    text = requests.get(server.url + "/metrics").text
-    return {m.group(1): float(m.group(2)) for m in
-            re.finditer(r"^(xquant:[a-z_]+(?:\{[^}]*\})?) (\S+)$", text, re.M)}
-
-
 def test_client_disconnect_mid_stream_aborts(server, client):
-    aborted = 'xquant:request_success_total{finished_reason="abort"}'
-    before = _scrape(server).get(aborted, 0)
-    body = {"model": "tiny", "prompt": "go", "max_tokens": MAX_LEN - 8, "stream": True,
-            "ignore_eos": True}
-    host, port = server.url.split("//")[1].split(":")
-    s = socket.create_connection((host, int(port)))
-    payload = json.dumps(body).encode()
-    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
-    assert s.recv(4096).startswith(b"HTTP/1.1 200")
-    s.close()
-    for _ in range(100):
-        if _scrape(server).get(aborted, 0) > before:
-            break
-        time.sleep(0.02)
-    assert _scrape(server).get(aborted, 0) == before + 1
+    check_disconnect_aborts(server, MAX_LEN - 8)
     # The engine dropped it: after one more request nothing is left running.
     greedy(client, "after", 2)
     assert _scrape(server)["xquant:num_requests_running"] == 0

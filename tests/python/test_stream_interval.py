@@ -6,22 +6,18 @@ The binary comes from $XQ_BUILD_DIR (default build/release), found by server_pro
 tests skip when it is missing.
 """
 
-import json
-import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 openai = pytest.importorskip("openai")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_test_model import make_test_model  # noqa: E402
-from server_process import BUILD, BINARY, Server  # noqa: E402
+from server_process import (BUILD, BINARY, Server,  # noqa: E402,F401
+                            check_disconnect_aborts, scrape_metrics as _scrape)
 
 pytestmark = pytest.mark.skipif(
     not BINARY.exists(), reason=f"{BINARY} not built (ninja -C {BUILD} xquant-server)")
@@ -175,30 +171,9 @@ def test_n2_choices_each_batched(clients):
         assert [len(c.logprobs.tokens) for c in mine] == expected_sizes(n, INTERVAL)
 
 
-def _scrape(server):
-    text = requests.get(server.url + "/metrics").text
-    return {m.group(1): float(m.group(2)) for m in
-            re.finditer(r"^(xquant:[a-z_]+(?:\{[^}]*\})?) (\S+)$", text, re.M)}
-
-
 def test_client_disconnect_aborts_at_once(servers, clients):
     server = servers[1]
-    aborted = 'xquant:request_success_total{finished_reason="abort"}'
-    before = _scrape(server).get(aborted, 0)
-    body = {"model": "tiny", "prompt": "go", "max_tokens": MAX_LEN - 8, "stream": True,
-            "ignore_eos": True}
-    host, port = server.url.split("//")[1].split(":")
-    s = socket.create_connection((host, int(port)))
-    payload = json.dumps(body).encode()
-    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
-    assert s.recv(4096).startswith(b"HTTP/1.1 200")
-    s.close()
-    for _ in range(100):
-        if _scrape(server).get(aborted, 0) > before:
-            break
-        time.sleep(0.02)
-    assert _scrape(server).get(aborted, 0) == before + 1
+    check_disconnect_aborts(server, MAX_LEN - 8)
     clients[1].completions.create(model="tiny", prompt="after", max_tokens=2)
     assert _scrape(server)["xquant:num_requests_running"] == 0
 
