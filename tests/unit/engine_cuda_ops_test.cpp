@@ -14,6 +14,7 @@
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/rope.h"
 #include "tests/unit/cuda_test_support.h"
+#include "tests/unit/test_random.h"
 
 namespace xq::cuda {
 namespace {
@@ -25,13 +26,7 @@ using test::DeviceBuf;
 using test::GpuTest;
 using test::rel_err;
 
-std::vector<float> randn(size_t n, unsigned seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using xq::test::randn;
 
 std::vector<bf16> to_bf16_host(const std::vector<float>& v) {
   std::vector<bf16> out(v.size());

@@ -13,17 +13,12 @@
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/rope.h"
+#include "tests/unit/test_random.h"
 
 namespace xq {
 namespace {
 
-std::vector<float> randn(size_t n, unsigned seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using test::randn;
 
 TEST(Matmul, MatchesNaiveLoopsWithBias) {
   const int n = 5, in = 37, out = 11;
