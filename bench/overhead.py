@@ -152,6 +152,7 @@ def main():
     steps = delta("xquant:engine_steps_total")
     fwd = delta("xquant:engine_forward_seconds_total")
     rest = delta("xquant:engine_step_overhead_seconds_total")
+    rest_cpu = delta("xquant:engine_step_overhead_cpu_seconds_total")
     http = t1.get("xq-http", 0.0) - t0.get("xq-http", 0.0)
     engine_thread = t1.get("xq-engine", 0.0) - t0.get("xq-engine", 0.0)
     proc_total = p1 - p0
@@ -171,7 +172,8 @@ def main():
         ("engine rest of step / step", f"{rest / steps * 1e3:.3f} ms "
                                        f"({rest / (fwd + rest) * 100:.1f}% of the step)"),
         ("engine forward / token", f"{fwd / tokens * 1e6:.1f} us"),
-        ("engine rest of step / token", f"{rest / tokens * 1e6:.1f} us"),
+        ("engine rest of step / token", f"{rest / tokens * 1e6:.1f} us wall, "
+                                        f"{rest_cpu / tokens * 1e6:.1f} us CPU"),
         ("HTTP threads CPU", f"{http:.3f} s"),
         ("HTTP threads CPU / token", f"{http / tokens * 1e6:.1f} us ({kernel_share * 100:.0f}% "
                                      "in the kernel: TCP sends on loopback)"),

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <ctime>
 #include <span>
 
 #include "scheduler/batch_planner.h"
@@ -15,6 +16,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 TokenCost token_cost(const CacheFormat& f) {
   return {f.bytes_per_token(), f.sliding_bytes_per_token(), f.sliding_tokens()};
@@ -85,10 +92,11 @@ struct EngineLoop::Impl {
   int prompt_tokens_this_step = 0;
   int sampled_this_step = 0;
   Clock::time_point step_start;  // when the inbox was taken: the step's work begins
+  double step_start_cpu = 0;     // the engine thread's CPU clock then
 
   void run();
   // forward_s < 0: no model step ran.
-  void publish_stats(double forward_s = -1);
+  void publish_stats(double forward_s = -1, double forward_cpu_s = 0);
   void publish_gauges();
   void set_gauges_locked();
   bool take_inbox();
@@ -156,6 +164,7 @@ bool EngineLoop::Impl::take_inbox() {
     });
     if (stopping) return false;
     step_start = Clock::now();
+    step_start_cpu = thread_cpu_seconds();
     fresh.swap(incoming);
     dead.swap(aborts);
   }
@@ -261,6 +270,7 @@ void EngineLoop::Impl::step() {
 
   std::vector<float> logits;
   const Clock::time_point forward_start = Clock::now();
+  const double forward_start_cpu = thread_cpu_seconds();
   try {
     model.model->forward(inputs, logits);
   } catch (const std::exception& e) {
@@ -274,6 +284,7 @@ void EngineLoop::Impl::step() {
   }
 
   const double forward_s = seconds(Clock::now() - forward_start);
+  const double forward_cpu_s = thread_cpu_seconds() - forward_start_cpu;
   const size_t vocab = model.model->config().vocab_size;
   const float* row = logits.data();
   prompt_tokens_this_step = prompt_tokens;
@@ -286,16 +297,18 @@ void EngineLoop::Impl::step() {
     process_rows(s, start, n, row, all_rows[i], ev);  // may finish and free s
     row += (all_rows[i] ? n : 1) * vocab;
   }
-  publish_stats(forward_s);
+  publish_stats(forward_s, forward_cpu_s);
 }
 
-void EngineLoop::Impl::publish_stats(double forward_s) {
+void EngineLoop::Impl::publish_stats(double forward_s, double forward_cpu_s) {
   const Clock::time_point end = Clock::now();
+  const double end_cpu = forward_s >= 0 ? thread_cpu_seconds() : 0;
   std::lock_guard lk(mu);
   if (forward_s >= 0) {
     ++stats.model_steps;
     stats.forward_seconds += forward_s;
     stats.step_overhead_seconds += std::max(0.0, seconds(end - step_start) - forward_s);
+    stats.step_overhead_cpu_seconds += std::max(0.0, end_cpu - step_start_cpu - forward_cpu_s);
   }
   set_gauges_locked();
   ++stats.steps;

@@ -42,6 +42,9 @@ struct LoopStats {
   uint64_t model_steps = 0;
   double forward_seconds = 0;
   double step_overhead_seconds = 0;
+  // The engine thread's CPU time in that rest of the step: the wall clock above also counts
+  // time the thread waited for a core that other threads (HTTP, clients on the same host) held.
+  double step_overhead_cpu_seconds = 0;
 };
 
 class EngineLoop {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 
 namespace xq {
 
@@ -25,7 +26,12 @@ bool is_parse_error(const beast::error_code& ec) {
 }  // namespace
 
 HttpSession::HttpSession(tcp::socket&& socket, SessionEnv& env)
-    : stream_(std::move(socket)), env_(env) {}
+    : stream_(std::move(socket)), env_(env) {
+  // Synchronous calls on the socket (pump_frames' direct write, watch_disconnect's peek) must
+  // return would_block instead of waiting; Asio's async operations work the same either way.
+  beast::error_code ignored;
+  stream_.socket().non_blocking(true, ignored);
+}
 
 void HttpSession::run() {
   net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
@@ -223,37 +229,57 @@ void HttpSession::write_stream_head() {
       });
 }
 
-// Everything queued goes out in one write, as one HTTP chunk (SSE is a byte stream: events need
-// not align with chunks), followed by the last chunk once the stream is complete. A write per
-// frame cost a send() each: the end of a stream alone (last text, usage, [DONE], last chunk)
-// was four.
+namespace {
+
+// HTTP/1.1 chunked framing of `data` (and the last chunk when `last`), appended to `out`.
+void append_chunk(std::string& out, const std::string& data, bool last) {
+  if (!data.empty()) {
+    char size[20];
+    const int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+    out.append(size, n);
+    out += data;
+    out += "\r\n";
+  }
+  if (last) out += "0\r\n\r\n";
+}
+
+}  // namespace
+
+// Everything queued goes out as one HTTP chunk (SSE is a byte stream: events need not align with
+// chunks), followed by the last chunk once the stream is complete. It is first handed to the
+// socket directly: a streamed token normally fits its send buffer, and an async write costs a
+// timer armed and cancelled and a completion handler per token besides the send. Only what the
+// socket does not take (a slow reader) goes through an async write with the write timeout.
 void HttpSession::pump_frames() {
   if (writing_ || (frames_.empty() && !stream_closing_)) return;
-  out_.clear();
-  for (const std::string& f : frames_) out_ += f;
+  std::string data;
+  for (const std::string& f : frames_) data += f;
   frames_.clear();
   const bool last = stream_closing_;
+  out_.clear();
+  append_chunk(out_, data, last);
+
+  beast::error_code ec;
+  const size_t sent = stream_.socket().write_some(net::buffer(out_), ec);
+  if (ec && ec != net::error::would_block && ec != net::error::try_again) return client_gone();
+  if (!ec && sent == out_.size()) return on_frames_written(last, {});
+
   auto self = shared_from_this();
-  const uint64_t serial = serial_;
-  auto done = [self, serial, last](beast::error_code ec, size_t) {
-    if (serial != self->serial_) return;
-    self->writing_ = false;
-    if (!last) return ec ? self->client_gone() : self->pump_frames();
-    self->end_job();
-    if (ec || !self->keep_alive_) return self->close();
-    self->read_request();
-  };
   stream_.expires_after(env_.opts.write_timeout);
   writing_ = true;
-  if (out_.empty()) {
-    net::async_write(stream_, http::make_chunk_last(), std::move(done));
-  } else if (!last) {
-    net::async_write(stream_, http::make_chunk(net::buffer(out_)), std::move(done));
-  } else {
-    net::async_write(
-        stream_, beast::buffers_cat(http::make_chunk(net::buffer(out_)), http::make_chunk_last()),
-        std::move(done));
-  }
+  net::async_write(stream_, net::buffer(out_.data() + sent, out_.size() - sent),
+                   [self, serial = serial_, last](beast::error_code ec, size_t) {
+                     if (serial != self->serial_) return;
+                     self->writing_ = false;
+                     self->on_frames_written(last, ec);
+                   });
+}
+
+void HttpSession::on_frames_written(bool last, beast::error_code ec) {
+  if (!last) return ec ? client_gone() : pump_frames();
+  end_job();
+  if (ec || !keep_alive_) return close();
+  read_request();
 }
 
 void HttpSession::end_job() {
@@ -288,11 +314,9 @@ void HttpSession::watch_disconnect() {
         if (serial != self->serial_ || !self->job_ || ec == net::error::operation_aborted) return;
         if (!ec) {
           char byte = 0;
-          beast::error_code peek_ec, ignored;
-          tcp::socket& s = self->stream_.socket();
-          s.non_blocking(true, ignored);
-          const size_t n = s.receive(net::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
-          s.non_blocking(false, ignored);
+          beast::error_code peek_ec;
+          const size_t n = self->stream_.socket().receive(net::buffer(&byte, 1),
+                                                          tcp::socket::message_peek, peek_ec);
           if (peek_ec == net::error::would_block || peek_ec == net::error::try_again)
             return self->watch_disconnect();
           if (!peek_ec && n > 0) return;

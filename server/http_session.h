@@ -51,6 +51,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void watch_disconnect();
   void write_stream_head();
   void pump_frames();
+  void on_frames_written(bool last, boost::beast::error_code ec);
 
   boost::beast::tcp_stream stream_;
   SessionEnv& env_;
@@ -66,7 +67,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::vector<bool> choice_done_;
   bool keep_alive_ = true;
   std::deque<std::string> frames_;  // SSE frames not yet written
-  std::string out_;                 // the frames of the write in flight
+  std::string out_;                 // the chunk being written
   bool writing_ = false;
   bool stream_closing_ = false;  // all frames queued; the last chunk follows them
   std::unique_ptr<boost::beast::http::response<boost::beast::http::empty_body>> stream_res_;

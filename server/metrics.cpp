@@ -75,6 +75,10 @@ ServerMetrics::ServerMetrics(double bytes_per_token, double fp16_bytes_per_token
           *registry_, "xquant:engine_step_overhead_seconds_total",
           "Seconds of engine steps outside the forward pass (planning, sampling, detokenizing, "
           "stop checks, posting events)")),
+      step_overhead_cpu_seconds_(counter(
+          *registry_, "xquant:engine_step_overhead_cpu_seconds_total",
+          "The engine thread's CPU seconds in that rest of its steps (the wall clock also counts "
+          "waits for a core)")),
       steps_(counter(*registry_, "xquant:engine_steps_total", "Engine steps that ran the model")),
       success_(prometheus::BuildCounter()
                    .Name("xquant:request_success_total")
@@ -147,6 +151,8 @@ std::string ServerMetrics::render_locked(const LoopStats& stats) {
   add_delta(steps_, stats.model_steps, exported_.model_steps);
   add_delta(forward_seconds_, stats.forward_seconds, exported_.forward_seconds);
   add_delta(step_overhead_seconds_, stats.step_overhead_seconds, exported_.step_overhead_seconds);
+  add_delta(step_overhead_cpu_seconds_, stats.step_overhead_cpu_seconds,
+            exported_.step_overhead_cpu_seconds);
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry_->Collect());
   return out.str();

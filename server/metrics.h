@@ -44,6 +44,7 @@ class ServerMetrics {
   prometheus::Counter& preemptions_;
   prometheus::Counter& forward_seconds_;
   prometheus::Counter& step_overhead_seconds_;
+  prometheus::Counter& step_overhead_cpu_seconds_;
   prometheus::Counter& steps_;
   prometheus::Family<prometheus::Counter>& success_;
   prometheus::Gauge& running_;

@@ -46,6 +46,7 @@ SERIES = {
     "xquant:request_success_total": "counter",
     "xquant:engine_forward_seconds_total": "counter",
     "xquant:engine_step_overhead_seconds_total": "counter",
+    "xquant:engine_step_overhead_cpu_seconds_total": "counter",
     "xquant:engine_steps_total": "counter",
     "xquant:time_to_first_token_seconds": "histogram",
     "xquant:time_per_output_token_seconds": "histogram",
