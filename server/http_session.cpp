@@ -31,6 +31,9 @@ HttpSession::HttpSession(tcp::socket&& socket, SessionEnv& env)
   // return would_block instead of waiting; Asio's async operations work the same either way.
   beast::error_code ignored;
   stream_.socket().non_blocking(true, ignored);
+  // A streamed token is a small write; with Nagle's algorithm it would wait for the client's
+  // (possibly delayed) ACK of the previous one whenever that is still in flight.
+  stream_.socket().set_option(tcp::no_delay(true), ignored);
 }
 
 void HttpSession::run() {
