@@ -32,6 +32,37 @@ int argmax(std::span<const float> x) {
   return static_cast<int>(std::max_element(x.begin(), x.end()) - x.begin());
 }
 
+// Token ids by logit, best first; ties by id, so that the order is total.
+struct ByLogit {
+  std::span<const float> logits;
+  bool operator()(int a, int b) const {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  }
+};
+
+// Candidates in ByLogit order, sorted only as far as they are read: top-p and min-p usually
+// keep a short head of a 100k+ vocabulary, and sorting all of it cost ~90 ms per token at
+// 262k. Each growth sorts the next slice of the unsorted rest, which holds no better token.
+class SortedHead {
+ public:
+  SortedHead(std::vector<int>& ids, size_t sorted, ByLogit by) : ids_(ids), sorted_(sorted), by_(by) {}
+  int at(size_t i) {
+    if (i >= sorted_) {
+      const size_t to = std::min(ids_.size(), std::max({i + 1, 2 * sorted_, size_t{64}}));
+      std::partial_sort(ids_.begin() + static_cast<std::ptrdiff_t>(sorted_),
+                        ids_.begin() + static_cast<std::ptrdiff_t>(to), ids_.end(), by_);
+      sorted_ = to;
+    }
+    return ids_[i];
+  }
+  size_t size() const { return ids_.size(); }
+
+ private:
+  std::vector<int>& ids_;
+  size_t sorted_;
+  ByLogit by_;
+};
+
 }  // namespace
 
 Sampler::Sampler(SamplingParams params, uint64_t fallback_seed)
@@ -46,59 +77,92 @@ int Sampler::sample(std::span<float> logits, std::span<const int> history) {
   }
   if (p_.temperature <= 0.0f) return argmax(logits);
 
-  // Candidates sorted by logit, best first; top-k cuts the list.
-  std::vector<int> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  int keep = n;
-  if (p_.top_k > 0 && p_.top_k < n) keep = p_.top_k;
-  std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), [&](int a, int b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  });
-  idx.resize(keep);
-
-  // Softmax of logits / temperature over the candidates, in double.
-  std::vector<double> prob(keep);
-  const double mx = logits[idx[0]] / static_cast<double>(p_.temperature);
-  double sum = 0.0;
-  for (int i = 0; i < keep; ++i) {
-    prob[i] = logits[idx[i]] == kNegInf
-                  ? 0.0
-                  : std::exp(logits[idx[i]] / static_cast<double>(p_.temperature) - mx);
-    sum += prob[i];
+  // Softmax of logits / temperature over the candidates (top-k's, or all), in double; `prob` is
+  // indexed by token id. The scratch stays with the (engine) thread: no allocation per token.
+  thread_local std::vector<double> prob;
+  thread_local std::vector<int> ids;
+  prob.resize(n);
+  const ByLogit by{logits};
+  size_t sorted = 0;
+  if (p_.top_k > 0 && p_.top_k < n) {
+    ids.resize(n);
+    std::iota(ids.begin(), ids.end(), 0);
+    std::partial_sort(ids.begin(), ids.begin() + p_.top_k, ids.end(), by);
+    ids.resize(p_.top_k);
+    sorted = ids.size();
+  } else {
+    ids.clear();
   }
-  for (double& q : prob) q /= sum;
+  const bool all = ids.empty();
+  const int best = all ? argmax(logits) : ids[0];
+  const double inv_t = 1.0 / static_cast<double>(p_.temperature);
+  const double mx = logits[best] * inv_t;
+  double sum = 0.0;
+  auto weigh = [&](int t) {
+    prob[t] = logits[t] == kNegInf ? 0.0 : std::exp(logits[t] * inv_t - mx);
+    sum += prob[t];
+  };
+  if (all) {
+    for (int t = 0; t < n; ++t) weigh(t);
+  } else {
+    for (int t : ids) weigh(t);
+  }
+  if (!(sum > 0.0) || !std::isfinite(sum)) return best;
+  const double scale = 1.0 / sum;
+  // A uniform double in [0, 1) from the top 53 bits: the same draw on every platform.
+  const double u01 = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
 
-  // top-p: the smallest prefix whose mass reaches top_p; min-p: drop tokens below min_p times
-  // the best one's probability. The best token always survives.
+  if (p_.top_p >= 1.0f && p_.min_p <= 0.0f) {
+    // No cut: draw by walking the candidates in any fixed order (token id when all are).
+    const double u = u01 * sum;
+    double cum = 0.0;
+    int last = best;
+    const size_t count = all ? static_cast<size_t>(n) : ids.size();
+    for (size_t i = 0; i < count; ++i) {
+      const int t = all ? static_cast<int>(i) : ids[i];
+      if (prob[t] == 0.0) continue;
+      cum += prob[t];
+      last = t;
+      if (u < cum) return t;
+    }
+    return last;
+  }
+
+  // min-p keeps tokens with at least min_p times the best one's probability (the best has
+  // weight 1 before scaling); top-p the shortest best-first prefix whose mass reaches top_p.
+  // Both keep a prefix of the sorted candidates, so min-p filters first and top-p cuts that.
+  const double floor = p_.min_p > 0.0f ? static_cast<double>(p_.min_p) : 0.0;
+  if (all) {
+    for (int t = 0; t < n; ++t) {
+      if (prob[t] >= floor && (floor > 0.0 || prob[t] > 0.0)) ids.push_back(t);
+    }
+  } else if (floor > 0.0) {
+    size_t keep = 0;
+    while (keep < ids.size() && prob[ids[keep]] >= floor) ++keep;
+    ids.resize(keep);
+  }
+  SortedHead head(ids, sorted, by);
+  size_t keep = head.size();
   if (p_.top_p < 1.0f) {
     double cum = 0.0;
-    int cut = keep;
-    for (int i = 0; i < keep; ++i) {
-      cum += prob[i];
+    for (size_t i = 0; i < head.size(); ++i) {
+      cum += prob[head.at(i)] * scale;
       if (cum >= p_.top_p) {
-        cut = i + 1;
+        keep = i + 1;
         break;
       }
     }
-    keep = cut;
   }
-  if (p_.min_p > 0.0f) {
-    const double floor = p_.min_p * prob[0];
-    int cut = 1;
-    while (cut < keep && prob[cut] >= floor) ++cut;
-    keep = cut;
-  }
-
+  keep = std::max<size_t>(keep, 1);  // the best token always survives
   double total = 0.0;
-  for (int i = 0; i < keep; ++i) total += prob[i];
-  // A uniform double in [0, 1) from the top 53 bits: the same draw on every platform.
-  const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * total;
+  for (size_t i = 0; i < keep; ++i) total += prob[head.at(i)];
+  const double u = u01 * total;
   double cum = 0.0;
-  for (int i = 0; i < keep; ++i) {
-    cum += prob[i];
-    if (u < cum) return idx[i];
+  for (size_t i = 0; i < keep; ++i) {
+    cum += prob[head.at(i)];
+    if (u < cum) return head.at(i);
   }
-  return idx[keep - 1];
+  return head.at(keep - 1);
 }
 
 TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n) {

@@ -93,6 +93,7 @@ struct EngineLoop::Impl {
   int sampled_this_step = 0;
   Clock::time_point step_start;  // when the inbox was taken: the step's work begins
   double step_start_cpu = 0;     // the engine thread's CPU clock then
+  std::vector<float> sample_work;  // the logits row a sampler may change
 
   void run();
   // forward_s < 0: no model step ran.
@@ -361,7 +362,8 @@ void EngineLoop::Impl::process_rows(Sequence& s, int start, int n, const float* 
 
 void EngineLoop::Impl::sample_next(Sequence& s, const float* row, RequestEvent& ev) {
   const size_t vocab = model.model->config().vocab_size;
-  std::vector<float> work(row, row + vocab);
+  sample_work.assign(row, row + vocab);  // reused: a 100k+ row is an mmap and page faults
+  std::vector<float>& work = sample_work;
   std::span<const int> generated(s.tokens.data() + s.prompt_len, s.num_generated());
   const int tok = s.sampler->sample(work, generated);
   if (s.first_token == Clock::time_point{}) s.first_token = Clock::now();
