@@ -34,7 +34,7 @@ struct ServerConfig {
   int threads = 0;  // 0: all cores
   std::string log_level = "info";
   size_t max_body_bytes = size_t{8} << 20;
-  int http_threads = 2;            // Asio threads serving connections
+  int http_threads = 1;            // Asio threads serving connections
   double shutdown_grace_s = 10.0;  // how long SIGTERM waits for running requests
   // Tokens per streamed chunk after a choice's first (sent at once); the last chunk takes what
   // is left. Larger values cut the per-token cost of events, SSE chunks and socket writes.

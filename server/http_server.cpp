@@ -41,7 +41,7 @@ HttpServer::~HttpServer() { stop(); }
 namespace {
 
 void accept_loop(tcp::acceptor& acceptor, net::io_context& ioc, SessionEnv& env) {
-  acceptor.async_accept(net::make_strand(ioc), [&](boost::system::error_code ec, tcp::socket s) {
+  auto on_accept = [&](boost::system::error_code ec, tcp::socket s) {
     if (!acceptor.is_open()) return;
     if (ec) {
       spdlog::warn("accept failed: {}", ec.message());
@@ -49,7 +49,10 @@ void accept_loop(tcp::acceptor& acceptor, net::io_context& ioc, SessionEnv& env)
       std::make_shared<HttpSession>(std::move(s), env)->run();
     }
     accept_loop(acceptor, ioc, env);
-  });
+  };
+  // With one thread the io_context is itself the strand of every connection.
+  if (env.opts.threads == 1) return acceptor.async_accept(ioc.get_executor(), on_accept);
+  acceptor.async_accept(net::make_strand(ioc), on_accept);
 }
 
 tcp::endpoint resolve(net::io_context& ioc, const std::string& host, int port) {

@@ -19,7 +19,10 @@ namespace xq {
 struct HttpOptions {
   std::string host = "127.0.0.1";
   int port = 8000;
-  int threads = 2;
+  // One thread (vLLM's API server is one asyncio loop too) runs every connection without
+  // strands and hands engine events to a session inline; more threads parse and tokenize
+  // requests in parallel, at the price of a strand post per streamed event.
+  int threads = 1;
   size_t max_body_bytes = size_t{8} << 20;
   size_t max_header_bytes = 16 * 1024;
   std::vector<std::string> allowed_origins;  // CORS; empty: off

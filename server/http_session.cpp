@@ -180,6 +180,8 @@ void HttpSession::start_job(std::shared_ptr<CompletionJob> job) {
 }
 
 void HttpSession::deliver(SessionEvent e) {
+  // The relay drains on an HTTP thread: with only one, that is this session's thread already.
+  if (env_.opts.threads == 1) return on_event(e.serial, e.choice, std::move(e.ev));
   net::post(stream_.get_executor(), [e = std::move(e)]() mutable {
     e.session->on_event(e.serial, e.choice, std::move(e.ev));
   });

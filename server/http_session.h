@@ -27,7 +27,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(boost::asio::ip::tcp::socket&& socket, SessionEnv& env);
   void run();
-  // From the EventRelay, on an HTTP thread: hands the event to this session's strand.
+  // From the EventRelay, on an HTTP thread: hands the event to this session's strand (or
+  // handles it at once when the server runs one HTTP thread).
   void deliver(SessionEvent e);
 
  private:

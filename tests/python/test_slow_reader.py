@@ -2,6 +2,7 @@
 stream waits in the server (it writes to the socket directly while the socket takes it, and
 through an async write once it does not), other clients are served meanwhile, and when the
 client reads again it gets the whole stream, in order, equal to the same request not streamed.
+With one HTTP thread (the default: no strands, events handed to a session inline) and with two.
 
 The binary comes from $XQ_BUILD_DIR (default build/release), found by server_process.py; the
 tests skip when it is missing.
@@ -32,11 +33,11 @@ REQUEST = {"model": "tiny", "prompt": "the cat sat on the", "max_tokens": MAX_TO
            "temperature": 0, "ignore_eos": True, "logprobs": 20}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=[1, 2], ids=["http-threads-1", "http-threads-2"])
+def server(tmp_path_factory, request):
     model = make_test_model(tmp_path_factory.mktemp("model") / "tiny", max_pos=2048)
     s = Server(model, tmp_path_factory.mktemp("log") / "server.log", "--served-model-name",
-               "tiny")
+               "tiny", "--http-threads", str(request.param))
     yield s
     assert s.stop() == 0, s.log.read_text()
 
