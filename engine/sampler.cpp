@@ -1,5 +1,8 @@
 #include "engine/sampler.h"
 
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/parallel.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -28,8 +31,58 @@ void apply_penalties(const SamplingParams& p, std::span<float> logits,
   }
 }
 
+// The first index of the largest value. The maximum comes first, over eight lanes (a loop that
+// vectorizes; std::max_element does not), then its first occurrence.
 int argmax(std::span<const float> x) {
-  return static_cast<int>(std::max_element(x.begin(), x.end()) - x.begin());
+  const size_t n = x.size();
+  float lanes[8];
+  std::fill(lanes, lanes + 8, -std::numeric_limits<float>::infinity());
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) lanes[j] = std::max(lanes[j], x[i + j]);
+  }
+  float mx = *std::max_element(lanes, lanes + 8);
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  const auto at = std::find(x.begin(), x.end(), mx);
+  if (at == x.end()) return static_cast<int>(std::max_element(x.begin(), x.end()) - x.begin());
+  return static_cast<int>(at - x.begin());
+}
+
+// Sum of n floats in double over eight lanes (independent adds: one running sum is a chain
+// of dependent adds, four cycles each).
+double sum_floats(const float* p, size_t n) {
+  double lanes[8] = {};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) lanes[j] += p[i + j];
+  }
+  double sum = 0.0;
+  for (; i < n; ++i) sum += p[i];
+  for (double l : lanes) sum += l;
+  return sum;
+}
+
+// The token id whose cumulative probability (in id order) first passes u, skipping blocks of
+// ids whose whole mass lies below it.
+int walk_ids(const std::vector<float>& prob, size_t n, double u, int fallback) {
+  constexpr size_t kBlock = 256;
+  double cum = 0.0;
+  for (size_t b = 0; b < n; b += kBlock) {
+    const size_t e = std::min(n, b + kBlock);
+    const double mass = sum_floats(prob.data() + b, e - b);
+    if (cum + mass <= u) {
+      cum += mass;
+      continue;
+    }
+    for (size_t t = b; t < e; ++t) {
+      cum += prob[t];
+      if (u < cum && prob[t] > 0.0f) return static_cast<int>(t);
+    }
+  }
+  for (size_t t = n; t-- > 0;) {  // rounding left u at the very end: the last possible token
+    if (prob[t] > 0.0f) return static_cast<int>(t);
+  }
+  return fallback;
 }
 
 // Token ids by logit, best first; ties by id, so that the order is total.
@@ -75,11 +128,26 @@ int Sampler::sample(std::span<float> logits, std::span<const int> history) {
   for (const auto& [t, b] : p_.logit_bias) {
     if (t >= 0 && t < n) logits[t] += b;
   }
+  return draw(logits);
+}
+
+int Sampler::sample(std::span<const float> logits, std::span<const int> history,
+                    std::vector<float>& scratch) {
+  const bool penalties = p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f ||
+                         (p_.repetition_penalty != 1.0f && p_.repetition_penalty > 0.0f);
+  if (p_.logit_bias.empty() && (!penalties || history.empty())) return draw(logits);
+  scratch.assign(logits.begin(), logits.end());
+  return sample(std::span<float>(scratch), history);
+}
+
+int Sampler::draw(std::span<const float> logits) {
+  const int n = static_cast<int>(logits.size());
   if (p_.temperature <= 0.0f) return argmax(logits);
 
   // Softmax of logits / temperature over the candidates (top-k's, or all), in double; `prob` is
   // indexed by token id. The scratch stays with the (engine) thread: no allocation per token.
-  thread_local std::vector<double> prob;
+  thread_local std::vector<float> prob;
+  thread_local std::vector<float> gathered;
   thread_local std::vector<int> ids;
   prob.resize(n);
   const ByLogit by{logits};
@@ -95,17 +163,16 @@ int Sampler::sample(std::span<float> logits, std::span<const int> history) {
   }
   const bool all = ids.empty();
   const int best = all ? argmax(logits) : ids[0];
-  const double inv_t = 1.0 / static_cast<double>(p_.temperature);
-  const double mx = logits[best] * inv_t;
+  const float inv_t = 1.0f / p_.temperature;
+  const float mx = logits[best] * inv_t;
   double sum = 0.0;
-  auto weigh = [&](int t) {
-    prob[t] = logits[t] == kNegInf ? 0.0 : std::exp(logits[t] * inv_t - mx);
-    sum += prob[t];
-  };
   if (all) {
-    for (int t = 0; t < n; ++t) weigh(t);
+    sum = exp_shifted(logits.data(), logits.size(), inv_t, mx, prob.data());
   } else {
-    for (int t : ids) weigh(t);
+    gathered.resize(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) gathered[i] = logits[ids[i]];
+    sum = exp_shifted(gathered.data(), gathered.size(), inv_t, mx, gathered.data());
+    for (size_t i = 0; i < ids.size(); ++i) prob[ids[i]] = gathered[i];
   }
   if (!(sum > 0.0) || !std::isfinite(sum)) return best;
   const double scale = 1.0 / sum;
@@ -115,26 +182,22 @@ int Sampler::sample(std::span<float> logits, std::span<const int> history) {
   if (p_.top_p >= 1.0f && p_.min_p <= 0.0f) {
     // No cut: draw by walking the candidates in any fixed order (token id when all are).
     const double u = u01 * sum;
+    if (all) return walk_ids(prob, static_cast<size_t>(n), u, best);
     double cum = 0.0;
-    int last = best;
-    const size_t count = all ? static_cast<size_t>(n) : ids.size();
-    for (size_t i = 0; i < count; ++i) {
-      const int t = all ? static_cast<int>(i) : ids[i];
-      if (prob[t] == 0.0) continue;
+    for (int t : ids) {
       cum += prob[t];
-      last = t;
-      if (u < cum) return t;
+      if (u < cum && prob[t] > 0.0f) return t;
     }
-    return last;
+    return ids.back();
   }
 
   // min-p keeps tokens with at least min_p times the best one's probability (the best has
   // weight 1 before scaling); top-p the shortest best-first prefix whose mass reaches top_p.
   // Both keep a prefix of the sorted candidates, so min-p filters first and top-p cuts that.
-  const double floor = p_.min_p > 0.0f ? static_cast<double>(p_.min_p) : 0.0;
+  const float floor = p_.min_p > 0.0f ? p_.min_p : 0.0f;
   if (all) {
     for (int t = 0; t < n; ++t) {
-      if (prob[t] >= floor && (floor > 0.0 || prob[t] > 0.0)) ids.push_back(t);
+      if (prob[t] >= floor && (floor > 0.0f || prob[t] > 0.0f)) ids.push_back(t);
     }
   } else if (floor > 0.0) {
     size_t keep = 0;
@@ -187,6 +250,23 @@ TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n) 
     }
   }
   return out;
+}
+
+void sample_batch(std::span<SampleTask> tasks, int threads) {
+  if (tasks.empty()) return;
+  if (threads <= 0) threads = hardware_threads();
+  // A draw costs ~5-10 ns per vocabulary entry: below ~50 us of work per chunk the workers'
+  // wake-up costs more than it saves.
+  const int vocab = std::max(1, static_cast<int>(tasks.front().logits.size()));
+  const int min_chunk = std::max(1, 8192 / vocab);
+  parallel_for(static_cast<int>(tasks.size()), threads, min_chunk, [&](int begin, int end) {
+    thread_local std::vector<float> scratch;  // a row copy when penalties or bias change it
+    for (int i = begin; i < end; ++i) {
+      SampleTask& t = tasks[i];
+      t.token = t.sampler->sample(t.logits, t.history, scratch);
+      if (t.logprobs >= 0) t.logprob = token_logprob(t.logits, t.token, t.logprobs);
+    }
+  });
 }
 
 }  // namespace xq

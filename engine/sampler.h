@@ -36,13 +36,34 @@ class Sampler {
   // Applies penalties (against `history`, the tokens generated so far) and bias to `logits` in
   // place, then picks a token.
   int sample(std::span<float> logits, std::span<const int> history);
+  // The same on a row left unchanged: copied into `scratch` only when penalties or bias apply.
+  int sample(std::span<const float> logits, std::span<const int> history,
+             std::vector<float>& scratch);
 
  private:
+  int draw(std::span<const float> logits);
+
   SamplingParams p_;
   std::mt19937_64 rng_;
 };
 
 // log_softmax(logits)[token] and the `top_n` most likely tokens (none when top_n <= 0).
 TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n);
+
+// One sequence's draw in sample_batch.
+struct SampleTask {
+  Sampler* sampler = nullptr;
+  std::span<const float> logits;     // the model's row (left unchanged)
+  std::span<const int> history;      // the tokens generated so far
+  int logprobs = -1;                 // >= 0: also the token's logprob and this many top ones
+  int token = -1;                    // out
+  std::optional<TokenLogprob> logprob;  // out
+};
+
+// Draws every task's token, spread over up to `threads` threads (0: all cores). Each task has a
+// sampler of its own, so the tokens are those of a loop over the tasks in order. At a 100k+
+// vocabulary a draw costs milliseconds of host time: one after another for 64 sequences was
+// longer than a GPU step.
+void sample_batch(std::span<SampleTask> tasks, int threads);
 
 }  // namespace xq

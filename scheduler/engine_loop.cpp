@@ -93,9 +93,14 @@ struct EngineLoop::Impl {
   int sampled_this_step = 0;
   Clock::time_point step_start;  // when the inbox was taken: the step's work begins
   double step_start_cpu = 0;     // the engine thread's CPU clock then
-  std::vector<float> sample_work;  // the logits row a sampler may change
 
   void run();
+  // The ids a token can be drawn (or listed in logprobs) from: a checkpoint may pad its
+  // vocab_size past the tokenizer's (Qwen2.5: 151936 for 151665 tokens), and the ids past it
+  // have no text.
+  size_t tokenizer_vocab() const {
+    return std::min<size_t>(model.model->config().vocab_size, model.tokenizer->vocab_size());
+  }
   // forward_s < 0: no model step ran.
   void publish_stats(double forward_s = -1, double forward_cpu_s = 0);
   void publish_gauges();
@@ -104,8 +109,8 @@ struct EngineLoop::Impl {
   void step();
   void finish(Sequence& s, RequestEvent& ev, const std::string& reason);
   void process_rows(Sequence& s, int start, int n, const float* rows, bool all_rows,
-                    RequestEvent& ev);
-  void sample_next(Sequence& s, const float* row, RequestEvent& ev);
+                    const SampleTask* draw, RequestEvent& ev);
+  void next_token(Sequence& s, const SampleTask& draw, RequestEvent& ev);
 };
 
 EngineLoop::EngineLoop(LoadedModel& model, SchedulerOptions opts)
@@ -287,15 +292,39 @@ void EngineLoop::Impl::step() {
   const double forward_s = seconds(Clock::now() - forward_start);
   const double forward_cpu_s = thread_cpu_seconds() - forward_start_cpu;
   const size_t vocab = model.model->config().vocab_size;
-  const float* row = logits.data();
   prompt_tokens_this_step = prompt_tokens;
+
+  // Every sequence that reaches its end this step draws its next token, all at once; the
+  // bookkeeping below (events, stop checks, freeing) then goes sequence by sequence.
+  std::vector<SampleTask> draws;
+  std::vector<int> draw_of(chunks.size(), -1);
+  const float* row = logits.data();
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    Sequence& s = *chunks[i].seq;
+    const int n = chunks[i].n;
+    const float* last = row + (all_rows[i] ? (n - 1) * vocab : 0);
+    if (s.pending() == n && s.num_generated() < s.req.max_tokens) {
+      draw_of[i] = static_cast<int>(draws.size());
+      SampleTask t;
+      t.sampler = &*s.sampler;
+      t.logits = std::span<const float>(last, tokenizer_vocab());
+      t.history = std::span<const int>(s.tokens.data() + s.prompt_len, s.num_generated());
+      t.logprobs = s.req.logprobs;
+      draws.push_back(std::move(t));
+    }
+    row += (all_rows[i] ? n : 1) * vocab;
+  }
+  sample_batch(draws, opts.threads);
+
+  row = logits.data();
   for (size_t i = 0; i < chunks.size(); ++i) {
     Sequence& s = *chunks[i].seq;
     const int n = chunks[i].n;
     const int start = s.num_cached;
     s.num_cached += n;
     RequestEvent ev;
-    process_rows(s, start, n, row, all_rows[i], ev);  // may finish and free s
+    const SampleTask* draw = draw_of[i] >= 0 ? &draws[draw_of[i]] : nullptr;
+    process_rows(s, start, n, row, all_rows[i], draw, ev);  // may finish and free s
     row += (all_rows[i] ? n : 1) * vocab;
   }
   publish_stats(forward_s, forward_cpu_s);
@@ -336,14 +365,15 @@ void EngineLoop::Impl::set_gauges_locked() {
 // Handles the logits rows of one chunk: prompt logprobs, then the next token when the chunk
 // reached the end of the sequence.
 void EngineLoop::Impl::process_rows(Sequence& s, int start, int n, const float* rows,
-                                    bool all_rows, RequestEvent& ev) {
+                                    bool all_rows, const SampleTask* draw, RequestEvent& ev) {
   const size_t vocab = model.model->config().vocab_size;
   if (all_rows) {
     for (int i = 0; i < n; ++i) {
       const int next = start + i + 1;  // the token this row predicts
       if (next < s.prompt_len) {
         s.prompt_logprobs[next] = token_logprob(
-            std::span<const float>(rows + i * vocab, vocab), s.tokens[next], s.req.prompt_logprobs);
+            std::span<const float>(rows + i * vocab, tokenizer_vocab()), s.tokens[next],
+            s.req.prompt_logprobs);
       }
     }
   }
@@ -352,28 +382,27 @@ void EngineLoop::Impl::process_rows(Sequence& s, int start, int n, const float* 
     ev.prompt_logprobs = std::move(s.prompt_logprobs);
     s.prompt_logprobs_sent = true;
   }
-  const float* last = rows + (all_rows ? (n - 1) * vocab : 0);
   if (s.num_generated() >= s.req.max_tokens) {
     finish(s, ev, "length");
     return;
   }
-  sample_next(s, last, ev);
+  if (!draw) {  // step() draws for exactly these sequences
+    ev.error = "internal error: no token drawn";
+    finish(s, ev, "error");
+    return;
+  }
+  next_token(s, *draw, ev);
 }
 
-void EngineLoop::Impl::sample_next(Sequence& s, const float* row, RequestEvent& ev) {
-  const size_t vocab = model.model->config().vocab_size;
-  sample_work.assign(row, row + vocab);  // reused: a 100k+ row is an mmap and page faults
-  std::vector<float>& work = sample_work;
-  std::span<const int> generated(s.tokens.data() + s.prompt_len, s.num_generated());
-  const int tok = s.sampler->sample(work, generated);
+// Appends the token drawn for `s` and sends it on, or finishes the sequence.
+void EngineLoop::Impl::next_token(Sequence& s, const SampleTask& draw, RequestEvent& ev) {
+  const int tok = draw.token;
   if (s.first_token == Clock::time_point{}) s.first_token = Clock::now();
 
   GeneratedToken g;
   g.id = tok;
   g.text = token_text(*model.tokenizer, tok);
-  if (s.req.logprobs >= 0) {
-    g.logprob = token_logprob(std::span<const float>(row, vocab), tok, s.req.logprobs);
-  }
+  g.logprob = draw.logprob;
   s.tokens.push_back(tok);
   ev.tokens.push_back(std::move(g));
   ++sampled_this_step;

@@ -25,6 +25,7 @@ struct SchedulerOptions {
   uint64_t seed = 0;          // base of the per-request fallback seeds
   double cache_bytes = 4.0 * (1 << 30);  // the cache memory budget
   int block_size = 16;        // tokens per cache block
+  int threads = 0;            // host threads drawing tokens (0: all cores), as --threads
 };
 
 // A consistent snapshot of the scheduler, taken once per step.

@@ -56,6 +56,7 @@ SchedulerOptions scheduler_options(const ServerConfig& c, const Model& model) {
   s.max_num_batched_tokens = c.max_num_batched_tokens;
   s.max_model_len = c.max_model_len.value_or(0);
   s.seed = c.seed;
+  s.threads = c.threads;
   s.cache_bytes = model.device_cache_bytes() > 0 ? model.device_cache_bytes()
                                                  : static_cast<double>(c.cache_memory_bytes);
   return s;

@@ -2,7 +2,9 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
+#include <bit>
 
 #include "kernels/cpu/skinny_matmul.h"
 
@@ -76,6 +78,39 @@ void softcap(float* x, size_t n, float cap) {
 
 void add_inplace(float* y, const float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+double exp_shifted(const float* x, size_t n, float scale, float shift, float* out) {
+  // exp(y) = 2^k * exp(r): k = round(y / ln 2), r = y - k ln 2 in [-ln 2 / 2, ln 2 / 2] with
+  // ln 2 split in two (Cody-Waite: k * kLn2Hi is exact), exp(r) by its Taylor series to degree
+  // 6 (error below 2e-7 relative there). No branches or libm calls, and the clamp in a loop of
+  // its own: GCC vectorizes a max feeding more arithmetic only with -fno-trapping-math.
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds
+  // Clamped where 2^k is far below a normal float (-inf too): the exponent's floor at 0 below
+  // then makes it exactly 0.
+  for (size_t i = 0; i < n; ++i) out[i] = std::max(x[i] * scale - shift, -104.0f);
+  for (size_t i = 0; i < n; ++i) {
+    const float y = out[i];
+    const float k = (y * kLog2e + kRound) - kRound;
+    const float r = (y - k * kLn2Hi) - k * kLn2Lo;
+    const float p =
+        1.0f +
+        r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r / 720)))));
+    const int32_t biased = std::max(static_cast<int32_t>(k) + 127, int32_t{0});
+    out[i] = p * std::bit_cast<float>(biased << 23);
+  }
+  // Eight running sums: one would be a chain of dependent adds, four cycles per element.
+  double lanes[8] = {};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) lanes[j] += out[i + j];
+  }
+  double sum = 0.0;
+  for (; i < n; ++i) sum += out[i];
+  for (double l : lanes) sum += l;
+  return sum;
 }
 
 }  // namespace xq

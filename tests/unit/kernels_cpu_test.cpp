@@ -1,9 +1,11 @@
 // Tests of the CPU reference kernels against direct formulas and naive loops.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numbers>
 #include <random>
 #include <vector>
@@ -49,6 +51,36 @@ TEST(Matmul, EveryRowCountAgreesAcrossTheSkinnyAndGemmPaths) {
       }
     }
   }
+}
+
+TEST(ExpShifted, MatchesExpWithinAMillionthAndZeroesTheFloor) {
+  std::vector<float> x = randn(4099, 99, 20.0f);
+  x[5] = -std::numeric_limits<float>::infinity();
+  x[6] = -1000.0f;  // far below the floor after the shift
+  const float scale = 1.0f / 0.7f;
+  float shift = -std::numeric_limits<float>::infinity();
+  for (float v : x) shift = std::max(shift, v * scale);
+  std::vector<float> out(x.size());
+  const double sum = exp_shifted(x.data(), x.size(), scale, shift, out.data());
+  double want_sum = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double y = static_cast<double>(x[i] * scale - shift);
+    const double want = std::exp(y);
+    want_sum += want;
+    if (y < -88.0) {
+      EXPECT_EQ(out[i], 0.0f) << i;
+    } else if (y > -87.0) {
+      EXPECT_NEAR(out[i] / want, 1.0, 1e-6) << "x " << x[i] << " y " << y;
+    }
+  }
+  EXPECT_EQ(out[5], 0.0f);
+  EXPECT_EQ(out[6], 0.0f);
+  EXPECT_NEAR(sum / want_sum, 1.0, 1e-6);
+  // The largest input gives exp(0) = 1 (up to the rounding of x * scale - shift, which the
+  // compiler may fuse).
+  float top = 0.0f;
+  for (float v : out) top = std::max(top, v);
+  EXPECT_NEAR(top, 1.0f, 1e-5f);
 }
 
 TEST(RmsNorm, PlainAndOnePlusWeights) {
