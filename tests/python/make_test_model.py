@@ -175,14 +175,17 @@ def _special_ids(out: Path) -> tuple:
 def make_test_model(out, arch="llama", layers=2, hidden=64, intermediate=128, heads=4,
                     kv_heads=2, head_dim=None, tie=False, bias=False, rope_scaling="none",
                     dtype="f32", tokenizer="bpe", vocab=512, seed=0, max_pos=2048, shards=1,
-                    sliding_window=None, final_softcap=30.0, attn_softcap=0.0) -> Path:
-    """Writes the model into `out` and returns its path."""
+                    sliding_window=None, final_softcap=30.0, attn_softcap=0.0,
+                    padded_vocab=None) -> Path:
+    """Writes the model into `out` and returns its path. `padded_vocab`: the model's vocab_size
+    when larger than the tokenizer's (real checkpoints pad it: Qwen2.5's is 151936 for 151665
+    tokens), which also makes a sampling-sized vocabulary without training a tokenizer for it."""
     a = argparse.Namespace(**{k: v for k, v in locals().items() if k != "out"})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     vocab_size = write_tokenizer(out, tokenizer, vocab, seed)
     bos, eos = _special_ids(out)
-    cfg = _config(a, vocab_size, bos, eos)
+    cfg = _config(a, max(vocab_size, padded_vocab or 0), bos, eos)
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
     gen = {"bos_token_id": bos, "eos_token_id": eos, "do_sample": False}
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2))
@@ -207,6 +210,8 @@ def main() -> None:
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="f32")
     ap.add_argument("--tokenizer", choices=["bpe", "spm", "gpt2"], default="bpe")
     ap.add_argument("--vocab", type=int, default=512)
+    ap.add_argument("--padded-vocab", type=int, default=None,
+                    help="the model's vocab_size, when larger than the tokenizer's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-pos", type=int, default=2048)
     ap.add_argument("--shards", type=int, default=1)
