@@ -37,10 +37,17 @@ def make_prompt(rng, n_words):
     return " ".join(rng.choice(WORDS) for _ in range(n_words))
 
 
-def one_request(session, url, model, prompt, max_tokens, headers, timeout):
-    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
-            "stream": True, "ignore_eos": True, "stream_options": {"include_usage": True}}
+def one_request(session, url, model, prompt, max_tokens, headers, timeout, stream=True,
+                temperature=0.0):
+    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature,
+            "stream": stream, "ignore_eos": True}
     t0 = time.perf_counter()
+    if not stream:  # one JSON reply: no TTFT or TPOT, only the end-to-end time
+        r = session.post(url + "/v1/completions", json=body, headers=headers, timeout=timeout)
+        if r.status_code != 200:
+            raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
+        return None, None, time.perf_counter() - t0, r.json()["usage"]["completion_tokens"]
+    body["stream_options"] = {"include_usage": True}
     ttft, times, n_tokens = None, [], 0
     with session.post(url + "/v1/completions", json=body, headers=headers, stream=True,
                       timeout=timeout) as r:
@@ -81,15 +88,18 @@ def run(args):
     # alive across its requests (an SDK client).
     local = threading.local()
 
+    stream = getattr(args, "stream", True)
+    temperature = getattr(args, "temperature", 0.0)
+
     def task(p):
         if not getattr(args, "keep_alive", False):
             with requests.Session() as session:
                 return one_request(session, args.url, model, p, args.max_tokens, headers,
-                                   args.timeout)
+                                   args.timeout, stream, temperature)
         if not hasattr(local, "session"):
             local.session = requests.Session()
         return one_request(local.session, args.url, model, p, args.max_tokens, headers,
-                           args.timeout)
+                           args.timeout, stream, temperature)
 
     t0 = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(args.concurrency) as pool:
@@ -113,6 +123,8 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--temperature", type=float, default=0.0,
+                    help="0: greedy; the OpenAI API's default is 1 (every token sampled)")
     ap.add_argument("--keep-alive", action="store_true",
                     help="each client thread keeps one connection for all its requests")
     ap.add_argument("--json", default="", help="also write the numbers to this file")
@@ -123,7 +135,8 @@ def main():
     e2e = [r[2] for r in results]
     out_tokens = sum(r[3] for r in results)
     summary = {
-        "model": model, "concurrency": args.concurrency, "requests": len(results),
+        "model": model, "temperature": args.temperature, "concurrency": args.concurrency,
+        "requests": len(results),
         "errors": len(errors), "wall_s": wall, "req_per_s": len(results) / wall,
         "out_tok_per_s": out_tokens / wall,
         "ttft_p50_ms": percentile(ttft, .5) * 1e3, "ttft_p99_ms": percentile(ttft, .99) * 1e3,
