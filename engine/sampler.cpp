@@ -228,25 +228,35 @@ int Sampler::draw(std::span<const float> logits) {
   return head.at(keep - 1);
 }
 
+// The k best ids in ByLogit order, in one pass (k is at most 20 here: a sorted insert into
+// the few kept beats sorting ids of the whole vocabulary).
+std::vector<int> best_ids(std::span<const float> logits, int k) {
+  const ByLogit by{logits};
+  std::vector<int> top;
+  top.reserve(k + 1);
+  float floor = -std::numeric_limits<float>::infinity();  // the k-th best so far, once k are in
+  for (int t = 0; t < static_cast<int>(logits.size()); ++t) {
+    if (logits[t] < floor) continue;
+    if (static_cast<int>(top.size()) == k && !by(t, top.back())) continue;
+    top.insert(std::upper_bound(top.begin(), top.end(), t, by), t);
+    if (static_cast<int>(top.size()) > k) top.pop_back();
+    if (static_cast<int>(top.size()) == k) floor = logits[top.back()];
+  }
+  return top;
+}
+
 TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n) {
   const int n = static_cast<int>(logits.size());
-  double mx = -std::numeric_limits<double>::infinity();
-  for (float l : logits) mx = std::max(mx, static_cast<double>(l));
-  double sum = 0.0;
-  for (float l : logits) sum += std::exp(l - mx);
-  const double lse = mx + std::log(sum);
+  const float mx = logits[argmax(logits)];
+  thread_local std::vector<float> scratch;
+  scratch.resize(n);
+  const double lse = mx + std::log(exp_shifted(logits.data(), logits.size(), 1.0f, mx, scratch.data()));
   TokenLogprob out;
   out.token = token;
   out.logprob = token >= 0 && token < n ? static_cast<float>(logits[token] - lse) : kNegInf;
   if (top_n > 0) {
-    const int k = std::min(top_n, n);
-    std::vector<int> idx(n);
-    std::iota(idx.begin(), idx.end(), 0);
-    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) {
-      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    });
-    for (int i = 0; i < k; ++i) {
-      out.top.emplace_back(idx[i], static_cast<float>(logits[idx[i]] - lse));
+    for (int t : best_ids(logits, std::min(top_n, n))) {
+      out.top.emplace_back(t, static_cast<float>(logits[t] - lse));
     }
   }
   return out;

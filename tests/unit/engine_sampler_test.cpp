@@ -202,6 +202,30 @@ TEST(Sampler, LargeVocabularyDrawsFollowTheReferenceKeptSet) {
   }
 }
 
+// On a larger vocabulary with many equal logits: the top list is the full sort's head (ties by
+// id) and the logprobs are log_softmax in double.
+TEST(TokenLogprob, TopMatchesAFullSortWithTies) {
+  std::mt19937 gen(5);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> l(5000);
+  for (float& x : l) x = std::round(normal(gen) * 4) / 4;  // many ties
+  std::vector<int> ids(l.size());
+  std::iota(ids.begin(), ids.end(), 0);
+  std::sort(ids.begin(), ids.end(), [&](int a, int b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+  double z = 0;
+  for (float x : l) z += std::exp(static_cast<double>(x) - l[ids[0]]);
+  const double lse = l[ids[0]] + std::log(z);
+  for (int k : {1, 7, 20}) {
+    const TokenLogprob lp = token_logprob(l, 123, k);
+    EXPECT_NEAR(lp.logprob, l[123] - lse, 1e-5);
+    ASSERT_EQ(lp.top.size(), static_cast<size_t>(k));
+    for (int i = 0; i < k; ++i) {
+      EXPECT_EQ(lp.top[i].first, ids[i]) << "rank " << i << " of " << k;
+      EXPECT_NEAR(lp.top[i].second, l[ids[i]] - lse, 1e-5);
+    }
+  }
+}
+
 TEST(TokenLogprob, IsLogSoftmaxWithSortedTop) {
   const std::vector<float> l = {1.0f, 3.0f, 2.0f, 1000.0f - 1000.0f};
   double z = 0;
