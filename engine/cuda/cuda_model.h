@@ -14,6 +14,7 @@
 
 #include "engine/cuda/cuda_weights.h"
 #include "engine/cuda/gpu_cache.h"
+#include "engine/cuda/pinned_buffer.h"
 #include "engine/cuda/stage_timer.h"
 #include "engine/cuda/step_layout.h"
 #include "engine/model/model.h"
@@ -76,6 +77,7 @@ class CudaModel : public Model {
   DeviceBuffer<uint8_t> blas_workspace_;
   DeviceBuffer<int> step_ints_, pick_rows_;
   DeviceBuffer<float> picked_, logits_;
+  PinnedBuffer<float> host_logits_;  // where logits_ lands on the host, at full bus speed
   int rows_capacity_ = 0, remat_capacity_ = 0, logit_rows_ = 0;
   int fold_rows_ = 0;  // new rows a folded group may have (decode: one per sequence)
   std::unique_ptr<GpuCacheFormat> format_;
