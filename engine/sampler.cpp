@@ -1,13 +1,13 @@
 #include "engine/sampler.h"
 
-#include "kernels/cpu/ops.h"
-#include "kernels/cpu/parallel.h"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
 #include <unordered_map>
+
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/parallel.h"
 
 namespace xq {
 namespace {
@@ -144,8 +144,9 @@ int Sampler::draw(std::span<const float> logits) {
   const int n = static_cast<int>(logits.size());
   if (p_.temperature <= 0.0f) return argmax(logits);
 
-  // Softmax of logits / temperature over the candidates (top-k's, or all), in double; `prob` is
-  // indexed by token id. The scratch stays with the (engine) thread: no allocation per token.
+  // Softmax weights of logits / temperature over the candidates (top-k's, or all), relative to
+  // the best one's (float; their sums in double); `prob` is indexed by token id. The scratch
+  // stays with the thread: no allocation per token.
   thread_local std::vector<float> prob;
   thread_local std::vector<float> gathered;
   thread_local std::vector<int> ids;
@@ -265,10 +266,11 @@ TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n) 
 void sample_batch(std::span<SampleTask> tasks, int threads) {
   if (tasks.empty()) return;
   if (threads <= 0) threads = hardware_threads();
-  // A draw costs ~5-10 ns per vocabulary entry: below ~50 us of work per chunk the workers'
-  // wake-up costs more than it saves.
+  // A draw costs about 1 ns per vocabulary entry: chunks of less than ~65k entries (~65 us)
+  // stay on the calling thread, where waking workers would cost as much as it saves (a small
+  // vocabulary draws a whole step inline).
   const int vocab = std::max(1, static_cast<int>(tasks.front().logits.size()));
-  const int min_chunk = std::max(1, 8192 / vocab);
+  const int min_chunk = std::max(1, 65536 / vocab);
   parallel_for(static_cast<int>(tasks.size()), threads, min_chunk, [&](int begin, int end) {
     thread_local std::vector<float> scratch;  // a row copy when penalties or bias change it
     for (int i = begin; i < end; ++i) {

@@ -226,6 +226,48 @@ TEST(TokenLogprob, TopMatchesAFullSortWithTies) {
   }
 }
 
+// sample_batch spreads the draws over threads; each task's sampler is its own, so the tokens
+// and logprobs are those of a plain loop with samplers seeded alike.
+TEST(SampleBatch, EqualsASequentialLoop) {
+  const int rows = 48, vocab = 8192;  // 8 rows per chunk at this vocabulary: several threads
+  std::mt19937 gen(9);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> logits(static_cast<size_t>(rows) * vocab);
+  for (float& x : logits) x = normal(gen);
+  const std::vector<int> history = {1, 2, 2, 3};
+  auto params = [](int i) {
+    SamplingParams p;
+    p.temperature = i % 4 == 0 ? 0.0f : 0.8f;
+    p.top_p = i % 3 == 0 ? 0.9f : 1.0f;
+    p.repetition_penalty = i % 5 == 0 ? 1.3f : 1.0f;
+    p.seed = 100 + i;
+    return p;
+  };
+  std::vector<Sampler> batch_samplers, loop_samplers;
+  for (int i = 0; i < rows; ++i) {
+    batch_samplers.emplace_back(params(i), 0);
+    loop_samplers.emplace_back(params(i), 0);
+  }
+  std::vector<SampleTask> tasks(rows);
+  for (int i = 0; i < rows; ++i) {
+    tasks[i].sampler = &batch_samplers[i];
+    tasks[i].logits = std::span<const float>(logits.data() + static_cast<size_t>(i) * vocab, vocab);
+    tasks[i].history = history;
+    tasks[i].logprobs = i % 2 == 0 ? 3 : -1;
+  }
+  sample_batch(tasks, 4);
+  for (int i = 0; i < rows; ++i) {
+    std::vector<float> row(tasks[i].logits.begin(), tasks[i].logits.end());
+    EXPECT_EQ(tasks[i].token, loop_samplers[i].sample(row, history)) << "row " << i;
+    ASSERT_EQ(tasks[i].logprob.has_value(), i % 2 == 0);
+    if (tasks[i].logprob) {
+      const TokenLogprob want = token_logprob(tasks[i].logits, tasks[i].token, 3);
+      EXPECT_EQ(tasks[i].logprob->logprob, want.logprob);
+      EXPECT_EQ(tasks[i].logprob->top, want.top);
+    }
+  }
+}
+
 TEST(TokenLogprob, IsLogSoftmaxWithSortedTop) {
   const std::vector<float> l = {1.0f, 3.0f, 2.0f, 1000.0f - 1000.0f};
   double z = 0;
