@@ -48,20 +48,6 @@ int argmax(std::span<const float> x) {
   return static_cast<int>(at - x.begin());
 }
 
-// Sum of n floats in double over eight lanes (independent adds: one running sum is a chain
-// of dependent adds, four cycles each).
-double sum_floats(const float* p, size_t n) {
-  double lanes[8] = {};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) lanes[j] += p[i + j];
-  }
-  double sum = 0.0;
-  for (; i < n; ++i) sum += p[i];
-  for (double l : lanes) sum += l;
-  return sum;
-}
-
 // The token id whose cumulative probability (in id order) first passes u, skipping blocks of
 // ids whose whole mass lies below it.
 int walk_ids(const std::vector<float>& prob, size_t n, double u, int fallback) {

@@ -101,14 +101,18 @@ double exp_shifted(const float* x, size_t n, float scale, float shift, float* ou
     const int32_t biased = std::max(static_cast<int32_t>(k) + 127, int32_t{0});
     out[i] = p * std::bit_cast<float>(biased << 23);
   }
+  return sum_floats(out, n);
+}
+
+double sum_floats(const float* x, size_t n) {
   // Eight running sums: one would be a chain of dependent adds, four cycles per element.
   double lanes[8] = {};
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) lanes[j] += out[i + j];
+    for (int j = 0; j < 8; ++j) lanes[j] += x[i + j];
   }
   double sum = 0.0;
-  for (; i < n; ++i) sum += out[i];
+  for (; i < n; ++i) sum += x[i];
   for (double l : lanes) sum += l;
   return sum;
 }

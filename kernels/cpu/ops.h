@@ -30,6 +30,9 @@ void softcap(float* x, size_t n, float cap);
 // ~1.5 ms.
 double exp_shifted(const float* x, size_t n, float scale, float shift, float* out);
 
+// The sum of n floats in double, over eight independent running sums (vectorized).
+double sum_floats(const float* x, size_t n);
+
 // y += x over n values.
 void add_inplace(float* y, const float* x, size_t n);
 
