@@ -28,16 +28,51 @@ std::string range_text(double lo, double hi, bool lo_open) {
 
 }  // namespace
 
-nlohmann::json parse_json_object(std::string_view body) {
-  nlohmann::json j;
+void check_json_depth(std::string_view body) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth)
+        throw invalid_request("Request body is nested deeper than " +
+                                  std::to_string(kMaxJsonDepth) + " levels of arrays and objects",
+                              std::nullopt, "json_too_deep");
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+}
+
+template <typename Json>
+Json parse_json_object_as(std::string_view body) {
+  // nlohmann's parser and the chat template's walk over values recurse per level: the depth is
+  // checked on the text first, so no request can run a thread out of stack.
+  check_json_depth(body);
+  Json j;
   try {
-    j = nlohmann::json::parse(body.begin(), body.end());
+    j = Json::parse(body.begin(), body.end());
   } catch (const nlohmann::json::parse_error& e) {
     throw invalid_request(std::string("Request body is not valid JSON (or not UTF-8): ") +
                           e.what());
+  } catch (const nlohmann::json::exception& e) {  // 1e400: a number no double holds
+    throw invalid_request(std::string("Request body has a number out of range: ") + e.what());
   }
   if (!j.is_object()) throw invalid_request("Request body must be a JSON object");
   return j;
+}
+
+nlohmann::json parse_json_object(std::string_view body) {
+  return parse_json_object_as<nlohmann::json>(body);
+}
+
+nlohmann::ordered_json parse_ordered_json_object(std::string_view body) {
+  return parse_json_object_as<nlohmann::ordered_json>(body);
 }
 
 std::optional<bool> get_bool(const nlohmann::json& obj, const char* key) {

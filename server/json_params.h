@@ -12,8 +12,16 @@
 
 namespace xq {
 
-// Parses a request body that must be a JSON object (not valid JSON or UTF-8 -> 400).
+// Arrays and objects a request body may nest; deeper gets a 400 before it is parsed.
+inline constexpr int kMaxJsonDepth = 128;
+
+// Parses a request body that must be a JSON object (not valid JSON or UTF-8, nested deeper than
+// kMaxJsonDepth, or holding a number out of double range -> 400).
 nlohmann::json parse_json_object(std::string_view body);
+// The same keeping the keys in the order sent.
+nlohmann::ordered_json parse_ordered_json_object(std::string_view body);
+// Throws 400 when the JSON text nests arrays and objects deeper than kMaxJsonDepth.
+void check_json_depth(std::string_view body);
 
 std::optional<bool> get_bool(const nlohmann::json& obj, const char* key);
 std::optional<std::string> get_string(const nlohmann::json& obj, const char* key);
