@@ -14,21 +14,32 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// Penalties against the generated history: repetition (HF: divide positive logits, multiply
-// negative ones), presence and frequency (OpenAI: subtract per seen token / per occurrence).
-void apply_penalties(const SamplingParams& p, std::span<float> logits,
+// Repetition (HF: divide positive logits, multiply negative ones) once per id seen in the prompt
+// or the output, then presence and frequency (OpenAI: subtract per id generated / per
+// occurrence in the output).
+void apply_penalties(const SamplingParams& p, std::span<float> logits, std::span<const int> prompt,
                      std::span<const int> history) {
   const bool rep = p.repetition_penalty != 1.0f && p.repetition_penalty > 0.0f;
-  if (!rep && p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f) return;
+  const int n = static_cast<int>(logits.size());
+  if (rep) {
+    thread_local std::vector<uint8_t> seen;
+    seen.assign(logits.size(), 0);
+    for (std::span<const int> part : {prompt, history}) {
+      for (int t : part) {
+        if (t < 0 || t >= n || seen[t]) continue;
+        seen[t] = 1;
+        float& l = logits[t];
+        l = l > 0.0f ? l / p.repetition_penalty : l * p.repetition_penalty;
+      }
+    }
+  }
+  if (p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f) return;
   std::unordered_map<int, int> counts;
   for (int t : history) {
-    if (t >= 0 && t < static_cast<int>(logits.size())) counts[t]++;
+    if (t >= 0 && t < n) counts[t]++;
   }
-  for (const auto& [t, c] : counts) {
-    float& l = logits[t];
-    if (rep) l = l > 0.0f ? l / p.repetition_penalty : l * p.repetition_penalty;
-    l -= p.presence_penalty + p.frequency_penalty * static_cast<float>(c);
-  }
+  for (const auto& [t, c] : counts)
+    logits[t] -= p.presence_penalty + p.frequency_penalty * static_cast<float>(c);
 }
 
 // The first index of the largest value. The maximum comes first, over eight lanes (a loop that
@@ -107,23 +118,36 @@ class SortedHead {
 Sampler::Sampler(SamplingParams params, uint64_t fallback_seed)
     : p_(std::move(params)), rng_(p_.seed.value_or(fallback_seed)) {}
 
-int Sampler::sample(std::span<float> logits, std::span<const int> history) {
+int Sampler::sample(std::span<float> logits, std::span<const int> history,
+                    std::span<const int> prompt, std::span<const int> banned) {
   const int n = static_cast<int>(logits.size());
-  apply_penalties(p_, logits, history);
+  apply_penalties(p_, logits, prompt, history);
   // Biases naming tokens outside the vocabulary are ignored (the server validates them).
   for (const auto& [t, b] : p_.logit_bias) {
     if (t >= 0 && t < n) logits[t] += b;
+  }
+  bool any_left = banned.empty();
+  for (int t : banned) {
+    if (t >= 0 && t < n) logits[t] = kNegInf;
+  }
+  if (!any_left) {  // a vocabulary of nothing but banned ids still draws something
+    any_left = std::any_of(logits.begin(), logits.end(), [](float l) { return l > kNegInf; });
+    if (!any_left) return banned.front() >= 0 && banned.front() < n ? banned.front() : 0;
   }
   return draw(logits);
 }
 
 int Sampler::sample(std::span<const float> logits, std::span<const int> history,
-                    std::vector<float>& scratch) {
-  const bool penalties = p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f ||
-                         (p_.repetition_penalty != 1.0f && p_.repetition_penalty > 0.0f);
-  if (p_.logit_bias.empty() && (!penalties || history.empty())) return draw(logits);
+                    std::vector<float>& scratch, std::span<const int> prompt,
+                    std::span<const int> banned) {
+  const bool rep = p_.repetition_penalty != 1.0f && p_.repetition_penalty > 0.0f;
+  const bool output_penalties = p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f;
+  const bool changes = !p_.logit_bias.empty() || !banned.empty() ||
+                       (rep && (!history.empty() || !prompt.empty())) ||
+                       (output_penalties && !history.empty());
+  if (!changes) return draw(logits);
   scratch.assign(logits.begin(), logits.end());
-  return sample(std::span<float>(scratch), history);
+  return sample(std::span<float>(scratch), history, prompt, banned);
 }
 
 int Sampler::draw(std::span<const float> logits) {
@@ -232,8 +256,10 @@ std::vector<int> best_ids(std::span<const float> logits, int k) {
   return top;
 }
 
-TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n) {
+TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n,
+                           size_t listable) {
   const int n = static_cast<int>(logits.size());
+  const int listed = static_cast<int>(std::min(listable, logits.size()));
   const float mx = logits[argmax(logits)];
   thread_local std::vector<float> scratch;
   scratch.resize(n);
@@ -242,7 +268,7 @@ TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n) 
   out.token = token;
   out.logprob = token >= 0 && token < n ? static_cast<float>(logits[token] - lse) : kNegInf;
   if (top_n > 0) {
-    for (int t : best_ids(logits, std::min(top_n, n))) {
+    for (int t : best_ids(logits.first(listed), std::min(top_n, listed))) {
       out.top.emplace_back(t, static_cast<float>(logits[t] - lse));
     }
   }
@@ -261,8 +287,11 @@ void sample_batch(std::span<SampleTask> tasks, int threads) {
     thread_local std::vector<float> scratch;  // a row copy when penalties or bias change it
     for (int i = begin; i < end; ++i) {
       SampleTask& t = tasks[i];
-      t.token = t.sampler->sample(t.logits, t.history, scratch);
-      if (t.logprobs >= 0) t.logprob = token_logprob(t.logits, t.token, t.logprobs);
+      t.token = t.sampler->sample(t.logits, t.history, scratch, t.prompt, t.banned);
+      if (t.logprobs >= 0) {
+        const std::span<const float> all = t.full_row.empty() ? t.logits : t.full_row;
+        t.logprob = token_logprob(all, t.token, t.logprobs, t.logits.size());
+      }
     }
   });
 }

@@ -2,6 +2,7 @@
 // penalties, logit bias), seeded per request, and computes logprobs.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <random>
@@ -33,12 +34,16 @@ class Sampler {
  public:
   // `fallback_seed` is used when the params carry no seed.
   Sampler(SamplingParams params, uint64_t fallback_seed);
-  // Applies penalties (against `history`, the tokens generated so far) and bias to `logits` in
-  // place, then picks a token.
-  int sample(std::span<float> logits, std::span<const int> history);
-  // The same on a row left unchanged: copied into `scratch` only when penalties or bias apply.
+  // Applies penalties and bias to `logits` in place, then picks a token. Presence and frequency
+  // penalties count `history`, the tokens generated so far; the repetition penalty, as in HF
+  // and vLLM, every token of `prompt` and `history`. `banned` ids are never drawn (EOS before
+  // min_tokens).
+  int sample(std::span<float> logits, std::span<const int> history,
+             std::span<const int> prompt = {}, std::span<const int> banned = {});
+  // The same on a row left unchanged: copied into `scratch` only when something changes it.
   int sample(std::span<const float> logits, std::span<const int> history,
-             std::vector<float>& scratch);
+             std::vector<float>& scratch, std::span<const int> prompt = {},
+             std::span<const int> banned = {});
 
  private:
   int draw(std::span<const float> logits);
@@ -47,14 +52,21 @@ class Sampler {
   std::mt19937_64 rng_;
 };
 
-// log_softmax(logits)[token] and the `top_n` most likely tokens (none when top_n <= 0).
-TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n);
+// log_softmax(logits)[token] and the `top_n` most likely tokens (none when top_n <= 0) among
+// the first `listable` ids: the softmax runs over every row of the model's vocabulary, as in HF
+// and vLLM, while padded rows past the tokenizer's ids are never listed.
+TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n,
+                           size_t listable = SIZE_MAX);
 
 // One sequence's draw in sample_batch.
 struct SampleTask {
   Sampler* sampler = nullptr;
-  std::span<const float> logits;     // the model's row (left unchanged)
+  std::span<const float> logits;     // the drawable ids of the model's row (left unchanged)
+  // The whole row, padded ids included, that logprobs normalize over (empty: `logits`).
+  std::span<const float> full_row;
   std::span<const int> history;      // the tokens generated so far
+  std::span<const int> prompt;       // the prompt (for the repetition penalty)
+  std::span<const int> banned;       // ids that may not be drawn now
   int logprobs = -1;                 // >= 0: also the token's logprob and this many top ones
   int token = -1;                    // out
   std::optional<TokenLogprob> logprob;  // out
