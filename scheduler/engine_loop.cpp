@@ -83,7 +83,11 @@ struct EngineLoop::Impl {
   std::condition_variable cv;
   std::deque<std::unique_ptr<Sequence>> incoming;
   std::vector<uint64_t> aborts;
+  std::string fail_why;  // fail_pending's, taken by the engine thread
+  bool fail_running = false;
   bool stopping = false;
+  bool thread_dead = false;            // the step loop ended on an exception
+  Clock::time_point last_step_end;     // when the engine thread last finished a step
   uint64_t next_id = 1;
   LoopStats stats;
 
@@ -109,6 +113,8 @@ struct EngineLoop::Impl {
   void publish_gauges();
   void set_gauges_locked();
   bool take_inbox();
+  // Ends the requests not yet started (or all) with an error answered with `status`.
+  void fail_sequences(const std::string& why, bool running_too, int status);
   void step();
   void finish(Sequence& s, RequestEvent& ev, const std::string& reason);
   void process_rows(Sequence& s, int start, int n, const float* rows, bool all_rows,
@@ -148,6 +154,28 @@ void EngineLoop::abort(uint64_t id) {
   impl_->cv.notify_one();
 }
 
+void EngineLoop::fail_pending(const std::string& why, bool running_too) {
+  std::lock_guard lk(impl_->mu);
+  impl_->fail_why = why;
+  impl_->fail_running = impl_->fail_running || running_too;
+  impl_->cv.notify_one();
+}
+
+int EngineLoop::queued() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->stats.waiting + static_cast<int>(impl_->incoming.size());
+}
+
+std::string EngineLoop::health_problem(std::chrono::seconds stall) const {
+  std::lock_guard lk(impl_->mu);
+  if (impl_->thread_dead) return "the engine thread has stopped";
+  const bool work = !impl_->incoming.empty() || impl_->stats.running + impl_->stats.waiting > 0;
+  if (work && Clock::now() - impl_->last_step_end > stall)
+    return "the engine has not finished a step for over " + std::to_string(stall.count()) +
+           " s with requests waiting";
+  return {};
+}
+
 void EngineLoop::stop() {
   {
     std::lock_guard lk(impl_->mu);
@@ -166,21 +194,33 @@ LoopStats EngineLoop::stats() const {
 bool EngineLoop::Impl::take_inbox() {
   std::deque<std::unique_ptr<Sequence>> fresh;
   std::vector<uint64_t> dead;
+  std::string fail;
+  bool fail_all = false;
   {
     std::unique_lock lk(mu);
     cv.wait(lk, [&] {
-      return stopping || !incoming.empty() || !aborts.empty() || !seqs.empty();
+      return stopping || !incoming.empty() || !aborts.empty() || !seqs.empty() ||
+             !fail_why.empty();
     });
     if (stopping) return false;
+    if (seqs.empty()) last_step_end = Clock::now();  // idle until now: no stall to report
     step_start = Clock::now();
     step_start_cpu = thread_cpu_seconds();
     fresh.swap(incoming);
     dead.swap(aborts);
+    fail.swap(fail_why);
+    fail_all = fail_running;
   }
   for (auto& s : fresh) {
     s->cache = model.model->cache_format().new_sequence();
     s->sampler.emplace(s->req.sampling, opts.seed ^ (s->id * 0x9E3779B97F4A7C15ull));
-    s->output.emplace(*model.tokenizer, s->req.stop, s->req.skip_special_tokens);
+    s->output.emplace(*model.tokenizer, s->req.stop, s->req.skip_special_tokens,
+                      s->req.include_stop_str_in_output);
+    if (s->req.min_tokens > 0) {
+      s->min_tokens_banned = s->req.stop_token_ids;
+      if (!s->req.ignore_eos)
+        for (int id : model.tokenizer->eos_ids()) s->min_tokens_banned.push_back(id);
+    }
     s->batcher = EventBatcher(s->req.stream_interval);
     if (s->req.prompt_logprobs >= 0) s->prompt_logprobs.resize(s->prompt_len);
     Sequence* raw = s.get();
@@ -207,17 +247,48 @@ bool EngineLoop::Impl::take_inbox() {
     RequestEvent ev;
     finish(*it->second, ev, "abort");
   }
+  if (!fail.empty()) fail_sequences(fail, fail_all, 503);
   return true;
+}
+
+void EngineLoop::Impl::fail_sequences(const std::string& why, bool running_too, int status) {
+  std::vector<Sequence*> victims;
+  for (auto& [id, s] : seqs) {
+    if (running_too || s->num_cached == 0) victims.push_back(s.get());
+  }
+  for (Sequence* s : victims) {
+    RequestEvent ev;
+    ev.error = why;
+    ev.error_status = status;
+    finish(*s, ev, "error");
+  }
 }
 
 void EngineLoop::Impl::run() {
   pthread_setname_np(pthread_self(), "xq-engine");  // found by name in /proc for CPU accounting
-  while (take_inbox()) {
-    if (seqs.empty()) {
-      publish_stats();  // aborts or refusals may have emptied the loop
-    } else {
-      step();
+  try {
+    while (take_inbox()) {
+      try {
+        if (seqs.empty()) {
+          publish_stats();  // aborts or refusals may have emptied the loop
+        } else {
+          step();
+        }
+      } catch (const std::exception& e) {
+        // Out of memory in a step (a batch's logits, a detokenized text) fails that step's
+        // requests, not the process.
+        spdlog::error("engine step failed: {}; failing {} request(s)", e.what(), seqs.size());
+        fail_sequences(std::string("engine step failed: ") + e.what(), true, 500);
+        publish_stats();
+      }
+      std::lock_guard lk(mu);
+      last_step_end = Clock::now();
     }
+  } catch (const std::exception& e) {
+    spdlog::critical("engine thread stopped: {}", e.what());
+    std::lock_guard lk(mu);
+    thread_dead = true;
+    return;
   }
   // Whatever is left is aborted so that no client waits forever.
   std::vector<Sequence*> left;
@@ -311,7 +382,10 @@ void EngineLoop::Impl::step() {
       SampleTask t;
       t.sampler = &*s.sampler;
       t.logits = std::span<const float>(last, tokenizer_vocab());
+      t.full_row = std::span<const float>(last, vocab);
+      t.prompt = std::span<const int>(s.tokens.data(), s.prompt_len);
       t.history = std::span<const int>(s.tokens.data() + s.prompt_len, s.num_generated());
+      if (s.num_generated() < s.req.min_tokens) t.banned = s.min_tokens_banned;
       t.logprobs = s.req.logprobs;
       draws.push_back(std::move(t));
     }
@@ -374,9 +448,9 @@ void EngineLoop::Impl::process_rows(Sequence& s, int start, int n, const float* 
     for (int i = 0; i < n; ++i) {
       const int next = start + i + 1;  // the token this row predicts
       if (next < s.prompt_len) {
-        s.prompt_logprobs[next] = token_logprob(
-            std::span<const float>(rows + i * vocab, tokenizer_vocab()), s.tokens[next],
-            s.req.prompt_logprobs);
+        s.prompt_logprobs[next] =
+            token_logprob(std::span<const float>(rows + i * vocab, vocab), s.tokens[next],
+                          s.req.prompt_logprobs, tokenizer_vocab());
       }
     }
   }
@@ -411,15 +485,23 @@ void EngineLoop::Impl::next_token(Sequence& s, const SampleTask& draw, RequestEv
   ++sampled_this_step;
 
   const auto& eos = model.tokenizer->eos_ids();
-  const bool is_eos = !s.req.ignore_eos && std::find(eos.begin(), eos.end(), tok) != eos.end();
-  const bool is_stop_id = std::find(s.req.stop_token_ids.begin(), s.req.stop_token_ids.end(),
-                                    tok) != s.req.stop_token_ids.end();
+  const bool may_stop = s.num_generated() >= s.req.min_tokens;
+  const bool is_eos = may_stop && !s.req.ignore_eos &&
+                      std::find(eos.begin(), eos.end(), tok) != eos.end();
+  const bool is_stop_id = may_stop && std::find(s.req.stop_token_ids.begin(),
+                                                s.req.stop_token_ids.end(),
+                                                tok) != s.req.stop_token_ids.end();
   if (is_eos || is_stop_id) {
+    if (is_stop_id) {
+      ev.stop_token = tok;
+      if (s.req.include_stop_str_in_output) ev.text += s.output->push(tok, false);
+    }
     finish(s, ev, "stop");
     return;
   }
-  ev.text += s.output->push(tok);
+  ev.text += s.output->push(tok, may_stop);
   if (s.output->stopped()) {
+    ev.stop_str = s.output->matched_stop();
     finish(s, ev, "stop");
   } else if (s.num_generated() >= s.req.max_tokens ||
              static_cast<int>(s.tokens.size()) >= opts.max_model_len) {

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <string>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -59,9 +61,17 @@ class EngineLoop {
   uint64_t submit(Request req, EventSink sink);
   // Thread-safe; the request finishes with reason "abort" and its cache is freed.
   void abort(uint64_t id);
+  // Thread-safe. Ends every request not yet running (or every request, when `running_too`)
+  // with finish_reason "error", error_status 503 and `why`: the drain at shutdown.
+  void fail_pending(const std::string& why, bool running_too);
   // Stops the thread after finishing nothing further; pending requests are aborted.
   void stop();
   LoopStats stats() const;
+  // Requests submitted and not yet running (thread-safe).
+  int queued() const;
+  // Empty when the engine thread is alive and, with work waiting, finished a step within
+  // `stall`; otherwise why not (for /health).
+  std::string health_problem(std::chrono::seconds stall) const;
 
   const Tokenizer& tokenizer() const { return *model_.tokenizer; }
   const ModelConfig& model_config() const { return model_.model->config(); }

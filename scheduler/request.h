@@ -19,6 +19,10 @@ struct Request {
   std::vector<std::string> stop;       // stop strings: generation ends before them
   std::vector<int> stop_token_ids;
   bool ignore_eos = false;
+  // EOS and stop_token_ids cannot be drawn, and stop strings do not end the text, before this
+  // many tokens are generated (vLLM's min_tokens).
+  int min_tokens = 0;
+  bool include_stop_str_in_output = false;  // the matched stop string (or stop token) stays
   int logprobs = -1;                   // top-n logprobs per generated token; -1: none
   int prompt_logprobs = -1;            // top-n logprobs per prompt token; -1: none
   bool skip_special_tokens = true;
@@ -42,6 +46,11 @@ struct RequestEvent {
   bool finished = false;
   std::string finish_reason;  // "stop" | "length" | "abort" | "error"
   std::string error;          // for "error"
+  int error_status = 500;     // the HTTP status the error answers with (503: shutting down)
+  // What ended a "stop": the stop string matched, or the stop_token_ids entry drawn (both unset
+  // for EOS), vLLM's `stop_reason`.
+  std::optional<std::string> stop_str;
+  std::optional<int> stop_token;
   int prompt_tokens = 0;
   int completion_tokens = 0;
   // Engine-thread clock readings for latency metrics, set on the last event: when the request was

@@ -27,6 +27,7 @@ struct Sequence {
   std::unique_ptr<SequenceCache> cache;
   std::optional<Sampler> sampler;
   std::optional<OutputProcessor> output;
+  std::vector<int> min_tokens_banned;  // EOS and stop ids, not drawn before req.min_tokens
   EventBatcher batcher;  // tokens generated but not yet sent (--stream-interval)
   bool prompt_logprobs_sent = false;
   std::vector<std::optional<TokenLogprob>> prompt_logprobs;  // filled while prefilling
