@@ -108,7 +108,7 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
                              "xquant-cl-residual", "xquant-cl-ch", "xquant-cl-ch-normed"}))
       ->capture_default_str();
   app.add_option("--cache-bits", c.cache_bits,
-                 "Bits per cached value (fp16: 16; default 4, xquant-cl*: 2)");
+                 "Bits per cached value, 2 to 8 (fp16 takes only 16; default 4, xquant-cl*: 2)");
   app.add_option("--cache-group-size", c.cache_group_size, "Quantization group size")
       ->capture_default_str();
   app.add_option("--xquant-latent", c.xquant_latent,
@@ -117,8 +117,7 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
       ->capture_default_str();
   app.add_option("--xquant-latent-k", c.xquant_latent_k,
                  "How the K latent is grouped: per channel (KIVI-key style, fp16 window of < G "
-                 "tokens) or per token like the V latent (auto: the engine's choice, per channel "
-                 "on the CPU)")
+                 "tokens) or per token like the V latent (auto: per token)")
       ->check(CLI::IsMember({"auto", "channel", "token"}))
       ->capture_default_str();
   app.add_option("--max-num-seqs", c.max_num_seqs, "Sequences running at once")
@@ -137,6 +136,19 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
       ->capture_default_str();
   app.add_option("--http-threads", c.http_threads, "Threads serving HTTP connections")
       ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--max-connections", c.max_connections,
+                 "Open connections at most; at the limit a new connection takes the place of "
+                 "the one idle longest, or gets 503 when all are busy (0: the file descriptor "
+                 "limit less 64)")
+      ->envname("XQ_MAX_CONNECTIONS")
+      ->check(CLI::Range(0, 1 << 24))
+      ->capture_default_str();
+  app.add_option("--max-queued-requests", c.max_queued_requests,
+                 "Requests (choices) waiting for the engine at most; past it a request gets 503 "
+                 "with Retry-After (0: no limit)")
+      ->envname("XQ_MAX_QUEUED_REQUESTS")
+      ->check(CLI::Range(0, 1 << 24))
       ->capture_default_str();
   app.add_option("--log-level", c.log_level, "Log verbosity")
       ->envname("XQ_LOG_LEVEL")

@@ -35,6 +35,10 @@ struct ServerConfig {
   std::string log_level = "info";
   size_t max_body_bytes = size_t{8} << 20;
   int http_threads = 1;            // Asio threads serving connections
+  // Open connections at most; at the limit a new one takes the place of the one idle longest
+  // (0: the file descriptor limit less 64).
+  int max_connections = 0;
+  int max_queued_requests = 0;  // requests waiting to start at most, then 503 (0: no limit)
   double shutdown_grace_s = 10.0;  // how long SIGTERM waits for running requests
   // Tokens per streamed chunk after a choice's first (sent at once); the last chunk takes what
   // is left. Larger values cut the per-token cost of events, SSE chunks and socket writes.
@@ -54,7 +58,8 @@ struct ServerArgs {
 };
 
 // Parses argv (argv[0] is the program name). Flags win over environment variables (XQ_MODEL,
-// XQ_HOST, XQ_PORT, XQ_API_KEY, XQ_LOG_LEVEL, XQ_DEVICE, XQ_CACHE_MEMORY, XQ_STREAM_INTERVAL).
+// XQ_HOST, XQ_PORT, XQ_API_KEY, XQ_LOG_LEVEL, XQ_DEVICE, XQ_CACHE_MEMORY, XQ_STREAM_INTERVAL,
+// XQ_MAX_CONNECTIONS, XQ_MAX_QUEUED_REQUESTS).
 // Bad values give exit_code 2 and a message naming the flag.
 ServerArgs parse_server_args(int argc, const char* const* argv);
 
