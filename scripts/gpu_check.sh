@@ -44,7 +44,7 @@ for p in prompts:
     same += n == len(gt)
     print(f"prompt {p!r}: first {n}/{len(gt)} greedy tokens equal (gpu vs cpu)")
 m = urllib.request.urlopen("http://127.0.0.1:8101/metrics").read().decode()
-print("\n".join(l for l in m.splitlines() if l.startswith(("xquant:cache_blocks_total", "xquant:cache_bytes_per_token"))))
+print("\n".join(l for l in m.splitlines() if l.startswith(("xquant:cache_blocks", "xquant:cache_bytes_per_token"))))
 print(f"server: {same}/{len(prompts)} greedy completions identical on cuda and cpu")
 PY
 grep -E "GPU 0|cache format" "$OUT/server_8101.log" | head -3
@@ -69,7 +69,7 @@ with cf.ThreadPoolExecutor(64) as pool:
 alone = [post(8101, p) for p in prompts]
 same = sum(a == b for a, b in zip(loaded, alone))
 pre = metric(8103, "xquant:num_preemptions_total")
-free, total = metric(8103, "xquant:cache_blocks_free"), metric(8103, "xquant:cache_blocks_total")
+free, total = metric(8103, "xquant:cache_blocks_free"), metric(8103, "xquant:cache_blocks")
 print(f"preemption: 64/64 finished, {pre:.0f} preemptions, blocks free {free:.0f}/{total:.0f}, "
       f"{same}/64 outputs equal to the request run alone")
 PY

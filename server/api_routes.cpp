@@ -36,25 +36,52 @@ void check_bearer(const std::string& authorization, const std::string& key) {
   if (diff != 0) throw unauthorized();
 }
 
-HttpReply health_reply() { return json_reply(R"({"status":"ok"})"); }
-
-HttpReply models_reply(const ModelLimits& limits, int64_t created) {
-  ojson model = {{"id", limits.served_name},
-                 {"object", "model"},
-                 {"created", created},
-                 {"owned_by", "xquant-server"},
-                 {"root", limits.model_path},
-                 {"parent", nullptr},
-                 {"max_model_len", limits.max_model_len}};
-  return json_reply(dump_json({{"object", "list"}, {"data", ojson::array({model})}}));
+HttpReply health_reply(const std::string& problem) {
+  if (problem.empty()) return json_reply(R"({"status":"ok"})");
+  return error_reply(unavailable(problem));
 }
 
-HttpReply tokenize_reply(std::string_view body, const Tokenizer& tok, const ModelLimits& limits) {
+namespace {
+
+ojson model_object(const ModelLimits& limits, int64_t created) {
+  return {{"id", limits.served_name},
+          {"object", "model"},
+          {"created", created},
+          {"owned_by", "xquant-server"},
+          {"root", limits.model_path},
+          {"parent", nullptr},
+          {"max_model_len", limits.max_model_len}};
+}
+
+}  // namespace
+
+HttpReply models_reply(const ModelLimits& limits, int64_t created) {
+  return json_reply(
+      dump_json({{"object", "list"}, {"data", ojson::array({model_object(limits, created)})}}));
+}
+
+HttpReply model_reply(const std::string& id, const ModelLimits& limits, int64_t created) {
+  check_model_name(id, limits);
+  return json_reply(dump_json(model_object(limits, created)));
+}
+
+HttpReply tokenize_reply(std::string_view body, const Tokenizer& tok, const ModelLimits& limits,
+                         const ChatTemplateEnv& chat) {
   const nlohmann::json j = parse_json_object(body);
   check_model_name(get_string(j, "model"), limits);
-  auto prompt = get_string(j, "prompt");
-  if (!prompt) throw invalid_request("'prompt' is required and must be a string", "prompt");
-  const bool special = get_bool(j, "add_special_tokens").value_or(true);
+  std::optional<std::string> prompt;
+  bool special = true;
+  if (j.contains("messages")) {
+    if (j.contains("prompt"))
+      throw invalid_request("send 'prompt' or 'messages', not both", "messages");
+    prompt = render_chat(parse_chat_body(body, limits), chat);
+    special = false;  // the template wrote BOS
+  } else {
+    prompt = get_string(j, "prompt");
+  }
+  if (!prompt)
+    throw invalid_request("'prompt' (a string) or 'messages' (a chat) is required", "prompt");
+  special = get_bool(j, "add_special_tokens").value_or(special);
   const std::vector<int> ids = tok.encode(*prompt, special);
   return json_reply(
       dump_json({{"count", ids.size()}, {"max_model_len", limits.max_model_len}, {"tokens", ids}}));
@@ -119,10 +146,16 @@ Router make_api_router(ApiContext& ctx) {
     };
   };
   auto reply = [](HttpReply rep) { return RouteResult{std::move(rep), nullptr}; };
-  r.add("GET", "/health", [=](const HttpRequestIn&) { return reply(health_reply()); });
+  r.add("GET", "/health", [&ctx, reply](const HttpRequestIn&) {
+    return reply(health_reply(ctx.loop ? ctx.loop->health_problem(ctx.health_stall) : ""));
+  });
   r.add("GET", "/v1/models", authed([&ctx, reply](const HttpRequestIn&) {
           return reply(models_reply(ctx.limits, ctx.started));
         }));
+  r.add_prefix("GET", "/v1/models/", authed([&ctx, reply](const HttpRequestIn& req) {
+                 const std::string id = target_path(req.target).substr(11);
+                 return reply(model_reply(id, ctx.limits, ctx.started));
+               }));
   r.add("POST", "/v1/completions", authed([&ctx](const HttpRequestIn& req) {
           // Built before the RouteResult: GCC 12 frees twice when an exception leaves a
           // half-built aggregate.
@@ -135,7 +168,7 @@ Router make_api_router(ApiContext& ctx) {
           return RouteResult{HttpReply{}, std::move(job)};
         }));
   r.add("POST", "/tokenize", [&ctx, reply](const HttpRequestIn& req) {
-    return reply(tokenize_reply(req.body, *ctx.tokenizer, ctx.limits));
+    return reply(tokenize_reply(req.body, *ctx.tokenizer, ctx.limits, ctx.chat));
   });
   r.add("POST", "/detokenize", [&ctx, reply](const HttpRequestIn& req) {
     return reply(detokenize_reply(req.body, *ctx.tokenizer, ctx.limits));

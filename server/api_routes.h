@@ -2,6 +2,7 @@
 // /v1/chat/completions, /tokenize, /detokenize, /metrics, with Bearer authentication on /v1/*.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <random>
@@ -38,6 +39,8 @@ struct ApiContext {
   ServerMetrics* metrics = nullptr;  // null: no /metrics route
   IdSource* ids = nullptr;
   int64_t started = 0;  // unix time, the model's `created`
+  // /health fails once the engine has had work waiting this long without finishing a step.
+  std::chrono::seconds health_stall{120};
 };
 
 Router make_api_router(ApiContext& ctx);
@@ -45,9 +48,14 @@ Router make_api_router(ApiContext& ctx);
 // Throws 401 unless `authorization` is "Bearer <key>" (no check when key is empty).
 void check_bearer(const std::string& authorization, const std::string& key);
 
-HttpReply health_reply();
+// 200, or 503 naming `problem` (the engine thread died or stalled).
+HttpReply health_reply(const std::string& problem = {});
 HttpReply models_reply(const ModelLimits& limits, int64_t created);
-HttpReply tokenize_reply(std::string_view body, const Tokenizer& tok, const ModelLimits& limits);
+// GET /v1/models/{id}: the model when `id` names it, else 404.
+HttpReply model_reply(const std::string& id, const ModelLimits& limits, int64_t created);
+// A "prompt", or chat "messages" rendered with the chat template first (as vLLM's /tokenize).
+HttpReply tokenize_reply(std::string_view body, const Tokenizer& tok, const ModelLimits& limits,
+                         const ChatTemplateEnv& chat = {});
 HttpReply detokenize_reply(std::string_view body, const Tokenizer& tok, const ModelLimits& limits);
 // Validates the body and prepares the job; throws ApiError.
 std::shared_ptr<CompletionJob> completion_job(std::string_view body, const Tokenizer& tok,

@@ -66,7 +66,9 @@ std::vector<std::string> ChatAssembler::on_event(int index, const RequestEvent& 
     frames.push_back(chunk_frame_text(
         "{\"index\":" + std::to_string(index) + ",\"delta\":{\"content\":" + json_string(ev.text) +
         "},\"logprobs\":null,\"finish_reason\":" +
-        (ev.finished ? json_string(st.finish_reason) : std::string("null")) + "}"));
+        (ev.finished ? json_string(st.finish_reason) + ",\"stop_reason\":" + stop_reason_text(index)
+                     : std::string("null")) +
+        "}"));
     return frames;
   }
   ojson delta = ojson::object();
@@ -81,19 +83,23 @@ std::vector<std::string> ChatAssembler::on_event(int index, const RequestEvent& 
     c.streamed_logprobs = c.logprobs.size();
     ch["logprobs"] = {{"content", std::move(part)}};
   }
-  if (ev.finished) ch["finish_reason"] = st.finish_reason;
+  if (ev.finished) {
+    ch["finish_reason"] = st.finish_reason;
+    ch["stop_reason"] = st.stop_reason;
+  }
   frames.push_back(chunk_frame(ch));
   return frames;
 }
 
-ojson ChatAssembler::choice_body(int i) const {
+ojson ChatAssembler::choice_body(int i, int index) const {
   const Choice& c = choices_.at(i);
   ojson lp = nullptr;
   if (prep_.body.logprobs) lp = {{"content", c.logprobs}};
-  return {{"index", i},
+  return {{"index", index},
           {"message", {{"role", "assistant"}, {"content", c.content}}},
           {"logprobs", std::move(lp)},
-          {"finish_reason", states_.at(i).finish_reason}};
+          {"finish_reason", states_.at(i).finish_reason},
+          {"stop_reason", states_.at(i).stop_reason}};
 }
 
 }  // namespace xq

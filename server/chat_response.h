@@ -27,7 +27,7 @@ class ChatAssembler : public ChoiceAssembler {
 
   // {token, logprob, bytes, top_logprobs} for one generated token.
   nlohmann::ordered_json logprob_entry(const GeneratedToken& t) const;
-  nlohmann::ordered_json choice_body(int choice) const override;
+  nlohmann::ordered_json choice_body(int choice, int index) const override;
 
   std::vector<Choice> choices_;
 };

@@ -4,6 +4,7 @@
 #include <climits>
 
 #include "server/json_params.h"
+#include "server/param_support.h"
 
 namespace xq {
 namespace {
@@ -93,6 +94,22 @@ ojson parse_tools(const ojson& j) {
   return *it;
 }
 
+// Extra variables for the template; those the server sets itself cannot be overridden.
+ojson parse_template_kwargs(const ojson& j) {
+  auto it = j.find("chat_template_kwargs");
+  if (it == j.end() || it->is_null()) return nullptr;
+  if (!it->is_object())
+    throw invalid_request("'chat_template_kwargs' must be an object", "chat_template_kwargs");
+  for (const char* reserved :
+       {"messages", "tools", "bos_token", "eos_token", "add_generation_prompt"}) {
+    if (it->contains(reserved))
+      throw invalid_request(std::string("'chat_template_kwargs' may not set '") + reserved +
+                                "': the server sets it from the request and the model",
+                            "chat_template_kwargs");
+  }
+  return *it;
+}
+
 std::string strip_spaces(const std::string& s) {
   static constexpr const char* kSpace = " \t\n\r\f\v";
   const size_t b = s.find_first_not_of(kSpace);
@@ -115,18 +132,15 @@ std::string cut_after_final_message(const std::string& rendered, const std::stri
 
 ChatBody parse_chat_body(std::string_view text, const ModelLimits& limits) {
   const json j = parse_json_object(text);
+  reject_unsupported_params(j, Endpoint::kChat);
   ChatBody b;
   CompletionBody& c = b.common;
   parse_common_params(j, limits, c);
   // Parsed again keeping key order: tools and messages reach the template (tojson) as sent.
-  const ojson oj = ojson::parse(text.begin(), text.end());
+  const ojson oj = parse_ordered_json_object(text);
   b.messages = parse_messages(oj);
   b.tools = parse_tools(oj);
-  if (auto it = oj.find("chat_template_kwargs"); it != oj.end() && !it->is_null()) {
-    if (!it->is_object())
-      throw invalid_request("'chat_template_kwargs' must be an object", "chat_template_kwargs");
-    b.template_kwargs = *it;
-  }
+  b.template_kwargs = parse_template_kwargs(oj);
   b.continue_final_message = get_bool(j, "continue_final_message").value_or(false);
   b.add_generation_prompt =
       get_bool(j, "add_generation_prompt").value_or(!b.continue_final_message);
@@ -158,13 +172,13 @@ std::string render_chat(const ChatBody& body, const ChatTemplateEnv& env) {
     if (!env.unavailable_reason.empty()) msg += " (" + env.unavailable_reason + ")";
     throw invalid_request(msg, "messages");
   }
-  ojson ctx = {{"messages", body.messages},
-               {"add_generation_prompt", body.add_generation_prompt},
-               {"bos_token", env.bos_token},
-               {"eos_token", env.eos_token}};
+  // The request's kwargs first: what the server sets below wins over them.
+  ojson ctx = body.template_kwargs.is_object() ? body.template_kwargs : ojson::object();
+  ctx["messages"] = body.messages;
+  ctx["add_generation_prompt"] = body.add_generation_prompt;
+  ctx["bos_token"] = env.bos_token;
+  ctx["eos_token"] = env.eos_token;
   if (!body.tools.is_null()) ctx["tools"] = body.tools;
-  if (body.template_kwargs.is_object())
-    for (auto& [key, value] : body.template_kwargs.items()) ctx[key] = value;
   std::string text;
   try {
     text = env.tmpl->render_ordered(ctx);
@@ -190,6 +204,7 @@ PreparedCompletion prepare_chat(ChatBody body, const ChatTemplateEnv& env, const
   if (!body.max_tokens_given)
     r.max_tokens = static_cast<int>(std::max<int64_t>(limits.max_model_len - prompt_len, 0));
   check_context_length(prompt_len, r.max_tokens, limits, "messages");
+  check_min_tokens(r);
   out.prompts.push_back(std::move(pp));
   out.body = std::move(body.common);
   fan_out_choices(out);

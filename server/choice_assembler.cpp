@@ -1,5 +1,7 @@
 #include "server/choice_assembler.h"
 
+#include <algorithm>
+
 namespace xq {
 
 using ojson = nlohmann::ordered_json;
@@ -33,12 +35,33 @@ std::string ChoiceAssembler::json_string(const std::string& s) { return dump_jso
 void ChoiceAssembler::record(int choice, const RequestEvent& ev) {
   ChoiceState& s = states_.at(choice);
   s.completion_tokens += static_cast<int>(ev.tokens.size());
+  for (const GeneratedToken& t : ev.tokens)
+    if (t.logprob) s.cumulative_logprob += t.logprob->logprob;
   if (!ev.finished) return;
   s.finished = true;
   s.finish_reason = ev.finish_reason;
+  if (ev.stop_str) s.stop_reason = *ev.stop_str;
+  if (ev.stop_token) s.stop_reason = *ev.stop_token;
   ++finished_;
-  if (ev.finish_reason == "error" && !error_)
-    error_ = internal_error(ev.error.empty() ? "generation failed" : ev.error);
+  if (ev.finish_reason == "error" && !error_) {
+    const std::string msg = ev.error.empty() ? "generation failed" : ev.error;
+    error_ = ev.error_status == 503 ? unavailable(msg) : internal_error(msg);
+  }
+}
+
+std::vector<int> ChoiceAssembler::returned_choices() const {
+  const int per_prompt = prep_.body.best_of, keep = prep_.body.n;
+  std::vector<int> out;
+  for (int first = 0; first < num_choices(); first += per_prompt) {
+    std::vector<int> group(static_cast<size_t>(per_prompt));
+    for (int k = 0; k < per_prompt; ++k) group[k] = first + k;
+    if (keep < per_prompt)
+      std::stable_sort(group.begin(), group.end(), [this](int a, int b) {
+        return states_[a].cumulative_logprob > states_[b].cumulative_logprob;
+      });
+    out.insert(out.end(), group.begin(), group.begin() + keep);
+  }
+  return out;
 }
 
 ojson ChoiceAssembler::envelope(const char* object, ojson choices) const {
@@ -52,7 +75,7 @@ ojson ChoiceAssembler::envelope(const char* object, ojson choices) const {
 ojson ChoiceAssembler::usage() const {
   int64_t prompt = 0, completion = 0;
   for (const PreparedPrompt& p : prep_.prompts) prompt += static_cast<int64_t>(p.ids.size());
-  for (const ChoiceState& s : states_) completion += s.completion_tokens;
+  for (int i : returned_choices()) completion += states_[i].completion_tokens;
   return {{"prompt_tokens", prompt},
           {"completion_tokens", completion},
           {"total_tokens", prompt + completion}};
@@ -77,7 +100,9 @@ std::string ChoiceAssembler::error_frame() const {
 
 std::string ChoiceAssembler::final_body() const {
   ojson choices = ojson::array();
-  for (int i = 0; i < num_choices(); ++i) choices.push_back(choice_body(i));
+  const std::vector<int> shown = returned_choices();
+  for (size_t k = 0; k < shown.size(); ++k)
+    choices.push_back(choice_body(shown[k], static_cast<int>(k)));
   ojson j = envelope(object_, std::move(choices));
   j["usage"] = usage();
   return dump_json(j);

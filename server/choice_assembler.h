@@ -18,6 +18,11 @@
 
 namespace xq {
 
+// "data: <json>\n\n"
+std::string sse_frame(const nlohmann::ordered_json& j);
+// JSON text with invalid UTF-8 replaced by U+FFFD.
+std::string dump_json(const nlohmann::ordered_json& j);
+
 struct CompletionMeta {
   std::string id;  // "cmpl-..." or "chatcmpl-..."
   int64_t created = 0;
@@ -39,6 +44,8 @@ class ChoiceAssembler : public ResponseAssembler {
     bool started = false;
     bool finished = false;
     std::string finish_reason;
+    nlohmann::ordered_json stop_reason;  // vLLM's: the stop string or stop token id, else null
+    double cumulative_logprob = 0;       // ranks best_of candidates
   };
 
   // object: the body's "object" ("text_completion"); chunk_object: a stream chunk's.
@@ -60,8 +67,10 @@ class ChoiceAssembler : public ResponseAssembler {
   std::string token_name(int id, const std::string& text) const {
     return prep_.body.tokens_as_ids ? "token_id:" + std::to_string(id) : text;
   }
-  // One choice of the final (non-streaming) body.
-  virtual nlohmann::ordered_json choice_body(int choice) const = 0;
+  // One choice of the final (non-streaming) body, shown at `index` (best_of keeps only some).
+  virtual nlohmann::ordered_json choice_body(int choice, int index) const = 0;
+  // `"stop_reason":...` JSON text of a finished choice, for the hand-written stream chunks.
+  std::string stop_reason_text(int choice) const { return dump_json(states_.at(choice).stop_reason); }
 
   CompletionMeta meta_;
   const PreparedCompletion& prep_;
@@ -71,6 +80,9 @@ class ChoiceAssembler : public ResponseAssembler {
  private:
   nlohmann::ordered_json envelope(const char* object, nlohmann::ordered_json choices) const;
   nlohmann::ordered_json usage() const;
+  // The choices the response shows, in order: all of them, or per prompt the n of its best_of
+  // candidates with the highest cumulative logprob.
+  std::vector<int> returned_choices() const;
 
   const char* object_;
   const char* chunk_object_;
@@ -79,10 +91,5 @@ class ChoiceAssembler : public ResponseAssembler {
   int finished_ = 0;
   std::optional<ApiError> error_;
 };
-
-// "data: <json>\n\n"
-std::string sse_frame(const nlohmann::ordered_json& j);
-// JSON text with invalid UTF-8 replaced by U+FFFD.
-std::string dump_json(const nlohmann::ordered_json& j);
 
 }  // namespace xq

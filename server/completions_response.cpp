@@ -20,7 +20,9 @@ CompletionAssembler::CompletionAssembler(CompletionMeta meta, const PreparedComp
 void CompletionAssembler::add_logprob(Choice& c, int token, const std::string& text,
                                       const std::optional<TokenLogprob>& lp) {
   Logprobs& l = c.logprobs;
-  const std::string name = token_name(token, text);
+  // The same naming for the token and its alternatives, so that a token whose bytes are not
+  // valid UTF-8 is not listed twice (once raw, once replaced).
+  const std::string name = token_key(token);
   l.tokens.push_back(name);
   l.text_offset.push_back(c.offset);
   c.offset += utf8_length(text);
@@ -33,22 +35,25 @@ void CompletionAssembler::add_logprob(Choice& c, int token, const std::string& t
   // Keys are token names, best first; the token itself is always listed, as vLLM does.
   ojson top = ojson::object();
   for (const auto& [id, logprob] : lp->top) {
-    const std::string key = token_name(id, tok_.token_bytes(id));
+    const std::string key = token_key(id);
     if (!top.contains(key)) top[key] = logprob;
   }
   if (!top.contains(name)) top[name] = lp->logprob;
   l.top_logprobs.push_back(std::move(top));
 }
 
+// The prompt's tokens with their logprobs. A token's offset is where its text starts in the
+// prompt as detokenized without special tokens (a BOS adds no text), so offsets never go back.
 void CompletionAssembler::add_echo(Choice& c, const RequestEvent& ev) {
   const PreparedPrompt& p = prep_.prompts[c.prompt];
   c.text = p.text;
   if (!prep_.body.logprobs) return;
   c.offset = 0;
+  IncrementalDetokenizer detok(tok_, true);
   for (size_t i = 0; i < p.ids.size(); ++i) {
     std::optional<TokenLogprob> lp;
     if (ev.prompt_logprobs && i < ev.prompt_logprobs->size()) lp = (*ev.prompt_logprobs)[i];
-    add_logprob(c, p.ids[i], tok_.token_bytes(p.ids[i]), lp);
+    add_logprob(c, p.ids[i], detok.push(p.ids[i]), lp);
   }
   c.offset = utf8_length(c.text);
 }
@@ -76,7 +81,9 @@ std::vector<std::string> CompletionAssembler::on_event(int index, const RequestE
     return {chunk_frame_text(
         "{\"index\":" + std::to_string(index) + ",\"text\":" +
         json_string(c.text.substr(text_before)) + ",\"logprobs\":null,\"finish_reason\":" +
-        (ev.finished ? json_string(st.finish_reason) : std::string("null")) + "}")};
+        (ev.finished ? json_string(st.finish_reason) + ",\"stop_reason\":" + stop_reason_text(index)
+                     : std::string("null")) +
+        "}")};
   }
   ojson ch = {{"index", index},
               {"text", c.text.substr(text_before)},
@@ -84,7 +91,10 @@ std::vector<std::string> CompletionAssembler::on_event(int index, const RequestE
               {"finish_reason", nullptr}};
   if (prep_.body.logprobs) ch["logprobs"] = logprobs_json(c.logprobs, c.streamed_tokens);
   c.streamed_tokens = lp_count;
-  if (ev.finished) ch["finish_reason"] = st.finish_reason;
+  if (ev.finished) {
+    ch["finish_reason"] = st.finish_reason;
+    ch["stop_reason"] = st.stop_reason;
+  }
   return {chunk_frame(ch)};
 }
 
@@ -100,12 +110,13 @@ ojson CompletionAssembler::logprobs_json(const Logprobs& lp, size_t from) const 
           {"text_offset", tail(lp.text_offset)}};
 }
 
-ojson CompletionAssembler::choice_body(int i) const {
+ojson CompletionAssembler::choice_body(int i, int index) const {
   const Choice& c = choices_.at(i);
-  return {{"index", i},
+  return {{"index", index},
           {"text", c.text},
           {"logprobs", prep_.body.logprobs ? logprobs_json(c.logprobs, 0) : ojson()},
-          {"finish_reason", states_.at(i).finish_reason}};
+          {"finish_reason", states_.at(i).finish_reason},
+          {"stop_reason", states_.at(i).stop_reason}};
 }
 
 }  // namespace xq

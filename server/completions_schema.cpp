@@ -1,8 +1,10 @@
 #include "server/completions_schema.h"
 
+#include <algorithm>
 #include <climits>
 
 #include "server/json_params.h"
+#include "server/param_support.h"
 
 namespace xq {
 namespace {
@@ -44,6 +46,11 @@ std::vector<PromptInput> parse_prompts(const json& obj, const ModelLimits& limit
   if (!p.is_array()) throw invalid_request(kTypes, "prompt");
   if (p.empty()) throw invalid_request("'prompt' must not be empty", "prompt");
   if (p[0].is_number()) return {PromptInput{std::nullopt, parse_token_ids(p, limits)}};
+  if (p.size() > kMaxPromptsPerRequest)
+    throw invalid_request("'prompt' holds " + std::to_string(p.size()) +
+                              " prompts; at most " + std::to_string(kMaxPromptsPerRequest) +
+                              " are accepted per request",
+                          "prompt");
   std::vector<PromptInput> prompts;
   for (const json& e : p) {
     if (e.is_string()) {
@@ -103,13 +110,10 @@ std::vector<std::pair<int, float>> parse_logit_bias(const json& obj, const Model
   std::vector<std::pair<int, float>> bias;
   for (auto& [key, value] : it->items()) {
     int id = -1;
-    try {
-      size_t used = 0;
-      const long parsed = std::stol(key, &used);
-      if (used == key.size() && parsed >= 0 && parsed < limits.vocab_size)
-        id = static_cast<int>(parsed);
-    } catch (const std::exception&) {
-    }
+    // Digits only: stol would also take " 5" and "+5".
+    const bool digits = !key.empty() && key.size() <= 10 &&
+                        key.find_first_not_of("0123456789") == std::string::npos;
+    if (digits && std::stoll(key) < limits.vocab_size) id = static_cast<int>(std::stoll(key));
     if (id < 0)
       throw invalid_request("'logit_bias' key '" + key + "' is not a token id in [0, " +
                                 std::to_string(limits.vocab_size) + ")",
@@ -151,6 +155,13 @@ void parse_common_params(const json& j, const ModelLimits& limits, CompletionBod
   b.model = model.value_or(limits.served_name);
   b.n = static_cast<int>(get_int(j, "n", 1, kMaxChoicesPerPrompt).value_or(1));
   b.stream = get_bool(j, "stream").value_or(false);
+  b.best_of = static_cast<int>(get_int(j, "best_of", 1, kMaxChoicesPerPrompt).value_or(b.n));
+  if (b.best_of < b.n)
+    throw invalid_request("'best_of' must be greater than or equal to 'n' (" +
+                              std::to_string(b.n) + "), got " + std::to_string(b.best_of),
+                          "best_of");
+  if (b.stream && b.best_of > b.n)
+    throw invalid_request("'best_of' larger than 'n' cannot be streamed", "best_of");
   if (auto it = j.find("stream_options"); it != j.end() && !it->is_null()) {
     if (!it->is_object())
       throw invalid_request("'stream_options' must be an object", "stream_options");
@@ -167,13 +178,41 @@ void parse_common_params(const json& j, const ModelLimits& limits, CompletionBod
   r.stop_token_ids = parse_stop_token_ids(j, limits);
   r.ignore_eos = get_bool(j, "ignore_eos").value_or(false);
   r.skip_special_tokens = get_bool(j, "skip_special_tokens").value_or(true);
+  r.min_tokens = static_cast<int>(get_int(j, "min_tokens", 0, INT_MAX).value_or(0));
+  r.include_stop_str_in_output = get_bool(j, "include_stop_str_in_output").value_or(false);
 }
+
+void check_min_tokens(const Request& r) {
+  if (r.min_tokens > r.max_tokens)
+    throw invalid_request("'min_tokens' (" + std::to_string(r.min_tokens) +
+                              ") must be less than or equal to 'max_tokens' (" +
+                              std::to_string(r.max_tokens) + ")",
+                          "min_tokens");
+}
+
+namespace {
+
+// n (or best_of) x prompts, against kMaxChoicesPerRequest.
+void check_choice_count(const CompletionBody& b, size_t prompts) {
+  const size_t choices = prompts * static_cast<size_t>(b.best_of);
+  if (choices > kMaxChoicesPerRequest)
+    throw invalid_request("this request asks for " + std::to_string(choices) + " choices (" +
+                              std::string(b.best_of > b.n ? "best_of" : "n") + " " +
+                              std::to_string(b.best_of) + " x " + std::to_string(prompts) +
+                              " prompts); at most " + std::to_string(kMaxChoicesPerRequest) +
+                              " are accepted per request",
+                          b.best_of > b.n ? "best_of" : "n");
+}
+
+}  // namespace
 
 CompletionBody parse_completion_body(std::string_view text, const ModelLimits& limits) {
   const json j = parse_json_object(text);
+  reject_unsupported_params(j, Endpoint::kCompletions);
   CompletionBody b;
   parse_common_params(j, limits, b);
   b.prompts = parse_prompts(j, limits);
+  check_choice_count(b, b.prompts.size());
   b.echo = get_bool(j, "echo").value_or(false);
   if (auto v = get_int(j, "logprobs", 0, kMaxLogprobs)) b.logprobs = static_cast<int>(*v);
   b.add_special_tokens = get_bool(j, "add_special_tokens").value_or(true);
@@ -181,28 +220,39 @@ CompletionBody parse_completion_body(std::string_view text, const ModelLimits& l
   r.max_tokens = static_cast<int>(get_int(j, "max_tokens", 0, INT_MAX).value_or(16));
   r.logprobs = b.logprobs.value_or(-1);
   r.prompt_logprobs = b.echo && b.logprobs ? *b.logprobs : -1;
+  check_min_tokens(r);
   return b;
 }
 
 void check_context_length(int64_t prompt_len, int max_tokens, const ModelLimits& limits,
                           const char* param) {
   const int64_t total = prompt_len + max_tokens;
+  const std::string where = std::string(param) == "messages" ? "messages" : "prompt";
+  const std::string head = "This model's maximum context length is " +
+                           std::to_string(limits.max_model_len) + " tokens. However, ";
   // The engine needs one free position even when nothing is generated.
-  if (total > limits.max_model_len || prompt_len >= limits.max_model_len)
+  if (total <= limits.max_model_len && prompt_len >= limits.max_model_len)
+    throw invalid_request(head + "your " + where + " has " + std::to_string(prompt_len) +
+                              " tokens, and it must be shorter than the context length (one "
+                              "position stays free for the next token). Please reduce the "
+                              "length of the " + where + ".",
+                          param, "context_length_exceeded");
+  if (total > limits.max_model_len)
     throw invalid_request(
-        "This model's maximum context length is " + std::to_string(limits.max_model_len) +
-            " tokens. However, you requested " + std::to_string(total) + " tokens (" +
-            std::to_string(prompt_len) + " in the messages, " + std::to_string(max_tokens) +
-            " in the completion). Please reduce the length of the messages or completion.",
+        head + "you requested " + std::to_string(total) + " tokens (" +
+            std::to_string(prompt_len) + " in the " + where + ", " + std::to_string(max_tokens) +
+            " in the completion). Please reduce the length of the " + where + " or completion.",
         param, "context_length_exceeded");
 }
 
 void fan_out_choices(PreparedCompletion& out) {
   const CompletionBody& body = out.body;
   for (size_t i = 0; i < out.prompts.size(); ++i) {
-    for (int k = 0; k < body.n; ++k) {
+    for (int k = 0; k < body.best_of; ++k) {
       Request r = body.base;
       r.prompt = out.prompts[i].ids;
+      // Ranking best_of candidates needs each sampled token's logprob.
+      if (body.best_of > body.n) r.logprobs = std::max(r.logprobs, 0);
       // n samples of one prompt under one seed must still differ, reproducibly.
       if (r.sampling.seed) *r.sampling.seed += static_cast<uint64_t>(k);
       out.requests.push_back(std::move(r));

@@ -33,6 +33,7 @@ struct CompletionBody {
   std::string model;
   std::vector<PromptInput> prompts;
   int n = 1;
+  int best_of = 1;  // candidates drawn per prompt; the n with the highest cumulative logprob return
   bool stream = false;
   bool include_usage = false;
   bool echo = false;
@@ -60,7 +61,11 @@ struct PreparedCompletion {
 };
 
 inline constexpr int kMaxLogprobs = 20;
-inline constexpr int kMaxChoicesPerPrompt = 128;
+inline constexpr int kMaxChoicesPerPrompt = 128;   // n and best_of
+inline constexpr int kMaxPromptsPerRequest = 1024;  // entries of a batched `prompt`
+// Sequences one request may start: best_of (or n) x prompts. Each holds a Request and, while it
+// runs, cache; without a cap a 40 KiB body could ask for 640,000 of them.
+inline constexpr int kMaxChoicesPerRequest = 1024;
 inline constexpr int kMaxStopStrings = 4;
 
 // Stage 1: JSON text -> CompletionBody. Checks types, ranges and the model name; token ids and
@@ -81,8 +86,12 @@ void parse_common_params(const nlohmann::json& j, const ModelLimits& limits, Com
 void check_context_length(int64_t prompt_len, int max_tokens, const ModelLimits& limits,
                           const char* param);
 
-// Fills out.requests and out.choice_prompt: body.n choices per prompt, seeds offset per sample.
+// Fills out.requests and out.choice_prompt: body.best_of choices per prompt, seeds offset per
+// sample.
 void fan_out_choices(PreparedCompletion& out);
+
+// Throws 400 naming min_tokens when it exceeds max_tokens.
+void check_min_tokens(const Request& r);
 
 // Checks `model` (absent: fine) against the served name; throws 404 model_not_found.
 void check_model_name(const std::optional<std::string>& model, const ModelLimits& limits);

@@ -2,14 +2,17 @@
 
 #include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 // Boost 1.74 Asio uses std::exchange without including <utility>.
 // clang-format off
 #include <utility>
 #include <boost/asio.hpp>
 // clang-format on
+#include <algorithm>
 #include <stdexcept>
 
+#include "server/connection_table.h"
 #include "server/event_relay.h"
 #include "server/http_session.h"
 
@@ -18,42 +21,132 @@ namespace xq {
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
+namespace {
+
+// File descriptors kept back from connections for the model files, the log, epoll, the pools'
+// pipes and the like.
+constexpr size_t kReservedFds = 64;
+
+size_t default_max_connections() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return 65536;
+  const auto fds = static_cast<size_t>(lim.rlim_cur);
+  return fds > kReservedFds + 16 ? fds - kReservedFds : 16;
+}
+
+int default_work_threads() {
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 2u, 8u));
+}
+
+}  // namespace
+
 struct HttpServer::Impl {
-  explicit Impl(int threads) : ioc(threads), acceptor(net::make_strand(ioc)), relay(ioc) {}
+  Impl(int threads, size_t max_connections, int work_threads)
+      : ioc(threads),
+        acceptor(net::make_strand(ioc)),
+        retry(acceptor.get_executor()),
+        relay(ioc),
+        connections(max_connections),
+        workers(static_cast<size_t>(work_threads)) {}
   net::io_context ioc;
   tcp::acceptor acceptor;
+  net::steady_timer retry;  // the next accept after running out of descriptors
+  std::chrono::milliseconds backoff{0};
   EventRelay relay;
+  ConnectionTable connections;
+  net::thread_pool workers;
+  std::chrono::steady_clock::time_point last_warning;
+  uint64_t failures_since_warning = 0;
 };
 
 HttpServer::HttpServer(HttpOptions opts, const Router& router, EngineLoop& loop,
                        ServerMetrics& metrics)
-    : impl_(std::make_unique<Impl>(opts.threads)) {
+    : impl_(std::make_unique<Impl>(
+          opts.threads, opts.max_connections > 0 ? opts.max_connections : default_max_connections(),
+          opts.work_threads > 0 ? opts.work_threads : default_work_threads())) {
   env_.opts = std::move(opts);
   env_.cors = CorsPolicy(env_.opts.allowed_origins);
   env_.router = &router;
   env_.loop = &loop;
   env_.metrics = &metrics;
   env_.relay = &impl_->relay;
+  env_.connections = &impl_->connections;
+  env_.workers = &impl_->workers;
 }
+
+size_t HttpServer::max_connections() const { return impl_->connections.max(); }
 
 HttpServer::~HttpServer() { stop(); }
 
 namespace {
 
-void accept_loop(tcp::acceptor& acceptor, net::io_context& ioc, SessionEnv& env) {
-  auto on_accept = [&](boost::system::error_code ec, tcp::socket s) {
-    if (!acceptor.is_open()) return;
-    if (ec) {
-      spdlog::warn("accept failed: {}", ec.message());
+bool out_of_descriptors(const boost::system::error_code& ec) {
+  return ec == net::error::no_descriptors || ec == boost::system::errc::too_many_files_open ||
+         ec == boost::system::errc::too_many_files_open_in_system;
+}
+
+// A connection past the limit with no idle one to make room for it: told so and closed at once
+// (a non-blocking write: the 503 fits any socket's send buffer).
+void refuse(tcp::socket& s) {
+  static const std::string kFull =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: "
+      "close\r\nRetry-After: 1\r\nContent-Length: 121\r\n\r\n"
+      "{\"error\":{\"message\":\"Too many open connections\",\"type\":\"service_unavailable\","
+      "\"param\":null,\"code\":\"too_many_connections\"}}";
+  boost::system::error_code ec;
+  s.non_blocking(true, ec);
+  s.write_some(net::buffer(kFull), ec);
+  s.shutdown(tcp::socket::shutdown_both, ec);
+  s.close(ec);
+}
+
+}  // namespace
+
+void HttpServer::accept_next() {
+  auto& acceptor = impl_->acceptor;
+  auto on_accept = [this](boost::system::error_code ec, tcp::socket s) {
+    if (!impl_->acceptor.is_open()) return;
+    if (ec) return on_accept_error(ec);
+    impl_->backoff = std::chrono::milliseconds(0);
+    if (impl_->connections.size() >= impl_->connections.max() &&
+        !impl_->connections.evict_idlest()) {
+      refuse(s);
     } else {
-      std::make_shared<HttpSession>(std::move(s), env)->run();
+      std::make_shared<HttpSession>(std::move(s), env_)->run();
     }
-    accept_loop(acceptor, ioc, env);
+    accept_next();
   };
   // With one thread the io_context is itself the strand of every connection.
-  if (env.opts.threads == 1) return acceptor.async_accept(ioc.get_executor(), on_accept);
-  acceptor.async_accept(net::make_strand(ioc), on_accept);
+  if (env_.opts.threads == 1) return acceptor.async_accept(impl_->ioc.get_executor(), on_accept);
+  acceptor.async_accept(net::make_strand(impl_->ioc), on_accept);
 }
+
+// Out of descriptors, accept fails at once for as long as the backlog holds a connection:
+// retrying at once spins a core and floods the log. A connection idle longest gives its
+// descriptor back, the next accept waits (up to a second), and the warning is written at most
+// every ten seconds with the count of failures since.
+void HttpServer::on_accept_error(const boost::system::error_code& ec) {
+  Impl& m = *impl_;
+  ++m.failures_since_warning;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - m.last_warning > std::chrono::seconds(10)) {
+    spdlog::warn("accept failed: {} ({} time(s) since the last warning; {} connections open)",
+                 ec.message(), m.failures_since_warning, m.connections.size());
+    m.last_warning = now;
+    m.failures_since_warning = 0;
+  }
+  if (!out_of_descriptors(ec)) return accept_next();
+  const bool freed = m.connections.evict_idlest();
+  m.backoff = freed ? std::chrono::milliseconds(5)
+                    : std::clamp(m.backoff * 2, std::chrono::milliseconds(10),
+                                 std::chrono::milliseconds(1000));
+  m.retry.expires_after(m.backoff);
+  m.retry.async_wait([this](boost::system::error_code wait_ec) {
+    if (!wait_ec && impl_->acceptor.is_open()) accept_next();
+  });
+}
+
+namespace {
 
 tcp::endpoint resolve(net::io_context& ioc, const std::string& host, int port) {
   boost::system::error_code ec;
@@ -79,7 +172,7 @@ int HttpServer::start() {
   if (acc.bind(ep, ec); ec) fail("bind");
   if (acc.listen(net::socket_base::max_listen_connections, ec); ec) fail("listen");
   const int port = acc.local_endpoint().port();
-  accept_loop(acc, impl_->ioc, env_);
+  accept_next();
   for (int i = 0; i < env_.opts.threads; ++i) {
     threads_.emplace_back([this] {
       pthread_setname_np(pthread_self(), "xq-http");  // found by name in /proc for CPU accounting
@@ -94,6 +187,7 @@ void HttpServer::stop_accepting() {
   net::post(impl_->acceptor.get_executor(), [this] {
     boost::system::error_code ec;
     impl_->acceptor.close(ec);
+    impl_->retry.cancel();
   });
 }
 
@@ -101,6 +195,8 @@ void HttpServer::stop() {
   impl_->ioc.stop();
   for (auto& t : threads_) t.join();
   threads_.clear();
+  impl_->workers.stop();
+  impl_->workers.join();
 }
 
 }  // namespace xq

@@ -36,11 +36,33 @@ HttpSession::HttpSession(tcp::socket&& socket, SessionEnv& env)
   stream_.socket().set_option(tcp::no_delay(true), ignored);
 }
 
+HttpSession::~HttpSession() {
+  if (table_entry_) env_.connections->remove(*table_entry_);
+}
+
 void HttpSession::run() {
+  table_entry_ = env_.connections->add(weak_from_this());
   net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
 }
 
+void HttpSession::evict() {
+  idle_since_ns_ = -1;  // not chosen again while the close is on its way
+  net::post(stream_.get_executor(), [self = shared_from_this()] {
+    if (self->job_) return;  // a request arrived meanwhile: it runs to its end
+    self->close();
+  });
+}
+
+std::optional<std::chrono::steady_clock::time_point> HttpSession::idle_since() const {
+  const int64_t ns = idle_since_ns_.load();
+  if (ns < 0) return std::nullopt;
+  return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
+}
+
 void HttpSession::read_request() {
+  idle_since_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch())
+                       .count();
   cors_headers_.clear();
   parser_.emplace();
   parser_->body_limit(env_.opts.max_body_bytes);
@@ -84,8 +106,10 @@ void HttpSession::on_read(beast::error_code ec) {
 }
 
 void HttpSession::handle() {
+  idle_since_ns_ = -1;
   req_ = parser_->release();
   keep_alive_ = req_.keep_alive();
+  head_ = req_.method() == http::verb::head;
   HttpRequestIn in{std::string(req_.method_string()), std::string(req_.target()),
                    std::string(req_[http::field::authorization]), std::move(req_.body())};
   const std::string origin(req_[http::field::origin]);
@@ -96,30 +120,54 @@ void HttpSession::handle() {
     return send_reply(*pre, !keep_alive_);
   if (env_.draining)
     return send_reply(error_reply(unavailable("The server is shutting down")), true);
-  RouteResult r = env_.router->dispatch(in);
-  if (r.reply.status >= 500) spdlog::error("{} {}: {}", in.method, in.target, r.reply.body);
+  if (in.method != "POST") return on_routed(env_.router->dispatch(in));
+  // Parsing, template rendering and tokenizing a large body take seconds: on a worker, so that
+  // this connection thread goes on serving the others (and /health).
+  stream_.expires_never();
+  net::post(*env_.workers, [self = shared_from_this(), in = std::move(in)]() mutable {
+    RouteResult r = self->env_.router->dispatch(in);
+    net::post(self->stream_.get_executor(),
+              [self, r = std::move(r)]() mutable { self->on_routed(std::move(r)); });
+  });
+}
+
+void HttpSession::on_routed(RouteResult r) {
+  if (r.reply.status >= 500)
+    spdlog::error("{} {}: {}", std::string(req_.method_string()), std::string(req_.target()),
+                  r.reply.body);
   if (r.job) return start_job(std::move(r.job));
   send_reply(r.reply, !keep_alive_);
 }
 
 void HttpSession::send_reply(const HttpReply& reply, bool close_after, bool linger) {
-  auto res = std::make_shared<http::response<Body>>(static_cast<http::status>(reply.status), 11);
-  res->set(http::field::server, "xquant-server");
-  res->set(http::field::content_type, reply.content_type);
-  res->keep_alive(!close_after);
-  for (const auto& [name, value] : reply.headers) res->set(name, value);
-  for (const auto& [name, value] : cors_headers_) res->set(name, value);
+  auto after = [self = shared_from_this(), close_after, linger](beast::error_code ec) {
+    if (ec) return self->close();
+    if (linger) return self->linger_close();
+    if (close_after) return self->close();
+    self->read_request();
+  };
+  auto head = [&](auto& res) {
+    res.set(http::field::server, "xquant-server");
+    res.set(http::field::content_type, reply.content_type);
+    res.keep_alive(!close_after);
+    for (const auto& [name, value] : reply.headers) res.set(name, value);
+    for (const auto& [name, value] : cors_headers_) res.set(name, value);
+  };
+  stream_.expires_after(env_.opts.write_timeout);
+  const auto status = static_cast<http::status>(reply.status);
+  if (head_) {  // the headers a GET would get, Content-Length included, and no body
+    auto res = std::make_shared<http::response<http::empty_body>>(status, 11);
+    head(*res);
+    res->content_length(reply.body.size());
+    http::async_write(stream_, *res,
+                      [res, after](beast::error_code ec, size_t) { after(ec); });
+    return;
+  }
+  auto res = std::make_shared<http::response<Body>>(status, 11);
+  head(*res);
   res->body() = reply.body;
   res->prepare_payload();
-  stream_.expires_after(env_.opts.write_timeout);
-  http::async_write(
-      stream_, *res,
-      [self = shared_from_this(), res, close_after, linger](beast::error_code ec, size_t) {
-        if (ec) return self->close();
-        if (linger) return self->linger_close();
-        if (close_after) return self->close();
-        self->read_request();
-      });
+  http::async_write(stream_, *res, [res, after](beast::error_code ec, size_t) { after(ec); });
 }
 
 void HttpSession::close() {
@@ -149,9 +197,18 @@ void HttpSession::linger_read() {
 }
 
 void HttpSession::start_job(std::shared_ptr<CompletionJob> job) {
+  const int n = job->assembler->num_choices();
+  const int limit = env_.opts.max_queued_requests;
+  if (limit > 0 && env_.loop->queued() + n > limit) {
+    env_.metrics->on_queue_full();
+    HttpReply reply = error_reply(unavailable(
+        "The server is busy: " + std::to_string(limit) +
+        " requests are already waiting (--max-queued-requests); retry later"));
+    reply.headers.emplace_back("Retry-After", "1");
+    return send_reply(reply, !keep_alive_);
+  }
   job_ = std::move(job);
   const uint64_t serial = ++serial_;
-  const int n = job_->assembler->num_choices();
   ids_.clear();
   choice_done_.assign(n, false);
   frames_.clear();
@@ -219,8 +276,11 @@ void HttpSession::write_stream_head() {
   stream_res_->set(http::field::content_type, "text/event-stream");
   stream_res_->set(http::field::cache_control, "no-cache");
   for (const auto& [name, value] : cors_headers_) stream_res_->set(name, value);
+  // HTTP/1.0 has no chunked encoding: the stream is the raw body, ended by closing.
+  chunked_ = req_.version() >= 11;
+  if (!chunked_) keep_alive_ = false;
   stream_res_->keep_alive(keep_alive_);
-  stream_res_->chunked(true);
+  stream_res_->chunked(chunked_);
   stream_sr_ = std::make_unique<http::response_serializer<http::empty_body>>(*stream_res_);
   writing_ = true;
   stream_.expires_after(env_.opts.write_timeout);
@@ -262,7 +322,12 @@ void HttpSession::pump_frames() {
   frames_.clear();
   const bool last = stream_closing_;
   out_.clear();
-  append_chunk(out_, data, last);
+  if (chunked_) {
+    append_chunk(out_, data, last);
+  } else {
+    out_ = std::move(data);
+  }
+  if (out_.empty()) return on_frames_written(last, {});
 
   beast::error_code ec;
   const size_t sent = stream_.socket().write_some(net::buffer(out_), ec);

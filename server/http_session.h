@@ -5,6 +5,8 @@
 #pragma once
 
 #include <array>
+#include <atomic>
+#include <chrono>
 // Boost 1.74 Asio uses std::exchange without including <utility>.
 // clang-format off
 #include <utility>
@@ -18,15 +20,19 @@
 #include <string>
 #include <vector>
 
+#include "server/connection_table.h"
 #include "server/event_relay.h"
 #include "server/http_server.h"
 
 namespace xq {
 
-class HttpSession : public std::enable_shared_from_this<HttpSession> {
+class HttpSession : public std::enable_shared_from_this<HttpSession>, public TrackedConnection {
  public:
   HttpSession(boost::asio::ip::tcp::socket&& socket, SessionEnv& env);
+  ~HttpSession() override;
   void run();
+  void evict() override;
+  std::optional<std::chrono::steady_clock::time_point> idle_since() const override;
   // From the EventRelay, on an HTTP thread: hands the event to this session's strand (or
   // handles it at once when the server runs one HTTP thread).
   void deliver(SessionEvent e);
@@ -38,6 +44,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void on_header(boost::beast::error_code ec);
   void on_read(boost::beast::error_code ec);
   void handle();
+  // The route's answer, back on this connection's executor.
+  void on_routed(RouteResult r);
   // Writes a whole reply; then reads the next request, or closes (close, or an error status
   // after a broken read, where `linger` drains what the client still sends first).
   void send_reply(const HttpReply& reply, bool close, bool linger = false);
@@ -60,6 +68,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<boost::beast::http::request_parser<Body>> parser_;
   boost::beast::http::request<Body> req_;
   HeaderList cors_headers_;  // for every reply to the current request
+  bool head_ = false;        // a HEAD request: the reply's headers only
+  bool chunked_ = true;      // the stream is chunked (not for HTTP/1.0 clients)
+  std::optional<ConnectionTable::Handle> table_entry_;
+  // Nanoseconds (steady clock) since the connection began waiting for a request; -1 while it
+  // runs one or after it was evicted.
+  std::atomic<int64_t> idle_since_ns_{-1};
 
   // The running job, if any. Events of an older job (serial) are dropped.
   std::shared_ptr<CompletionJob> job_;

@@ -103,18 +103,32 @@ std::unique_ptr<ChatTemplate> load_chat_template(const ServerConfig& cfg, const 
   }
 }
 
-// Waits up to `grace` for running generations, returning early on a second signal.
-void drain(HttpServer& server, double grace_s, const sigset_t& signals) {
+// Waits up to `grace_s` for running generations; false on a second signal.
+bool wait_for_jobs(HttpServer& server, double grace_s, const sigset_t& signals) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
   timespec tick{0, 50 * 1000 * 1000};
   while (server.active_jobs() > 0 && std::chrono::steady_clock::now() < deadline) {
-    if (sigtimedwait(&signals, nullptr, &tick) > 0) {
-      spdlog::warn("second signal: not waiting for running requests");
-      return;
-    }
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) return false;
   }
-  if (server.active_jobs() > 0)
-    spdlog::warn("grace period over: aborting {} running request(s)", server.active_jobs());
+  return true;
+}
+
+// Requests still waiting for the engine get 503 at once; running ones get `grace_s` to finish,
+// then end with an error (a stream with its error event and [DONE]), which has a moment to be
+// written before the connections close.
+void drain(HttpServer& server, EngineLoop& loop, double grace_s, const sigset_t& signals) {
+  constexpr const char* kWhy = "The server is shutting down";
+  loop.fail_pending(kWhy, false);
+  if (!wait_for_jobs(server, grace_s, signals)) {
+    spdlog::warn("second signal: not waiting for running requests");
+    return;
+  }
+  if (server.active_jobs() == 0) return;
+  spdlog::warn("grace period over: ending {} running request(s) with an error",
+               server.active_jobs());
+  loop.fail_pending(kWhy, true);
+  if (!wait_for_jobs(server, 2.0, signals) || server.active_jobs() > 0)
+    spdlog::warn("{} connection(s) did not take their last event in time", server.active_jobs());
 }
 
 int serve(const ServerConfig& cfg) {
@@ -161,18 +175,21 @@ int serve(const ServerConfig& cfg) {
   http.max_body_bytes = cfg.max_body_bytes;
   http.allowed_origins = cfg.allowed_origins;
   http.stream_interval = cfg.stream_interval;
+  http.max_connections = static_cast<size_t>(cfg.max_connections);
+  http.max_queued_requests = cfg.max_queued_requests;
   auto server = std::make_unique<HttpServer>(http, router, *loop, metrics);
   const int port = server->start();
   spdlog::info("serving model '{}' (max_model_len {}, cache {})", ctx.limits.served_name,
                ctx.limits.max_model_len, model.model->cache_format().name());
-  spdlog::info("listening on http://{}:{}", cfg.host, port);
+  spdlog::info("listening on http://{}:{} (at most {} connections)", cfg.host, port,
+               server->max_connections());
 
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("{}: no new requests; waiting up to {:.0f}s for running ones", strsignal(sig),
                cfg.shutdown_grace_s);
   server->stop_accepting();
-  drain(*server, cfg.shutdown_grace_s, signals);
+  drain(*server, *loop, cfg.shutdown_grace_s, signals);
   // Order matters: no handler may run once the engine is gone, and the engine's sinks post into
   // the server's io_context, which must outlive them.
   server->stop();

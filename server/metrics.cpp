@@ -29,9 +29,10 @@ Histogram& histogram(prometheus::Registry& r, const std::string& name, const std
 const Histogram::BucketBoundaries kTtftBuckets = {
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,  0.5,   0.75,
     1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
-const Histogram::BucketBoundaries kTpotBuckets = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,
-                                                  0.3,  0.4,   0.5,  0.75,  1.0, 2.5,  5.0,
-                                                  7.5,  10.0,  20.0, 40.0,  80.0};
+// TPOT starts at 1 ms (vLLM's at 10 ms): a GPU decode step takes 5-15 ms.
+const Histogram::BucketBoundaries kTpotBuckets = {
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
+    0.4,   0.5,    0.75,  1.0,    2.5,  5.0,   7.5,  10.0,  20.0, 40.0, 80.0};
 const Histogram::BucketBoundaries kLatencyBuckets = {
     0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,   15.0,  20.0,
     30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
@@ -84,11 +85,13 @@ ServerMetrics::ServerMetrics(double bytes_per_token, double fp16_bytes_per_token
                    .Name("xquant:request_success_total")
                    .Help("Finished requests by finish reason")
                    .Register(*registry_)),
+      queue_full_(counter(*registry_, "xquant:request_queue_full_total",
+                          "Requests refused with 503 because --max-queued-requests were waiting")),
       running_(gauge(*registry_, "xquant:num_requests_running", "Sequences in the running set")),
       waiting_(gauge(*registry_, "xquant:num_requests_waiting", "Requests waiting for admission")),
       cache_usage_(gauge(*registry_, "xquant:cache_usage_perc",
                          "Cache blocks in use divided by all blocks (0 to 1)")),
-      blocks_total_(gauge(*registry_, "xquant:cache_blocks_total", "Cache blocks in the pool")),
+      blocks_total_(gauge(*registry_, "xquant:cache_blocks", "Cache blocks in the pool")),
       blocks_free_(gauge(*registry_, "xquant:cache_blocks_free", "Cache blocks not in use")),
       ttft_(histogram(*registry_, "xquant:time_to_first_token_seconds",
                       "Seconds from submission to the first sampled token", kTtftBuckets)),

@@ -28,6 +28,8 @@ class ServerMetrics {
   // `last`, the request's last engine event when there is one, gives the latency histograms.
   void on_request_finished(const std::string& reason, int prompt_tokens, int completion_tokens,
                            const RequestEvent* last = nullptr);
+  // Thread-safe. A request refused because the queue was full (--max-queued-requests).
+  void on_queue_full() { queue_full_.Increment(); }
   // Thread-safe. The Prometheus text format; gauges and engine counters all come from `stats`,
   // one snapshot, so a scrape is consistent.
   std::string render(const LoopStats& stats);
@@ -47,6 +49,7 @@ class ServerMetrics {
   prometheus::Counter& step_overhead_cpu_seconds_;
   prometheus::Counter& steps_;
   prometheus::Family<prometheus::Counter>& success_;
+  prometheus::Counter& queue_full_;
   prometheus::Gauge& running_;
   prometheus::Gauge& waiting_;
   prometheus::Gauge& cache_usage_;

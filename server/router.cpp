@@ -18,13 +18,35 @@ void Router::add(const std::string& method, const std::string& path, Handler han
   routes_[path][method] = std::move(handler);
 }
 
+void Router::add_prefix(const std::string& method, const std::string& prefix, Handler handler) {
+  prefixes_[prefix][method] = std::move(handler);
+}
+
+const Router::Methods* Router::find(const std::string& path) const {
+  if (auto it = routes_.find(path); it != routes_.end()) return &it->second;
+  for (const auto& [prefix, methods] : prefixes_) {
+    if (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0)
+      return &methods;
+  }
+  return nullptr;
+}
+
 RouteResult Router::dispatch(const HttpRequestIn& req) const {
   const std::string path = target_path(req.target);
   try {
-    auto by_path = routes_.find(path);
-    if (by_path == routes_.end()) throw not_found(path);
-    auto handler = by_path->second.find(req.method);
-    if (handler == by_path->second.end()) throw method_not_allowed(req.method, path);
+    const Methods* methods = find(path);
+    if (!methods) throw not_found(path);
+    auto handler = methods->find(req.method == "HEAD" ? "GET" : req.method);
+    if (handler == methods->end()) {
+      std::string allow;
+      for (const auto& [method, h] : *methods) {
+        allow += (allow.empty() ? "" : ", ") + method;
+        if (method == "GET") allow += ", HEAD";
+      }
+      HttpReply reply = error_reply(method_not_allowed(req.method, path));
+      reply.headers.emplace_back("Allow", allow);
+      return RouteResult{std::move(reply), nullptr};
+    }
     return handler->second(req);
   } catch (const ApiError& e) {
     return RouteResult{error_reply(e), nullptr};

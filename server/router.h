@@ -52,11 +52,19 @@ HttpReply json_reply(std::string body, unsigned status = 200);
 class Router {
  public:
   void add(const std::string& method, const std::string& path, Handler handler);
-  // Never throws: ApiError becomes its reply, any other exception a 500.
+  // A handler for every path under `prefix` (which ends with '/') that has no route of its own.
+  void add_prefix(const std::string& method, const std::string& prefix, Handler handler);
+  // Never throws: ApiError becomes its reply, any other exception (std::bad_alloc too) a 500.
+  // HEAD runs the GET handler (the connection sends the headers only); a 405 lists the
+  // path's methods in Allow.
   RouteResult dispatch(const HttpRequestIn& req) const;
 
  private:
-  std::map<std::string, std::map<std::string, Handler>> routes_;  // path -> method -> handler
+  using Methods = std::map<std::string, Handler>;
+  const Methods* find(const std::string& path) const;
+
+  std::map<std::string, Methods> routes_;    // path -> method -> handler
+  std::map<std::string, Methods> prefixes_;  // path prefix -> method -> handler
 };
 
 // The path of a request target, without the query string.
