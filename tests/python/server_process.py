@@ -19,11 +19,12 @@ BINARY = next((p for p in (BUILD / "xquant-server", BUILD / "server" / "xquant-s
 class Server:
     """One xquant-server process on a free port (--port 0; the port is read from its log)."""
 
-    def __init__(self, model: Path, log: Path, *flags: str, start_timeout: float = 120):
+    def __init__(self, model: Path, log: Path, *flags: str, start_timeout: float = 120,
+                 preexec_fn=None):
         self.log = log
         self.proc = subprocess.Popen(
             [str(BINARY), "--model", str(model), "--port", "0", *flags],
-            stdout=log.open("w"), stderr=subprocess.STDOUT)
+            stdout=log.open("w"), stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
         self.url = self._wait_listening(start_timeout)
         self._wait_healthy()
 

@@ -36,7 +36,7 @@ SERIES = {
     "xquant:num_requests_running": "gauge",
     "xquant:num_requests_waiting": "gauge",
     "xquant:cache_usage_perc": "gauge",
-    "xquant:cache_blocks_total": "gauge",
+    "xquant:cache_blocks": "gauge",
     "xquant:cache_blocks_free": "gauge",
     "xquant:cache_bytes_per_token": "gauge",
     "xquant:cache_compression_ratio": "gauge",
@@ -133,7 +133,7 @@ def wait_idle(url, timeout=30):
         _, s = scrape(url)
         idle = (value(s, "xquant:num_requests_running") == 0
                 and value(s, "xquant:num_requests_waiting") == 0
-                and value(s, "xquant:cache_blocks_free") == value(s, "xquant:cache_blocks_total"))
+                and value(s, "xquant:cache_blocks_free") == value(s, "xquant:cache_blocks"))
         if idle or time.time() > deadline:
             return s
         time.sleep(0.05)
@@ -164,7 +164,7 @@ def test_64_streams_preempt_and_match_solo_greedy_runs(server):
     assert value(after, "xquant:num_preemptions_total") > value(before,
                                                                  "xquant:num_preemptions_total")
     assert value(after, "xquant:num_requests_running") == 0
-    assert value(after, "xquant:cache_blocks_free") == value(after, "xquant:cache_blocks_total")
+    assert value(after, "xquant:cache_blocks_free") == value(after, "xquant:cache_blocks")
     assert value(after, "xquant:cache_usage_perc") == 0
     done = (value(after, "xquant:request_success_total", finished_reason="length")
             - value(before, "xquant:request_success_total", finished_reason="length"))
@@ -202,7 +202,7 @@ def test_clients_leaving_mid_stream_give_the_pool_back(server):
                                 range(n)))
     assert all(r[0] == 200 for r in results)
     after = wait_idle(server.url)
-    assert value(after, "xquant:cache_blocks_free") == value(after, "xquant:cache_blocks_total")
+    assert value(after, "xquant:cache_blocks_free") == value(after, "xquant:cache_blocks")
     assert value(after, "xquant:num_requests_running") == 0
     aborted = (value(after, "xquant:request_success_total", finished_reason="abort")
                - value(before, "xquant:request_success_total", finished_reason="abort"))
@@ -221,7 +221,7 @@ def test_metrics_series_types_and_buckets(server):
         assert fam.type == kind, f"{name}: {fam.type}, want {kind}"
     assert value(s, "xquant:cache_bytes_per_token") == BYTES_PER_TOKEN
     assert value(s, "xquant:cache_compression_ratio") == 1.0  # fp16 is the baseline
-    total = value(s, "xquant:cache_blocks_total")
+    total = value(s, "xquant:cache_blocks")
     assert total == (1 << 20) // (16 * BYTES_PER_TOKEN)
     assert 0 <= value(s, "xquant:cache_usage_perc") <= 1
     buckets = sorted(float(dict(labels)["le"]) for (name, labels) in s
@@ -266,7 +266,7 @@ def test_counters_never_go_back_and_scrapes_are_consistent_under_load(server):
             if is_monotonic(key[0]) and not key[0].endswith("_created"):
                 assert b[key] >= v, f"{key} went from {v} to {b[key]}"
     for s in seq:
-        total, free = value(s, "xquant:cache_blocks_total"), value(s, "xquant:cache_blocks_free")
+        total, free = value(s, "xquant:cache_blocks"), value(s, "xquant:cache_blocks_free")
         assert 0 <= free <= total
         assert value(s, "xquant:cache_usage_perc") == pytest.approx((total - free) / total)
     assert max(value(s, "xquant:num_requests_running") for s in scrapes) > 0
