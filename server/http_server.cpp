@@ -42,18 +42,20 @@ int default_work_threads() {
 
 struct HttpServer::Impl {
   Impl(int threads, size_t max_connections, int work_threads)
-      : ioc(threads),
+      : connections(max_connections),
+        ioc(threads),
         acceptor(net::make_strand(ioc)),
         retry(acceptor.get_executor()),
         relay(ioc),
-        connections(max_connections),
         workers(static_cast<size_t>(work_threads)) {}
+  // First, so it is destroyed last: sessions still held by the io_context's and the pool's
+  // handlers leave the table as those are destroyed.
+  ConnectionTable connections;
   net::io_context ioc;
   tcp::acceptor acceptor;
   net::steady_timer retry;  // the next accept after running out of descriptors
   std::chrono::milliseconds backoff{0};
   EventRelay relay;
-  ConnectionTable connections;
   net::thread_pool workers;
   std::chrono::steady_clock::time_point last_warning;
   uint64_t failures_since_warning = 0;

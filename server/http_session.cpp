@@ -246,6 +246,22 @@ void HttpSession::deliver(SessionEvent e) {
 
 void HttpSession::on_event(uint64_t serial, int choice, RequestEvent ev) {
   if (serial != serial_ || !job_) return;
+  // Assembling a response allocates (a whole body of many choices): running out of memory
+  // fails this request, never the connection thread (an exception leaving it ends the process).
+  try {
+    take_event(choice, std::move(ev));
+  } catch (const std::exception& e) {
+    spdlog::error("{}: {}", job_ ? job_->meta.id : "request", e.what());
+    if (!job_) return close();
+    if (job_->prep.body.stream) return client_gone();
+    for (size_t i = 0; i < ids_.size(); ++i)
+      if (!choice_done_[i]) env_.loop->abort(ids_[i]);
+    end_job();
+    send_reply(error_reply(internal_error(e.what())), true);
+  }
+}
+
+void HttpSession::take_event(int choice, RequestEvent ev) {
   ResponseAssembler& as = *job_->assembler;
   std::vector<std::string> frames = as.on_event(choice, ev);
   if (ev.finished && !choice_done_[choice]) {

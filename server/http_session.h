@@ -55,6 +55,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Tra
 
   void start_job(std::shared_ptr<CompletionJob> job);
   void on_event(uint64_t serial, int choice, RequestEvent ev);
+  void take_event(int choice, RequestEvent ev);
   void end_job();
   void client_gone();
   void watch_disconnect();
