@@ -69,3 +69,32 @@ def test_sampling_and_logprobs_stay_inside_the_tokenizer(server, client):
         temperature=1.0, stream=True, extra_body={"ignore_eos": True}))
     assert chunks[-1].choices[0].finish_reason == "length"
     assert requests.get(server.url + "/health").status_code == 200
+
+
+def test_logprobs_normalize_over_every_row(server, model_dir):
+    """As transformers and vLLM report them: log-softmax over all 8192 rows, padding included,
+    while padded ids are never listed (they have no text)."""
+    import numpy as np
+    from reference_model import ReferenceModel
+
+    ref = ReferenceModel(model_dir)
+    vocab = tokenizer_vocab(model_dir)
+    tokens = [int(t) for t in np.random.RandomState(7).randint(3, vocab, size=12)]
+    logits = ref.logits(tokens)
+    assert logits.shape[-1] == PADDED
+    x = logits - logits.max(-1, keepdims=True)
+    want = x - np.log(np.exp(x).sum(-1, keepdims=True))
+    r = requests.post(server.url + "/v1/completions", json={
+        "model": "padded", "prompt": tokens, "echo": True, "logprobs": 5, "max_tokens": 1,
+        "temperature": 0, "ignore_eos": True, "return_tokens_as_token_ids": True}, timeout=60)
+    assert r.status_code == 200, r.text
+    lp = r.json()["choices"][0]["logprobs"]
+    got = np.array(lp["token_logprobs"][1:len(tokens)], dtype=np.float64)
+    expected = np.array([want[i - 1, tokens[i]] for i in range(1, len(tokens))])
+    assert np.abs(got - expected).max() < 1e-3, (got, expected)
+    # The generated token too: the greedy pick among the tokenizer's ids, normalized over all.
+    pick = int(np.argmax(logits[-1, :vocab]))
+    assert lp["tokens"][-1] == f"token_id:{pick}"
+    assert abs(lp["token_logprobs"][-1] - want[-1, pick]) < 1e-3
+    for top in lp["top_logprobs"][1:]:
+        assert all(int(k.split(":")[1]) < vocab for k in top)

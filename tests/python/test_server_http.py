@@ -312,7 +312,7 @@ def test_context_length_message(server):
     assert r.status_code == 400
     assert r.json()["error"]["message"].startswith(
         f"This model's maximum context length is {MAX_LEN} tokens. However, you requested 260 "
-        "tokens (250 in the messages, 10 in the completion)")
+        "tokens (250 in the prompt, 10 in the completion)")
 
 
 def test_malformed_http_gets_400_and_server_survives(server):

@@ -45,6 +45,41 @@ TEST(Sampler, RepetitionPenaltyDividesPositiveAndMultipliesNegative) {
   EXPECT_FLOAT_EQ(l[2], 2.0f);
 }
 
+TEST(Sampler, RepetitionPenaltyCountsThePromptOnceWithTheOutput) {
+  SamplingParams p = greedy();
+  p.repetition_penalty = 2.0f;
+  p.presence_penalty = 0.5f;
+  Sampler s(p, 1);
+  std::vector<float> l = {3.0f, -1.0f, 2.0f, 2.5f};
+  const int prompt[] = {0, 0, 3};
+  const int hist[] = {0};
+  EXPECT_EQ(s.sample(l, hist, prompt), 2);
+  EXPECT_FLOAT_EQ(l[0], 1.5f - 0.5f);  // once for repetition, presence only from the output
+  EXPECT_FLOAT_EQ(l[1], -1.0f);
+  EXPECT_FLOAT_EQ(l[3], 1.25f);
+}
+
+TEST(Sampler, BannedIdsAreNeverDrawn) {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  Sampler s(p, 7);
+  std::vector<float> l = {5.0f, 0.0f, 0.0f};
+  std::vector<float> scratch;
+  const int banned[] = {0};
+  for (int i = 0; i < 200; ++i) EXPECT_NE(s.sample(l, {}, scratch, {}, banned), 0);
+  EXPECT_EQ(l[0], 5.0f);  // the row itself is left alone
+}
+
+TEST(Sampler, LogprobsNormalizeOverAllRowsAndListOnlyListable) {
+  const std::vector<float> l = {1.0f, 0.0f, 3.0f};  // id 2: a padded row
+  const TokenLogprob lp = token_logprob(l, 0, 3, 2);
+  const double lse = std::log(std::exp(1.0) + std::exp(0.0) + std::exp(3.0));
+  EXPECT_NEAR(lp.logprob, 1.0 - lse, 1e-6);
+  ASSERT_EQ(lp.top.size(), 2u);
+  EXPECT_EQ(lp.top[0].first, 0);
+  EXPECT_EQ(lp.top[1].first, 1);
+}
+
 TEST(Sampler, PresenceAndFrequencyPenaltiesCountOccurrences) {
   SamplingParams p = greedy();
   p.presence_penalty = 0.5f;

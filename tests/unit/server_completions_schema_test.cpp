@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "server/completions_schema.h"
+#include "server/json_params.h"
 #include "server_byte_tokenizer.h"
 
 namespace xq {
@@ -97,9 +98,38 @@ const BadCase kBad[] = {
     {"{\"prompt\": \"hi\", \"ignore_eos\": \"no\"}", 400, "ignore_eos"},
     {"{\"prompt\": \"hi\", \"user\": 7}", 400, "user"},
     {"{\"prompt\": \"hi\", \"stop_token_ids\": [999]}", 400, "stop_token_ids"},
+    {"{\"prompt\": \"hi\", \"logit_bias\": {\" 5\": 1}}", 400, "logit_bias"},
+    {"{\"prompt\": \"hi\", \"logit_bias\": {\"+5\": 1}}", 400, "logit_bias"},
+    {"{\"prompt\": \"hi\", \"max_tokens\": 1e400}", 400, nullptr},
+    {"{\"prompt\": \"hi\", \"x\": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+     "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+     "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+     "]]]]]]]]]]]]}", 400, nullptr},
+    {"{\"prompt\": \"hi\", \"suffix\": \"x\"}", 400, "suffix"},
+    {"{\"prompt\": \"hi\", \"best_of\": 1, \"n\": 2}", 400, "best_of"},
+    {"{\"prompt\": \"hi\", \"best_of\": 2, \"stream\": true}", 400, "best_of"},
+    {"{\"prompt\": \"hi\", \"min_tokens\": 5, \"max_tokens\": 4}", 400, "min_tokens"},
+    {"{\"prompt\": \"hi\", \"response_format\": {\"type\": \"json_object\"}}", 400,
+     "response_format"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Table, BadBody, ::testing::ValuesIn(kBad));
+
+TEST(CompletionsSchema, NestingUpToTheLimitIsAccepted) {
+  const std::string deep(kMaxJsonDepth - 1, '[');
+  const std::string body = R"({"prompt": "hi", "x": )" + deep + std::string(deep.size(), ']') + "}";
+  EXPECT_NO_THROW(prepare(body));
+  EXPECT_THROW(check_json_depth(std::string(kMaxJsonDepth + 1, '{')), ApiError);
+  EXPECT_NO_THROW(check_json_depth("\"" + std::string(1000, '[') + "\""));
+  EXPECT_NO_THROW(check_json_depth(R"(["\"[[[[["])"));
+}
+
+TEST(CompletionsSchema, BestOfFansOutCandidatesWithTheirLogprobs) {
+  const PreparedCompletion p = prepare(R"({"prompt": ["a", "b"], "n": 2, "best_of": 3})");
+  ASSERT_EQ(p.requests.size(), 6u);
+  EXPECT_EQ(p.choice_prompt, (std::vector<int>{0, 0, 0, 1, 1, 1}));
+  for (const Request& r : p.requests) EXPECT_EQ(r.logprobs, 0);
+}
 
 TEST(CompletionsSchema, ContextLimitMessageNamesTheCounts) {
   try {
@@ -108,8 +138,8 @@ TEST(CompletionsSchema, ContextLimitMessageNamesTheCounts) {
   } catch (const ApiError& e) {
     EXPECT_EQ(std::string(e.what()),
               "This model's maximum context length is 64 tokens. However, you requested 70 "
-              "tokens (10 in the messages, 60 in the completion). Please reduce the length of "
-              "the messages or completion.");
+              "tokens (10 in the prompt, 60 in the completion). Please reduce the length of "
+              "the prompt or completion.");
     EXPECT_EQ(e.code, "context_length_exceeded");
   }
 }

@@ -39,7 +39,7 @@ TEST(ServerMetrics, GaugesComeFromTheSnapshot) {
   const std::string t = m.render(stats(25, 10, 4, 1.0));
   EXPECT_EQ(sample(t, "xquant:num_requests_running"), 3);
   EXPECT_EQ(sample(t, "xquant:num_requests_waiting"), 2);
-  EXPECT_EQ(sample(t, "xquant:cache_blocks_total"), 100);
+  EXPECT_EQ(sample(t, "xquant:cache_blocks"), 100);
   EXPECT_EQ(sample(t, "xquant:cache_blocks_free"), 25);
   EXPECT_DOUBLE_EQ(sample(t, "xquant:cache_usage_perc"), 0.75);
   EXPECT_EQ(sample(t, "xquant:cache_bytes_per_token"), 64);
