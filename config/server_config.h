@@ -34,11 +34,11 @@ struct ServerConfig {
   int threads = 0;  // 0: all cores
   std::string log_level = "info";
   size_t max_body_bytes = size_t{8} << 20;
-  int http_threads = 1;            // Asio threads serving connections
+  int http_threads = 1;  // Asio threads serving connections
   // Open connections at most; at the limit a new one takes the place of the one idle longest
   // (0: the file descriptor limit less 64).
   int max_connections = 0;
-  int max_queued_requests = 0;  // requests waiting to start at most, then 503 (0: no limit)
+  int max_queued_requests = 0;     // requests waiting to start at most, then 503 (0: no limit)
   double shutdown_grace_s = 10.0;  // how long SIGTERM waits for running requests
   // Tokens per streamed chunk after a choice's first (sent at once); the last chunk takes what
   // is left. Larger values cut the per-token cost of events, SSE chunks and socket writes.

@@ -70,7 +70,9 @@ class ChoiceAssembler : public ResponseAssembler {
   // One choice of the final (non-streaming) body, shown at `index` (best_of keeps only some).
   virtual nlohmann::ordered_json choice_body(int choice, int index) const = 0;
   // `"stop_reason":...` JSON text of a finished choice, for the hand-written stream chunks.
-  std::string stop_reason_text(int choice) const { return dump_json(states_.at(choice).stop_reason); }
+  std::string stop_reason_text(int choice) const {
+    return dump_json(states_.at(choice).stop_reason);
+  }
 
   CompletionMeta meta_;
   const PreparedCompletion& prep_;

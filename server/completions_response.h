@@ -42,7 +42,9 @@ class CompletionAssembler : public ChoiceAssembler {
   void add_logprob(Choice& c, int token, const std::string& text,
                    const std::optional<TokenLogprob>& lp);
   // How logprobs name a token: its bytes with invalid UTF-8 replaced, or "token_id:<id>".
-  std::string token_key(int id) const { return token_name(id, sanitize_utf8(tok_.token_bytes(id))); }
+  std::string token_key(int id) const {
+    return token_name(id, sanitize_utf8(tok_.token_bytes(id)));
+  }
   void add_echo(Choice& c, const RequestEvent& ev);
   nlohmann::ordered_json logprobs_json(const Logprobs& lp, size_t from) const;
   nlohmann::ordered_json choice_body(int choice, int index) const override;

@@ -47,9 +47,8 @@ std::vector<PromptInput> parse_prompts(const json& obj, const ModelLimits& limit
   if (p.empty()) throw invalid_request("'prompt' must not be empty", "prompt");
   if (p[0].is_number()) return {PromptInput{std::nullopt, parse_token_ids(p, limits)}};
   if (p.size() > kMaxPromptsPerRequest)
-    throw invalid_request("'prompt' holds " + std::to_string(p.size()) +
-                              " prompts; at most " + std::to_string(kMaxPromptsPerRequest) +
-                              " are accepted per request",
+    throw invalid_request("'prompt' holds " + std::to_string(p.size()) + " prompts; at most " +
+                              std::to_string(kMaxPromptsPerRequest) + " are accepted per request",
                           "prompt");
   std::vector<PromptInput> prompts;
   for (const json& e : p) {
@@ -157,8 +156,8 @@ void parse_common_params(const json& j, const ModelLimits& limits, CompletionBod
   b.stream = get_bool(j, "stream").value_or(false);
   b.best_of = static_cast<int>(get_int(j, "best_of", 1, kMaxChoicesPerPrompt).value_or(b.n));
   if (b.best_of < b.n)
-    throw invalid_request("'best_of' must be greater than or equal to 'n' (" +
-                              std::to_string(b.n) + "), got " + std::to_string(b.best_of),
+    throw invalid_request("'best_of' must be greater than or equal to 'n' (" + std::to_string(b.n) +
+                              "), got " + std::to_string(b.best_of),
                           "best_of");
   if (b.stream && b.best_of > b.n)
     throw invalid_request("'best_of' larger than 'n' cannot be streamed", "best_of");
@@ -235,12 +234,13 @@ void check_context_length(int64_t prompt_len, int max_tokens, const ModelLimits&
     throw invalid_request(head + "your " + where + " has " + std::to_string(prompt_len) +
                               " tokens, and it must be shorter than the context length (one "
                               "position stays free for the next token). Please reduce the "
-                              "length of the " + where + ".",
+                              "length of the " +
+                              where + ".",
                           param, "context_length_exceeded");
   if (total > limits.max_model_len)
     throw invalid_request(
-        head + "you requested " + std::to_string(total) + " tokens (" +
-            std::to_string(prompt_len) + " in the " + where + ", " + std::to_string(max_tokens) +
+        head + "you requested " + std::to_string(total) + " tokens (" + std::to_string(prompt_len) +
+            " in the " + where + ", " + std::to_string(max_tokens) +
             " in the completion). Please reduce the length of the " + where + " or completion.",
         param, "context_length_exceeded");
 }

@@ -61,7 +61,7 @@ struct PreparedCompletion {
 };
 
 inline constexpr int kMaxLogprobs = 20;
-inline constexpr int kMaxChoicesPerPrompt = 128;   // n and best_of
+inline constexpr int kMaxChoicesPerPrompt = 128;    // n and best_of
 inline constexpr int kMaxPromptsPerRequest = 1024;  // entries of a batched `prompt`
 // Sequences one request may start: best_of (or n) x prompts. Each holds a Request and, while it
 // runs, cache; without a cap a 40 KiB body could ask for 640,000 of them.

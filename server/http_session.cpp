@@ -159,8 +159,7 @@ void HttpSession::send_reply(const HttpReply& reply, bool close_after, bool ling
     auto res = std::make_shared<http::response<http::empty_body>>(status, 11);
     head(*res);
     res->content_length(reply.body.size());
-    http::async_write(stream_, *res,
-                      [res, after](beast::error_code ec, size_t) { after(ec); });
+    http::async_write(stream_, *res, [res, after](beast::error_code ec, size_t) { after(ec); });
     return;
   }
   auto res = std::make_shared<http::response<Body>>(status, 11);
@@ -201,9 +200,9 @@ void HttpSession::start_job(std::shared_ptr<CompletionJob> job) {
   const int limit = env_.opts.max_queued_requests;
   if (limit > 0 && env_.loop->queued() + n > limit) {
     env_.metrics->on_queue_full();
-    HttpReply reply = error_reply(unavailable(
-        "The server is busy: " + std::to_string(limit) +
-        " requests are already waiting (--max-queued-requests); retry later"));
+    HttpReply reply = error_reply(
+        unavailable("The server is busy: " + std::to_string(limit) +
+                    " requests are already waiting (--max-queued-requests); retry later"));
     reply.headers.emplace_back("Retry-After", "1");
     return send_reply(reply, !keep_alive_);
   }

@@ -45,9 +45,11 @@ void check_tool_choice(const json& j) {
     const std::string v = tc->get<std::string>();
     if (v == "none" || v == "auto") return;
     if (v == "required") throw not_supported("'tool_choice' \"required\"", "tool_choice");
-    throw invalid_request("'tool_choice' must be \"none\", \"auto\", \"required\" or a named "
-                          "function; got '" + v + "'",
-                          "tool_choice");
+    throw invalid_request(
+        "'tool_choice' must be \"none\", \"auto\", \"required\" or a named "
+        "function; got '" +
+            v + "'",
+        "tool_choice");
   }
   if (tc->is_object()) throw not_supported("'tool_choice' naming a function", "tool_choice");
   throw invalid_request("'tool_choice' must be a string or an object", "tool_choice");

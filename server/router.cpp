@@ -25,8 +25,7 @@ void Router::add_prefix(const std::string& method, const std::string& prefix, Ha
 const Router::Methods* Router::find(const std::string& path) const {
   if (auto it = routes_.find(path); it != routes_.end()) return &it->second;
   for (const auto& [prefix, methods] : prefixes_) {
-    if (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0)
-      return &methods;
+    if (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0) return &methods;
   }
   return nullptr;
 }
