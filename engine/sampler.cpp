@@ -256,8 +256,7 @@ std::vector<int> best_ids(std::span<const float> logits, int k) {
   return top;
 }
 
-TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n,
-                           size_t listable) {
+TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n, size_t listable) {
   const int n = static_cast<int>(logits.size());
   const int listed = static_cast<int>(std::min(listable, logits.size()));
   const float mx = logits[argmax(logits)];

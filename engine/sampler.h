@@ -61,7 +61,7 @@ TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n,
 // One sequence's draw in sample_batch.
 struct SampleTask {
   Sampler* sampler = nullptr;
-  std::span<const float> logits;     // the drawable ids of the model's row (left unchanged)
+  std::span<const float> logits;  // the drawable ids of the model's row (left unchanged)
   // The whole row, padded ids included, that logprobs normalize over (empty: `logits`).
   std::span<const float> full_row;
   std::span<const int> history;      // the tokens generated so far

@@ -86,8 +86,8 @@ struct EngineLoop::Impl {
   std::string fail_why;  // fail_pending's, taken by the engine thread
   bool fail_running = false;
   bool stopping = false;
-  bool thread_dead = false;            // the step loop ended on an exception
-  Clock::time_point last_step_end;     // when the engine thread last finished a step
+  bool thread_dead = false;         // the step loop ended on an exception
+  Clock::time_point last_step_end;  // when the engine thread last finished a step
   uint64_t next_id = 1;
   LoopStats stats;
 
@@ -199,8 +199,7 @@ bool EngineLoop::Impl::take_inbox() {
   {
     std::unique_lock lk(mu);
     cv.wait(lk, [&] {
-      return stopping || !incoming.empty() || !aborts.empty() || !seqs.empty() ||
-             !fail_why.empty();
+      return stopping || !incoming.empty() || !aborts.empty() || !seqs.empty() || !fail_why.empty();
     });
     if (stopping) return false;
     if (seqs.empty()) last_step_end = Clock::now();  // idle until now: no stall to report
@@ -486,11 +485,11 @@ void EngineLoop::Impl::next_token(Sequence& s, const SampleTask& draw, RequestEv
 
   const auto& eos = model.tokenizer->eos_ids();
   const bool may_stop = s.num_generated() >= s.req.min_tokens;
-  const bool is_eos = may_stop && !s.req.ignore_eos &&
-                      std::find(eos.begin(), eos.end(), tok) != eos.end();
-  const bool is_stop_id = may_stop && std::find(s.req.stop_token_ids.begin(),
-                                                s.req.stop_token_ids.end(),
-                                                tok) != s.req.stop_token_ids.end();
+  const bool is_eos =
+      may_stop && !s.req.ignore_eos && std::find(eos.begin(), eos.end(), tok) != eos.end();
+  const bool is_stop_id =
+      may_stop && std::find(s.req.stop_token_ids.begin(), s.req.stop_token_ids.end(), tok) !=
+                      s.req.stop_token_ids.end();
   if (is_eos || is_stop_id) {
     if (is_stop_id) {
       ev.stop_token = tok;

@@ -5,12 +5,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <string>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
