@@ -136,6 +136,23 @@ TEST(ServerConfig, StreamIntervalFromTheEnvironment) {
   unsetenv("XQ_STREAM_INTERVAL");
 }
 
+TEST(ServerConfig, ConnectionAndQueueLimitsFromFlagsOrEnvironment) {
+  const ServerConfig d = *parse({"--model", "m"}).config;
+  EXPECT_EQ(d.max_connections, 0);  // from the descriptor limit
+  EXPECT_EQ(d.max_queued_requests, 0);
+  setenv("XQ_MAX_CONNECTIONS", "500", 1);
+  setenv("XQ_MAX_QUEUED_REQUESTS", "64", 1);
+  const ServerConfig e = *parse({"--model", "m"}).config;
+  EXPECT_EQ(e.max_connections, 500);
+  EXPECT_EQ(e.max_queued_requests, 64);
+  const ServerConfig f =
+      *parse({"--model", "m", "--max-connections", "9", "--max-queued-requests", "3"}).config;
+  EXPECT_EQ(f.max_connections, 9);
+  EXPECT_EQ(f.max_queued_requests, 3);
+  unsetenv("XQ_MAX_CONNECTIONS");
+  unsetenv("XQ_MAX_QUEUED_REQUESTS");
+}
+
 TEST(ServerConfig, HelpExitsZeroWithTheFlags) {
   ServerArgs a = parse({"--help"});
   EXPECT_FALSE(a.config);
@@ -180,6 +197,8 @@ INSTANTIATE_TEST_SUITE_P(
         Refused{{"--model", "m", "--gpu-memory-utilization", "0"}, "--gpu-memory-utilization"},
         Refused{{"--model", "m", "--gpu-memory-utilization", "1.5"}, "--gpu-memory-utilization"},
         Refused{{"--model", "m", "--gpu-cache-memory", "lots"}, "--gpu-cache-memory"},
+        Refused{{"--model", "m", "--max-connections", "-1"}, "--max-connections"},
+        Refused{{"--model", "m", "--max-queued-requests", "many"}, "--max-queued-requests"},
         Refused{{"--model", "m", "--bogus"}, "--bogus"}));
 
 TEST(ByteSize, UnitsAndRefusals) {
