@@ -286,8 +286,7 @@ void EngineLoop::Impl::run() {
   } catch (const std::exception& e) {
     spdlog::critical("engine thread stopped: {}", e.what());
     std::lock_guard lk(mu);
-    thread_dead = true;
-    return;
+    thread_dead = true;  // /health fails from now on; the requests held are aborted below
   }
   // Whatever is left is aborted so that no client waits forever.
   std::vector<Sequence*> left;

@@ -196,6 +196,9 @@ void HttpSession::linger_read() {
 }
 
 void HttpSession::start_job(std::shared_ptr<CompletionJob> job) {
+  // The drain may have begun while a worker parsed this request.
+  if (env_.draining)
+    return send_reply(error_reply(unavailable("The server is shutting down")), true);
   const int n = job->assembler->num_choices();
   const int limit = env_.opts.max_queued_requests;
   if (limit > 0 && env_.loop->queued() + n > limit) {
