@@ -66,6 +66,7 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   reserve_rows(std::max(opts.max_num_batched_tokens, opts.max_num_seqs));
   fold_rows_ = std::max(1, opts.max_num_seqs);
   if (format_->rematerializes()) reserve_remat(std::max(kRematRows, round_up_pages(max_len)));
+  reserve_splits(std::max(opts.max_num_batched_tokens, opts.max_num_seqs), fold_rows_);
   logit_rows_ = kLogitRows;
   picked_.reset(static_cast<size_t>(kLogitRows) * cfg_.hidden_size);
   logits_.reset(static_cast<size_t>(kLogitRows) * cfg_.vocab_size);
@@ -106,7 +107,8 @@ CudaModel::~CudaModel() {
 }
 
 size_t CudaModel::workspace_bytes() const {
-  size_t n = blas_workspace_.bytes() + step_ints_.bytes() + picked_.bytes() + logits_.bytes();
+  size_t n = blas_workspace_.bytes() + step_ints_.bytes() + picked_.bytes() + logits_.bytes() +
+             split_ml_.bytes() + split_acc_.bytes();
   for (const auto* b : {&a_.h, &a_.x, &a_.q, &a_.k, &a_.v, &a_.attn, &a_.o, &a_.gate, &a_.up, &a_.z,
                         &r_.k32, &r_.v32, &r_.probs, &r_.t})
     n += b->bytes();
@@ -176,7 +178,16 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
     caches.push_back(c);
   }
   if (seqs.empty()) return;
-  const bool remat = format_->rematerializes();
+  int new_rows = 0;
+  step_max_len_ = 0;
+  for (const StepSeq& s : seqs) {
+    new_rows += s.n;
+    step_max_len_ = std::max(step_max_len_, s.start + s.n);
+  }
+  // A decode step (one new row per sequence) of the fused XQuant kernel reads the cache's pages
+  // directly: no workspace rows to lay out.
+  step_fused_ = fused_ok_ && new_rows == static_cast<int>(seqs.size()) && new_rows <= fold_rows_;
+  const bool remat = format_->rematerializes() && !step_fused_;
   StepLayout L = build_step_layout(seqs, remat ? remat_capacity_ : 0, cfg_.num_heads);
   reserve_rows(L.rows);
   if (remat) reserve_remat(L.max_ws_rows);
@@ -245,8 +256,8 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
     const KvPages pages{base, base + static_cast<size_t>(kPageRows) * KV, pool.page_bytes() / 2,
                         KV};
     write_kv_rows(a_.k.get(), a_.v.get(), rows, KV, new_rows, pages, stream_);
-    attention(a_.q.get(), a_.attn.get(), rows, d + L.row_seq,
-              reinterpret_cast<const AttnSeq*>(d + L.seqs), d + L.tables, pages, p, stream_);
+    paged_attention(a_.q.get(), a_.attn.get(), rows, d + L.row_seq,
+                    reinterpret_cast<const AttnSeq*>(d + L.seqs), d + L.tables, pages, p);
     timer_.mark("attention", stream_);
   } else {
     const bool latent = format_->kind() == GpuCacheKind::XLatent;
@@ -255,7 +266,10 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
       to_bf16(a_.z.get(), static_cast<size_t>(rows) * 2 * KV, a_.zb.get(), stream_);
       timer_.mark("latent", stream_);
     }
-    remat_attention(l, L, d, p);
+    if (step_fused_)
+      fused_decode(l, L, d, p);
+    else
+      remat_attention(l, L, d, p);
     quantize_rows(latent ? a_.z.get() : a_.x.get(), rows, format_->x_layout(), pool.layer_base(l),
                   pool.page_bytes(), new_rows, stream_);
     timer_.mark("quantize", stream_);
@@ -310,8 +324,8 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
                       r_.x.get(), static_cast<size_t>(kPageRows) * C, stream_);
       folded_values(l, g, d, p, ws);
     } else {
-      attention(a_.q.get() + r0 * Q, a_.attn.get() + r0 * Q, g.rows, d + g.row_seq,
-                reinterpret_cast<const AttnSeq*>(d + g.seqs), d + g.tables, ws, p, stream_);
+      paged_attention(a_.q.get() + r0 * Q, a_.attn.get() + r0 * Q, g.rows, d + g.row_seq,
+                      reinterpret_cast<const AttnSeq*>(d + g.seqs), d + g.tables, ws, p);
       timer_.mark("attention", stream_);
     }
   }

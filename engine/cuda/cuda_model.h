@@ -52,6 +52,13 @@ class CudaModel : public Model {
   };
   void reserve_rows(int rows);
   void reserve_remat(int rows);
+  // Split-context attention (engine/cuda/split_attention.cpp): its partials' workspace, the
+  // fp16 K/V attention, and XQuant's fused decode for steps of one new row per sequence.
+  void reserve_splits(int rows, int decode_rows);
+  void paged_attention(const float* q, float* out, int rows, const int* row_seq,
+                       const AttnSeq* seqs, const int* tables, const KvPages& pages,
+                       const AttnParams& p);
+  void fused_decode(int l, const StepLayout& L, const int* d, const AttnParams& p);
   void attention_block(int l, const StepLayout& L, const int* d);
   void remat_attention(int l, const StepLayout& L, const int* d, const AttnParams& p);
   void folded_values(int l, const StepLayout::Group& g, const int* d, const AttnParams& p,
@@ -74,6 +81,10 @@ class CudaModel : public Model {
   DeviceBuffer<double> rope_global_, rope_local_;
   Activations a_;
   Remat r_;
+  DeviceBuffer<float> split_ml_, split_acc_;  // SplitPartials of one launch
+  bool fused_ok_ = false;                     // the format and shape run xquant_decode_splits
+  bool step_fused_ = false;                   // this step runs fused_decode
+  int step_max_len_ = 0;  // the longest sequence of the step (positions, new rows included)
   DeviceBuffer<uint8_t> blas_workspace_;
   DeviceBuffer<int> step_ints_, pick_rows_;
   DeviceBuffer<float> picked_, logits_;

@@ -1,7 +1,11 @@
 // The dense per-row and elementwise ops of the CUDA engine (CPU references: kernels/cpu/ops.h,
 // rope.h) and the cuBLAS matmul.
+#include <cstdlib>
+#include <string>
+
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/launch_util.cuh"
+#include "kernels/cuda/skinny_matmul.h"
 
 namespace xq::cuda {
 namespace {
@@ -184,6 +188,17 @@ void gather_rows(const float* x, const int* rows, int n, int dim, float* y, cuda
 void matmul_nt(cublasHandle_t handle, const bf16* x, const bf16* w, float* y, int n, int in,
                int out) {
   if (n <= 0 || out <= 0) return;
+  // XQ_CUDA_SKINNY=0 leaves every product to cuBLAS (for side-by-side measurements).
+  static const bool skinny = [] {
+    const char* v = std::getenv("XQ_CUDA_SKINNY");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  if (skinny && skinny_matmul_fits(x, w, n, in)) {
+    cudaStream_t stream = nullptr;
+    check(cublasGetStream(handle, &stream), "cublasGetStream");
+    skinny_matmul(x, w, y, n, in, out, stream);
+    return;
+  }
   // Row-major y[n, out] is column-major y^T[out, n] = w[out, in] · x^T[in, n]: w (column-major
   // [in, out]) transposed times x (column-major [in, n]).
   const float one = 1.0f, zero = 0.0f;
