@@ -17,6 +17,7 @@ for b in "${BINS[@]}"; do cp "$BUILD/$b" .gpu/bin/; done
 # Shared libraries from Debian packages the GPU image lacks (CUDA's own come from its toolkit).
 ldd .gpu/bin/* | awk '/=>/ {print $3}' | sort -u | grep -v -E '/(libc|libm|libstdc\+\+|libgcc_s|libpthread|libdl|librt)\.so|/cuda' \
   | while read -r lib; do cp -L "$lib" .gpu/lib/; done
+strip .gpu/bin/* 2>/dev/null || true
 tar -C .gpu -cJf .gpu/lib.tar.xz lib && rm -rf .gpu/lib
 .venv/bin/python - <<'PY'
 import sys

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -186,7 +187,8 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
   }
   // A decode step (one new row per sequence) of the fused XQuant kernel reads the cache's pages
   // directly: no workspace rows to lay out.
-  step_fused_ = fused_ok_ && new_rows == static_cast<int>(seqs.size()) && new_rows <= fold_rows_;
+  step_fused_ = fused_ok_ && new_rows == static_cast<int>(seqs.size()) &&
+                new_rows <= std::min(fold_rows_, fused_max_rows_);
   const bool remat = format_->rematerializes() && !step_fused_;
   StepLayout L = build_step_layout(seqs, remat ? remat_capacity_ : 0, cfg_.num_heads);
   reserve_rows(L.rows);
@@ -200,11 +202,25 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
 
   const float scale =
       cfg_.arch == Arch::Gemma3 ? std::sqrt(static_cast<float>(cfg_.hidden_size)) : 1.0f;
-  embed(w_.embed.get(), d + L.tokens, L.rows, cfg_.hidden_size, scale, a_.h.get(), stream_);
-  timer_.mark("embed", stream_);
-  for (int l = 0; l < cfg_.num_layers; ++l) {
-    attention_block(l, L, d);
-    mlp_block(l, L.rows);
+  // Decode steps of the fp16 cache or the fused XQuant kernel depend on the host only through
+  // the batch size and the split counts: they replay a captured graph.
+  const bool graph = graphs_on_ && !timer_.on() && new_rows == static_cast<int>(seqs.size()) &&
+                     (format_->kind() == GpuCacheKind::Kv16 || step_fused_);
+  auto layers = [&] {
+    embed(w_.embed.get(), d + L.tokens, L.rows, cfg_.hidden_size, scale, a_.h.get(), stream_);
+    timer_.mark("embed", stream_);
+    for (int l = 0; l < cfg_.num_layers; ++l) {
+      attention_block(l, L, d);
+      mlp_block(l, L.rows);
+    }
+  };
+  if (graph) {
+    if (graph_ints_ != step_ints_.get()) graphs_.clear();  // the step's arrays moved
+    graph_ints_ = step_ints_.get();
+    graphs_.run({L.rows, paged_splits(L.rows), step_fused_ ? fused_splits(L.rows) : 0, 0}, stream_,
+                layers);
+  } else {
+    layers();
   }
   output_logits(batch, logits);
   timer_.end_step(L.rows == static_cast<int>(seqs.size()));  // decode steps only
@@ -284,7 +300,13 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
 }
 
 bool CudaModel::can_fold(const StepLayout::Group& g) const {
-  return g.max_n <= kMaxFoldRows && g.rows <= fold_rows_ && g.probs_floats <= r_.probs.size();
+  // X folds V after the softmax; the GQA latent rebuilds V with one matmul, as cheap as K's
+  // (measured faster, bench/RESULTS.md). XQ_CUDA_FOLD=1/0 forces either.
+  const char* v = std::getenv("XQ_CUDA_FOLD");
+  const bool fold =
+      v == nullptr ? format_->kind() != GpuCacheKind::XLatent : std::strcmp(v, "0") != 0;
+  return fold && g.max_n <= kMaxFoldRows && g.rows <= fold_rows_ &&
+         g.probs_floats <= r_.probs.size();
 }
 
 void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const AttnParams& p) {

@@ -3,8 +3,8 @@
 // XQuant's decode steps through the fused xquant_decode_splits (kernels/cuda/decode_ops.h), each
 // merged by attention_combine. XQ_CUDA_SPLIT_ATTENTION=0 keeps the earlier kernels (attention(),
 // and the rematerializing workspace for every XQuant step), for side-by-side measurements;
-// XQ_CUDA_FUSED_DECODE=1 turns the fused XQuant decode on (off by default: on an H200 it is
-// faster than the workspace path only at small batch, bench/RESULTS.md).
+// XQ_CUDA_FUSED_DECODE=1/0 forces the fused XQuant decode on/off (by default it takes the GQA
+// latent's small decode steps); XQ_CUDA_GRAPHS=0 runs decode steps without CUDA graphs.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -20,7 +20,7 @@ bool env_flag(const char* name, bool fallback) {
   return v == nullptr ? fallback : std::strcmp(v, "0") != 0;
 }
 
-constexpr int kMinSplitPositions = 256;  // fp16: positions a split should at least cover
+constexpr int kMinSplitPositions = 64;   // fp16: one tile of positions per split at least
 constexpr int kMinFusedPositions = 128;  // fused XQuant: two tiles of rebuilt keys
 
 int multiprocessors() {
@@ -38,6 +38,7 @@ int folded_width(const ModelConfig& cfg, GpuCacheKind kind) {
 }  // namespace
 
 void CudaModel::reserve_splits(int rows, int decode_rows) {
+  graphs_on_ = env_flag("XQ_CUDA_GRAPHS", true);
   if (!env_flag("XQ_CUDA_SPLIT_ATTENTION", true)) return;
   AttnParams p;
   p.num_heads = cfg_.num_heads;
@@ -56,7 +57,16 @@ void CudaModel::reserve_splits(int rows, int decode_rows) {
     x.layout = format_->x_layout();
     x.k_width = format_->kind() == GpuCacheKind::XLatent ? cfg_.kv_dim() : cfg_.hidden_size;
     x.v_width = folded_width(cfg_, format_->kind());
-    fused_ok_ = env_flag("XQ_CUDA_FUSED_DECODE", false) && xquant_decode_supported(p, x);
+    // Auto (unset): the GQA latent's decode steps while they fill at most one wave of blocks
+    // without splitting (measured faster there; the workspace path wins at larger batch and for
+    // X, bench/RESULTS.md). 1: every decode step; 0: never.
+    const char* mode = std::getenv("XQ_CUDA_FUSED_DECODE");
+    fused_max_rows_ =
+        mode == nullptr
+            ? (format_->kind() == GpuCacheKind::XLatent ? multiprocessors() / cfg_.num_kv_heads : 0)
+        : std::strcmp(mode, "0") != 0 ? decode_rows
+                                      : 0;
+    fused_ok_ = fused_max_rows_ > 0 && xquant_decode_supported(p, x);
     if (fused_ok_)
       floats = std::max(floats, (static_cast<size_t>(decode_rows) + spread) * H * x.v_width);
   }
@@ -68,17 +78,29 @@ void CudaModel::paged_attention(const float* q, float* out, int rows, const int*
                                 const AttnSeq* seqs, const int* tables, const KvPages& pages,
                                 const AttnParams& p) {
   const int H = cfg_.num_heads, D = cfg_.head_dim;
-  const size_t per_split = static_cast<size_t>(rows) * H * D;
-  if (!paged_attention_supported(p) || split_acc_.empty() || per_split > split_acc_.size()) {
+  const int splits = paged_attention_supported(p) ? paged_splits(rows) : 0;
+  if (splits == 0) {
     attention(q, out, rows, row_seq, seqs, tables, pages, p, stream_);
     return;
   }
-  const int cap = static_cast<int>(split_acc_.size() / per_split);
-  SplitPartials parts{
-      split_ml_.get(), split_acc_.get(),
-      choose_splits(rows, cfg_.num_kv_heads, step_max_len_, kMinSplitPositions, cap)};
+  SplitPartials parts{split_ml_.get(), split_acc_.get(), splits};
   paged_attention_splits(q, rows, row_seq, seqs, tables, pages, p, parts, stream_);
   attention_combine(parts, rows, H, D, out, nullptr, stream_);
+}
+
+int CudaModel::paged_splits(int rows) const {
+  const size_t per_split = static_cast<size_t>(rows) * cfg_.num_heads * cfg_.head_dim;
+  if (per_split == 0 || per_split > split_acc_.size()) return 0;
+  return choose_splits(rows, cfg_.num_kv_heads, step_max_len_, kMinSplitPositions,
+                       static_cast<int>(split_acc_.size() / per_split));
+}
+
+int CudaModel::fused_splits(int rows) const {
+  const size_t per_split =
+      static_cast<size_t>(rows) * cfg_.num_heads * folded_width(cfg_, format_->kind());
+  if (!fused_ok_ || per_split == 0 || per_split > split_acc_.size()) return 0;
+  return choose_splits(rows, cfg_.num_kv_heads, step_max_len_, kMinFusedPositions,
+                       static_cast<int>(split_acc_.size() / per_split));
 }
 
 void CudaModel::fused_decode(int l, const StepLayout& L, const int* d, const AttnParams& p) {
@@ -105,10 +127,7 @@ void CudaModel::fused_decode(int l, const StepLayout& L, const int* d, const Att
   x.k_new = a_.k.get();
   x.v_new = latent ? a_.zb.get() + KV : a_.xb.get();
   x.v_new_stride = latent ? 2 * KV : cfg_.hidden_size;
-  const int cap = static_cast<int>(split_acc_.size() / (static_cast<size_t>(rows) * H * x.v_width));
-  SplitPartials parts{
-      split_ml_.get(), split_acc_.get(),
-      choose_splits(rows, cfg_.num_kv_heads, step_max_len_, kMinFusedPositions, cap)};
+  SplitPartials parts{split_ml_.get(), split_acc_.get(), fused_splits(rows)};
   xquant_decode_splits(a_.q.get(), rows, reinterpret_cast<const AttnSeq*>(d + L.seqs), d + L.tables,
                        x, p, parts, stream_);
   timer_.mark("fused_decode", stream_);

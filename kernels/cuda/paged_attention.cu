@@ -1,7 +1,9 @@
 // Split-context paged attention over the fp16 cache, and the merge of splits (decode_ops.h). A
-// block takes one query row, one KV head and one split: each K and V row of the split is read
-// once (16-byte-friendly half2 loads) and scored against every query head of the GQA group.
+// block takes one query row, one KV head and one split: each tile's K and V rows are staged in
+// shared memory with every load issued at once (16-byte loads where the pages allow), and each
+// row is scored against every query head of the GQA group.
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/cuda/decode_ops.h"
 #include "kernels/cuda/split_util.cuh"
@@ -14,16 +16,32 @@ using namespace detail;
 constexpr int kTile = 64;  // positions per pass
 constexpr int kMaxHeadDim = 256;
 
-// Shared memory: offsets[kTile] (size_t), q[G][D], p[G][kTile], m/l/corr[kMaxGroup],
-// partial sums red[token lanes][G][D].
+// Shared memory: the tile's K and V rows [kTile][D] (fp16), q[G][D], p[G][kTile],
+// m/l/corr[kMaxGroup], partial sums red[token lanes][G][D].
 size_t paged_smem_bytes(int group, int dim) {
   const int pairs = dim / 2, lanes = kSplitThreads / pairs;
-  return kTile * sizeof(size_t) +
+  return 2 * sizeof(half) * kTile * static_cast<size_t>(dim) +
          sizeof(float) * (static_cast<size_t>(group) * dim + group * kTile + 3 * kMaxGroup +
                           static_cast<size_t>(lanes) * group * dim);
 }
 
-template <int GM>
+// Copies the tile's rows [c0, c0 + len) of K and V (head kvh) into k_s, v_s, VEC halves per load.
+template <int VEC>
+__device__ void stage_tile(const int* table, const KvPages& kv, int kvh, int D, int c0, int len,
+                           half* k_s, half* v_s) {
+  using Vec = typename std::conditional<VEC == 8, uint4, uint32_t>::type;
+  const int vecs = D / VEC;
+  for (int e = threadIdx.x; e < len * vecs; e += kSplitThreads) {
+    const int j = e / vecs, c = (e % vecs) * VEC, at = c0 + j;
+    const size_t off = static_cast<size_t>(table[at / kPageRows]) * kv.page_stride +
+                       static_cast<size_t>(at % kPageRows) * kv.row_stride +
+                       static_cast<size_t>(kvh) * D + c;
+    *reinterpret_cast<Vec*>(k_s + j * D + c) = *reinterpret_cast<const Vec*>(kv.k + off);
+    *reinterpret_cast<Vec*>(v_s + j * D + c) = *reinterpret_cast<const Vec*>(kv.v + off);
+  }
+}
+
+template <int GM, int VEC>
 __global__ void __launch_bounds__(kSplitThreads)
     paged_attention_kernel(const float* q, const int* row_seq, const AttnSeq* seqs,
                            const int* tables, KvPages kv, AttnParams p, SplitPartials out) {
@@ -32,8 +50,9 @@ __global__ void __launch_bounds__(kSplitThreads)
   const int D = p.head_dim, G = p.num_heads / p.num_kv_heads, H = p.num_heads;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int pairs = D / 2, lanes = kSplitThreads / pairs, tl = tid / pairs, dp = tid % pairs;
-  size_t* off_s = reinterpret_cast<size_t*>(smem);
-  float* q_s = reinterpret_cast<float*>(off_s + kTile);
+  half* k_s = reinterpret_cast<half*>(smem);
+  half* v_s = k_s + kTile * D;
+  float* q_s = reinterpret_cast<float*>(v_s + kTile * D);
   float* p_s = q_s + G * D;
   float* m_s = p_s + G * kTile;
   float* l_s = m_s + kMaxGroup;
@@ -45,8 +64,6 @@ __global__ void __launch_bounds__(kSplitThreads)
   const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
   const SplitRange rg = split_range(first, pos + 1, split, out.splits, kTile);
   const int* table = tables + s.table;
-  const half* k_head = kv.k + static_cast<size_t>(kvh) * D;
-  const half* v_head = kv.v + static_cast<size_t>(kvh) * D;
 
   for (int e = tid; e < G * D; e += kSplitThreads)
     q_s[e] = q[(static_cast<size_t>(r) * H + kvh * G) * D + e];
@@ -60,15 +77,11 @@ __global__ void __launch_bounds__(kSplitThreads)
 
   for (int c0 = rg.begin; c0 < rg.end; c0 += kTile) {
     const int len = min(kTile, rg.end - c0);
-    if (tid < len) {
-      const int at = c0 + tid;
-      off_s[tid] = static_cast<size_t>(table[at / kPageRows]) * kv.page_stride +
-                   static_cast<size_t>(at % kPageRows) * kv.row_stride;
-    }
+    stage_tile<VEC>(table, kv, kvh, D, c0, len, k_s, v_s);
     __syncthreads();
     // Scores: a warp per position, lanes over half2 pairs of dimensions, all heads at once.
     for (int j = warp; j < len; j += kSplitWarps) {
-      const half2* kr = reinterpret_cast<const half2*>(k_head + off_s[j]);
+      const half2* kr = reinterpret_cast<const half2*>(k_s + j * D);
       float dot[GM];
 #pragma unroll
       for (int g = 0; g < GM; ++g) dot[g] = 0.0f;
@@ -95,7 +108,7 @@ __global__ void __launch_bounds__(kSplitThreads)
         if (g < G) acc[g][0] *= corr_s[g], acc[g][1] *= corr_s[g];
       }
       for (int j = tl; j < len; j += lanes) {
-        const float2 v2 = __half22float2(reinterpret_cast<const half2*>(v_head + off_s[j])[dp]);
+        const float2 v2 = __half22float2(reinterpret_cast<const half2*>(v_s + j * D)[dp]);
 #pragma unroll
         for (int g = 0; g < GM; ++g) {
           if (g < G) {
@@ -106,7 +119,7 @@ __global__ void __launch_bounds__(kSplitThreads)
         }
       }
     }
-    __syncthreads();  // the next tile overwrites off_s and p_s
+    __syncthreads();  // the next tile overwrites k_s, v_s and p_s
   }
   if (tl < lanes) {
 #pragma unroll
@@ -165,21 +178,38 @@ __global__ void combine_kernel(SplitPartials in, int rows, int heads, int width,
   }
 }
 
-template <int GM>
+template <int GM, int VEC>
 void launch_paged(const float* q, int rows, const int* row_seq, const AttnSeq* seqs,
                   const int* tables, KvPages kv, AttnParams p, SplitPartials out,
                   cudaStream_t stream) {
   const size_t smem = paged_smem_bytes(p.num_heads / p.num_kv_heads, p.head_dim);
   static bool raised = false;
   if (!raised) {
-    check(cudaFuncSetAttribute(paged_attention_kernel<GM>,
+    check(cudaFuncSetAttribute(paged_attention_kernel<GM, VEC>,
                                cudaFuncAttributeMaxDynamicSharedMemorySize, 160 * 1024),
           "paged_attention smem");
     raised = true;
   }
   const dim3 grid(out.splits, p.num_kv_heads, rows);
-  paged_attention_kernel<GM>
+  paged_attention_kernel<GM, VEC>
       <<<grid, kSplitThreads, smem, stream>>>(q, row_seq, seqs, tables, kv, p, out);
+}
+
+template <int VEC>
+void dispatch_group(const float* q, int rows, const int* row_seq, const AttnSeq* seqs,
+                    const int* tables, KvPages kv, AttnParams p, SplitPartials out,
+                    cudaStream_t stream) {
+  const int G = p.num_heads / p.num_kv_heads;
+  if (G <= 1)
+    launch_paged<1, VEC>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
+  else if (G <= 2)
+    launch_paged<2, VEC>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
+  else if (G <= 4)
+    launch_paged<4, VEC>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
+  else if (G <= 8)
+    launch_paged<8, VEC>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
+  else
+    launch_paged<16, VEC>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
 }
 
 }  // namespace
@@ -219,17 +249,14 @@ void paged_attention_splits(const float* q, int rows, const int* row_seq, const 
                     std::to_string(p.num_kv_heads) + " heads not supported");
   if (out.splits < 1 || out.splits > kMaxSplits || rows > 65535)
     throw CudaError("paged_attention_splits: splits must be in [1, 64], rows <= 65535");
-  const int G = p.num_heads / p.num_kv_heads;
-  if (G <= 1)
-    launch_paged<1>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
-  else if (G <= 2)
-    launch_paged<2>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
-  else if (G <= 4)
-    launch_paged<4>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
-  else if (G <= 8)
-    launch_paged<8>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
+  // 16-byte loads when every row start (page, slot, head) is 16-byte aligned, half2 otherwise.
+  const bool wide = p.head_dim % 8 == 0 && kv.row_stride % 8 == 0 && kv.page_stride % 8 == 0 &&
+                    reinterpret_cast<uintptr_t>(kv.k) % 16 == 0 &&
+                    reinterpret_cast<uintptr_t>(kv.v) % 16 == 0;
+  if (wide)
+    dispatch_group<8>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
   else
-    launch_paged<16>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
+    dispatch_group<2>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
   check(cudaGetLastError(), "paged_attention_splits");
 }
 

@@ -23,6 +23,9 @@ constexpr int kLd = kChunk + 8;  // bf16 row pitch of the staged tiles (bank spr
 struct Packed {  // a row layout's sizes, on the device
   int bits, group, words, groups;
   size_t bytes;
+  // Runs of 16 columns starting at the K and V inputs' 16-aligned offsets are whole words in one
+  // group (bits 2/4/8, group a multiple of 16, both inputs start on such a run).
+  bool fast;
 };
 
 // Column j of a packed row (quantizer.h's layout: LSB-first codes, fp16 scales then zeros).
@@ -36,6 +39,54 @@ __device__ inline float dequant_at(const uint8_t* row, int j, const Packed& L) {
   const half* scales = reinterpret_cast<const half*>(row + 4 * static_cast<size_t>(L.words));
   const int g = j / L.group;
   return __fmaf_rn(__half2float(scales[g]), code, __half2float(scales[L.groups + g]));
+}
+
+// The float of a code < 2^23 without a conversion instruction: its bits under 2^23's exponent.
+__device__ inline float code_float(uint32_t code) {
+  return __uint_as_float(code | 0x4B000000u) - 8388608.0f;
+}
+
+// N consecutive columns from j0 of a packed row of BITS (2, 4 or 8) bits, all in one group, j0 a
+// multiple of N (the caller checks Packed::fast): N * BITS <= 32 bits sit in one word, longer runs
+// start on a word; one scale and zero.
+template <int BITS, int N>
+__device__ inline void dequant_run(const uint8_t* row, int j0, const Packed& L, float* out) {
+  constexpr int kWords = (N * BITS + 31) / 32;
+  constexpr uint32_t kMask = (1u << BITS) - 1u;
+  const int bit = j0 * BITS;
+  const uint32_t* w = reinterpret_cast<const uint32_t*>(row) + bit / 32;
+  uint32_t wv[kWords];
+#pragma unroll
+  for (int i = 0; i < kWords; ++i) wv[i] = w[i];
+  if (kWords == 1) wv[0] >>= bit & 31;
+  const half* scales = reinterpret_cast<const half*>(row + 4 * static_cast<size_t>(L.words));
+  const int g = j0 / L.group;
+  const float s = __half2float(scales[g]), z = __half2float(scales[L.groups + g]);
+#pragma unroll
+  for (int e = 0; e < N; ++e)
+    out[e] = __fmaf_rn(s, code_float((wv[e * BITS / 32] >> (e * BITS % 32)) & kMask), z);
+}
+
+// N columns from j0 (dequant_run where the layout allows, column by column otherwise).
+template <int N>
+__device__ inline void dequant_cols(const uint8_t* row, int j0, const Packed& L, float* out) {
+  if (L.fast) {
+    switch (L.bits) {
+      case 2:
+        dequant_run<2, N>(row, j0, L, out);
+        return;
+      case 4:
+        dequant_run<4, N>(row, j0, L, out);
+        return;
+      case 8:
+        dequant_run<8, N>(row, j0, L, out);
+        return;
+      default:
+        break;
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < N; ++e) out[e] = dequant_at(row, j0 + e, L);
 }
 
 // cos and sin of pos * inv_freq: the angle in double, reduced to [-pi, pi], then fp32.
@@ -76,12 +127,17 @@ __device__ void rebuild_keys(const uint8_t* const* rows_s, const XDecodeParams& 
     {  // A: 4 threads per row, 16 columns each, dequantized to bf16
       const int t = tid >> 2, c = (tid & 3) * 16;
       const uint8_t* row = rows_s[t];
-#pragma unroll 4
-      for (int e = 0; e < 16; ++e) {
-        const int col = k0 + c + e;
-        const float v = row && col < x.k_width ? dequant_at(row, x.k_col + col, L) : 0.0f;
-        a_s[t * kLd + c + e] = __float2bfloat16_rn(v);
+      float v[16];
+      if (row && k0 + c + 16 <= x.k_width) {
+        dequant_cols<16>(row, x.k_col + k0 + c, L, v);
+      } else {
+#pragma unroll
+        for (int e = 0; e < 16; ++e)
+          v[e] = row && k0 + c + e < x.k_width ? dequant_at(row, x.k_col + k0 + c + e, L) : 0.0f;
       }
+      __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(a_s + t * kLd + c);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) dst[e] = __floats2bfloat162_rn(v[2 * e], v[2 * e + 1]);
     }
     // B: the head's D weight rows, 8 bf16 per 16-byte load.
     for (int e = tid; e < D * (kChunk / 8); e += kSplitThreads) {
@@ -196,20 +252,37 @@ __global__ void __launch_bounds__(kSplitThreads)
     __syncthreads();
     softmax_tile(p_s, kTok, len, G, m_s, l_s, corr_s);
     __syncthreads();
-    // The weighted value inputs: a thread per column, every head of the group.
-    for (int c = tid; c < VW; c += kSplitThreads) {
-      float a[GM];
+    // The weighted value inputs: a thread per 4 columns, every head of the group.
+    for (int c = 4 * tid; c < VW; c += 4 * kSplitThreads) {
+      const int n = min(4, VW - c);
+      float a[GM][4];
 #pragma unroll
-      for (int g = 0; g < GM; ++g) a[g] = g < G ? acc_s[g * VW + c] * corr_s[g] : 0.0f;
+      for (int g = 0; g < GM; ++g)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          a[g][e] = g < G && e < n ? acc_s[g * VW + c + e] * corr_s[g] : 0.0f;
+#pragma unroll 4
       for (int j = 0; j < len; ++j) {
-        const float v = dequant_at(rows_s[j], x.v_col + c, L);
+        float v[4];
+        if (n == 4) {
+          dequant_cols<4>(rows_s[j], x.v_col + c, L, v);
+        } else {
+          for (int e = 0; e < 4; ++e)
+            v[e] = e < n ? dequant_at(rows_s[j], x.v_col + c + e, L) : 0.0f;
+        }
 #pragma unroll
-        for (int g = 0; g < GM; ++g)
-          if (g < G) a[g] += p_s[g * kTok + j] * v;
+        for (int g = 0; g < GM; ++g) {
+          if (g < G) {
+            const float w = p_s[g * kTok + j];
+#pragma unroll
+            for (int e = 0; e < 4; ++e) a[g][e] += w * v[e];
+          }
+        }
       }
 #pragma unroll
       for (int g = 0; g < GM; ++g)
-        if (g < G) acc_s[g * VW + c] = a[g];
+        if (g < G)
+          for (int e = 0; e < n; ++e) acc_s[g * VW + c + e] = a[g][e];
     }
     __syncthreads();  // the next tile overwrites rows_s, the keys and p_s
   }
@@ -311,8 +384,15 @@ void xquant_decode_splits(const float* q, int rows, const AttnSeq* seqs, const i
                     std::to_string(x.v_width) + " not supported");
   if (out.splits < 1 || out.splits > kMaxSplits || rows > 65535)
     throw CudaError("xquant_decode_splits: splits must be in [1, 64], rows <= 65535");
-  const Packed L{x.layout.bits, x.layout.group, static_cast<int>(x.layout.words()),
-                 static_cast<int>(x.layout.groups()), x.layout.bytes()};
+  const int b = x.layout.bits;
+  const bool fast = (b == 2 || b == 4 || b == 8) && x.layout.group % 16 == 0 && x.k_col % 16 == 0 &&
+                    x.v_col % 16 == 0;
+  const Packed L{b,
+                 x.layout.group,
+                 static_cast<int>(x.layout.words()),
+                 static_cast<int>(x.layout.groups()),
+                 x.layout.bytes(),
+                 fast};
   switch (p.head_dim) {
     case 64:
       dispatch_group<64>(q, rows, seqs, tables, x, L, p, out, stream);
