@@ -11,7 +11,8 @@
 namespace xq {
 namespace {
 
-const char kGpt2[] = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+const char kGpt2[] =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 const char kLlama3[] =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 const char kQwen2[] =
@@ -34,8 +35,7 @@ const char kDeepseekV3[] =
     R"re([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re";
 // BLOOM's words: anything up to whitespace or one of . , ! ? … 。 ， 、 । ۔ ، (and the
 // parentheses and bar the original pattern lists inside its class).
-const char kBloom[] =
-    R"( ?[^(\s|.,!?\x{2026}\x{3002}\x{FF0C}\x{3001}\x{0964}\x{06D4}\x{060C})]+)";
+const char kBloom[] = R"( ?[^(\s|.,!?\x{2026}\x{3002}\x{FF0C}\x{3001}\x{0964}\x{06D4}\x{060C})]+)";
 // CJK ideographs, U+0800..U+4E00 and Hangul, grouped as DeepSeek's tokenizers list them.
 const char kDeepseekCjk[] = R"([\x{4E00}-\x{9FA5}\x{0800}-\x{4E00}\x{AC00}-\x{D7FF}]+)";
 // DeepSeek LLM's letters: the cased letters (Lu, Ll, Lt) its tokenizer lists one by one.
@@ -86,8 +86,7 @@ const std::vector<Family> kFamilies = {
     {{"qwen2", "deepseek-r1-qwen"}, {kQwen2}, false, false, true, true},
     {{"kormo", "f2llmv2", "megrez", "stablelm2", "hunyuan", "solar-open", "grok-2"}, {kQwen2}},
     {{"qwen35"}, {kQwen35}, false, false, true, true},
-    {{"starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b",
-      "mellum2"},
+    {{"starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b", "mellum2"},
      {kDigit, kGpt2}},
     {{"falcon"}, {R"([\p{P}\$\+<=>\^~\|`]+)", kGpt2, "[0-9][0-9][0-9]"}},
     {{"deepseek-llm"},

@@ -82,15 +82,14 @@ std::unique_ptr<Tokenizer> gguf_tokenizer(const GgufFile& f, const ModelConfig& 
     const std::string pre = f.get_string("tokenizer.ggml.pre").value_or("default");
     const std::optional<GgufPreTokenizer> found = gguf_pre_tokenizer(pre);
     if (!found) {
-      fail(f, "tokenizer.ggml.pre '" + pre + "' is not supported (supported: " +
-                  gguf_pre_tokenizer_names() + ")");
+      fail(f, "tokenizer.ggml.pre '" + pre +
+                  "' is not supported (supported: " + gguf_pre_tokenizer_names() + ")");
     }
     const bool add_bos =
         f.get_bool("tokenizer.ggml.add_bos_token").value_or(found->add_bos) && found->has_bos;
     return make_gpt2_bpe_tokenizer(std::move(pieces), merges, std::move(types), found->regexes,
                                    found->has_bos ? bos : -1, std::move(eos), add_bos,
-                                   std::move(chat_template), found->ignore_merges,
-                                   found->nfc);
+                                   std::move(chat_template), found->ignore_merges, found->nfc);
   }
   fail(f, "tokenizer.ggml.model '" + model + "' is not supported (llama and gpt2 are)");
 }
