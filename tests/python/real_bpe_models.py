@@ -5,7 +5,7 @@ tokenizer.json declares, and a float64 reference model from the tensors that the
 dequantizes."""
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -42,7 +42,10 @@ class RealModel:
     hf_pre: Callable             # -> (normalizer or None, pre-tokenizer), from tokenizer.json
     hf_config: dict              # the model's published config.json (the fields used)
     permuted_qk: bool            # llama.cpp's converter interleaved q/k rows (arch llama)
-    prompts: list = field(default_factory=list)
+    script: str                  # what fetches it
+
+    def skip_reason(self) -> str:
+        return f"{self.path} is absent: run {self.script}"
 
 
 SMOLLM2 = RealModel(
@@ -51,7 +54,7 @@ SMOLLM2 = RealModel(
      "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
      "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "rope_scaling": None,
      "tie_word_embeddings": True, "vocab_size": 49152},
-    True)
+    True, "scripts/get-smollm2.sh")
 
 QWEN_CODER = RealModel(
     "qwen2.5-coder-0.5b", qwen_coder_path(), "qwen2", _qwen2_pre,
@@ -59,7 +62,7 @@ QWEN_CODER = RealModel(
      "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
      "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "rope_scaling": None,
      "tie_word_embeddings": False, "vocab_size": 151936, "use_sliding_window": False},
-    False)
+    False, "scripts/get-qwen25-coder.sh")
 
 ALL = [SMOLLM2, QWEN_CODER]
 
@@ -78,8 +81,17 @@ def gguf_fields(path: Path) -> dict:
     return gguf.GGUFReader(str(path)).fields
 
 
+_TOKENIZERS = {}
+
+
 def hf_tokenizer(m: RealModel) -> Tokenizer:
-    """tokenizers.Tokenizer from the GGUF vocabulary, merges and token types."""
+    """tokenizers.Tokenizer from the GGUF vocabulary, merges and token types (built once)."""
+    if m.name not in _TOKENIZERS:
+        _TOKENIZERS[m.name] = _build_hf_tokenizer(m)
+    return _TOKENIZERS[m.name]
+
+
+def _build_hf_tokenizer(m: RealModel) -> Tokenizer:
     f = gguf_fields(m.path)
     assert f["tokenizer.ggml.pre"].contents() == m.pre
     tokens = _strings(f["tokenizer.ggml.tokens"])

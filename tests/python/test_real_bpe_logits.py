@@ -35,7 +35,7 @@ PROMPTS = ["The capital of France is",
 def model(request, tmp_path_factory):
     m = request.param
     if not m.path.is_file():
-        pytest.skip(f"{m.path} is absent: run its scripts/get-*.sh")
+        pytest.skip(m.skip_reason())
     # float32 weights (exact for these values) keep Qwen's reference near 2 GB.
     ref = ReferenceModel(write_hf_checkpoint(m, tmp_path_factory.mktemp(m.name)),
                          weights_dtype=torch.float32)

@@ -33,7 +33,7 @@ CONVERSATIONS = {
 def model(request):
     m = request.param
     if not m.path.is_file():
-        pytest.skip(f"{m.path} is absent: run its scripts/get-*.sh")
+        pytest.skip(m.skip_reason())
     template = gguf_fields(m.path)["tokenizer.chat_template"].contents()
     return m, template
 
@@ -47,7 +47,7 @@ def test_template_renders_like_jinja2(model, conversation, tmp_path):
 
 def test_qwen_template_with_tools_renders_like_jinja2(tmp_path):
     if not QWEN_CODER.path.is_file():
-        pytest.skip(f"{QWEN_CODER.path} is absent")
+        pytest.skip(QWEN_CODER.skip_reason())
     template = gguf_fields(QWEN_CODER.path)["tokenizer.chat_template"].contents()
     check(template, base([USER1], tools=TOOLS), tmp_path)
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(not DUMP_CLI.is_file(), reason=f"gguf_dump_cli n
 def model(request):
     m = request.param
     if not m.path.is_file():
-        pytest.skip(f"{m.path} is absent: run scripts/get-{m.name.split('-')[0]}*.sh")
+        pytest.skip(m.skip_reason())
     return m, hf_tokenizer(m)
 
 
@@ -58,8 +58,8 @@ def check_encode(m, tok, texts, label):
 
 
 def test_file_asks_for_no_bos(model):
-    m, _ = model
-    assert cli(m, "encode", ["Hello"])[0] == hf_tokenizer(m).encode("Hello").ids
+    m, tok = model
+    assert cli(m, "encode", ["Hello"])[0] == tok.encode("Hello").ids
 
 
 def test_snippets_encode_like_hf(model):
