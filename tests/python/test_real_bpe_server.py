@@ -14,7 +14,7 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_bpe_models import ALL, QWEN_CODER, gguf_fields, hf_tokenizer  # noqa: E402
+from real_bpe_models import ALL, QWEN_CODER, SMOLLM2, gguf_fields, hf_tokenizer  # noqa: E402
 from server_process import BINARY, Server  # noqa: E402
 from test_chat_template import ASSIST1, SYSTEM, TOOLS, USER1, USER2, base, check  # noqa: E402
 from test_chat_template import reference as jinja2_render  # noqa: E402
@@ -111,3 +111,25 @@ def test_coder_writes_code(served):
     code = r.choices[0].message.content
     print(f"{m.name} code: {code!r}")
     assert "def add(a, b)" in code and "return a + b" in code
+
+
+@pytest.mark.parametrize("cache", [["--cache", "xquant", "--cache-bits", "4"],
+                                   ["--cache", "xquant-cl-ch", "--cache-bits", "4"]],
+                         ids=["xquant4", "xquant-cl-ch4"])
+def test_smollm2_answers_through_an_xquant_cache(cache, tmp_path):
+    # The smaller model under the formats this server exists for (SmolLM2 is GQA 9/3: xquant
+    # caches the SVD latent); a short chat still finds the answer.
+    m = SMOLLM2
+    if not m.path.is_file():
+        pytest.skip(m.skip_reason())
+    s = Server(m.path, tmp_path / "server.log", "--served-model-name", "m", *cache)
+    try:
+        client = openai.OpenAI(base_url=s.url + "/v1", api_key="unused", max_retries=0)
+        r = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "What is the capital of France?"}],
+            max_tokens=24, temperature=0)
+        answer = r.choices[0].message.content
+        print(f"{m.name} {' '.join(cache)}: {answer!r}")
+        assert "Paris" in answer
+    finally:
+        assert s.stop() == 0
