@@ -3,8 +3,8 @@
 // XQuant's decode steps through the fused xquant_decode_splits (kernels/cuda/decode_ops.h), each
 // merged by attention_combine. XQ_CUDA_SPLIT_ATTENTION=0 keeps the earlier kernels (attention(),
 // and the rematerializing workspace for every XQuant step), for side-by-side measurements;
-// XQ_CUDA_FUSED_DECODE=1/0 forces the fused XQuant decode on/off (by default it takes the GQA
-// latent's small decode steps); XQ_CUDA_GRAPHS=0 runs decode steps without CUDA graphs.
+// XQ_CUDA_FUSED_DECODE=1 turns the fused XQuant decode on (off by default); XQ_CUDA_GRAPHS=0 runs
+// decode steps without CUDA graphs.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -57,15 +57,9 @@ void CudaModel::reserve_splits(int rows, int decode_rows) {
     x.layout = format_->x_layout();
     x.k_width = format_->kind() == GpuCacheKind::XLatent ? cfg_.kv_dim() : cfg_.hidden_size;
     x.v_width = folded_width(cfg_, format_->kind());
-    // Auto (unset): the GQA latent's decode steps while they fill at most one wave of blocks
-    // without splitting (measured faster there; the workspace path wins at larger batch and for
-    // X, bench/RESULTS.md). 1: every decode step; 0: never.
-    const char* mode = std::getenv("XQ_CUDA_FUSED_DECODE");
-    fused_max_rows_ =
-        mode == nullptr
-            ? (format_->kind() == GpuCacheKind::XLatent ? multiprocessors() / cfg_.num_kv_heads : 0)
-        : std::strcmp(mode, "0") != 0 ? decode_rows
-                                      : 0;
+    // Off unless XQ_CUDA_FUSED_DECODE=1: on the H200 the workspace path (cuBLAS rebuild, split
+    // attention) is faster at batch 1 and 32 alike (bench/RESULTS.md).
+    fused_max_rows_ = env_flag("XQ_CUDA_FUSED_DECODE", false) ? decode_rows : 0;
     fused_ok_ = fused_max_rows_ > 0 && xquant_decode_supported(p, x);
     if (fused_ok_)
       floats = std::max(floats, (static_cast<size_t>(decode_rows) + spread) * H * x.v_width);
