@@ -8,10 +8,7 @@
 #   ./bench/gpu_decode.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-/tmp/gpu_decode}"
-mkdir -p "$OUT" /tmp/xq && tar -C /tmp/xq -xJf .gpu/lib.tar.xz
-CUDA_LIBS=$(dirname "$(find / -name 'libcublasLt.so.13*' -not -path '*/proc/*' 2>/dev/null | head -1)")
-export LD_LIBRARY_PATH="/tmp/xq/lib:${CUDA_LIBS}:${LD_LIBRARY_PATH:-}"
+. scripts/gpu_env.sh /tmp/gpu_decode
 B=.gpu/bin/xquant-bench
 run() {  # label env... -- bench args
   local label=$1; shift
