@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -67,7 +66,7 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   reserve_rows(std::max(opts.max_num_batched_tokens, opts.max_num_seqs));
   fold_rows_ = std::max(1, opts.max_num_seqs);
   if (format_->rematerializes()) reserve_remat(std::max(kRematRows, round_up_pages(max_len)));
-  reserve_splits(std::max(opts.max_num_batched_tokens, opts.max_num_seqs), fold_rows_);
+  setup_attention_paths(std::max(opts.max_num_batched_tokens, opts.max_num_seqs), fold_rows_);
   logit_rows_ = kLogitRows;
   picked_.reset(static_cast<size_t>(kLogitRows) * cfg_.hidden_size);
   logits_.reset(static_cast<size_t>(kLogitRows) * cfg_.vocab_size);
@@ -300,12 +299,7 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
 }
 
 bool CudaModel::can_fold(const StepLayout::Group& g) const {
-  // X folds V after the softmax; the GQA latent rebuilds V with one matmul, as cheap as K's
-  // (measured faster, bench/RESULTS.md). XQ_CUDA_FOLD=1/0 forces either.
-  const char* v = std::getenv("XQ_CUDA_FOLD");
-  const bool fold =
-      v == nullptr ? format_->kind() != GpuCacheKind::XLatent : std::strcmp(v, "0") != 0;
-  return fold && g.max_n <= kMaxFoldRows && g.rows <= fold_rows_ &&
+  return fold_ && g.max_n <= kMaxFoldRows && g.rows <= fold_rows_ &&
          g.probs_floats <= r_.probs.size();
 }
 

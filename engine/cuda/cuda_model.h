@@ -53,9 +53,11 @@ class CudaModel : public Model {
   };
   void reserve_rows(int rows);
   void reserve_remat(int rows);
-  // Split-context attention (engine/cuda/split_attention.cpp): its partials' workspace, the
-  // fp16 K/V attention, and XQuant's fused decode for steps of one new row per sequence.
-  void reserve_splits(int rows, int decode_rows);
+  // Split-context attention (engine/cuda/split_attention.cpp). setup_attention_paths reads the
+  // XQ_CUDA_* switches (graphs, fold, fused decode) and sizes the split partials for steps of up
+  // to `rows` rows (`decode_rows` for the fused decode); then the fp16 K/V attention, and
+  // XQuant's fused decode for steps of one new row per sequence.
+  void setup_attention_paths(int rows, int decode_rows);
   void paged_attention(const float* q, float* out, int rows, const int* row_seq,
                        const AttnSeq* seqs, const int* tables, const KvPages& pages,
                        const AttnParams& p);
@@ -89,6 +91,7 @@ class CudaModel : public Model {
   GraphCache graphs_;                         // decode steps, by batch size and split counts
   const int* graph_ints_ = nullptr;           // step_ints_ when the graphs were captured
   bool graphs_on_ = true;
+  bool fold_ = true;         // decode folds V after the softmax (else rebuilds it with a matmul)
   bool fused_ok_ = false;    // the format and shape run xquant_decode_splits
   int fused_max_rows_ = 0;   // decode steps of at most this many rows take it
   bool step_fused_ = false;  // this step runs fused_decode

@@ -4,7 +4,7 @@
 // merged by attention_combine. XQ_CUDA_SPLIT_ATTENTION=0 keeps the earlier kernels (attention(),
 // and the rematerializing workspace for every XQuant step), for side-by-side measurements;
 // XQ_CUDA_FUSED_DECODE=1 turns the fused XQuant decode on (off by default); XQ_CUDA_GRAPHS=0 runs
-// decode steps without CUDA graphs.
+// decode steps without CUDA graphs; XQ_CUDA_FOLD picks how the workspace path gets V.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -37,8 +37,11 @@ int folded_width(const ModelConfig& cfg, GpuCacheKind kind) {
 
 }  // namespace
 
-void CudaModel::reserve_splits(int rows, int decode_rows) {
+void CudaModel::setup_attention_paths(int rows, int decode_rows) {
   graphs_on_ = env_flag("XQ_CUDA_GRAPHS", true);
+  // X folds V after the softmax; the GQA latent rebuilds V with one matmul, as cheap as K's
+  // (measured faster, bench/RESULTS.md). XQ_CUDA_FOLD=1/0 forces either.
+  fold_ = env_flag("XQ_CUDA_FOLD", format_->kind() != GpuCacheKind::XLatent);
   if (!env_flag("XQ_CUDA_SPLIT_ATTENTION", true)) return;
   AttnParams p;
   p.num_heads = cfg_.num_heads;
