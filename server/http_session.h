@@ -5,6 +5,8 @@
 #pragma once
 
 #include <array>
+#include <chrono>
+#include <string_view>
 // Boost 1.74 Asio uses std::exchange without including <utility>.
 // clang-format off
 #include <utility>
@@ -45,6 +47,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void linger_close();
   void linger_read();
 
+  // A new request id (the client's X-Request-Id when usable) and the access log's start time.
+  void begin_request(std::string_view method, std::string_view target, std::string_view client_id);
+  // The access log line of the current request, once its status is known.
+  void log_access(unsigned status);
+
   void start_job(std::shared_ptr<CompletionJob> job);
   void on_event(uint64_t serial, int choice, RequestEvent ev);
   void end_job();
@@ -60,6 +67,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<boost::beast::http::request_parser<Body>> parser_;
   boost::beast::http::request<Body> req_;
   HeaderList cors_headers_;  // for every reply to the current request
+  std::string request_id_;
+  std::string method_, target_;  // of the current request, for the access log
+  std::chrono::steady_clock::time_point request_start_;
+  bool access_logged_ = false;  // one access-log line per request, whichever path ends it
 
   // The running job, if any. Events of an older job (serial) are dropped.
   std::shared_ptr<CompletionJob> job_;
