@@ -1,5 +1,7 @@
 #include "config/server_config.h"
 
+#include <unistd.h>  // environ
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
@@ -193,6 +195,20 @@ void add_env_names(CLI::App& app) {
   }
 }
 
+// XQ_* variables of the environment that are no option's.
+std::vector<std::string> unknown_env_names(CLI::App& app) {
+  std::set<std::string> known;
+  for (CLI::Option* opt : app.get_options()) known.insert(opt->get_envname());
+  std::vector<std::string> warnings;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry(*e);
+    const std::string name = entry.substr(0, entry.find('='));
+    if (name.rfind("XQ_", 0) == 0 && !known.count(name))
+      warnings.push_back(name + " is set but is not a setting of xquant-server (ignored)");
+  }
+  return warnings;
+}
+
 // One CLI11 parse of `args` (reversed, as CLI11 takes them) over the values earlier passes set;
 // an error or --help ends parsing with `out` filled in.
 std::optional<ServerArgs> parse_pass(CLI::App& app, std::vector<std::string> args, ServerArgs& out,
@@ -372,6 +388,7 @@ ServerArgs parse_server_args(int argc, const char* const* argv) {
   }
   if (c.model.empty())
     return fail("--model is required (or XQ_MODEL, or model: in the --config file)");
+  out.warnings = unknown_env_names(app);
   out.config = std::move(c);
   return out;
 }

@@ -52,6 +52,9 @@ struct ServerArgs {
   std::optional<ServerConfig> config;
   int exit_code = 0;
   std::string message;
+  // XQ_* variables set in the environment that name no setting (a typo would otherwise be
+  // silently ignored), for the log.
+  std::vector<std::string> warnings;
 };
 
 // Parses argv (argv[0] is the program name). Every flag also comes from its environment variable

@@ -194,6 +194,7 @@ int main(int argc, char** argv) {
   }
   const ServerConfig& cfg = *args.config;
   configure_logging(cfg.log_level, cfg.log_format);
+  for (const std::string& w : args.warnings) spdlog::warn("{}", w);
   try {
     return serve(cfg);
   } catch (const std::exception& e) {

@@ -213,9 +213,18 @@ def test_alert_rules_load_and_stay_quiet_on_a_healthy_server(scraped):
 
 # --- Compose and Kubernetes ------------------------------------------------------------------
 
+def help_env_names():
+    r = run(BINARY, "--help")
+    assert r.returncode == 0, r.stderr
+    return set(re.findall(r"\(Env:(XQ_[A-Z0-9_]+)\)", r.stdout))
+
+
 def print_config(env=None, args=()):
     """The binary's resolved configuration for these XQ_* variables and flags (exit 0), with
-    nothing else from this environment."""
+    nothing else from this environment. Each variable must be one --help lists: the binary
+    only warns about others, at start."""
+    unknown = set(env or {}) - help_env_names()
+    assert not unknown, f"not settings of xquant-server: {unknown}"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("XQ_")}
     r = run(BINARY, *args, "--print-config", env={**clean, **(env or {})})
     assert r.returncode == 0, f"{env} {args}: {r.stderr}"

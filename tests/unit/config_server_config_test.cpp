@@ -245,7 +245,8 @@ class ConfigFile : public ::testing::Test {
     return path;
   }
   void TearDown() override {
-    for (const char* v : {"XQ_PORT", "XQ_MAX_NUM_SEQS", "XQ_CONFIG", "XQ_SERVED_MODEL_NAME"})
+    for (const char* v :
+         {"XQ_PORT", "XQ_MAX_NUM_SEQS", "XQ_CONFIG", "XQ_SERVED_MODEL_NAME", "XQ_CACHE_BIT"})
       unsetenv(v);
   }
 };
@@ -284,6 +285,19 @@ TEST_F(ConfigFile, JsonFromTheEnvironmentAndEveryFlagHasAVariable) {
                           "XQ_LOG_FORMAT", "XQ_CONFIG", "XQ_ALLOWED_ORIGINS"})
     EXPECT_NE(help.message.find(var), std::string::npos) << var;
   EXPECT_NE(help.message.find("flags > environment > config file > defaults"), std::string::npos);
+}
+
+TEST_F(ConfigFile, UnknownVariablesAreWarnedAbout) {
+  setenv("XQ_CACHE_BIT", "3", 1);  // a typo of XQ_CACHE_BITS
+  ServerArgs a = parse({"--model", "/m"});
+  ASSERT_TRUE(a.config) << a.message;
+  // Others may be set by whoever runs the tests (XQ_BUILD_DIR); none names a real setting.
+  int typo = 0;
+  for (const std::string& w : a.warnings) {
+    typo += w.find("XQ_CACHE_BIT is set but is not a setting") != std::string::npos;
+    EXPECT_EQ(w.find("XQ_CACHE_BITS"), std::string::npos) << w;
+  }
+  EXPECT_EQ(typo, 1);
 }
 
 TEST_F(ConfigFile, BadFilesAreRefusedNamingTheFileAndSetting) {
