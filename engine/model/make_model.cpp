@@ -26,10 +26,14 @@ std::unique_ptr<Model> make_model_logged(const ModelConfig& cfg, const WeightSou
   const double tensors_s = progress.finish();
   const double built_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // What each phase holds differs: the CUDA engine uploads each tensor (and builds a layer's
+  // latent basis) as it reads it; the CPU model builds the latent bases with its cache format.
+  const bool cuda = opts.device == "cuda";
   spdlog::info(
-      "load phases: open {:.2f}s, tensors (read, convert{}) {:.2f}s, after the last tensor "
-      "(latent bases, cache set-up) {:.2f}s; {:.2f}s in all",
-      opened_s, opts.device == "cuda" ? ", upload" : "", tensors_s, built_s - tensors_s,
+      "load phases: open {:.2f}s, tensors ({}) {:.2f}s, after the last tensor ({}) "
+      "{:.2f}s; {:.2f}s in all",
+      opened_s, cuda ? "read, convert, upload, latent bases" : "read, convert", tensors_s,
+      cuda ? "cache and workspace set-up" : "latent bases, cache set-up", built_s - tensors_s,
       opened_s + built_s);
   return model;
 }

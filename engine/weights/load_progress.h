@@ -16,15 +16,18 @@ namespace xq {
 class ProgressWeightSource : public WeightSource {
  public:
   ProgressWeightSource(const WeightSource& inner, bool bar);
-  // A tensor counts as read at its first look-up (the model reads each one right after).
+  // A tensor counts as done when the model looks up the next one (it reads and converts each
+  // right after its look-up) or at finish().
   const TensorInfo* find(const std::string& name) const override;
   std::vector<std::string> names() const override { return inner_.names(); }
   std::string describe() const override { return inner_.describe(); }
-  // Ends the bar; the seconds from the start to the last tensor's look-up.
+  // Call once the model is built: the last tensor is done, the bar ends. Returns the seconds
+  // from construction to the last tensor's look-up (where the reading phase ends, as far as
+  // look-ups tell).
   double finish();
 
  private:
-  void report(std::chrono::steady_clock::time_point now) const;
+  void report(std::chrono::steady_clock::time_point now, size_t tensors_done) const;
 
   const WeightSource& inner_;
   const bool bar_;
@@ -33,7 +36,8 @@ class ProgressWeightSource : public WeightSource {
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   mutable std::mutex mu_;
   mutable std::set<std::string> seen_;
-  mutable size_t bytes_ = 0;
+  mutable size_t bytes_ = 0;          // of the tensors done
+  mutable size_t pending_bytes_ = 0;  // of the tensor being read
   mutable int logged_tenth_ = 0;
   mutable std::chrono::steady_clock::time_point last_draw_{};
   mutable std::chrono::steady_clock::time_point last_tensor_ = start_;
