@@ -211,6 +211,44 @@ def test_alert_rules_load_and_stay_quiet_on_a_healthy_server(scraped):
         assert query(expr) == [], f"{name} fires on a healthy server: {expr}"
 
 
+def dockerignored(path, patterns):
+    """Whether Docker leaves `path` (relative to the context) out: a pattern matching the path or
+    one of its folders, the last match winning (! re-includes)."""
+    def regex(p):
+        p = p.strip("/")
+        out = re.escape(p).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*").replace(
+            r"\?", "[^/]")
+        return re.compile(out + "$")
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    excluded = False
+    for p in patterns:
+        negate = p.startswith("!")
+        r = regex(p.lstrip("!"))
+        if any(r.match(prefix) for prefix in prefixes):
+            excluded = not negate
+    return excluded
+
+
+def test_docker_context_has_the_sources_and_no_weights_or_builds():
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    context = {f for f in tracked if not dockerignored(f, patterns)}
+    dockerfile = (REPO / "Dockerfile").read_text()
+    for script in set(re.findall(r"\./(scripts/[\w.-]+\.sh)", dockerfile)):
+        assert script in context and os.access(REPO / script, os.X_OK), script
+    for needed in ["CMakeLists.txt", "CMakePresets.json", "server/main.cpp", "config/CMakeLists.txt",
+                   "engine/CMakeLists.txt", "kernels/CMakeLists.txt", "scheduler/CMakeLists.txt",
+                   "tools/CMakeLists.txt"]:
+        assert needed in context, needed
+    for left_out in ["build/release/xquant-server", "models/llama/model.safetensors",
+                     "tests/data/x.gguf", ".venv/bin/python", ".git/HEAD",
+                     "tests/python/__pycache__/a.pyc"]:
+        assert dockerignored(left_out, patterns), left_out
+
+
 # --- Compose and Kubernetes ------------------------------------------------------------------
 
 def help_env_names():
