@@ -15,7 +15,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_test_model import make_test_model  # noqa: E402
-from server_process import BINARY, BUILD, Server  # noqa: E402
+from server_process import BINARY, BUILD, Server, check_disconnect_aborts  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not BINARY.exists(), reason=f"{BINARY} not built (ninja -C {BUILD} xquant-server)")
@@ -79,6 +79,20 @@ def test_text_logs_prefix_the_request_id(model_dir, tmp_path):
     text = log.read_text()
     assert re.search(r"^\S+ \S+ info \[trace-7\] POST /v1/completions 200 prompt_tokens=\d+ "
                      r"completion_tokens=5 \d+\.\d+ms$", text, re.M), text
+
+
+def test_a_client_that_hangs_up_gets_a_499_access_line(model_dir, tmp_path):
+    log = tmp_path / "server.log"
+    server = Server(model_dir, log, "--served-model-name", "tiny", "--max-model-len", "256")
+    try:
+        check_disconnect_aborts(server, max_tokens=200)
+    finally:
+        server.stop()
+    text = log.read_text()
+    assert re.search(r"\[req-[0-9a-f]{16}\] cmpl-\S+: client went away, request aborted$", text,
+                     re.M), text
+    assert re.search(r"\[req-[0-9a-f]{16}\] POST /v1/completions 499 prompt_tokens=\d+ "
+                     r"completion_tokens=\d+ \d+\.\d+ms$", text, re.M), text
 
 
 def test_startup_progress_and_phase_times(model_dir, tmp_path):
