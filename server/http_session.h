@@ -5,8 +5,6 @@
 #pragma once
 
 #include <array>
-#include <chrono>
-#include <string_view>
 // Boost 1.74 Asio uses std::exchange without including <utility>.
 // clang-format off
 #include <utility>
@@ -18,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "server/event_relay.h"
@@ -67,10 +66,6 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<boost::beast::http::request_parser<Body>> parser_;
   boost::beast::http::request<Body> req_;
   HeaderList cors_headers_;  // for every reply to the current request
-  std::string request_id_;
-  std::string method_, target_;  // of the current request, for the access log
-  std::chrono::steady_clock::time_point request_start_;
-  bool access_logged_ = false;  // one access-log line per request, whichever path ends it
 
   // The running job, if any. Events of an older job (serial) are dropped.
   std::shared_ptr<CompletionJob> job_;
@@ -78,6 +73,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::vector<uint64_t> ids_;
   std::vector<bool> choice_done_;
   bool keep_alive_ = true;
+  std::string request_id_;
+  std::string method_, target_;  // of the current request, for the access log
+  std::chrono::steady_clock::time_point request_start_;
+  bool access_logged_ = false;  // one access-log line per request, whichever path ends it
   std::deque<std::string> frames_;  // SSE frames not yet written
   std::string out_;                 // the chunk being written
   bool writing_ = false;
