@@ -93,12 +93,12 @@ void HttpSession::on_read(beast::error_code ec) {
 void HttpSession::handle() {
   req_ = parser_->release();
   keep_alive_ = req_.keep_alive();
-  begin_request(view(req_.method_string()), view(req_.target()), view(req_["X-Request-Id"]));
-  const RequestLogScope log_scope(request_id_);
   HttpRequestIn in{std::string(req_.method_string()), std::string(req_.target()),
                    std::string(req_[http::field::authorization]), std::move(req_.body())};
   const std::string origin(req_[http::field::origin]);
   cors_headers_ = env_.cors.reply_headers(origin);
+  begin_request(view(req_.method_string()), view(req_.target()), view(req_["X-Request-Id"]));
+  const RequestLogScope log_scope(request_id_);
   if (auto pre = env_.cors.preflight(
           in.method, origin, std::string(req_[http::field::access_control_request_method]),
           std::string(req_[http::field::access_control_request_headers])))
