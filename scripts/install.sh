@@ -20,7 +20,8 @@ done
 ldd "${bins[@]}" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u |
   while read -r soname path; do
     case "$soname" in
-      libc.so* | libm.so* | libpthread.so* | libdl.so* | librt.so* | libresolv.so* | ld-linux*) continue ;;
+      libc.so* | libm.so* | libpthread.so* | libdl.so* | librt.so* | libresolv.so*) continue ;;
+      ld-linux*) continue ;;
       libcuda.so* | libcudart.so* | libcublas*.so* | libnvidia*) continue ;;
     esac
     case "$path" in /usr/local/cuda*) continue ;; esac

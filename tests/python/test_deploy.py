@@ -119,7 +119,8 @@ def scraped(tmp_path_factory):
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(cfg))
     port = free_port()
     prom = subprocess.Popen(
-        [prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+        [prometheus, f"--config.file={tmp / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp / 'tsdb'}",
          f"--web.listen-address=127.0.0.1:{port}"],
         stdout=(tmp / "prometheus.log").open("w"), stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{port}"
@@ -239,7 +240,8 @@ def test_docker_context_has_the_sources_and_no_weights_or_builds():
     dockerfile = (REPO / "Dockerfile").read_text()
     for script in set(re.findall(r"\./(scripts/[\w.-]+\.sh)", dockerfile)):
         assert script in context and os.access(REPO / script, os.X_OK), script
-    for needed in ["CMakeLists.txt", "CMakePresets.json", "server/main.cpp", "config/CMakeLists.txt",
+    for needed in ["CMakeLists.txt", "CMakePresets.json", "server/main.cpp",
+                   "config/CMakeLists.txt",
                    "engine/CMakeLists.txt", "kernels/CMakeLists.txt", "scheduler/CMakeLists.txt",
                    "tools/CMakeLists.txt"]:
         assert needed in context, needed
