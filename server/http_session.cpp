@@ -6,6 +6,9 @@
 #include <array>
 #include <cstdio>
 
+#include "server/logging.h"
+#include "server/request_id.h"
+
 namespace xq {
 
 namespace beast = boost::beast;
@@ -18,6 +21,8 @@ namespace {
 // How much a client that sent too much may still send before the connection is cut.
 constexpr size_t kLingerBytes = size_t{256} << 20;
 constexpr auto kLingerTime = std::chrono::seconds(5);
+
+std::string_view view(beast::string_view s) { return {s.data(), s.size()}; }
 
 bool is_parse_error(const beast::error_code& ec) {
   return ec.category() == http::make_error_code(http::error::bad_method).category();
@@ -70,6 +75,8 @@ void HttpSession::on_header(beast::error_code ec) {
 
 void HttpSession::on_read(beast::error_code ec) {
   if (!ec) return handle();
+  const auto& head = parser_->get();
+  begin_request(view(head.method_string()), view(head.target()), view(head["X-Request-Id"]));
   if (ec == http::error::body_limit)
     return send_reply(error_reply(body_too_large(env_.opts.max_body_bytes)), true, true);
   if (ec == http::error::header_limit)
@@ -90,6 +97,8 @@ void HttpSession::handle() {
                    std::string(req_[http::field::authorization]), std::move(req_.body())};
   const std::string origin(req_[http::field::origin]);
   cors_headers_ = env_.cors.reply_headers(origin);
+  begin_request(view(req_.method_string()), view(req_.target()), view(req_["X-Request-Id"]));
+  const RequestLogScope log_scope(request_id_);
   if (auto pre = env_.cors.preflight(
           in.method, origin, std::string(req_[http::field::access_control_request_method]),
           std::string(req_[http::field::access_control_request_headers])))
@@ -102,9 +111,37 @@ void HttpSession::handle() {
   send_reply(r.reply, !keep_alive_);
 }
 
+void HttpSession::begin_request(std::string_view method, std::string_view target,
+                                std::string_view client_id) {
+  request_id_ = request_id_for(client_id);
+  method_ = method;
+  target_ = target;
+  request_start_ = std::chrono::steady_clock::now();
+  access_logged_ = false;
+}
+
+// One line per request at info: method, path, status, tokens of a generation, latency.
+void HttpSession::log_access(unsigned status) {
+  if (access_logged_) return;
+  access_logged_ = true;
+  const RequestLogScope log_scope(request_id_);
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - request_start_)
+          .count();
+  if (!job_) return spdlog::info("{} {} {} {:.1f}ms", method_, target_, status, ms);
+  int prompt = 0, completion = 0;
+  for (const PreparedPrompt& p : job_->prep.prompts) prompt += static_cast<int>(p.ids.size());
+  for (int i = 0; i < job_->assembler->num_choices(); ++i)
+    completion += job_->assembler->completion_tokens(i);
+  spdlog::info("{} {} {} prompt_tokens={} completion_tokens={} {:.1f}ms", method_, target_, status,
+               prompt, completion, ms);
+}
+
 void HttpSession::send_reply(const HttpReply& reply, bool close_after, bool linger) {
+  log_access(reply.status);
   auto res = std::make_shared<http::response<Body>>(static_cast<http::status>(reply.status), 11);
   res->set(http::field::server, "xquant-server");
+  res->set("X-Request-Id", request_id_);
   res->set(http::field::content_type, reply.content_type);
   res->keep_alive(!close_after);
   for (const auto& [name, value] : reply.headers) res->set(name, value);
@@ -201,7 +238,11 @@ void HttpSession::on_event(uint64_t serial, int choice, RequestEvent ev) {
   if (!job_->prep.body.stream) {
     if (!as.done()) return;
     const HttpReply reply = as.error() ? error_reply(*as.error()) : json_reply(as.final_body());
-    if (as.error()) spdlog::error("{}: {}", job_->meta.id, as.error()->what());
+    if (as.error()) {
+      const RequestLogScope log_scope(request_id_);
+      spdlog::error("{}: {}", job_->meta.id, as.error()->what());
+    }
+    log_access(reply.status);
     end_job();
     return send_reply(reply, !keep_alive_);
   }
@@ -218,6 +259,7 @@ void HttpSession::write_stream_head() {
   stream_res_->set(http::field::server, "xquant-server");
   stream_res_->set(http::field::content_type, "text/event-stream");
   stream_res_->set(http::field::cache_control, "no-cache");
+  stream_res_->set("X-Request-Id", request_id_);
   for (const auto& [name, value] : cors_headers_) stream_res_->set(name, value);
   stream_res_->keep_alive(keep_alive_);
   stream_res_->chunked(true);
@@ -282,6 +324,7 @@ void HttpSession::pump_frames() {
 
 void HttpSession::on_frames_written(bool last, beast::error_code ec) {
   if (!last) return ec ? client_gone() : pump_frames();
+  log_access(200);
   end_job();
   if (ec || !keep_alive_) return close();
   read_request();
@@ -305,7 +348,12 @@ void HttpSession::client_gone() {
       env_.metrics->on_request_finished("abort", static_cast<int>(prompt.size()),
                                         job_->assembler->completion_tokens(static_cast<int>(i)));
     }
-    spdlog::info("{}: client went away, request aborted", job_->meta.id);
+    {
+      const RequestLogScope log_scope(request_id_);
+      spdlog::info("{}: client went away, request aborted", job_->meta.id);
+    }
+    // 499: nginx's code for a client that closed the connection before the reply was done.
+    log_access(499);
     end_job();
   }
   close();
