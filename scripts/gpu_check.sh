@@ -6,13 +6,10 @@
 #   ./scripts/gpu_check.sh [bench args...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-/tmp/gpu_check}"
-mkdir -p "$OUT" /tmp/xq && tar -C /tmp/xq -xJf .gpu/lib.tar.xz
-CUDA_LIBS=$(dirname "$(find / -name 'libcublasLt.so.13*' -not -path '*/proc/*' 2>/dev/null | head -1)")
-export LD_LIBRARY_PATH="/tmp/xq/lib:${CUDA_LIBS}:${LD_LIBRARY_PATH:-}"
+. scripts/gpu_env.sh /tmp/gpu_check
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 SUMMARY=()
-for t in engine_cuda_ops_test engine_cuda_paged_rows_test kernels_cuda_attention_test engine_cuda_model_test; do
+for t in engine_cuda_ops_test engine_cuda_paged_rows_test kernels_cuda_attention_test engine_cuda_xquant_decode_test engine_cuda_model_test; do
   .gpu/bin/$t --gtest_brief=1 >"$OUT/$t.log" 2>&1
   rc=$?
   tail -n 25 "$OUT/$t.log" | grep -E "FAILED|Failure|error|worst|PASSED|SKIPPED" | head -20

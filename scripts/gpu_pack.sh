@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 BUILD="${1:-build/cuda}"
 cmake -S . -B "$BUILD" -G Ninja -DXQ_WITH_CUDA=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
 BINS=(tests/engine_cuda_ops_test tests/engine_cuda_paged_rows_test tests/kernels_cuda_attention_test
-      tests/engine_cuda_model_test xquant-server xquant-bench xquant-eval)
+      tests/engine_cuda_model_test tests/engine_cuda_xquant_decode_test xquant-server xquant-bench xquant-eval)
 TARGETS=()
 for b in "${BINS[@]}"; do TARGETS+=("$(basename "$b")"); done
 ninja -C "$BUILD" -j2 "${TARGETS[@]}"
@@ -17,6 +17,7 @@ for b in "${BINS[@]}"; do cp "$BUILD/$b" .gpu/bin/; done
 # Shared libraries from Debian packages the GPU image lacks (CUDA's own come from its toolkit).
 ldd .gpu/bin/* | awk '/=>/ {print $3}' | sort -u | grep -v -E '/(libc|libm|libstdc\+\+|libgcc_s|libpthread|libdl|librt)\.so|/cuda' \
   | while read -r lib; do cp -L "$lib" .gpu/lib/; done
+strip .gpu/bin/* 2>/dev/null || true
 tar -C .gpu -cJf .gpu/lib.tar.xz lib && rm -rf .gpu/lib
 .venv/bin/python - <<'PY'
 import sys

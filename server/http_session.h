@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "server/connection_table.h"
@@ -53,6 +54,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Tra
   void linger_close();
   void linger_read();
 
+  // A new request id (the client's X-Request-Id when usable) and the access log's start time.
+  void begin_request(std::string_view method, std::string_view target, std::string_view client_id);
+  // The access log line of the current request, once its status is known.
+  void log_access(unsigned status);
+
   void start_job(std::shared_ptr<CompletionJob> job);
   void on_event(uint64_t serial, int choice, RequestEvent ev);
   void take_event(int choice, RequestEvent ev);
@@ -82,6 +88,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Tra
   std::vector<uint64_t> ids_;
   std::vector<bool> choice_done_;
   bool keep_alive_ = true;
+  std::string request_id_;
+  std::string method_, target_;  // of the current request, for the access log
+  std::chrono::steady_clock::time_point request_start_;
+  bool access_logged_ = false;  // one access-log line per request, whichever path ends it
   std::deque<std::string> frames_;  // SSE frames not yet written
   std::string out_;                 // the chunk being written
   bool writing_ = false;

@@ -18,6 +18,7 @@
 #include "scheduler/engine_loop.h"
 #include "server/api_routes.h"
 #include "server/http_server.h"
+#include "server/logging.h"
 #include "server/metrics.h"
 
 namespace {
@@ -209,12 +210,15 @@ int main(int argc, char** argv) {
     return args.exit_code;
   }
   const ServerConfig& cfg = *args.config;
-  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  configure_logging(cfg.log_level, cfg.log_format);
+  for (const std::string& w : args.warnings) spdlog::warn("{}", w);
   try {
     return serve(cfg);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "xquant-server: error: %s\n", e.what());
+    if (cfg.log_format == "json")
+      spdlog::critical("xquant-server: error: {}", e.what());
+    else
+      std::fprintf(stderr, "xquant-server: error: %s\n", e.what());
     return 1;
   }
 }

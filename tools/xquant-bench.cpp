@@ -19,6 +19,7 @@
 #include "engine/model/make_model.h"
 #include "engine/model/model.h"
 #include "engine/weights/weight_source.h"
+#include "kernels/cpu/parallel.h"
 
 namespace {
 
@@ -82,19 +83,27 @@ class RandomWeights : public WeightSource {
     const int64_t n = info_.numel();
     data_.resize(n);
     const bool norm = name.find("norm") != std::string::npos;
-    uint64_t s = std::hash<std::string>{}(name) | 1;
-    for (int64_t i = 0; i < n; ++i) {
-      float v = 1.0f;
-      if (!norm) {  // a sum of uniforms: roughly normal, std 0.02
-        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-        const float a = static_cast<float>(s & 0xffff) / 65536.0f;
-        const float b = static_cast<float>((s >> 16) & 0xffff) / 65536.0f;
-        v = (a + b - 1.0f) * 0.049f;
+    const uint64_t seed = std::hash<std::string>{}(name);
+    // Blocks of 64k values, each from its own stream, on every core: an 8B shape is 16 GB.
+    constexpr int64_t kBlock = int64_t{1} << 16;
+    const int blocks = static_cast<int>((n + kBlock - 1) / kBlock);
+    parallel_for(blocks, hardware_threads(), 1, [&](int b0, int b1) {
+      for (int b = b0; b < b1; ++b) {
+        uint64_t s = (seed ^ (static_cast<uint64_t>(b) * 0x9e3779b97f4a7c15ull)) | 1;
+        for (int64_t i = b * kBlock; i < std::min(n, (b + 1) * kBlock); ++i) {
+          float v = 1.0f;
+          if (!norm) {  // a sum of uniforms: roughly normal, std 0.02
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            const float a = static_cast<float>(s & 0xffff) / 65536.0f;
+            const float c = static_cast<float>((s >> 16) & 0xffff) / 65536.0f;
+            v = (a + c - 1.0f) * 0.049f;
+          }
+          uint32_t u;
+          std::memcpy(&u, &v, 4);
+          data_[i] = static_cast<uint16_t>(u >> 16);
+        }
       }
-      uint32_t u;
-      std::memcpy(&u, &v, 4);
-      data_[i] = static_cast<uint16_t>(u >> 16);
-    }
+    });
     info_.data = reinterpret_cast<const uint8_t*>(data_.data());
     info_.nbytes = data_.size() * 2;
     return &info_;
@@ -129,7 +138,16 @@ double now_s() {
 struct Row {
   std::string format;
   double bytes_per_token = 0, prefill_s = 0, step_ms = 0, tokens_per_s = 0;
+  double step_bytes = 0;   // weights + the cache read by one decode step
+  double remat_flops = 0;  // K rebuilt from the cache per step (2 * in * out per token and layer)
 };
+
+// The width of the K rebuild's input: the latent (kv_dim) or X (hidden).
+double remat_flops_per_token(const ModelConfig& c, const std::string& format) {
+  if (format.rfind("fp16", 0) == 0 || format.rfind("kivi", 0) == 0) return 0.0;
+  const double in = format.find("latent") != std::string::npos ? c.kv_dim() : c.hidden_size;
+  return 2.0 * in * c.kv_dim() * c.num_layers;
+}
 
 Row bench(const ModelConfig& cfg, const WeightSource& src, EngineOptions opts, int batch,
           int context, int steps) {
@@ -174,6 +192,9 @@ Row bench(const ModelConfig& cfg, const WeightSource& src, EngineOptions opts, i
   std::sort(times.begin(), times.end());
   r.step_ms = times[times.size() / 2] * 1e3;
   r.tokens_per_s = batch / (r.step_ms / 1e3);
+  const double cached = static_cast<double>(batch) * (context + warm + steps / 2);
+  r.step_bytes = static_cast<double>(model->weight_bytes()) + r.bytes_per_token * cached;
+  r.remat_flops = remat_flops_per_token(cfg, r.format) * cached;
   return r;
 }
 
@@ -226,12 +247,17 @@ int main(int argc, char** argv) {
                   r.step_ms);
       std::fflush(stdout);
     }
-    std::printf("\n| format | bytes/token | vs first | decode step ms | vs first | tokens/s |\n");
-    std::printf("|---|---|---|---|---|---|\n");
+    std::printf(
+        "\n| format | bytes/token | vs first | decode step ms | vs first | tokens/s | GB read/step "
+        "| TB/s | remat TFLOP/step | remat TFLOP/s |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
     for (const Row& r : rows) {
-      std::printf("| %s | %.0f | %.2fx smaller | %.2f | %.2fx | %.0f |\n", r.format.c_str(),
-                  r.bytes_per_token, rows[0].bytes_per_token / r.bytes_per_token, r.step_ms,
-                  r.step_ms / rows[0].step_ms, r.tokens_per_s);
+      const double s = r.step_ms / 1e3;
+      std::printf(
+          "| %s | %.0f | %.2fx smaller | %.2f | %.2fx | %.0f | %.2f | %.2f | %.3f | %.0f |\n",
+          r.format.c_str(), r.bytes_per_token, rows[0].bytes_per_token / r.bytes_per_token,
+          r.step_ms, r.step_ms / rows[0].step_ms, r.tokens_per_s, r.step_bytes / 1e9,
+          r.step_bytes / s / 1e12, r.remat_flops / 1e12, r.remat_flops / s / 1e12);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "xquant-bench: %s\n", e.what());

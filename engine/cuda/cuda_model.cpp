@@ -66,6 +66,7 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   reserve_rows(std::max(opts.max_num_batched_tokens, opts.max_num_seqs));
   fold_rows_ = std::max(1, opts.max_num_seqs);
   if (format_->rematerializes()) reserve_remat(std::max(kRematRows, round_up_pages(max_len)));
+  setup_attention_paths(std::max(opts.max_num_batched_tokens, opts.max_num_seqs), fold_rows_);
   logit_rows_ = kLogitRows;
   picked_.reset(static_cast<size_t>(kLogitRows) * cfg_.hidden_size);
   logits_.reset(static_cast<size_t>(kLogitRows) * cfg_.vocab_size);
@@ -106,7 +107,8 @@ CudaModel::~CudaModel() {
 }
 
 size_t CudaModel::workspace_bytes() const {
-  size_t n = blas_workspace_.bytes() + step_ints_.bytes() + picked_.bytes() + logits_.bytes();
+  size_t n = blas_workspace_.bytes() + step_ints_.bytes() + picked_.bytes() + logits_.bytes() +
+             split_ml_.bytes() + split_acc_.bytes();
   for (const auto* b : {&a_.h, &a_.x, &a_.q, &a_.k, &a_.v, &a_.attn, &a_.o, &a_.gate, &a_.up, &a_.z,
                         &r_.k32, &r_.v32, &r_.probs, &r_.t})
     n += b->bytes();
@@ -176,7 +178,17 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
     caches.push_back(c);
   }
   if (seqs.empty()) return;
-  const bool remat = format_->rematerializes();
+  int new_rows = 0;
+  step_max_len_ = 0;
+  for (const StepSeq& s : seqs) {
+    new_rows += s.n;
+    step_max_len_ = std::max(step_max_len_, s.start + s.n);
+  }
+  // A decode step (one new row per sequence) of the fused XQuant kernel reads the cache's pages
+  // directly: no workspace rows to lay out.
+  step_fused_ = fused_ok_ && new_rows == static_cast<int>(seqs.size()) &&
+                new_rows <= std::min(fold_rows_, fused_max_rows_);
+  const bool remat = format_->rematerializes() && !step_fused_;
   StepLayout L = build_step_layout(seqs, remat ? remat_capacity_ : 0, cfg_.num_heads);
   reserve_rows(L.rows);
   if (remat) reserve_remat(L.max_ws_rows);
@@ -189,11 +201,25 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
 
   const float scale =
       cfg_.arch == Arch::Gemma3 ? std::sqrt(static_cast<float>(cfg_.hidden_size)) : 1.0f;
-  embed(w_.embed.get(), d + L.tokens, L.rows, cfg_.hidden_size, scale, a_.h.get(), stream_);
-  timer_.mark("embed", stream_);
-  for (int l = 0; l < cfg_.num_layers; ++l) {
-    attention_block(l, L, d);
-    mlp_block(l, L.rows);
+  // Decode steps of the fp16 cache or the fused XQuant kernel depend on the host only through
+  // the batch size and the split counts: they replay a captured graph.
+  const bool graph = graphs_on_ && !timer_.on() && new_rows == static_cast<int>(seqs.size()) &&
+                     (format_->kind() == GpuCacheKind::Kv16 || step_fused_);
+  auto layers = [&] {
+    embed(w_.embed.get(), d + L.tokens, L.rows, cfg_.hidden_size, scale, a_.h.get(), stream_);
+    timer_.mark("embed", stream_);
+    for (int l = 0; l < cfg_.num_layers; ++l) {
+      attention_block(l, L, d);
+      mlp_block(l, L.rows);
+    }
+  };
+  if (graph) {
+    if (graph_ints_ != step_ints_.get()) graphs_.clear();  // the step's arrays moved
+    graph_ints_ = step_ints_.get();
+    graphs_.run({L.rows, paged_splits(L.rows), step_fused_ ? fused_splits(L.rows) : 0, 0}, stream_,
+                layers);
+  } else {
+    layers();
   }
   output_logits(batch, logits);
   timer_.end_step(L.rows == static_cast<int>(seqs.size()));  // decode steps only
@@ -245,8 +271,8 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
     const KvPages pages{base, base + static_cast<size_t>(kPageRows) * KV, pool.page_bytes() / 2,
                         KV};
     write_kv_rows(a_.k.get(), a_.v.get(), rows, KV, new_rows, pages, stream_);
-    attention(a_.q.get(), a_.attn.get(), rows, d + L.row_seq,
-              reinterpret_cast<const AttnSeq*>(d + L.seqs), d + L.tables, pages, p, stream_);
+    paged_attention(a_.q.get(), a_.attn.get(), rows, d + L.row_seq,
+                    reinterpret_cast<const AttnSeq*>(d + L.seqs), d + L.tables, pages, p);
     timer_.mark("attention", stream_);
   } else {
     const bool latent = format_->kind() == GpuCacheKind::XLatent;
@@ -255,7 +281,10 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
       to_bf16(a_.z.get(), static_cast<size_t>(rows) * 2 * KV, a_.zb.get(), stream_);
       timer_.mark("latent", stream_);
     }
-    remat_attention(l, L, d, p);
+    if (step_fused_)
+      fused_decode(l, L, d, p);
+    else
+      remat_attention(l, L, d, p);
     quantize_rows(latent ? a_.z.get() : a_.x.get(), rows, format_->x_layout(), pool.layer_base(l),
                   pool.page_bytes(), new_rows, stream_);
     timer_.mark("quantize", stream_);
@@ -270,7 +299,8 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
 }
 
 bool CudaModel::can_fold(const StepLayout::Group& g) const {
-  return g.max_n <= kMaxFoldRows && g.rows <= fold_rows_ && g.probs_floats <= r_.probs.size();
+  return fold_ && g.max_n <= kMaxFoldRows && g.rows <= fold_rows_ &&
+         g.probs_floats <= r_.probs.size();
 }
 
 void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const AttnParams& p) {
@@ -310,8 +340,8 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
                       r_.x.get(), static_cast<size_t>(kPageRows) * C, stream_);
       folded_values(l, g, d, p, ws);
     } else {
-      attention(a_.q.get() + r0 * Q, a_.attn.get() + r0 * Q, g.rows, d + g.row_seq,
-                reinterpret_cast<const AttnSeq*>(d + g.seqs), d + g.tables, ws, p, stream_);
+      paged_attention(a_.q.get() + r0 * Q, a_.attn.get() + r0 * Q, g.rows, d + g.row_seq,
+                      reinterpret_cast<const AttnSeq*>(d + g.seqs), d + g.tables, ws, p);
       timer_.mark("attention", stream_);
     }
   }

@@ -14,6 +14,7 @@
 
 #include "engine/cuda/cuda_weights.h"
 #include "engine/cuda/gpu_cache.h"
+#include "engine/cuda/graph_cache.h"
 #include "engine/cuda/pinned_buffer.h"
 #include "engine/cuda/stage_timer.h"
 #include "engine/cuda/step_layout.h"
@@ -52,6 +53,18 @@ class CudaModel : public Model {
   };
   void reserve_rows(int rows);
   void reserve_remat(int rows);
+  // Split-context attention (engine/cuda/split_attention.cpp). setup_attention_paths reads the
+  // XQ_CUDA_* switches (graphs, fold, fused decode) and sizes the split partials for steps of up
+  // to `rows` rows (`decode_rows` for the fused decode); then the fp16 K/V attention, and
+  // XQuant's fused decode for steps of one new row per sequence.
+  void setup_attention_paths(int rows, int decode_rows);
+  void paged_attention(const float* q, float* out, int rows, const int* row_seq,
+                       const AttnSeq* seqs, const int* tables, const KvPages& pages,
+                       const AttnParams& p);
+  void fused_decode(int l, const StepLayout& L, const int* d, const AttnParams& p);
+  // The split counts this step's kernels take for `rows` query rows (0: that kernel is unused).
+  int paged_splits(int rows) const;
+  int fused_splits(int rows) const;
   void attention_block(int l, const StepLayout& L, const int* d);
   void remat_attention(int l, const StepLayout& L, const int* d, const AttnParams& p);
   void folded_values(int l, const StepLayout::Group& g, const int* d, const AttnParams& p,
@@ -74,6 +87,15 @@ class CudaModel : public Model {
   DeviceBuffer<double> rope_global_, rope_local_;
   Activations a_;
   Remat r_;
+  DeviceBuffer<float> split_ml_, split_acc_;  // SplitPartials of one launch
+  GraphCache graphs_;                         // decode steps, by batch size and split counts
+  const int* graph_ints_ = nullptr;           // step_ints_ when the graphs were captured
+  bool graphs_on_ = true;
+  bool fold_ = true;         // decode folds V after the softmax (else rebuilds it with a matmul)
+  bool fused_ok_ = false;    // the format and shape run xquant_decode_splits
+  int fused_max_rows_ = 0;   // decode steps of at most this many rows take it
+  bool step_fused_ = false;  // this step runs fused_decode
+  int step_max_len_ = 0;     // the longest sequence of the step (positions, new rows included)
   DeviceBuffer<uint8_t> blas_workspace_;
   DeviceBuffer<int> step_ints_, pick_rows_;
   DeviceBuffer<float> picked_, logits_;

@@ -30,6 +30,7 @@ class StageTimer {
       std::fprintf(stderr, "  %-16s %8.3f ms/step %5.1f%%\n", name.c_str(), ms / steps_,
                    100.0 * ms / all);
   }
+  bool on() const { return on_; }
   // The stage that ends here (the time since the previous mark is charged to it).
   void mark(const char* stage, cudaStream_t s) {
     if (!on_) return;

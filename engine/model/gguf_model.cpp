@@ -4,14 +4,17 @@
 
 #include <spdlog/spdlog.h>
 
-#include "engine/model/make_model.h"
+#include <chrono>
+
 #include "engine/model/gguf_tokenizer.h"
+#include "engine/model/make_model.h"
 #include "engine/weights/gguf_file.h"
 #include "engine/weights/gguf_weights.h"
 
 namespace xq {
 
 LoadedModel load_gguf_model(const std::filesystem::path& path, const EngineOptions& opts) {
+  const auto start = std::chrono::steady_clock::now();
   auto file = std::make_shared<const GgufFile>(path);
   const ModelConfig cfg = gguf_model_config(*file);
   LoadedModel out;
@@ -19,7 +22,9 @@ LoadedModel load_gguf_model(const std::filesystem::path& path, const EngineOptio
   {
     // The model keeps fp32 copies; the mapping and the rewritten tensors go with `weights`.
     auto weights = open_gguf_weights(file);
-    out.model = make_model(cfg, *weights, opts);
+    const double opened_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    out.model = make_model_logged(cfg, *weights, opts, opened_s);
   }
   out.default_name = path.stem().string();
   const std::string name = file->get_string("general.name").value_or(out.default_name);

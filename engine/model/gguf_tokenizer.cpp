@@ -4,29 +4,11 @@
 #include <string>
 #include <vector>
 
+#include "engine/model/gguf_pre_tokenizers.h"
 #include "engine/tokenizer/vocab_tokenizers.h"
 
 namespace xq {
 namespace {
-
-// Pre-tokenizer regexes of the byte-level BPE vocabularies, by tokenizer.ggml.pre (the same
-// patterns the models' tokenizer.json files carry).
-struct PreTokenizer {
-  const char* name;
-  const char* regex;  // empty: the GPT-2 pattern
-  bool ignore_merges;
-};
-constexpr PreTokenizer kPreTokenizers[] = {
-    {"default", "", false},
-    {"gpt-2", "", false},
-    {"gpt2", "", false},
-    {"llama-bpe",
-     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
-     true},
-    {"qwen2",
-     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
-     false},
-};
 
 [[noreturn]] void fail(const GgufFile& f, const std::string& what) {
   throw TokenizerError(f.path().string() + ": " + what);
@@ -96,21 +78,18 @@ std::unique_ptr<Tokenizer> gguf_tokenizer(const GgufFile& f, const ModelConfig& 
   if (model == "gpt2") {
     const std::vector<std::string>& merges =
         require_array(f, "tokenizer.ggml.merges", GgufType::String).strings;
+    // llama.cpp reads a missing name as "default".
     const std::string pre = f.get_string("tokenizer.ggml.pre").value_or("default");
-    const PreTokenizer* found = nullptr;
-    for (const PreTokenizer& p : kPreTokenizers) {
-      if (pre == p.name) found = &p;
-    }
+    const std::optional<GgufPreTokenizer> found = gguf_pre_tokenizer(pre);
     if (!found) {
       fail(f, "tokenizer.ggml.pre '" + pre +
-                  "' is not supported (default, gpt-2, llama-bpe, qwen2 are)");
+                  "' is not supported (supported: " + gguf_pre_tokenizer_names() + ")");
     }
-    std::vector<std::string> regexes;
-    if (*found->regex) regexes.emplace_back(found->regex);
-    const bool add_bos = f.get_bool("tokenizer.ggml.add_bos_token").value_or(false);
-    return make_gpt2_bpe_tokenizer(std::move(pieces), merges, std::move(types), regexes, bos,
-                                   std::move(eos), add_bos, std::move(chat_template),
-                                   found->ignore_merges);
+    const bool add_bos =
+        f.get_bool("tokenizer.ggml.add_bos_token").value_or(found->add_bos) && found->has_bos;
+    return make_gpt2_bpe_tokenizer(std::move(pieces), merges, std::move(types), found->regexes,
+                                   found->has_bos ? bos : -1, std::move(eos), add_bos,
+                                   std::move(chat_template), found->ignore_merges, found->nfc);
   }
   fail(f, "tokenizer.ggml.model '" + model + "' is not supported (llama and gpt2 are)");
 }

@@ -1,9 +1,11 @@
 #include <cblas.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+
 #include "engine/cache/kv16_cache.h"
-#include "engine/model/make_model.h"
 #include "engine/model/gguf_model.h"
+#include "engine/model/make_model.h"
 #include "engine/model/model.h"
 
 namespace xq {
@@ -43,6 +45,7 @@ LoadedModel load_model(const std::filesystem::path& path, const EngineOptions& o
     throw ConfigError("model path " + path.string() +
                       " is neither a Hugging Face directory nor a .gguf file");
   }
+  const auto start = std::chrono::steady_clock::now();
   ModelConfig cfg = load_hf_config(path);
   LoadedModel out;
   out.tokenizer = load_hf_tokenizer(path);
@@ -50,7 +53,9 @@ LoadedModel load_model(const std::filesystem::path& path, const EngineOptions& o
   {
     auto weights = open_safetensors_dir(path);
     dtype = weight_dtype(*weights);
-    out.model = make_model(cfg, *weights, opts);
+    const double opened_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    out.model = make_model_logged(cfg, *weights, opts, opened_s);
   }  // the model holds its own copies; the mapping can go
   auto name = std::filesystem::weakly_canonical(path).filename();
   out.default_name = name.empty() ? path.string() : name.string();

@@ -122,7 +122,7 @@ std::unique_ptr<Tokenizer> make_gpt2_bpe_tokenizer(
     std::vector<std::string> pieces, const std::vector<std::string>& merges,
     std::vector<int> token_types, const std::vector<std::string>& pre_tokenizer_regexes, int bos,
     std::vector<int> eos, bool add_bos, std::optional<std::string> chat_template,
-    bool ignore_merges) {
+    bool ignore_merges, bool nfc) {
   check_sizes(pieces.size(), token_types.size(), "token types");
   BpeOptions options;
   options.ignore_merges = ignore_merges;
@@ -137,6 +137,7 @@ std::unique_ptr<Tokenizer> make_gpt2_bpe_tokenizer(
   }
   parts.model->add_merges(pairs);
   parts.added_tokens = literal_tokens(pieces, token_types);
+  if (nfc) parts.normalizer.add(unicode_form_step(UnicodeForm::kNFC));
   for (const std::string& r : pre_tokenizer_regexes)
     parts.pre_tokenizer.add(
         regex_split_step(std::make_shared<IcuRegex>(r), SplitBehavior::kIsolated, false));

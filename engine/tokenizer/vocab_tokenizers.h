@@ -36,11 +36,11 @@ std::unique_ptr<Tokenizer> make_spm_tokenizer(std::vector<std::string> pieces,
 // GPT-2 style byte-level BPE (Llama 3, Qwen2 GGUFs): pieces are in the byte-level alphabet,
 // merges are "left right" in priority order, the text is split by each regex in turn
 // (Isolated) before the byte mapping; no regexes means the GPT-2 pattern. ignore_merges takes a
-// pre-token that is itself a token whole (Llama 3).
+// pre-token that is itself a token whole (Llama 3); nfc normalizes the text first (Qwen).
 std::unique_ptr<Tokenizer> make_gpt2_bpe_tokenizer(
     std::vector<std::string> pieces, const std::vector<std::string>& merges,
     std::vector<int> token_types, const std::vector<std::string>& pre_tokenizer_regexes, int bos,
     std::vector<int> eos, bool add_bos, std::optional<std::string> chat_template,
-    bool ignore_merges = false);
+    bool ignore_merges = false, bool nfc = false);
 
 }  // namespace xq

@@ -50,7 +50,8 @@ void add(float* y, const float* x, size_t n, cudaStream_t stream);
 
 // RoPE, rotate-half layout (kernels/cpu/rope.h rope_apply): rows r at position pos[r] (rows with
 // pos[r] < 0 are left alone), `heads` heads of head_dim each, rows `row_stride` floats apart;
-// inv_freq has head_dim / 2 entries. The angle pos * inv_freq is taken in double, as on the CPU.
+// inv_freq has head_dim / 2 entries. The angle pos * inv_freq is taken in double (as on the CPU)
+// and reduced to [-pi, pi] before an fp32 sine and cosine.
 void rope(float* x, int rows, int heads, int head_dim, int row_stride, const int* pos,
           const double* inv_freq, cudaStream_t stream);
 

@@ -1,7 +1,11 @@
 // The dense per-row and elementwise ops of the CUDA engine (CPU references: kernels/cpu/ops.h,
 // rope.h) and the cuBLAS matmul.
+#include <cstdlib>
+#include <string>
+
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/launch_util.cuh"
+#include "kernels/cuda/skinny_matmul.h"
 
 namespace xq::cuda {
 namespace {
@@ -53,21 +57,28 @@ __global__ void add_kernel(float* y, const float* x, size_t n) {
 
 // One block per row: each thread takes dimension pairs (i, i + half), computing their angle once
 // (in double, as the CPU does) and rotating that pair in every head.
-__global__ void rope_kernel(float* x, int heads, int head_dim, int row_stride, const int* pos,
-                            const double* inv_freq) {
-  const int p = pos[blockIdx.x];
-  if (p < 0) return;
+// A thread per rotated pair (row, head, i), so a decode step's few rows still fill the device.
+// The angle is taken in double and reduced to [-pi, pi] before the fp32 sine and cosine.
+__global__ void rope_kernel(float* x, int rows, int heads, int head_dim, int row_stride,
+                            const int* pos, const double* inv_freq) {
+  constexpr double kTwoPi = 6.283185307179586476925286766559;
   const int half = head_dim / 2;
-  float* row = x + static_cast<size_t>(blockIdx.x) * row_stride;
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const double a = static_cast<double>(p) * inv_freq[i];
-    const float c = static_cast<float>(cos(a)), s = static_cast<float>(sin(a));
-    for (int h = 0; h < heads; ++h) {
-      float* v = row + static_cast<size_t>(h) * head_dim;
-      const float lo = v[i], hi = v[i + half];
-      v[i] = lo * c - hi * s;
-      v[i + half] = hi * c + lo * s;
-    }
+  const size_t n = static_cast<size_t>(rows) * heads * half;
+  for (size_t e = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; e < n;
+       e += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const int i = static_cast<int>(e % half);
+    const size_t rh = e / half;
+    const int h = static_cast<int>(rh % heads), r = static_cast<int>(rh / heads);
+    const int p = pos[r];
+    if (p < 0) continue;
+    double a = static_cast<double>(p) * inv_freq[i];
+    a -= kTwoPi * rint(a / kTwoPi);
+    float s, c;
+    sincosf(static_cast<float>(a), &s, &c);
+    float* v = x + static_cast<size_t>(r) * row_stride + static_cast<size_t>(h) * head_dim;
+    const float lo = v[i], hi = v[i + half];
+    v[i] = lo * c - hi * s;
+    v[i + half] = hi * c + lo * s;
   }
 }
 
@@ -146,7 +157,9 @@ void add(float* y, const float* x, size_t n, cudaStream_t stream) {
 void rope(float* x, int rows, int heads, int head_dim, int row_stride, const int* pos,
           const double* inv_freq, cudaStream_t stream) {
   if (rows <= 0 || heads <= 0 || head_dim < 2) return;
-  rope_kernel<<<rows, 128, 0, stream>>>(x, heads, head_dim, row_stride, pos, inv_freq);
+  const size_t n = static_cast<size_t>(rows) * heads * (head_dim / 2);
+  rope_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, rows, heads, head_dim, row_stride, pos,
+                                                    inv_freq);
   check(cudaGetLastError(), "rope");
 }
 
@@ -184,6 +197,17 @@ void gather_rows(const float* x, const int* rows, int n, int dim, float* y, cuda
 void matmul_nt(cublasHandle_t handle, const bf16* x, const bf16* w, float* y, int n, int in,
                int out) {
   if (n <= 0 || out <= 0) return;
+  // XQ_CUDA_SKINNY=0 leaves every product to cuBLAS (for side-by-side measurements).
+  static const bool skinny = [] {
+    const char* v = std::getenv("XQ_CUDA_SKINNY");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  if (skinny && skinny_matmul_fits(x, w, n, in)) {
+    cudaStream_t stream = nullptr;
+    check(cublasGetStream(handle, &stream), "cublasGetStream");
+    skinny_matmul(x, w, y, n, in, out, stream);
+    return;
+  }
   // Row-major y[n, out] is column-major y^T[out, n] = w[out, in] · x^T[in, n]: w (column-major
   // [in, out]) transposed times x (column-major [in, n]).
   const float one = 1.0f, zero = 0.0f;

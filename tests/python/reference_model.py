@@ -13,14 +13,16 @@ import torch
 from safetensors.torch import load_file
 
 
-def _load_tensors(model_dir: Path) -> dict:
+def _load_tensors(model_dir: Path, dtype) -> dict:
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no safetensors in {model_dir}")
     out = {}
     for f in files:
-        # The stored (possibly bf16/f16-rounded) values, widened exactly to float64.
-        out.update({k: v.to(torch.float64).numpy() for k, v in load_file(str(f)).items()})
+        # The stored (possibly bf16/f16-rounded) values, widened exactly to float64 (or to
+        # float32, which holds them exactly too and halves the memory of a large model; every
+        # product is still taken in float64, as the activations are float64).
+        out.update({k: v.to(dtype).numpy() for k, v in load_file(str(f)).items()})
     return out
 
 
@@ -82,10 +84,10 @@ def _llama_family_windows(c):
 
 
 class ReferenceModel:
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, weights_dtype=torch.float64):
         self.dir = Path(model_dir)
         self.cfg = json.loads((self.dir / "config.json").read_text())
-        self.w = _load_tensors(self.dir)
+        self.w = _load_tensors(self.dir, weights_dtype)
         c = self.cfg
         self.gemma = c["model_type"] in ("gemma3_text", "gemma3")
         self.heads = c["num_attention_heads"]
@@ -152,7 +154,7 @@ class ReferenceModel:
         w, c, eps, gm = self.w, self.cfg, self.eps, self.gemma
         tokens = np.asarray(tokens, dtype=np.int64)
         pos = np.arange(len(tokens), dtype=np.float64)
-        h = w["model.embed_tokens.weight"][tokens]
+        h = w["model.embed_tokens.weight"][tokens].astype(np.float64)
         if gm:
             h = h * math.sqrt(c["hidden_size"])
         for layer in range(c["num_hidden_layers"]):

@@ -8,7 +8,6 @@ $XQ_BUILD_DIR/tests (default build/release); skips otherwise.
 
 import json
 import os
-import random
 import subprocess
 from pathlib import Path
 
@@ -21,6 +20,7 @@ pb = pytest.importorskip("sentencepiece.sentencepiece_model_pb2",
 
 REPO = Path(__file__).resolve().parents[2]
 from locations import BUILD, gemma_path  # noqa: E402
+from tokenizer_texts import CURATED, generated_texts  # noqa: E402
 DUMP_CLI = BUILD / "tests" / "gguf_dump_cli"
 
 
@@ -70,35 +70,6 @@ def cli(cmd, payload):
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
-
-
-CURATED = [
-    "The capital of France is", "Hello world!\n\nNew  para", " leading space", "trailing ",
-    "  two leading", "tabs\tand\t\ttabs", "line\nbreaks\n\n\nthree\n\n\n\n\nfive", "   ", "\n",
-    "Numbers: 1234567890 3.14159 1,000,000 2026-11-23", "emoji 🤖🎉 👨‍👩‍👧 ok",
-    "中文分词测试，这是一个句子。", "日本語のテキストです。カタカナ、ひらがな。", "Привет, как дела?",
-    "مرحبا بالعالم", "हिन्दी पाठ", "Ελληνικά κείμενα", "한국어 텍스트입니다",
-    "def f(x):\n    return x**2  # square\n", "for (int i = 0; i < n; ++i) { a[i] += b[i]; }",
-    "https://example.com/path?q=1&r=two#frag", "ÀÉÎÕÜ àéîõü ß ﬁ", "private \ue000\ue123 \U0001f9ff",
-    "control \x01\x02 chars", "a" * 300, "It's we'll they'd I'm", "<table><tr><td>x</td></tr>",
-    "zero\u200bwidth", "combining e\u0301 vs é", "$$\\frac{a}{b}$$", " \n \n ",
-]
-
-
-def generated_texts():
-    rng = random.Random(5)
-    texts = []
-    sources = sorted(REPO.glob("engine/**/*.cpp")) + sorted(REPO.glob("tests/python/*.py"))
-    for f in sources[:40]:
-        s = f.read_text(encoding="utf-8")
-        for _ in range(5):
-            a = rng.randrange(max(1, len(s) - 300))
-            texts.append(s[a:a + rng.randrange(1, 300)])
-    alphabet = ("abcXYZ 0123456789 \n\t.,;:!?'\"()[]{}<>-_=+*/\\|@#$%^&~`éüßçñ中文日本語한국어"
-                "Привет مرحبا हिन्दी🤖🎉\u200b\u00a0\u3000")
-    for _ in range(300):
-        texts.append("".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 80))))
-    return texts
 
 
 def test_encode_matches_sentencepiece(sp):

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "config/server_config.h"
@@ -250,6 +251,108 @@ TEST(ServerConfig, AllowedOrigins) {
     EXPECT_EQ(b.exit_code, 2);
     EXPECT_NE(b.message.find("--allowed-origins"), std::string::npos) << b.message;
   }
+}
+
+// --config FILE (YAML or JSON), XQ_* variables and flags: flags > environment > file > defaults.
+class ConfigFile : public ::testing::Test {
+ protected:
+  std::string write(const std::string& name, const std::string& text) {
+    const std::string path = ::testing::TempDir() + "/" + name;
+    FILE* f = std::fopen(path.c_str(), "wb");
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+    return path;
+  }
+  void TearDown() override {
+    for (const char* v :
+         {"XQ_PORT", "XQ_MAX_NUM_SEQS", "XQ_CONFIG", "XQ_SERVED_MODEL_NAME", "XQ_CACHE_BIT"})
+      unsetenv(v);
+  }
+};
+
+TEST_F(ConfigFile, FlagsBeatEnvironmentBeatsFileBeatsDefaults) {
+  const std::string yaml = write("xq_config.yaml",
+                                 "model: /from/file\nport: 9100\nmax_num_seqs: 8\n"
+                                 "max-num-batched-tokens: 512\nallowed-origins:\n"
+                                 "  - https://a.example\n  - https://b.example\n");
+  setenv("XQ_PORT", "9200", 1);
+  setenv("XQ_MAX_NUM_SEQS", "16", 1);
+  ServerArgs a = parse({"--config", yaml, "--max-num-seqs", "32"});
+  ASSERT_TRUE(a.config) << a.message;
+  EXPECT_EQ(a.config->model, "/from/file");          // file only
+  EXPECT_EQ(a.config->port, 9200);                   // environment over file
+  EXPECT_EQ(a.config->max_num_seqs, 32);             // flag over both
+  EXPECT_EQ(a.config->max_num_batched_tokens, 512);  // file over default
+  EXPECT_EQ(a.config->host, "127.0.0.1");            // default
+  EXPECT_EQ(a.config->allowed_origins,
+            (std::vector<std::string>{"https://a.example", "https://b.example"}));
+}
+
+TEST_F(ConfigFile, JsonFromTheEnvironmentAndEveryFlagHasAVariable) {
+  const std::string json = write("xq_config.json", R"({"model": "/m", "cache": "xquant",
+                                                       "cache-bits": 3, "port": 9300})");
+  setenv("XQ_CONFIG", json.c_str(), 1);
+  setenv("XQ_SERVED_MODEL_NAME", "named", 1);
+  ServerArgs a = parse({});
+  ASSERT_TRUE(a.config) << a.message;
+  EXPECT_EQ(a.config->cache, "xquant");
+  EXPECT_EQ(a.config->cache_bits, 3);
+  EXPECT_EQ(a.config->port, 9300);
+  EXPECT_EQ(a.config->served_model_name, "named");
+  ServerArgs help = parse({"--help"});
+  for (const char* var : {"XQ_MAX_NUM_BATCHED_TOKENS", "XQ_CACHE_BITS", "XQ_SHUTDOWN_GRACE",
+                          "XQ_LOG_FORMAT", "XQ_CONFIG", "XQ_ALLOWED_ORIGINS"})
+    EXPECT_NE(help.message.find(var), std::string::npos) << var;
+  EXPECT_NE(help.message.find("flags > environment > config file > defaults"), std::string::npos);
+}
+
+TEST_F(ConfigFile, UnknownVariablesAreWarnedAbout) {
+  setenv("XQ_CACHE_BIT", "3", 1);  // a typo of XQ_CACHE_BITS
+  ServerArgs a = parse({"--model", "/m"});
+  ASSERT_TRUE(a.config) << a.message;
+  // Others may be set by whoever runs the tests (XQ_BUILD_DIR); none names a real setting.
+  int typo = 0;
+  for (const std::string& w : a.warnings) {
+    typo += w.find("XQ_CACHE_BIT is set but is not a setting") != std::string::npos;
+    EXPECT_EQ(w.find("XQ_CACHE_BITS"), std::string::npos) << w;
+  }
+  EXPECT_EQ(typo, 1);
+}
+
+TEST_F(ConfigFile, BadFilesAreRefusedNamingTheFileAndSetting) {
+  for (const auto& [name, text, mention] :
+       {std::tuple{"xq_unknown.yaml", "model: /m\nmax-num-sequences: 4\n", "max-num-sequences"},
+        std::tuple{"xq_badvalue.yaml", "model: /m\nport: eighty\n", "--port"},
+        std::tuple{"xq_nested.yaml", "model: /m\ncache: {format: x}\n", "cache"},
+        std::tuple{"xq_list.yaml", "- model\n- port\n", "mapping"},
+        std::tuple{"xq_syntax.json", "{\"model\": \"/m\",", "xq_syntax.json"}}) {
+    ServerArgs a = parse({"--config", write(name, text)});
+    EXPECT_FALSE(a.config) << name;
+    EXPECT_EQ(a.exit_code, 2) << name;
+    EXPECT_NE(a.message.find(mention), std::string::npos) << name << ": " << a.message;
+  }
+  ServerArgs missing = parse({"--config", "/nonexistent/xq.yaml"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.message.find("cannot read"), std::string::npos) << missing.message;
+}
+
+TEST_F(ConfigFile, PrintConfigIsAConfigFileOfTheResolvedValues) {
+  setenv("XQ_PORT", "9400", 1);
+  ServerArgs a =
+      parse({"--model", "/m", "--cache", "kivi", "--api-key", "secret", "--print-config"});
+  ASSERT_FALSE(a.config);
+  ASSERT_EQ(a.exit_code, 0) << a.message;
+  EXPECT_NE(a.message.find("\"port\": 9400"), std::string::npos) << a.message;
+  EXPECT_NE(a.message.find("\"cache\": \"kivi\""), std::string::npos) << a.message;
+  EXPECT_EQ(a.message.find("secret"), std::string::npos) << "the API key is masked";
+  unsetenv("XQ_PORT");
+  const std::string printed = write("xq_printed.json", a.message);
+  ServerArgs again = parse({"--config", printed, "--api-key", "secret"});
+  ASSERT_TRUE(again.config) << again.message;
+  EXPECT_EQ(again.config->port, 9400);
+  EXPECT_EQ(again.config->cache, "kivi");
+  EXPECT_EQ(again.config->cache_bits, 4);
+  EXPECT_EQ(again.config->api_key, "secret");
 }
 
 }  // namespace

@@ -1,9 +1,12 @@
 // The CUDA model against the CPU reference model on tiny random models (bf16 weights, so both
 // hold the same numbers): prefill, batched decode, chunked prefill, cache truncation, for the fp16
-// K/V cache and XQuant's X at 4 and 8 bits; and the GPU memory budget. Skips without a GPU.
+// K/V cache and XQuant's X at 4 and 8 bits and the GQA latent, through the workspace path and the
+// fused decode kernel; CUDA graph replays against eager steps; and the GPU memory budget. Skips
+// without a GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,12 +41,24 @@ struct Case {
   std::string format;
   int bits;
   bool latent = false;  // one KV head, so the GQA latent applies; both latents per token
+  bool fused = false;   // XQ_CUDA_FUSED_DECODE=1 (head_dim 64, a tile width of that kernel)
+};
+
+// Sets an environment variable for the life of the object (the CUDA model reads its switches
+// when it is made).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+  ~ScopedEnv() { unsetenv(name_); }
+
+ private:
+  const char* name_;
 };
 
 std::string case_name(const ::testing::TestParamInfo<Case>& i) {
   return std::string(i.param.arch == Arch::Gemma3 ? "gemma3_" : "llama_") +
          (i.param.format == "fp16" ? "fp16" : "xquant" + std::to_string(i.param.bits)) +
-         (i.param.latent ? "_latent" : "");
+         (i.param.latent ? "_latent" : "") + (i.param.fused ? "_fused" : "");
 }
 
 class CudaModelTest : public ::testing::TestWithParam<Case> {
@@ -56,7 +71,7 @@ class CudaModelTest : public ::testing::TestWithParam<Case> {
     cfg_.intermediate_size = 256;
     cfg_.num_heads = 4;
     cfg_.num_kv_heads = 2;
-    cfg_.head_dim = 32;
+    cfg_.head_dim = GetParam().fused ? 64 : 32;
     cfg_.num_layers = 3;
     if (GetParam().arch == Arch::Gemma3) {
       cfg_.sliding_window = 8;
@@ -81,7 +96,9 @@ class CudaModelTest : public ::testing::TestWithParam<Case> {
     o.max_num_seqs = 8;
     o.max_model_len = 256;
     o.gpu_cache_bytes = 64 << 20;
+    ScopedEnv fused("XQ_CUDA_FUSED_DECODE", GetParam().fused ? "1" : "0");
     gpu_ = make_model(cfg_, *w_, o);
+    opts_ = o;
   }
 
   // Runs the same step on both models' sequences i (caches made on first use); returns the
@@ -122,10 +139,12 @@ class CudaModelTest : public ::testing::TestWithParam<Case> {
   // machinery to 2e-2.
   double tol() const {
     if (GetParam().latent && GetParam().bits == 4) return 0.2;
+    if (GetParam().bits == 3) return 0.1;
     return GetParam().bits == 4 ? 5e-2 : 3e-2;
   }
 
   ModelConfig cfg_;
+  EngineOptions opts_;
   std::unique_ptr<MemoryWeights> w_;
   std::unique_ptr<CpuModel> cpu_;
   std::unique_ptr<Model> gpu_;
@@ -165,12 +184,48 @@ TEST_P(CudaModelTest, TruncatedSequenceRecomputesTheSameLogits) {
   EXPECT_EQ(step({0}, {{7}}, false, tol(), "decode after recompute"), next);
 }
 
+TEST_P(CudaModelTest, GraphReplaysEqualEagerSteps) {
+  // The same steps on a second GPU model without CUDA graphs: decode steps replayed from a graph
+  // (every step after a shape's first two) must give the eager steps' logits bit for bit.
+  std::unique_ptr<Model> eager;
+  {
+    ScopedEnv graphs("XQ_CUDA_GRAPHS", "0");
+    ScopedEnv fused("XQ_CUDA_FUSED_DECODE", GetParam().fused ? "1" : "0");
+    eager = make_model(cfg_, *w_, opts_);
+  }
+  const int V = cfg_.vocab_size;
+  std::vector<std::unique_ptr<SequenceCache>> a, b;
+  for (int i = 0; i < 3; ++i) {
+    a.push_back(gpu_->cache_format().new_sequence());
+    b.push_back(eager->cache_format().new_sequence());
+  }
+  const std::vector<std::vector<int>> prompts = {tokens(5, 1, V), tokens(19, 2, V),
+                                                 tokens(33, 3, V)};
+  for (int t = -1; t < 12; ++t) {
+    std::vector<std::vector<int>> toks(3);
+    std::vector<SeqInput> in_a, in_b;
+    for (int i = 0; i < 3; ++i) {
+      toks[i] = t < 0 ? prompts[i] : std::vector<int>{(t * 7 + i) % V};
+      in_a.push_back({a[i].get(), toks[i], a[i]->num_tokens(), false});
+      in_b.push_back({b[i].get(), toks[i], b[i]->num_tokens(), false});
+    }
+    std::vector<float> la, lb;
+    gpu_->forward(in_a, la);
+    eager->forward(in_b, lb);
+    ASSERT_EQ(la, lb) << "step " << t;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Formats, CudaModelTest,
     ::testing::Values(Case{Arch::Llama, "fp16", 16}, Case{Arch::Llama, "xquant", 4},
                       Case{Arch::Llama, "xquant", 8}, Case{Arch::Llama, "xquant", 4, true},
                       Case{Arch::Llama, "xquant", 16, true}, Case{Arch::Gemma3, "fp16", 16},
-                      Case{Arch::Gemma3, "xquant", 4}, Case{Arch::Gemma3, "xquant", 4, true}),
+                      Case{Arch::Gemma3, "xquant", 4}, Case{Arch::Gemma3, "xquant", 4, true},
+                      Case{Arch::Llama, "xquant", 4, false, true},
+                      Case{Arch::Llama, "xquant", 16, true, true},
+                      Case{Arch::Gemma3, "xquant", 4, true, true},
+                      Case{Arch::Gemma3, "xquant", 3, false, true}),
     case_name);
 
 TEST(CudaModelBudget, CacheGetsWhatTheUtilizationLeaves) {

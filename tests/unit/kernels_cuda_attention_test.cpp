@@ -1,4 +1,5 @@
-// The CUDA paged attention kernel (kernels/cuda/cuda_ops.h attention) against a plain
+// The CUDA paged attention kernels (kernels/cuda/cuda_ops.h attention, and decode_ops.h's
+// split-context paged_attention_splits + attention_combine at 1, 3 and 7 splits) against a plain
 // double-precision softmax(q K^T) V written here: causal, GQA, window and softcap on and off,
 // a batch mixing prefill rows and decode rows of sequences at different positions, pages in a
 // shuffled order. Skips without a CUDA GPU (the argument checks run everywhere).
@@ -8,9 +9,12 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/half.h"
+#include "kernels/cuda/decode_ops.h"
 #include "tests/unit/cuda_test_support.h"
 
 namespace xq::cuda {
@@ -159,21 +163,36 @@ TEST_F(CudaAttention, MatchesDoublePrecisionReference) {
     DeviceBuf<uint16_t> d_store(b.store);
     half* base = reinterpret_cast<half*>(d_store.get());
     const KvPages kv{base, base + kPageRows * b.row_stride, b.page_stride, b.row_stride};
+    // Each kernel fills `d_out` (poisoned with NaN first): the single pass, then the split one.
+    std::vector<std::pair<std::string, std::vector<float>>> runs;
     attention(d_q.get(), d_out.get(), b.rows, d_row_seq.get(), d_seqs.get(), d_tables.get(), kv, p,
               stream_);
-    const auto got = d_out.download();
+    runs.emplace_back("attention", d_out.download());
+    for (int splits : {1, 3, 7}) {
+      const size_t n = split_partials_floats(b.rows, kHeads, splits, c.head_dim);
+      DeviceBuf<float> d_acc(std::vector<float>(n, NAN)), d_ml(std::vector<float>(2 * n, NAN));
+      d_out.upload(std::vector<float>(b.q.size(), NAN));
+      const SplitPartials parts{d_ml.get(), d_acc.get(), splits};
+      paged_attention_splits(d_q.get(), b.rows, d_row_seq.get(), d_seqs.get(), d_tables.get(), kv,
+                             p, parts, stream_);
+      attention_combine(parts, b.rows, kHeads, c.head_dim, d_out.get(), nullptr, stream_);
+      runs.emplace_back("paged_attention_splits x" + std::to_string(splits), d_out.download());
+    }
 
     const size_t row_len = static_cast<size_t>(kHeads) * c.head_dim;
-    for (int r = 0; r < b.rows; ++r) {
-      double num = 0.0, den = 0.0;
-      for (size_t i = r * row_len; i < (r + 1) * row_len; ++i) {
-        ASSERT_FALSE(std::isnan(got[i])) << "row " << r << " element " << i - r * row_len;
-        num += (got[i] - ref[i]) * (got[i] - ref[i]);
-        den += ref[i] * ref[i];
+    for (const auto& [name, got] : runs) {
+      SCOPED_TRACE(name);
+      for (int r = 0; r < b.rows; ++r) {
+        double num = 0.0, den = 0.0;
+        for (size_t i = r * row_len; i < (r + 1) * row_len; ++i) {
+          ASSERT_FALSE(std::isnan(got[i])) << "row " << r << " element " << i - r * row_len;
+          num += (got[i] - ref[i]) * (got[i] - ref[i]);
+          den += ref[i] * ref[i];
+        }
+        const AttnSeq& s = b.seqs[b.row_seq[r]];
+        EXPECT_LT(std::sqrt(num / den), 1e-4) << "row " << r << " (sequence " << b.row_seq[r]
+                                              << ", position " << s.start_pos + r - s.q_row << ")";
       }
-      const AttnSeq& s = b.seqs[b.row_seq[r]];
-      EXPECT_LT(std::sqrt(num / den), 1e-4) << "row " << r << " (sequence " << b.row_seq[r]
-                                            << ", position " << s.start_pos + r - s.q_row << ")";
     }
   }
 }
