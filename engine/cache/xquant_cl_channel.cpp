@@ -21,6 +21,7 @@
 #include "engine/cache/thread_scratch.h"
 #include "engine/cache/x_attention.h"
 #include "engine/cache/xquant_cl_chain.h"
+#include "engine/cache/xquant_cl_rows.h"
 #include "kernels/cpu/half.h"
 
 namespace xq {
@@ -28,10 +29,16 @@ namespace {
 
 class CLChannelSequence : public SequenceCache {
  public:
-  CLChannelSequence(const ModelConfig& cfg, const KvProjector& proj, const XQuantCLOptions& opts)
-      : cfg_(cfg), proj_(proj), opts_(opts), prev_(cl_chains(cfg)), win_(cfg.num_layers) {
+  CLChannelSequence(const ModelConfig& cfg, const KvProjector& proj, const XQuantCLOptions& opts,
+                    std::shared_ptr<const ClPlan> plan)
+      : cfg_(cfg),
+        proj_(proj),
+        opts_(opts),
+        plan_(std::move(plan)),
+        prev_(plan_->prev),
+        win_(cfg.num_layers) {
     for (int l = 0; l < cfg.num_layers; ++l)
-      q_.emplace_back(cfg.hidden_size, prev_[l] < 0 ? opts.base_bits : opts.bits, opts.group);
+      q_.emplace_back(cfg.hidden_size, plan_->basis(l), plan_->bits[l], opts.group);
   }
 
   void attend(const LayerAttnInput& in) override {
@@ -159,18 +166,20 @@ class CLChannelSequence : public SequenceCache {
   ModelConfig cfg_;
   const KvProjector& proj_;
   XQuantCLOptions opts_;
-  std::vector<int> prev_;                // cl_chains(cfg_)
-  std::vector<ChannelQuantRows> q_;      // per layer: blocks of a chain's base S, or of deltas
-  std::vector<std::vector<float>> win_;  // per layer: the newest S rows (fp16 values for X)
-  Chain chains_[2];                      // global layers, sliding layers
+  std::shared_ptr<const ClPlan> plan_;
+  std::vector<int> prev_;                    // plan_->prev
+  std::vector<ClRows<ChannelQuantRows>> q_;  // per layer: blocks of a base's S, or of deltas
+  std::vector<std::vector<float>> win_;      // per layer: the newest S rows (fp16 values for X)
+  Chain chains_[2];                          // global layers, sliding layers
 };
 
 }  // namespace
 
 std::unique_ptr<SequenceCache> new_cl_channel_sequence(const ModelConfig& cfg,
                                                        const KvProjector& proj,
-                                                       const XQuantCLOptions& opts) {
-  return std::make_unique<CLChannelSequence>(cfg, proj, opts);
+                                                       const XQuantCLOptions& opts,
+                                                       std::shared_ptr<const ClPlan> plan) {
+  return std::make_unique<CLChannelSequence>(cfg, proj, opts, std::move(plan));
 }
 
 }  // namespace xq
