@@ -127,8 +127,7 @@ std::map<int, double> reference_kept(const SamplingParams& p, const std::vector<
   const int n = static_cast<int>(l.size());
   std::vector<int> ids(n);
   std::iota(ids.begin(), ids.end(), 0);
-  std::sort(ids.begin(), ids.end(),
-            [&](int a, int b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+  std::sort(ids.begin(), ids.end(), [&](int a, int b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
   int keep = p.top_k > 0 ? std::min(p.top_k, n) : n;
   std::vector<double> prob(keep);
   double sum = 0;
@@ -162,13 +161,9 @@ TEST(Sampler, LargeVocabularyDrawsFollowTheReferenceKeptSet) {
   std::normal_distribution<float> normal(0.0f, 2.0f);
   std::vector<float> logits(2048);
   for (float& x : logits) x = normal(gen);
-  struct Case {
-    float temperature, top_p;
-    int top_k;
-    float min_p;
-  };
-  const Case cases[] = {{1.0f, 1.0f, 0, 0.0f},  {0.7f, 0.9f, 0, 0.0f},   {1.0f, 1.0f, 0, 0.05f},
-                        {1.3f, 0.5f, 0, 0.02f}, {1.0f, 0.8f, 300, 0.0f}, {1.0f, 1.0f, 300, 0.1f}};
+  struct Case { float temperature, top_p; int top_k; float min_p; };
+  const Case cases[] = {{1.0f, 1.0f, 0, 0.0f},   {0.7f, 0.9f, 0, 0.0f},   {1.0f, 1.0f, 0, 0.05f},
+                        {1.3f, 0.5f, 0, 0.02f},  {1.0f, 0.8f, 300, 0.0f}, {1.0f, 1.0f, 300, 0.1f}};
   for (const Case& c : cases) {
     SamplingParams p;
     p.temperature = c.temperature;
@@ -216,8 +211,7 @@ TEST(TokenLogprob, TopMatchesAFullSortWithTies) {
   for (float& x : l) x = std::round(normal(gen) * 4) / 4;  // many ties
   std::vector<int> ids(l.size());
   std::iota(ids.begin(), ids.end(), 0);
-  std::sort(ids.begin(), ids.end(),
-            [&](int a, int b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+  std::sort(ids.begin(), ids.end(), [&](int a, int b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
   double z = 0;
   for (float x : l) z += std::exp(static_cast<double>(x) - l[ids[0]]);
   const double lse = l[ids[0]] + std::log(z);

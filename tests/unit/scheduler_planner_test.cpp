@@ -1,5 +1,4 @@
-// BatchPlanner and OutputProcessor: the scheduling policy and the stop-string logic, without a
-// model.
+// BatchPlanner and OutputProcessor: the scheduling policy and the stop-string logic, without a model.
 #include <gtest/gtest.h>
 
 #include <map>
