@@ -55,6 +55,8 @@ void check_paper_settings(const ServerConfig& c) {
                   std::to_string(c.xquant_cl_base_bits));
   if (c.xquant_cl_base_bits != 0 && !cl)
     throw BadFlag("--xquant-cl-base-bits applies to the xquant-cl formats only");
+  if (c.xquant_cl_base == "latent" && (!cl || c.xquant_latent == "off"))
+    throw BadFlag("--xquant-cl-base latent applies to the xquant-cl latent form (GQA models)");
 }
 
 void check_all(ServerConfig& c, bool bits_given) {
@@ -166,6 +168,11 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
   app.add_option("--xquant-cl-base-bits", c.xquant_cl_base_bits,
                  "Bits of an xquant-cl chain's base layer, which the accumulator starts from "
                  "(0: --cache-high-precision-bits with high-precision layers, else max(bits, 4))")
+      ->capture_default_str();
+  app.add_option("--xquant-cl-base", c.xquant_cl_base,
+                 "The xquant-cl latent form's base layer: x (X-wide, the accumulator starts "
+                 "from X) or latent (on its own basis, 2 kv_dim wide; smaller, still lossless)")
+      ->check(CLI::IsMember({"x", "latent"}))
       ->capture_default_str();
   app.add_option("--cache-fp16-window", c.cache_fp16_window,
                  "1: keep the newest tokens of per-channel groups (kivi keys and values, "

@@ -26,8 +26,9 @@ struct ServerConfig {
   int xquant_latent_k_fp16_channels = 0;  // the K latent's first channels kept in fp16
   int cache_high_precision_layers = 0;    // the first N layers at cache_high_precision_bits
   int cache_high_precision_bits = 4;
-  int xquant_cl_base_bits = 0;    // 0: the format's default (see CacheOptions::cl_base_bits)
-  bool cache_fp16_window = true;  // false: no full-precision window of recent tokens
+  int xquant_cl_base_bits = 0;       // 0: the format's default (see CacheOptions::cl_base_bits)
+  std::string xquant_cl_base = "x";  // x | latent: the GQA latent form's base layer
+  bool cache_fp16_window = true;     // false: no full-precision window of recent tokens
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;
   std::optional<int> max_model_len;             // unset: the model's max_position_embeddings

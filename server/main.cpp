@@ -43,6 +43,7 @@ EngineOptions engine_options(const ServerConfig& c) {
   e.cache.latent_k_fp16_channels = c.xquant_latent_k_fp16_channels;
   e.cache.high_precision = {c.cache_high_precision_layers, c.cache_high_precision_bits};
   e.cache.cl_base_bits = c.xquant_cl_base_bits;
+  e.cache.cl_base_latent = c.xquant_cl_base == "latent";
   e.cache.fp16_window = c.cache_fp16_window;
   e.threads = c.threads;
   e.gpu_memory_utilization = c.gpu_memory_utilization;

@@ -46,8 +46,9 @@ struct Run {
 // "fp16", "kivi:4", "xquant:2", "xquant-cl:2@32": format[:bits][@group][+hpN][+k16xC], the
 // group defaulting to --group, so one run can give each family its own group size. "+hpN": the
 // first N layers at --high-precision-bits (the paper's Table 4: +hp3); "+k16xC": the K latent's
-// first C channels in fp16 (Appendix B: +k16x1). "xquant-latent:B" is xquant with the latent
-// forced on (K latent per channel), so one run can compare X and its latent whatever
+// first C channels in fp16 (Appendix B: +k16x1); "+lb": xquant-cl's base on its latent basis.
+// "xquant-latent:B" is xquant with the latent forced on (K latent per channel), so one run can
+// compare X and its latent whatever
 // --xquant-latent says; "xquant-latent-tok:B" the same with the K latent grouped per token, as
 // the GPU engine holds it. "xquant-cl-x" is xquant-cl with X-wide deltas (latent off).
 CacheOptions parse_spec(const std::string& spec_in, const CacheOptions& base) {
@@ -57,6 +58,8 @@ CacheOptions parse_spec(const std::string& spec_in, const CacheOptions& base) {
     const std::string mod = spec.substr(plus + 1);
     if (mod.rfind("hp", 0) == 0) {
       o.high_precision.layers = std::stoi(mod.substr(2));
+    } else if (mod == "lb") {
+      o.cl_base_latent = true;
     } else if (mod.rfind("k16x", 0) == 0) {
       o.latent_k_fp16_channels = std::stoi(mod.substr(4));
     } else {
@@ -201,6 +204,15 @@ int run_ppl(const PplArgs& a) {
     r.spec = spec;
     r.opts = parse_spec(spec, eo.cache);
     if (r.opts.format.rfind("xquant-cl", 0) != 0) r.opts.cl_base_bits = 0;
+    // xquant-cl-ch cannot run without its window of X (the factory refuses): it keeps it, and
+    // the table's window column shows it.
+    if (r.opts.format.rfind("xquant-cl-ch", 0) == 0 && !r.opts.fp16_window) {
+      r.opts.fp16_window = true;
+      std::fprintf(stderr,
+                   "%s keeps its fp16/fp32 window of X (--cache-fp16-window 0 is not "
+                   "built for it)\n",
+                   spec.c_str());
+    }
     runs.push_back(std::move(r));
   }
   if (runs.empty()) throw std::invalid_argument("no cache formats given");

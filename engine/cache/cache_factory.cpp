@@ -77,6 +77,11 @@ std::unique_ptr<CacheFormat> make_cache_format(const CacheOptions& opts, const M
     x.residual = residual.value_or(!x.latent && cl_default_residual(x.per_channel));
     x.hp = opts.high_precision;
     x.base_bits = opts.cl_base_bits;
+    x.base_latent = opts.cl_base_latent;
+    if (x.base_latent && !x.latent)
+      throw ConfigError(
+          "a latent XQuant-CL base (--xquant-cl-base latent) needs the latent form "
+          "(a GQA model, deltas on X)");
     if (x.per_channel && !opts.fp16_window) {
       throw ConfigError(opts.format +
                         " keeps the newest < G tokens of each layer as X until their block of "

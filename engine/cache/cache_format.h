@@ -87,6 +87,9 @@ struct CacheOptions {
   // XQuant-CL: the width of a chain's base layer (the one the accumulator starts from); 0: the
   // high-precision layers' bits when there are some, else max(bits, 4).
   int cl_base_bits = 0;
+  // XQuant-CL latent form: the base layer on its basis too (X Ukv, 2 kv_dim wide) instead of
+  // X-wide; the accumulator then starts from the base's projection (still lossless).
+  bool cl_base_latent = false;
   // false: no full-precision window of recent tokens. Per-channel groups then read an unfilled
   // block's tokens quantized as a partial group, KIVI's values are quantized on append, so every
   // attended token of the past goes through the quantizer (fair teacher-forced perplexity).

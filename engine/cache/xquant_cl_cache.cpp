@@ -189,7 +189,8 @@ ClPlan make_plan(const ModelConfig& cfg, const KvProjector& proj, const XQuantCL
     // is cached on its own. Only a start that others chain to must be X-wide.
     const bool start = p.prev[l] < 0 && l >= o.hp.layers - 1;
     p.bits.push_back(start ? o.base_bits : o.hp.of(l, o.bits));
-    if (o.latent && !(p.prev[l] < 0 && chained_to[l])) p.bases[l] = std::move(kv_bases[l]);
+    const bool x_wide = p.prev[l] < 0 && chained_to[l] && !o.base_latent;
+    if (o.latent && !x_wide) p.bases[l] = std::move(kv_bases[l]);
   }
   return p;
 }
@@ -225,7 +226,7 @@ std::string XQuantCLFormat::name() const {
   std::string kind = opts_.per_channel ? "xquant-cl-ch" : "xquant-cl";
   // The latent is always of X (normed), whatever the grouping's default stream.
   if (opts_.latent) {
-    kind += "-latent";
+    kind += opts_.base_latent ? "-latent-lb" : "-latent";
   } else if (opts_.residual != cl_default_residual(opts_.per_channel)) {
     kind += opts_.residual ? "-residual" : "-normed";
   }

@@ -26,6 +26,9 @@ struct XQuantCLOptions {
   // Deltas on each layer's basis Ukv of [Wk; Wv] (GQA models; normed X only, since the norm of
   // a projected reconstruction is not the projection of the norm).
   bool latent = false;
+  // With latent: the bases on their basis too (the accumulator starts from X_b Ukv_b Ukv_b^T,
+  // still lossless since each later layer reads only its own projection of the accumulator).
+  bool base_latent = false;
   bool fold_values = true;  // V folded after the softmax; false rematerializes V
   // Deltas in per-channel groups of G tokens with an fp16 window of X ("xquant-cl-ch",
   // xquant_cl_channel.cpp) instead of per-token groups.

@@ -38,6 +38,7 @@ void check_gpu_cache_options(const CacheOptions& c) {
   if (c.high_precision.layers > 0) what = "--cache-high-precision-layers";
   if (c.latent_k_fp16_channels > 0) what = "--xquant-latent-k-fp16-channels";
   if (c.cl_base_bits != 0) what = "--xquant-cl-base-bits";
+  if (c.cl_base_latent) what = "--xquant-cl-base latent";
   if (!what.empty())
     throw ConfigError(what + " is not on the GPU engine yet (it runs with --device cpu)");
 }

@@ -118,13 +118,15 @@ TEST(ServerConfig, QuantizedCachesGetADefaultBitWidth) {
 TEST(ServerConfig, PaperSettingsFlags) {
   ServerArgs a = parse({"--model", "m", "--cache", "xquant-cl", "--cache-group-size", "128",
                         "--cache-high-precision-layers", "3", "--cache-high-precision-bits", "4",
-                        "--xquant-cl-base-bits", "8", "--cache-fp16-window", "0"});
+                        "--xquant-cl-base-bits", "8", "--cache-fp16-window", "0",
+                        "--xquant-cl-base", "latent"});
   ASSERT_TRUE(a.config) << a.message;
   EXPECT_EQ(a.config->cache_group_size, 128);
   EXPECT_EQ(a.config->cache_high_precision_layers, 3);
   EXPECT_EQ(a.config->cache_high_precision_bits, 4);
   EXPECT_EQ(a.config->xquant_cl_base_bits, 8);
   EXPECT_FALSE(a.config->cache_fp16_window);
+  EXPECT_EQ(a.config->xquant_cl_base, "latent");
   ServerArgs d = parse({"--model", "m"});
   EXPECT_EQ(d.config->cache_high_precision_layers, 0);
   EXPECT_EQ(d.config->xquant_cl_base_bits, 0);
@@ -143,6 +145,8 @@ TEST(ServerConfig, PaperSettingsFlags) {
        "GQA latent"},
       {{"--cache", "xquant", "--xquant-cl-base-bits", "4"}, "xquant-cl formats only"},
       {{"--cache", "xquant-cl", "--xquant-cl-base-bits", "5"}, "--xquant-cl-base-bits"},
+      {{"--cache", "kivi", "--xquant-cl-base", "latent"}, "--xquant-cl-base latent"},
+      {{"--cache", "xquant-cl", "--xquant-cl-base", "y"}, "--xquant-cl-base"},
       {{"--cache", "kivi", "--cache-fp16-window", "maybe"}, "--cache-fp16-window"}};
   for (auto [args, text] : bad) {
     args.insert(args.begin(), {"--model", "m"});

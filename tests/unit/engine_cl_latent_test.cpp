@@ -28,9 +28,11 @@ float max_diff(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 std::unique_ptr<CacheFormat> cl(const Bench& s, int bits, bool per_channel = false,
-                                HighPrecisionLayers hp = {}, bool latent = true) {
+                                HighPrecisionLayers hp = {}, bool latent = true,
+                                bool base_latent = false) {
   XQuantCLOptions o;
   o.bits = bits, o.group = kGroup, o.per_channel = per_channel, o.latent = latent, o.hp = hp;
+  o.base_latent = base_latent;
   o.residual = !latent && cl_default_residual(per_channel);
   return std::make_unique<XQuantCLFormat>(s.cfg, s.proj, o);
 }
@@ -41,10 +43,13 @@ TEST(ClLatent, SixteenBitsMatchTheFp16KvCache) {
     const Outputs kv16 = s.decode(*make("fp16", s.cfg, s.proj, 16));
     for (bool per_channel : {false, true}) {
       for (int hp : {0, 2}) {
-        const auto f = cl(s, 16, per_channel, {hp, 16});
-        for (int chunk : {1, 9}) {
-          const double e = rel_error(s.cfg, s.decode(*f, chunk), kv16, 0);
-          EXPECT_LT(e, 2e-3) << kind << " per_channel " << per_channel << " hp " << hp;
+        for (bool base_latent : {false, true}) {
+          const auto f = cl(s, 16, per_channel, {hp, 16}, true, base_latent);
+          for (int chunk : {1, 9}) {
+            const double e = rel_error(s.cfg, s.decode(*f, chunk), kv16, 0);
+            EXPECT_LT(e, 2e-3) << kind << " per_channel " << per_channel << " hp " << hp
+                               << " base_latent " << base_latent;
+          }
         }
       }
     }
@@ -91,6 +96,8 @@ TEST(ClLatent, BytesPerTokenAreExact) {
     run(s.cfg, s.work, *seq, 0, 37, 5, o);
     EXPECT_DOUBLE_EQ(static_cast<double>(seq->bytes_used()), 37 * c.bpt) << c.bits;
   }
+  // The base on its basis too: every layer 64 wide.
+  EXPECT_DOUBLE_EQ(cl(s, 2, false, {}, true, true)->bytes_per_token(), row(64, 4) + 2 * row(64, 2));
   // Smaller than X-wide deltas, which cost row(128, 2) per delta layer.
   EXPECT_LT(cl(s, 2)->bytes_per_token(), cl(s, 2, false, {}, false)->bytes_per_token());
 }
