@@ -25,8 +25,10 @@
 //   in X space, A_l = A_{l-1} + deq(Q(dX_l Ukv_l)) Ukv_l^T (ClRows), and K, V come from A_l
 //   through the projector as usual. Lossless without quantization: A_l Ukv_l = A_{l-1} Ukv_l +
 //   (X_l - A_{l-1}) Ukv_l = X_l Ukv_l, and K, V depend on A_l only through A_l Ukv_l. A base
-//   that the chain starts from stays X-wide (the accumulator starts from it in X space); the
-//   high-precision layers before it are cached on their basis (X_l Ukv_l).
+//   that the chain starts from stays X-wide (the accumulator starts from it in X space), or with
+//   base_latent is cached on its basis too (A_b = X_b Ukv_b Ukv_b^T: still lossless, since each
+//   later layer reads only its own projection of A); the high-precision layers before it are
+//   cached on their basis (X_l Ukv_l).
 // - Groups: per token, G consecutive channels, fp16 scale and zero point (as for XQuant's X), so
 //   every token is final on append and no full-precision window exists; the per-channel
 //   grouping is xquant_cl_channel.cpp.
