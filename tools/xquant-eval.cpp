@@ -53,9 +53,16 @@ struct Run {
 // the GPU engine holds it. "xquant-cl-x" is xquant-cl with X-wide deltas (latent off).
 CacheOptions parse_spec(const std::string& spec_in, const CacheOptions& base) {
   CacheOptions o = base;
-  std::string spec = spec_in;
-  for (auto plus = spec.rfind('+'); plus != std::string::npos; plus = spec.rfind('+')) {
-    const std::string mod = spec.substr(plus + 1);
+  // The modifiers and "@G" may come in any order: "@G" goes back to the format part.
+  std::string spec = spec_in.substr(0, spec_in.find('+'));
+  for (size_t plus = spec.size(); plus < spec_in.size();) {
+    const size_t next = std::min(spec_in.find('+', plus + 1), spec_in.size());
+    std::string mod = spec_in.substr(plus + 1, next - plus - 1);
+    plus = next;
+    if (const auto at = mod.find('@'); at != std::string::npos) {
+      spec += mod.substr(at);
+      mod.resize(at);
+    }
     if (mod.rfind("hp", 0) == 0) {
       o.high_precision.layers = std::stoi(mod.substr(2));
     } else if (mod == "lb") {
@@ -65,7 +72,6 @@ CacheOptions parse_spec(const std::string& spec_in, const CacheOptions& base) {
     } else {
       throw std::invalid_argument("unknown modifier '+" + mod + "' in cache spec " + spec_in);
     }
-    spec.resize(plus);
   }
   const auto at = spec.find('@');
   if (at != std::string::npos) o.group_size = std::stoi(spec.substr(at + 1));
