@@ -13,6 +13,7 @@
 #include "engine/cache/quantized_rows.h"
 #include "engine/cache/quantizer.h"
 #include "engine/cache/xquant_cache.h"
+#include "engine/model/model.h"
 #include "tests/unit/engine_cache_bench.h"
 
 namespace xq {
@@ -144,6 +145,27 @@ TEST(PaperSettings, LatentKFp16ChannelsNameAndBytes) {
   EXPECT_THROW(make_cache_format(o, s.cfg, s.proj), ConfigError);
   o.latent = "auto", o.format = "kivi";
   EXPECT_THROW(make_cache_format(o, s.cfg, s.proj), ConfigError);
+}
+
+// The GPU cache runs every layer at one width: these settings are refused there by name, before
+// anything is loaded, instead of silently ignored.
+TEST(PaperSettings, GpuEngineRefusesWhatItDoesNotRun) {
+  EngineOptions e;
+  e.device = "cuda";
+  e.cache.format = "xquant", e.cache.bits = 2;
+  auto refused = [&](const std::string& flag) {
+    try {
+      load_model("/nonexistent/model.gguf", e);
+      ADD_FAILURE() << flag << " was accepted";
+    } catch (const ConfigError& err) {
+      EXPECT_NE(std::string(err.what()).find(flag), std::string::npos) << err.what();
+    }
+  };
+  e.cache.high_precision = {3, 4};
+  refused("--cache-high-precision-layers");
+  e.cache.high_precision = {};
+  e.cache.latent_k_fp16_channels = 1;
+  refused("--xquant-latent-k-fp16-channels");
 }
 
 }  // namespace
