@@ -177,8 +177,7 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
   app.add_option("--cache-fp16-window", c.cache_fp16_window,
                  "1: keep the newest tokens of per-channel groups (kivi keys and values, "
                  "xquant-ch, the per-channel K latent) in fp16 until a group fills; 0: read them "
-                 "quantized too, so no format sees a full-precision past (fair perplexity; not "
-                 "for xquant-cl-ch)")
+                 "quantized too, so no format sees a full-precision past (fair perplexity)")
       ->capture_default_str();
   app.add_option("--max-num-seqs", c.max_num_seqs, "Sequences running at once")
       ->check(CLI::Range(1, 1 << 16))

@@ -210,15 +210,6 @@ int run_ppl(const PplArgs& a) {
     r.spec = spec;
     r.opts = parse_spec(spec, eo.cache);
     if (r.opts.format.rfind("xquant-cl", 0) != 0) r.opts.cl_base_bits = 0;
-    // xquant-cl-ch cannot run without its window of X (the factory refuses): it keeps it, and
-    // the table's window column shows it.
-    if (r.opts.format.rfind("xquant-cl-ch", 0) == 0 && !r.opts.fp16_window) {
-      r.opts.fp16_window = true;
-      std::fprintf(stderr,
-                   "%s keeps its fp16/fp32 window of X (--cache-fp16-window 0 is not "
-                   "built for it)\n",
-                   spec.c_str());
-    }
     runs.push_back(std::move(r));
   }
   if (runs.empty()) throw std::invalid_argument("no cache formats given");

@@ -82,12 +82,7 @@ std::unique_ptr<CacheFormat> make_cache_format(const CacheOptions& opts, const M
       throw ConfigError(
           "a latent XQuant-CL base (--xquant-cl-base latent) needs the latent form "
           "(a GQA model, deltas on X)");
-    if (x.per_channel && !opts.fp16_window) {
-      throw ConfigError(opts.format +
-                        " keeps the newest < G tokens of each layer as X until their block of "
-                        "deltas fills; running it without that window (--cache-fp16-window 0) "
-                        "is not built");
-    }
+    x.fp16_window = opts.fp16_window;
     return std::make_unique<XQuantCLFormat>(cfg, projector, x);
   }
   throw ConfigError("cache format " + opts.format + " is not built yet");

@@ -29,6 +29,9 @@ struct XQuantCLOptions {
   // With latent: the bases on their basis too (the accumulator starts from X_b Ukv_b Ukv_b^T,
   // still lossless since each later layer reads only its own projection of the accumulator).
   bool base_latent = false;
+  // Per-channel only: false reads the window's rows through the quantizer as a partial block
+  // (they stay stored as S until their block fills), so no past token is read in full precision.
+  bool fp16_window = true;
   bool fold_values = true;  // V folded after the softmax; false rematerializes V
   // Deltas in per-channel groups of G tokens with an fp16 window of X ("xquant-cl-ch",
   // xquant_cl_channel.cpp) instead of per-token groups.

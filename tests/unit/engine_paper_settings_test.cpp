@@ -13,6 +13,7 @@
 #include "engine/cache/quantized_rows.h"
 #include "engine/cache/quantizer.h"
 #include "engine/cache/xquant_cache.h"
+#include "engine/cache/xquant_cl_cache.h"
 #include "engine/model/model.h"
 #include "tests/unit/engine_cache_bench.h"
 
@@ -96,6 +97,31 @@ TEST(PaperSettings, HighPrecisionLayersCostTheirBits) {
   // Fewer bits in the first layers than in the rest, or more: either way the error moves.
   const double plain = rel_error(s.cfg, s.decode(KiviFormat(s.cfg, 2, kGroup)), s.ref, 0);
   EXPECT_LT(rel_error(s.cfg, s.decode(kivi), s.ref, 0), plain);
+}
+
+// xquant-cl-ch without its window reads the window rows' deltas quantized down the chain: exact at
+// 16 bits, and at 2 bits further from exact attention than with the fp16 window, for the X-wide
+// residual form and the latent form alike.
+TEST(PaperSettings, ClChannelWithoutWindowReadsItsWindowQuantized) {
+  for (const char* kind : {"mha", "gqa", "sliding"}) {
+    Bench s(kind);
+    const Outputs kv16 = s.decode(*make("fp16", s.cfg, s.proj, 16));
+    for (bool latent : {false, true}) {
+      if (latent && std::string(kind) == "mha") continue;
+      XQuantCLOptions o;
+      o.group = kGroup, o.per_channel = true, o.latent = latent, o.residual = !latent;
+      o.fp16_window = false;
+      o.bits = 16;
+      EXPECT_LT(rel_error(s.cfg, s.decode(XQuantCLFormat(s.cfg, s.proj, o), 5), kv16, 0), 2e-3)
+          << kind << " latent " << latent;
+      o.bits = 2;
+      const double without = rel_error(s.cfg, s.decode(XQuantCLFormat(s.cfg, s.proj, o)), s.ref, 0);
+      o.fp16_window = true;
+      const double with = rel_error(s.cfg, s.decode(XQuantCLFormat(s.cfg, s.proj, o)), s.ref, 0);
+      EXPECT_GT(without, with) << kind << " latent " << latent;
+      EXPECT_LT(without, 0.6) << kind << " latent " << latent;
+    }
+  }
 }
 
 // The fp16 lead channels come back as fp16, whatever their range; the rest are quantized.
