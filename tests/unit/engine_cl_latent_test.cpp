@@ -102,6 +102,29 @@ TEST(ClLatent, BytesPerTokenAreExact) {
   EXPECT_LT(cl(s, 2)->bytes_per_token(), cl(s, 2, false, {}, false)->bytes_per_token());
 }
 
+// The paper's group size 128 is wider than these rows (64 latent, 32 KV values): one short
+// group per row, and bytes_used() still equals the per-token count, in every format.
+TEST(ClLatent, GroupSize128WiderThanTheRows) {
+  Bench s("gqa", 40);
+  CacheOptions o;
+  o.group_size = 128, o.bits = 2, o.fp16_window = false, o.high_precision = {2, 4};
+  for (const char* format : {"kivi", "xquant", "xquant-cl", "xquant-cl-ch-normed"}) {
+    o.format = format;
+    const auto f = make_cache_format(o, s.cfg, s.proj);
+    auto seq = f->new_sequence();
+    Outputs out;
+    run(s.cfg, s.work, *seq, 0, 37, 4, out);
+    const double used = static_cast<double>(seq->bytes_used());
+    EXPECT_GE(used + 1e-9, 37 * f->bytes_per_token()) << format;
+    EXPECT_LE(used, 37 * f->bytes_per_token() + f->window_bytes_max() + 1e-9) << format;
+    EXPECT_LT(rel_error(s.cfg, out, s.ref, 0), 0.6) << format;
+  }
+  o.format = "xquant-cl";
+  // Per layer: 4-bit latent (64 values: 32 B + one group's 4 B), the 4-bit X-wide base (128: 64 +
+  // 4), a 2-bit latent delta (16 + 4).
+  EXPECT_DOUBLE_EQ(make_cache_format(o, s.cfg, s.proj)->bytes_per_token(), 36.0 + 68.0 + 20.0);
+}
+
 TEST(ClLatent, HighPrecisionLayersStartTheChainAtTheirLast) {
   ModelConfig c = make_config("gqa");
   c.num_layers = 6;
