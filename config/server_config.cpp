@@ -132,11 +132,11 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
                  "Model name clients use (default: the model's directory or file name)");
   app.add_option("--cache", c.cache,
                  "Cache format (xquant-cl: cross-layer deltas of the normed X, per-token groups; "
-                 "xquant-cl-ch: per-channel groups, of the pre-norm residual stream on MHA "
-                 "models; -residual / -normed: the other stream. On GQA models (2 kv_dim < "
-                 "hidden) the X-delta forms cache the paper's latent delta dX.Ukv, 2 kv_dim wide, "
-                 "Ukv the SVD basis of [Wk|Wv] per layer; --xquant-latent off keeps X-wide "
-                 "deltas)")
+                 "xquant-cl-ch: per-channel groups, of the pre-norm residual stream; -residual / "
+                 "-normed: the other stream. On GQA models (2 kv_dim < hidden) the forms on X "
+                 "(xquant-cl, xquant-cl-ch-normed) cache the paper's latent delta dX.Ukv, 2 "
+                 "kv_dim wide, Ukv the SVD basis of [Wk|Wv] per layer; --xquant-latent off keeps "
+                 "X-wide deltas)")
       ->check(CLI::IsMember({"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl",
                              "xquant-cl-residual", "xquant-cl-ch", "xquant-cl-ch-normed"}))
       ->capture_default_str();
