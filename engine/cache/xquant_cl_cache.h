@@ -57,8 +57,8 @@ inline bool cl_default_residual(bool per_channel) { return per_channel; }
 std::vector<int> cl_chains(const ModelConfig& cfg, int first_chained = 0);
 
 // What every sequence of one format shares: per layer, the layer its delta is taken against
-// (cl_chains), its bits, and its basis (empty: rows kept X-wide). A chain base that another
-// layer chains to is X-wide even with the latent: the accumulator starts from it in X space.
+// (cl_chains), its bits, and its basis (empty: rows kept X-wide). With the latent, a chain base
+// that another layer chains to is X-wide unless base_latent: the accumulator starts from it.
 struct ClPlan {
   std::vector<int> prev;
   std::vector<int> bits;
