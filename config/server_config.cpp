@@ -37,8 +37,38 @@ void check_cache(ServerConfig& c, bool bits_given) {
                   std::to_string(c.cache_bits));
 }
 
+bool quant_bits(int b) { return b == 2 || b == 3 || b == 4 || b == 8; }
+
+// The paper's settings (high-precision first layers, the K latent's fp16 channels, the CL base
+// width): each only where its format has the part it changes.
+void check_paper_settings(const ServerConfig& c) {
+  const bool cl = c.cache.rfind("xquant-cl", 0) == 0;
+  if (c.cache_high_precision_layers < 0)
+    throw BadFlag("--cache-high-precision-layers must be >= 0, got " +
+                  std::to_string(c.cache_high_precision_layers));
+  if (c.cache_high_precision_layers > 0 && c.cache == "fp16")
+    throw BadFlag("--cache-high-precision-layers does not apply to --cache fp16");
+  if (!quant_bits(c.cache_high_precision_bits))
+    throw BadFlag("--cache-high-precision-bits must be 2, 3, 4 or 8, got " +
+                  std::to_string(c.cache_high_precision_bits));
+  if (c.xquant_latent_k_fp16_channels < 0)
+    throw BadFlag("--xquant-latent-k-fp16-channels must be >= 0, got " +
+                  std::to_string(c.xquant_latent_k_fp16_channels));
+  if (c.xquant_latent_k_fp16_channels > 0 && (c.cache != "xquant" || c.xquant_latent == "off"))
+    throw BadFlag("--xquant-latent-k-fp16-channels applies to --cache xquant with its GQA latent");
+  if (c.xquant_cl_base_bits != 0 &&
+      !(quant_bits(c.xquant_cl_base_bits) || c.xquant_cl_base_bits == 16))
+    throw BadFlag("--xquant-cl-base-bits must be 2, 3, 4, 8 or 16 (0: the default), got " +
+                  std::to_string(c.xquant_cl_base_bits));
+  if (c.xquant_cl_base_bits != 0 && !cl)
+    throw BadFlag("--xquant-cl-base-bits applies to the xquant-cl formats only");
+  if (c.xquant_cl_base == "latent" && (!cl || c.xquant_latent == "off"))
+    throw BadFlag("--xquant-cl-base latent applies to the xquant-cl latent form (GQA models)");
+}
+
 void check_all(ServerConfig& c, bool bits_given) {
   check_cache(c, bits_given);
+  check_paper_settings(c);
   if (c.cache_group_size <= 0 || (c.cache_group_size & (c.cache_group_size - 1)) != 0)
     throw BadFlag("--cache-group-size must be a positive power of two, got " +
                   std::to_string(c.cache_group_size));
@@ -108,8 +138,11 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
                  "Model name clients use (default: the model's directory or file name)");
   app.add_option("--cache", c.cache,
                  "Cache format (xquant-cl: cross-layer deltas of the normed X, per-token groups; "
-                 "xquant-cl-ch: of the pre-norm residual stream, per-channel groups; "
-                 "-residual / -normed: the other stream)")
+                 "xquant-cl-ch: per-channel groups, of the pre-norm residual stream; -residual / "
+                 "-normed: the other stream. On GQA models (2 kv_dim < hidden) the forms on X "
+                 "(xquant-cl, xquant-cl-ch-normed) cache the paper's latent delta dX.Ukv, 2 "
+                 "kv_dim wide, Ukv the SVD basis of [Wk|Wv] per layer; --xquant-latent off keeps "
+                 "X-wide deltas)")
       ->check(CLI::IsMember({"fp16", "kivi", "xquant", "xquant-ch", "xquant-cl",
                              "xquant-cl-residual", "xquant-cl-ch", "xquant-cl-ch-normed"}))
       ->capture_default_str();
@@ -125,6 +158,31 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
                  "How the K latent is grouped: per channel (KIVI-key style, fp16 window of < G "
                  "tokens) or per token like the V latent (auto: per token)")
       ->check(CLI::IsMember({"auto", "channel", "token"}))
+      ->capture_default_str();
+  app.add_option("--xquant-latent-k-fp16-channels", c.xquant_latent_k_fp16_channels,
+                 "xquant's K latent: keep its first N channels in fp16 outside the groups (the "
+                 "paper's Appendix B keeps channel 0, which carries the outliers: 1)")
+      ->capture_default_str();
+  app.add_option("--cache-high-precision-layers", c.cache_high_precision_layers,
+                 "The first N layers at --cache-high-precision-bits (kivi, xquant, xquant-cl*; "
+                 "the paper's Table 4: 3; for xquant-cl* the last of them is the chain's base)")
+      ->capture_default_str();
+  app.add_option("--cache-high-precision-bits", c.cache_high_precision_bits,
+                 "Bits of the high-precision first layers")
+      ->capture_default_str();
+  app.add_option("--xquant-cl-base-bits", c.xquant_cl_base_bits,
+                 "Bits of an xquant-cl chain's base layer, which the accumulator starts from "
+                 "(0: --cache-high-precision-bits with high-precision layers, else max(bits, 4))")
+      ->capture_default_str();
+  app.add_option("--xquant-cl-base", c.xquant_cl_base,
+                 "The xquant-cl latent form's base layer: x (X-wide, the accumulator starts "
+                 "from X) or latent (on its own basis, 2 kv_dim wide; smaller, still lossless)")
+      ->check(CLI::IsMember({"x", "latent"}))
+      ->capture_default_str();
+  app.add_option("--cache-fp16-window", c.cache_fp16_window,
+                 "1: keep the newest tokens of per-channel groups (kivi keys and values, "
+                 "xquant-ch, the per-channel K latent) in fp16 until a group fills; 0: read them "
+                 "quantized too, so no format sees a full-precision past (fair perplexity)")
       ->capture_default_str();
   app.add_option("--max-num-seqs", c.max_num_seqs, "Sequences running at once")
       ->check(CLI::Range(1, 1 << 16))

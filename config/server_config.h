@@ -21,8 +21,14 @@ struct ServerConfig {
   std::string cache = "fp16";     // fp16 | kivi | xquant(-ch) | xquant-cl(-ch)
   int cache_bits = 16;            // resolved from the format when not given
   int cache_group_size = 32;
-  std::string xquant_latent = "auto";    // on | off | auto
-  std::string xquant_latent_k = "auto";  // auto | channel | token: the K latent's grouping
+  std::string xquant_latent = "auto";     // on | off | auto
+  std::string xquant_latent_k = "auto";   // auto | channel | token: the K latent's grouping
+  int xquant_latent_k_fp16_channels = 0;  // the K latent's first channels kept in fp16
+  int cache_high_precision_layers = 0;    // the first N layers at cache_high_precision_bits
+  int cache_high_precision_bits = 4;
+  int xquant_cl_base_bits = 0;       // 0: the format's default (see CacheOptions::cl_base_bits)
+  std::string xquant_cl_base = "x";  // x | latent: the GQA latent form's base layer
+  bool cache_fp16_window = true;     // false: no full-precision window of recent tokens
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;
   std::optional<int> max_model_len;             // unset: the model's max_position_embeddings

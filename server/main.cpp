@@ -41,6 +41,11 @@ EngineOptions engine_options(const ServerConfig& c) {
   e.cache.group_size = c.cache_group_size;
   e.cache.latent = c.xquant_latent;
   e.cache.latent_k = c.xquant_latent_k;
+  e.cache.latent_k_fp16_channels = c.xquant_latent_k_fp16_channels;
+  e.cache.high_precision = {c.cache_high_precision_layers, c.cache_high_precision_bits};
+  e.cache.cl_base_bits = c.xquant_cl_base_bits;
+  e.cache.cl_base_latent = c.xquant_cl_base == "latent";
+  e.cache.fp16_window = c.cache_fp16_window;
   e.threads = c.threads;
   e.gpu_memory_utilization = c.gpu_memory_utilization;
   e.gpu_cache_bytes = static_cast<double>(c.gpu_cache_memory_bytes);

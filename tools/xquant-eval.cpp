@@ -43,12 +43,36 @@ struct Run {
   }
 };
 
-// "fp16", "kivi:4", "xquant:2", "xquant-cl:2@32": format[:bits][@group], the group defaulting to
-// --group, so one run can give each family its own group size. "xquant-latent:B" is xquant with
-// the latent forced on, so one run can compare X and its latent whatever --xquant-latent says;
-// "xquant-latent-tok:B" the same with the K latent grouped per token, as the GPU engine holds it.
-CacheOptions parse_spec(const std::string& spec, const CacheOptions& base) {
+// "fp16", "kivi:4", "xquant:2", "xquant-cl:2@32": format[:bits][@group][+hpN][+k16xC], the
+// group defaulting to --group, so one run can give each family its own group size. "+hpN": the
+// first N layers at --high-precision-bits (the paper's Table 4: +hp3); "+k16xC": the K latent's
+// first C channels in fp16 (Appendix B: +k16x1); "+lb": xquant-cl's base on its latent basis.
+// "xquant-latent:B" is xquant with the latent forced on (K latent per channel), so one run can
+// compare X and its latent whatever
+// --xquant-latent says; "xquant-latent-tok:B" the same with the K latent grouped per token, as
+// the GPU engine holds it. "xquant-cl-x" is xquant-cl with X-wide deltas (latent off).
+CacheOptions parse_spec(const std::string& spec_in, const CacheOptions& base) {
   CacheOptions o = base;
+  // The modifiers and "@G" may come in any order: "@G" goes back to the format part.
+  std::string spec = spec_in.substr(0, spec_in.find('+'));
+  for (size_t plus = spec.size(); plus < spec_in.size();) {
+    const size_t next = std::min(spec_in.find('+', plus + 1), spec_in.size());
+    std::string mod = spec_in.substr(plus + 1, next - plus - 1);
+    plus = next;
+    if (const auto at = mod.find('@'); at != std::string::npos) {
+      spec += mod.substr(at);
+      mod.resize(at);
+    }
+    if (mod.rfind("hp", 0) == 0) {
+      o.high_precision.layers = std::stoi(mod.substr(2));
+    } else if (mod == "lb") {
+      o.cl_base_latent = true;
+    } else if (mod.rfind("k16x", 0) == 0) {
+      o.latent_k_fp16_channels = std::stoi(mod.substr(4));
+    } else {
+      throw std::invalid_argument("unknown modifier '+" + mod + "' in cache spec " + spec_in);
+    }
+  }
   const auto at = spec.find('@');
   if (at != std::string::npos) o.group_size = std::stoi(spec.substr(at + 1));
   const std::string fb = spec.substr(0, at);
@@ -57,6 +81,8 @@ CacheOptions parse_spec(const std::string& spec, const CacheOptions& base) {
   o.bits = colon == std::string::npos ? 16 : std::stoi(fb.substr(colon + 1));
   if (o.format == "xquant-latent") o.format = "xquant", o.latent = "on", o.latent_k = "channel";
   if (o.format == "xquant-latent-tok") o.format = "xquant", o.latent = "on", o.latent_k = "token";
+  if (o.format == "xquant-cl-x") o.format = "xquant-cl", o.latent = "off";
+  if (o.format == "fp16") o.high_precision.layers = 0;
   return o;
 }
 
@@ -89,6 +115,8 @@ struct PplArgs {
   std::string model, text, caches = "fp16,kivi:4,kivi:2,xquant:4,xquant:2,xquant-cl:2";
   std::string latent = "auto", device = "cpu";
   int ctx = 2048, stride = 0, max_tokens = 0, group = 128, threads = 0;
+  int hp_bits = 4, cl_base_bits = 0;
+  bool fp16_window = true;
 };
 
 // bytes/token: a token's cost over every layer (the compression ratio's basis, as in the papers);
@@ -104,12 +132,16 @@ void print_table(const std::vector<Run>& runs, const xq::ModelConfig& cfg) {
   }
   if (base < 0) base = runs.front().ppl();
   const std::string at = "B/tok @" + std::to_string(full);
-  std::printf("%-22s %5s %5s %12s %9s %14s %12s %10s %9s %8s\n", "cache", "bits", "G",
+  std::printf("%-26s %5s %5s %6s %12s %9s %14s %12s %10s %9s %8s\n", "cache", "bits", "G", "first",
               "bytes/token", "vs fp16", at.c_str(), "window B/seq", "PPL", "dPPL", "tokens");
   for (const Run& r : runs) {
-    std::printf("%-22s %5d %5d %12.1f %8.2fx %14.1f %12.0f %10.4f %+9.4f %8ld\n", r.name.c_str(),
-                r.opts.bits, r.opts.group_size, r.bytes_per_token, fp16_all / r.bytes_per_token,
-                r.mean_at_full, r.window, r.ppl(), r.ppl() - base, r.scored);
+    const xq::HighPrecisionLayers& hp = r.opts.high_precision;
+    const std::string first =
+        hp.layers > 0 ? std::to_string(hp.layers) + "@" + std::to_string(hp.bits) : "-";
+    std::printf("%-26s %5d %5d %6s %12.1f %8.2fx %14.1f %12.0f %10.4f %+9.4f %8ld\n",
+                r.name.c_str(), r.opts.bits, r.opts.group_size, first.c_str(), r.bytes_per_token,
+                fp16_all / r.bytes_per_token, r.mean_at_full, r.window, r.ppl(), r.ppl() - base,
+                r.scored);
   }
 }
 
@@ -168,12 +200,16 @@ int run_ppl(const PplArgs& a) {
   eo.threads = a.threads;
   eo.cache.group_size = a.group;
   eo.cache.latent = a.latent;
+  eo.cache.high_precision.bits = a.hp_bits;
+  eo.cache.cl_base_bits = a.cl_base_bits;
+  eo.cache.fp16_window = a.fp16_window;
   eo.gpu_cache_bytes = 256.0 * (1 << 20);  // a window's worth for any format here
   std::vector<Run> runs;
   for (const std::string& spec : split(a.caches, ',')) {
     Run r;
     r.spec = spec;
     r.opts = parse_spec(spec, eo.cache);
+    if (r.opts.format.rfind("xquant-cl", 0) != 0) r.opts.cl_base_bits = 0;
     runs.push_back(std::move(r));
   }
   if (runs.empty()) throw std::invalid_argument("no cache formats given");
@@ -235,6 +271,11 @@ int main(int argc, char** argv) {
   ppl->add_option("--cache", a.caches, "comma-separated format[:bits][@group] list");
   ppl->add_option("--group", a.group, "quantization group size");
   ppl->add_option("--xquant-latent", a.latent, "on|off|auto: SVD latent for GQA models");
+  ppl->add_option("--high-precision-bits", a.hp_bits, "bits of the +hpN first layers");
+  ppl->add_option("--xquant-cl-base-bits", a.cl_base_bits,
+                  "bits of an xquant-cl chain's base (0: the format's default)");
+  ppl->add_option("--cache-fp16-window", a.fp16_window,
+                  "0: no fp16 window of recent tokens in any format (kivi, per-channel groups)");
   ppl->add_option("--device", a.device, "cpu|cuda");
   ppl->add_option("--threads", a.threads, "BLAS threads (0: all cores)");
   CLI11_PARSE(app, argc, argv);

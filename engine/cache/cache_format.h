@@ -62,6 +62,14 @@ class SequenceCache {
   virtual size_t bytes_used() const = 0;
 };
 
+// The first `layers` layers at `bits` instead of the format's width (the paper's Table 4 keeps
+// the first 3 layers at 4 bits for KIVI, XQuant and XQuant-CL alike).
+struct HighPrecisionLayers {
+  int layers = 0;
+  int bits = 4;
+  int of(int layer, int format_bits) const { return layer < layers ? bits : format_bits; }
+};
+
 struct CacheOptions {
   // fp16 | kivi | xquant | xquant-ch | xquant-cl[-ch][-residual|-normed]
   std::string format = "fp16";
@@ -72,6 +80,20 @@ struct CacheOptions {
   // KIVI-key style) | token (like the V latent: each token final when appended, as a paged GPU
   // cache stores it) | auto (token: measured better on Gemma 3 270M, and what the GPU runs).
   std::string latent_k = "auto";
+  // The K latent's first N channels kept in fp16 outside its groups (the paper's Appendix B: the
+  // top singular direction, channel 0, carries the latent's outliers).
+  int latent_k_fp16_channels = 0;
+  HighPrecisionLayers high_precision;
+  // XQuant-CL: the width of a chain's base layer (the one the accumulator starts from); 0: the
+  // high-precision layers' bits when there are some, else max(bits, 4).
+  int cl_base_bits = 0;
+  // XQuant-CL latent form: the base layer on its basis too (X Ukv, 2 kv_dim wide) instead of
+  // X-wide; the accumulator then starts from the base's projection (still lossless).
+  bool cl_base_latent = false;
+  // false: no full-precision window of recent tokens. Per-channel groups then read an unfilled
+  // block's tokens quantized as a partial group, KIVI's values are quantized on append, so every
+  // attended token of the past goes through the quantizer (fair teacher-forced perplexity).
+  bool fp16_window = true;
 };
 
 // A format's memory, per token: what the scheduler budgets and /metrics reports. Sliding-window

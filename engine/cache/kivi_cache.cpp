@@ -31,10 +31,12 @@ namespace {
 
 class KiviSequence : public SequenceCache {
  public:
-  KiviSequence(const ModelConfig& cfg, int bits, int group) : cfg_(cfg) {
+  KiviSequence(const ModelConfig& cfg, int bits, int group, HighPrecisionLayers hp,
+               bool fp16_window)
+      : cfg_(cfg) {
     for (int l = 0; l < cfg.num_layers; ++l) {
-      k_.emplace_back(cfg.kv_dim(), bits, group);
-      v_.emplace_back(cfg.kv_dim(), bits, group, group);
+      k_.emplace_back(cfg.kv_dim(), hp.of(l, bits), group, fp16_window);
+      v_.emplace_back(cfg.kv_dim(), hp.of(l, bits), group, fp16_window ? group : 0);
     }
   }
 
@@ -86,32 +88,51 @@ class KiviSequence : public SequenceCache {
 
 }  // namespace
 
-KiviFormat::KiviFormat(const ModelConfig& cfg, int bits, int group)
-    : cfg_(cfg), bits_(bits), group_(group) {
+KiviFormat::KiviFormat(const ModelConfig& cfg, int bits, int group, HighPrecisionLayers hp,
+                       bool fp16_window)
+    : cfg_(cfg), bits_(bits), group_(group), hp_(hp), fp16_window_(fp16_window) {
   try {
     check_quant_params(bits, group);
+    if (hp.layers > 0) check_quant_params(hp.bits, group);
   } catch (const std::invalid_argument& e) {
     throw ConfigError(std::string("kivi cache: ") + e.what());
   }
 }
 
-double KiviFormat::layer_bytes_per_token(int) const {
-  const size_t kv = cfg_.kv_dim();
-  const double key = static_cast<double>(quantized_bytes(kv * group_, bits_, group_)) / group_;
-  const double value = static_cast<double>(quantized_bytes(kv, bits_, group_));
-  return key + value;
+namespace {
+
+// A token's key share of its per-channel block, and its value row, at `bits`.
+double key_bytes(size_t kv, int bits, int group) {
+  return static_cast<double>(quantized_bytes(kv * group, bits, group)) / group;
+}
+double value_bytes(size_t kv, int bits, int group) {
+  return static_cast<double>(quantized_bytes(kv, bits, group));
 }
 
+}  // namespace
+
+double KiviFormat::layer_bytes_per_token(int layer) const {
+  const size_t kv = cfg_.kv_dim();
+  const int b = hp_.of(layer, bits_);
+  return key_bytes(kv, b, group_) + value_bytes(kv, b, group_);
+}
+
+// The unfilled key block is held in fp16 with or without the window (fp16_window false only
+// changes how it is read); the value window exists only with it.
 double KiviFormat::window_bytes_max() const {
   const size_t kv = cfg_.kv_dim();
-  const double key = static_cast<double>(quantized_bytes(kv * group_, bits_, group_)) / group_;
-  const double value = static_cast<double>(quantized_bytes(kv, bits_, group_));
   const double fp16 = 2.0 * kv;
-  return cfg_.num_layers * ((group_ - 1) * (fp16 - key) + group_ * (fp16 - value));
+  double b = 0;
+  for (int l = 0; l < cfg_.num_layers; ++l) {
+    const int bits = hp_.of(l, bits_);
+    b += (group_ - 1) * (fp16 - key_bytes(kv, bits, group_));
+    if (fp16_window_) b += group_ * (fp16 - value_bytes(kv, bits, group_));
+  }
+  return b;
 }
 
 std::unique_ptr<SequenceCache> KiviFormat::new_sequence() const {
-  return std::make_unique<KiviSequence>(cfg_, bits_, group_);
+  return std::make_unique<KiviSequence>(cfg_, bits_, group_, hp_, fp16_window_);
 }
 
 }  // namespace xq

@@ -132,8 +132,8 @@ size_t TokenQuantRows::bytes() const {
 
 // ---- ChannelQuantRows ----
 
-ChannelQuantRows::ChannelQuantRows(int width, int bits, int group)
-    : width_(width), bits_(bits), group_(group) {
+ChannelQuantRows::ChannelQuantRows(int width, int bits, int group, bool fp16_tail)
+    : width_(width), bits_(bits), group_(group), fp16_tail_(fp16_tail) {
   check_width(width);
   if (group < 1) throw std::invalid_argument("quantized rows: group size must be >= 1");
   if (bits == 16) return;
@@ -186,7 +186,9 @@ void ChannelQuantRows::read(int begin, int end, float* out) const {
   std::vector<float> block;
   for (int r = begin; r < end;) {
     if (r >= qrows) {
-      halves_to_floats(tail_.data() + (r - qrows) * w, out + (r - begin) * w, (end - r) * w);
+      std::vector<float> tail((tail_rows() - (r - qrows)) * w);
+      read_tail(r - qrows, tail.data());
+      std::copy(tail.begin(), tail.begin() + (end - r) * w, out + (r - begin) * w);
       break;
     }
     const int b = r / group_;
@@ -197,6 +199,27 @@ void ChannelQuantRows::read(int begin, int end, float* out) const {
               out + (r - begin) * w);
     r = stop;
   }
+}
+
+void ChannelQuantRows::read_tail(int from, float* out) const {
+  const size_t w = width_, t = tail_rows();
+  if (fp16_tail_ || bits_ == 16) {
+    halves_to_floats(tail_.data() + from * w, out, (t - from) * w);
+    return;
+  }
+  // The whole partial block, channel-major, one group of t values per channel.
+  std::vector<float> rows(t * w), cols(t * w);
+  halves_to_floats(tail_.data(), rows.data(), t * w);
+  for (size_t i = 0; i < t; ++i)
+    for (size_t c = 0; c < w; ++c) cols[c * t + i] = rows[i * w + c];
+  std::vector<uint32_t> words(packed_words(t * w, bits_));
+  std::vector<uint16_t> scales(w), zeros(w);
+  quantize(cols.data(), t * w, bits_, static_cast<int>(t), words.data(), scales.data(),
+           zeros.data());
+  dequantize(words.data(), scales.data(), zeros.data(), t * w, bits_, static_cast<int>(t),
+             cols.data());
+  for (size_t i = from; i < t; ++i)
+    for (size_t c = 0; c < w; ++c) out[(i - from) * w + c] = cols[c * t + i];
 }
 
 void ChannelQuantRows::truncate(int n) {

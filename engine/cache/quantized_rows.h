@@ -42,8 +42,8 @@ class TokenQuantRows {
 
   int width_, bits_, group_, window_;
   size_t row_words_ = 0, row_groups_ = 0, row_bytes_ = 0;
-  int quantized_ = 0;  // rows ever quantized (and kept), dropped ones included
-  int first_ = 0;      // rows [0, first_) were dropped
+  int quantized_ = 0;             // rows ever quantized (and kept), dropped ones included
+  int first_ = 0;                 // rows [0, first_) were dropped
   std::vector<uint32_t> words_;   // [quantized_ - first_, row_words_] (bits < 16)
   std::vector<uint16_t> scales_;  // [quantized_ - first_, row_groups_] fp16
   std::vector<uint16_t> zeros_;   // [quantized_ - first_, row_groups_] fp16
@@ -54,10 +54,12 @@ class TokenQuantRows {
 // Rows of `width` values quantized per channel: every `group` consecutive rows form a block in
 // which each channel (column) is one group of `group` values with its own scale and zero point.
 // The rows of an unfilled block (< group of them) stay fp16 until it fills (KIVI's key
-// residual). Bits 16 keeps every row fp16.
+// residual). Bits 16 keeps every row fp16. With fp16_tail false, read() returns the unfilled
+// block's rows quantized per channel as a partial block (they are still stored in fp16, to be
+// quantized with the whole block once it fills): no reader sees a full-precision past.
 class ChannelQuantRows {
  public:
-  ChannelQuantRows(int width, int bits, int group);
+  ChannelQuantRows(int width, int bits, int group, bool fp16_tail = true);
 
   int rows() const { return tail_start() + tail_rows(); }
   void append(const float* x, int n);
@@ -80,12 +82,15 @@ class ChannelQuantRows {
   int tail_start() const { return blocks_ * group_ + dropped16_; }  // row index of tail_[0]
   void flush_block();
   void read_block(int b, float* out) const;  // [group_, width_]
+  // The tail rows [from, tail_rows()) as read() returns them (fp16, or quantized as a block).
+  void read_tail(int from, float* out) const;
 
   int width_, bits_, group_;
+  bool fp16_tail_;
   size_t block_words_ = 0, block_bytes_ = 0;
-  int blocks_ = 0;       // blocks ever quantized (and kept), dropped ones included
-  int first_block_ = 0;  // blocks [0, first_block_) were dropped
-  int dropped16_ = 0;    // bits 16 (no blocks): rows dropped from the front of the tail
+  int blocks_ = 0;                // blocks ever quantized (and kept), dropped ones included
+  int first_block_ = 0;           // blocks [0, first_block_) were dropped
+  int dropped16_ = 0;             // bits 16 (no blocks): rows dropped from the front of the tail
   std::vector<uint32_t> words_;   // [blocks_ - first_block_, block_words_]
   std::vector<uint16_t> scales_;  // [blocks_ - first_block_, width_]
   std::vector<uint16_t> zeros_;   // [blocks_ - first_block_, width_]

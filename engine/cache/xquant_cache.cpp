@@ -25,6 +25,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "engine/cache/fp16_lead_rows.h"
 #include "engine/cache/quantized_rows.h"
 #include "engine/cache/quantizer.h"
 #include "engine/cache/thread_scratch.h"
@@ -38,18 +39,20 @@ class XQuantSequence : public SequenceCache {
   XQuantSequence(const ModelConfig& cfg, const KvProjector& proj, const XQuantOptions& opts,
                  std::shared_ptr<const LatentBasis> basis)
       : cfg_(cfg), proj_(proj), opts_(opts), basis_(std::move(basis)) {
+    const int g = opts.group, lead = opts.k_fp16_channels;
     for (int l = 0; l < cfg.num_layers; ++l) {
+      const int b = opts.hp.of(l, opts.bits);
       if (basis_) {
         if (opts.latent_k_per_token) {
-          zkt_.emplace_back(basis_->rank, opts.bits, opts.group);
+          zkt_.emplace_back(basis_->rank, b, g, lead);
         } else {
-          zk_.emplace_back(basis_->rank, opts.bits, opts.group);
+          zk_.emplace_back(basis_->rank, b, g, lead, opts.fp16_window);
         }
-        zv_.emplace_back(basis_->rank, opts.bits, opts.group);
+        zv_.emplace_back(basis_->rank, b, g);
       } else if (opts.x_per_channel) {
-        xc_.emplace_back(cfg.hidden_size, opts.bits, opts.group);
+        xc_.emplace_back(cfg.hidden_size, b, g, opts.fp16_window);
       } else {
-        x_.emplace_back(cfg.hidden_size, opts.bits, opts.group);
+        x_.emplace_back(cfg.hidden_size, b, g);
       }
     }
   }
@@ -169,11 +172,11 @@ class XQuantSequence : public SequenceCache {
   const KvProjector& proj_;
   XQuantOptions opts_;
   std::shared_ptr<const LatentBasis> basis_;
-  std::vector<TokenQuantRows> x_;     // per layer, without latent
-  std::vector<ChannelQuantRows> xc_;  // per layer, without latent, x_per_channel
-  std::vector<ChannelQuantRows> zk_;  // per layer, latent: X U_k
-  std::vector<TokenQuantRows> zkt_;   // per layer, latent: X U_k, latent_k_per_token
-  std::vector<TokenQuantRows> zv_;    // per layer, latent: X U_v
+  std::vector<TokenQuantRows> x_;                   // per layer, without latent
+  std::vector<ChannelQuantRows> xc_;                // per layer, without latent, x_per_channel
+  std::vector<Fp16LeadRows<ChannelQuantRows>> zk_;  // per layer, latent: X U_k
+  std::vector<Fp16LeadRows<TokenQuantRows>> zkt_;   // per layer, latent: X U_k, per token
+  std::vector<TokenQuantRows> zv_;                  // per layer, latent: X U_v
 };
 
 }  // namespace
@@ -199,12 +202,23 @@ bool resolve_latent_k_per_token(const std::string& mode) {
 XQuantFormat::XQuantFormat(const ModelConfig& cfg, const KvProjector& proj,
                            const XQuantOptions& opts)
     : cfg_(cfg), proj_(proj), opts_(opts) {
-  if (opts.bits != 16) {
+  for (int b : {opts.bits, opts.hp.layers > 0 ? opts.hp.bits : 16}) {
+    if (b == 16) continue;
     try {
-      check_quant_params(opts.bits, opts.group);
+      check_quant_params(b, opts.group);
     } catch (const std::invalid_argument& e) {
       throw ConfigError(std::string("xquant cache: ") + e.what());
     }
+  }
+  if (opts.k_fp16_channels > 0 && !opts.latent) {
+    throw ConfigError(
+        "xquant cache: fp16 K latent channels (--xquant-latent-k-fp16-channels) "
+        "need the GQA latent (--xquant-latent on or auto on a GQA model)");
+  }
+  if (opts.k_fp16_channels < 0 || opts.k_fp16_channels >= cfg.kv_dim()) {
+    throw ConfigError("xquant cache: fp16 K latent channels must be in [0, kv_dim = " +
+                      std::to_string(cfg.kv_dim()) + "), got " +
+                      std::to_string(opts.k_fp16_channels));
   }
   if (opts.latent && opts.x_per_channel) {
     throw ConfigError("xquant cache: the latent has its own grouping; x_per_channel is for X");
@@ -220,7 +234,11 @@ std::string XQuantFormat::name() const {
                      : opts_.latent           ? "xquant-latent:"
                      : opts_.x_per_channel    ? "xquant-ch:"
                                               : "xquant:";
-  return kind + std::to_string(opts_.bits);
+  std::string name = kind;
+  // "xquant-latent:2" -> "xquant-latent-k16x1:2": the K latent's first channel in fp16.
+  if (opts_.k_fp16_channels > 0)
+    name.insert(name.size() - 1, "-k16x" + std::to_string(opts_.k_fp16_channels));
+  return name + std::to_string(opts_.bits);
 }
 
 namespace {
@@ -238,18 +256,19 @@ double channel_row_bytes(int width, int bits, int group) {
 
 }  // namespace
 
-double XQuantFormat::layer_bytes_per_token(int) const {
-  const int g = opts_.group, b = opts_.bits;
+double XQuantFormat::layer_bytes_per_token(int layer) const {
+  const int g = opts_.group, b = opts_.hp.of(layer, opts_.bits);
   if (!basis_ && opts_.x_per_channel) return channel_row_bytes(cfg_.hidden_size, b, g);
   if (!basis_) return token_row_bytes(cfg_.hidden_size, b, g);
-  const int r = basis_->rank;
-  const double k = opts_.latent_k_per_token ? token_row_bytes(r, b, g) : channel_row_bytes(r, b, g);
+  const int r = basis_->rank, lead = opts_.k_fp16_channels;
+  const double k = 2.0 * lead + (opts_.latent_k_per_token ? token_row_bytes(r - lead, b, g)
+                                                          : channel_row_bytes(r - lead, b, g));
   return k + token_row_bytes(r, b, g);
 }
 
 // Whether some rows sit in per-channel blocks (with their fp16 window of < G tokens).
 bool XQuantFormat::channel_blocks() const {
-  if (opts_.bits == 16) return false;
+  if (opts_.bits == 16 && (opts_.hp.layers == 0 || opts_.hp.bits == 16)) return false;
   return basis_ ? !opts_.latent_k_per_token : opts_.x_per_channel;
 }
 
@@ -257,8 +276,14 @@ int XQuantFormat::sliding_slack_tokens() const { return channel_blocks() ? opts_
 
 double XQuantFormat::window_bytes_max() const {
   if (!channel_blocks()) return 0.0;
-  const int r = basis_ ? basis_->rank : cfg_.hidden_size, g = opts_.group;
-  return cfg_.num_layers * (g - 1) * (2.0 * r - channel_row_bytes(r, opts_.bits, g));
+  const int g = opts_.group, lead = basis_ ? opts_.k_fp16_channels : 0;
+  const int r = (basis_ ? basis_->rank : cfg_.hidden_size) - lead;
+  double b = 0;
+  for (int l = 0; l < cfg_.num_layers; ++l) {
+    const int bits = opts_.hp.of(l, opts_.bits);
+    if (bits != 16) b += (g - 1) * (2.0 * r - channel_row_bytes(r, bits, g));
+  }
+  return b;
 }
 
 std::unique_ptr<SequenceCache> XQuantFormat::new_sequence() const {

@@ -21,6 +21,9 @@ struct XQuantOptions {
   // per-token groups: the other grouping axis, to compare on real models.
   bool x_per_channel = false;
   bool fold_values = true;  // V folded after the softmax (exact); false rematerializes V
+  HighPrecisionLayers hp;   // the first layers at other bits
+  int k_fp16_channels = 0;  // the K latent's first channels kept in fp16 (only with latent)
+  bool fp16_window = true;  // false: per-channel blocks read their unfilled block quantized
 };
 
 class XQuantFormat : public CacheFormat {

@@ -14,9 +14,21 @@
 //   A_l = A_{l-1} + deq(D_l) (S = R or X). The delta is taken against the reconstruction, not
 //   against the exact S_{l-1}, so quantization error never accumulates across layers: A_l is
 //   within one delta quantization step of S_l at every depth.
-// - Base layer: layer 0 holds S itself, whose range is far wider than a delta's, so it gets
-//   base_bits = max(bits, 4) by default (the paper keeps the first layer at a higher width; the
-//   exact width could not be re-read from here, so it is an option).
+// - Base layer: a chain's first layer holds S itself, whose range is far wider than a delta's,
+//   so it gets base_bits = max(bits, 4) by default. With the paper's Table 4 setting
+//   (hp.layers = 3 at 4 bits) layers 0 and 1 are cached on their own at 4 bits, layer 2 is the
+//   4-bit base the accumulator starts from, and the deltas begin at layer 3. The paper's
+//   "accumulator kept at e_b = 4 bits" is read as that base width; the running sum itself is
+//   fp32 (it is scratch, rebuilt from the cache at each step, never stored).
+// - GQA models (opts.latent, the paper's form): layer l caches Q(dX_l Ukv_l), Ukv_l an
+//   orthonormal basis of the row space of [Wk_l; Wv_l] (2 kv_dim wide); the accumulator stays
+//   in X space, A_l = A_{l-1} + deq(Q(dX_l Ukv_l)) Ukv_l^T (ClRows), and K, V come from A_l
+//   through the projector as usual. Lossless without quantization: A_l Ukv_l = A_{l-1} Ukv_l +
+//   (X_l - A_{l-1}) Ukv_l = X_l Ukv_l, and K, V depend on A_l only through A_l Ukv_l. A base
+//   that the chain starts from stays X-wide (the accumulator starts from it in X space), or with
+//   base_latent is cached on its basis too (A_b = X_b Ukv_b Ukv_b^T: still lossless, since each
+//   later layer reads only its own projection of A); the high-precision layers before it are
+//   cached on their basis (X_l Ukv_l).
 // - Groups: per token, G consecutive channels, fp16 scale and zero point (as for XQuant's X), so
 //   every token is final on append and no full-precision window exists; the per-channel
 //   grouping is xquant_cl_channel.cpp.
@@ -42,16 +54,19 @@
 #include "engine/cache/x_attention.h"
 #include "engine/cache/xquant_cl_chain.h"
 #include "engine/cache/xquant_cl_channel.h"
+#include "engine/cache/xquant_cl_rows.h"
+#include "engine/cache/xquant_latent.h"
 
 namespace xq {
 namespace {
 
 class XQuantCLSequence : public SequenceCache {
  public:
-  XQuantCLSequence(const ModelConfig& cfg, const KvProjector& proj, const XQuantCLOptions& opts)
-      : cfg_(cfg), proj_(proj), opts_(opts), prev_(cl_chains(cfg)) {
+  XQuantCLSequence(const ModelConfig& cfg, const KvProjector& proj, const XQuantCLOptions& opts,
+                   std::shared_ptr<const ClPlan> plan)
+      : cfg_(cfg), proj_(proj), opts_(opts), plan_(std::move(plan)), prev_(plan_->prev) {
     for (int l = 0; l < cfg.num_layers; ++l)
-      d_.emplace_back(cfg.hidden_size, prev_[l] < 0 ? opts.base_bits : opts.bits, opts.group);
+      d_.emplace_back(cfg.hidden_size, plan_->basis(l), plan_->bits[l], opts.group);
   }
 
   void attend(const LayerAttnInput& in) override {
@@ -122,9 +137,10 @@ class XQuantCLSequence : public SequenceCache {
   ModelConfig cfg_;
   const KvProjector& proj_;
   XQuantCLOptions opts_;
-  std::vector<int> prev_;          // cl_chains(cfg_)
-  std::vector<TokenQuantRows> d_;  // per layer: a chain's base S, or its delta
-  Chain chains_[2];                // global layers, sliding layers
+  std::shared_ptr<const ClPlan> plan_;
+  std::vector<int> prev_;                  // plan_->prev
+  std::vector<ClRows<TokenQuantRows>> d_;  // per layer: a chain's base S, or its delta
+  Chain chains_[2];                        // global layers, sliding layers
 };
 
 }  // namespace
@@ -147,11 +163,11 @@ const float* cl_past_inputs(const KvProjector& proj, int l, const std::vector<fl
   return xs.data();
 }
 
-std::vector<int> cl_chains(const ModelConfig& cfg) {
+std::vector<int> cl_chains(const ModelConfig& cfg, int first_chained) {
   std::vector<int> prev(cfg.num_layers, -1);
   const bool split = cfg.sliding_window > 0;
   int last[2] = {-1, -1};
-  for (int l = 0; l < cfg.num_layers; ++l) {
+  for (int l = std::max(0, first_chained); l < cfg.num_layers; ++l) {
     const int c = split && cfg.is_sliding(l) ? 1 : 0;
     prev[l] = last[c];
     last[c] = l;
@@ -159,11 +175,45 @@ std::vector<int> cl_chains(const ModelConfig& cfg) {
   return prev;
 }
 
+namespace {
+
+ClPlan make_plan(const ModelConfig& cfg, const KvProjector& proj, const XQuantCLOptions& o) {
+  ClPlan p;
+  p.prev = cl_chains(cfg, o.hp.layers - 1);
+  std::vector<bool> chained_to(cfg.num_layers, false);
+  for (int m : p.prev)
+    if (m >= 0) chained_to[m] = true;
+  std::vector<std::vector<float>> kv_bases;
+  if (o.latent) kv_bases = kv_row_space_bases(cfg, proj);
+  p.bases.resize(cfg.num_layers);
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    // A chain's start holds S itself (base bits); a high-precision layer before the first chain
+    // is cached on its own. Only a start that others chain to must be X-wide.
+    const bool start = p.prev[l] < 0 && l >= o.hp.layers - 1;
+    p.bits.push_back(start ? o.base_bits : o.hp.of(l, o.bits));
+    const bool x_wide = p.prev[l] < 0 && chained_to[l] && !o.base_latent;
+    if (o.latent && !x_wide) p.bases[l] = std::move(kv_bases[l]);
+  }
+  return p;
+}
+
+}  // namespace
+
 XQuantCLFormat::XQuantCLFormat(const ModelConfig& cfg, const KvProjector& proj,
                                const XQuantCLOptions& opts)
-    : cfg_(cfg), proj_(proj), opts_(opts), prev_(cl_chains(cfg)) {
-  if (opts_.base_bits == 0) opts_.base_bits = opts.bits == 16 ? 16 : std::max(opts.bits, 4);
-  for (int b : {opts_.bits, opts_.base_bits}) {
+    : cfg_(cfg), proj_(proj), opts_(opts) {
+  if (opts_.base_bits == 0) {
+    opts_.base_bits = opts.hp.layers > 0 ? opts.hp.bits
+                      : opts.bits == 16  ? 16
+                                         : std::max(opts.bits, 4);
+  }
+  if (opts_.latent && opts_.residual) {
+    throw ConfigError(
+        "xquant-cl latent: deltas on the residual stream cannot be cached on the basis of [Wk; "
+        "Wv] (the layer's norm of a projected stream is not the projection of the norm); use "
+        "the normed X (xquant-cl, xquant-cl-ch-normed) or --xquant-latent off");
+  }
+  for (int b : {opts_.bits, opts_.base_bits, opts_.hp.layers > 0 ? opts_.hp.bits : 16}) {
     if (b == 16) continue;
     try {
       check_quant_params(b, opts.group);
@@ -171,12 +221,17 @@ XQuantCLFormat::XQuantCLFormat(const ModelConfig& cfg, const KvProjector& proj,
       throw ConfigError(std::string("xquant-cl cache: ") + e.what());
     }
   }
+  plan_ = std::make_shared<const ClPlan>(make_plan(cfg, proj, opts_));
 }
 
 std::string XQuantCLFormat::name() const {
   std::string kind = opts_.per_channel ? "xquant-cl-ch" : "xquant-cl";
-  if (opts_.residual != cl_default_residual(opts_.per_channel))
+  // The latent is always of X (normed), whatever the grouping's default stream.
+  if (opts_.latent) {
+    kind += opts_.base_latent ? "-latent-lb" : "-latent";
+  } else if (opts_.residual != cl_default_residual(opts_.per_channel)) {
     kind += opts_.residual ? "-residual" : "-normed";
+  }
   return kind + ":" + std::to_string(opts_.bits);
 }
 
@@ -192,10 +247,11 @@ double layer_row_bytes(int h, int bits, int g, bool per_channel) {
 }  // namespace
 
 double XQuantCLFormat::layer_bytes_per_token(int layer) const {
-  const int bits = prev_.at(layer) < 0 ? opts_.base_bits : opts_.bits;
-  return layer_row_bytes(cfg_.hidden_size, bits, opts_.group, opts_.per_channel);
+  return layer_row_bytes(plan_->width(layer, cfg_.hidden_size), plan_->bits.at(layer), opts_.group,
+                         opts_.per_channel);
 }
 
+// The per-channel variant's window holds S (X-wide, whatever the layer's stored width).
 double XQuantCLFormat::window_bytes_max() const {
   if (!opts_.per_channel) return 0.0;
   const double win = static_cast<double>(cl_window_value_bytes(opts_)) * cfg_.hidden_size;
@@ -204,9 +260,16 @@ double XQuantCLFormat::window_bytes_max() const {
   return (opts_.group - 1) * b;
 }
 
+int XQuantCLFormat::sliding_slack_tokens() const {
+  if (!opts_.per_channel) return 0;
+  for (int b : plan_->bits)
+    if (b != 16) return opts_.group - 1;
+  return 0;
+}
+
 std::unique_ptr<SequenceCache> XQuantCLFormat::new_sequence() const {
-  if (opts_.per_channel) return new_cl_channel_sequence(cfg_, proj_, opts_);
-  return std::make_unique<XQuantCLSequence>(cfg_, proj_, opts_);
+  if (opts_.per_channel) return new_cl_channel_sequence(cfg_, proj_, opts_, plan_);
+  return std::make_unique<XQuantCLSequence>(cfg_, proj_, opts_, plan_);
 }
 
 }  // namespace xq

@@ -7,7 +7,8 @@
 //   the same step, as the model walks layers in order), is quantized per channel over the G
 //   tokens, and A_l = A_{l-1} + deq(D_l). Deltas are only ever taken against final
 //   reconstructions, so as in the per-token variant the error does not accumulate with depth.
-// - Reading layer l's past: the blocks through the running sum of deltas, the window as fp16 S;
+// - Reading layer l's past: the blocks through the running sum of deltas, the window as fp16 S
+//   (fp16_window false: as deltas quantized per channel as a partial block, window_quantized);
 //   for the residual stream, then the layer's input norm.
 // - Sliding-window layers: "the layer below" is the previous layer of the chain (cl_chains),
 //   each chain with its own running sums; after the step's last layer a sliding layer forgets
@@ -21,6 +22,7 @@
 #include "engine/cache/thread_scratch.h"
 #include "engine/cache/x_attention.h"
 #include "engine/cache/xquant_cl_chain.h"
+#include "engine/cache/xquant_cl_rows.h"
 #include "kernels/cpu/half.h"
 
 namespace xq {
@@ -28,10 +30,16 @@ namespace {
 
 class CLChannelSequence : public SequenceCache {
  public:
-  CLChannelSequence(const ModelConfig& cfg, const KvProjector& proj, const XQuantCLOptions& opts)
-      : cfg_(cfg), proj_(proj), opts_(opts), prev_(cl_chains(cfg)), win_(cfg.num_layers) {
+  CLChannelSequence(const ModelConfig& cfg, const KvProjector& proj, const XQuantCLOptions& opts,
+                    std::shared_ptr<const ClPlan> plan)
+      : cfg_(cfg),
+        proj_(proj),
+        opts_(opts),
+        plan_(std::move(plan)),
+        prev_(plan_->prev),
+        win_(cfg.num_layers) {
     for (int l = 0; l < cfg.num_layers; ++l)
-      q_.emplace_back(cfg.hidden_size, prev_[l] < 0 ? opts.base_bits : opts.bits, opts.group);
+      q_.emplace_back(cfg.hidden_size, plan_->basis(l), plan_->bits[l], opts.group);
   }
 
   void attend(const LayerAttnInput& in) override {
@@ -125,8 +133,40 @@ class CLChannelSequence : public SequenceCache {
     r.rows.resize(static_cast<size_t>(past) * h);
     advance_running_sum(q_, prev_, l, std::min(lo, qrows), qrows, cfg_.hidden_size, r, s.tmp,
                         s.tmp2);
-    std::copy(win_[l].begin(), win_[l].begin() + (past - qrows) * h, r.rows.begin() + qrows * h);
+    if (opts_.fp16_window) {
+      std::copy(win_[l].begin(), win_[l].begin() + (past - qrows) * h, r.rows.begin() + qrows * h);
+    } else if (past > qrows) {
+      const std::vector<float> a = window_quantized(l, qrows, past);
+      std::copy(a.begin(), a.end(), r.rows.begin() + qrows * h);
+    }
     return r.rows;
+  }
+
+  // Without the fp16 window: A_l of window rows [begin, end) as if their unfilled block were
+  // quantized now. Down l's chain from its base, a layer whose block is already flushed (earlier
+  // in this step) gives its stored delta, the others the delta of their S against the sum so
+  // far, quantized per channel over these rows as one partial block (as ChannelQuantRows reads
+  // an unfilled block with fp16_tail false). Blocks are G-aligned in every layer, so a layer
+  // holds the rows either all flushed or all in its window.
+  std::vector<float> window_quantized(int l, int begin, int end) {
+    const int n = end - begin, h = cfg_.hidden_size;
+    std::vector<int> chain;
+    for (int m = l; m >= 0; m = prev_[m]) chain.push_back(m);
+    std::vector<float> acc(static_cast<size_t>(n) * h, 0.0f), d(acc.size());
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      const int m = *it;
+      if (q_[m].rows() >= end) {
+        q_[m].read(begin, end, d.data());
+      } else {
+        const size_t off = static_cast<size_t>(begin - q_[m].rows()) * h;
+        for (size_t i = 0; i < d.size(); ++i) d[i] = win_[m][off + i] - acc[i];
+        ClRows<ChannelQuantRows> block(h, plan_->basis(m), plan_->bits[m], n);
+        block.append(d.data(), n);
+        block.read(0, n, d.data());
+      }
+      for (size_t i = 0; i < acc.size(); ++i) acc[i] += d[i];
+    }
+    return acc;
   }
 
   // Quantizes the first G window rows of layer l as a block of deltas against A_p, p the
@@ -159,18 +199,20 @@ class CLChannelSequence : public SequenceCache {
   ModelConfig cfg_;
   const KvProjector& proj_;
   XQuantCLOptions opts_;
-  std::vector<int> prev_;                // cl_chains(cfg_)
-  std::vector<ChannelQuantRows> q_;      // per layer: blocks of a chain's base S, or of deltas
-  std::vector<std::vector<float>> win_;  // per layer: the newest S rows (fp16 values for X)
-  Chain chains_[2];                      // global layers, sliding layers
+  std::shared_ptr<const ClPlan> plan_;
+  std::vector<int> prev_;                    // plan_->prev
+  std::vector<ClRows<ChannelQuantRows>> q_;  // per layer: blocks of a base's S, or of deltas
+  std::vector<std::vector<float>> win_;      // per layer: the newest S rows (fp16 values for X)
+  Chain chains_[2];                          // global layers, sliding layers
 };
 
 }  // namespace
 
 std::unique_ptr<SequenceCache> new_cl_channel_sequence(const ModelConfig& cfg,
                                                        const KvProjector& proj,
-                                                       const XQuantCLOptions& opts) {
-  return std::make_unique<CLChannelSequence>(cfg, proj, opts);
+                                                       const XQuantCLOptions& opts,
+                                                       std::shared_ptr<const ClPlan> plan) {
+  return std::make_unique<CLChannelSequence>(cfg, proj, opts, std::move(plan));
 }
 
 }  // namespace xq

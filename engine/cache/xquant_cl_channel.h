@@ -11,6 +11,7 @@ namespace xq {
 
 std::unique_ptr<SequenceCache> new_cl_channel_sequence(const ModelConfig& cfg,
                                                        const KvProjector& proj,
-                                                       const XQuantCLOptions& opts);
+                                                       const XQuantCLOptions& opts,
+                                                       std::shared_ptr<const ClPlan> plan);
 
 }  // namespace xq

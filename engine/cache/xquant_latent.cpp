@@ -7,6 +7,7 @@
 
 #include <lapacke.h>
 
+#include <algorithm>
 #include <string>
 
 namespace xq {
@@ -25,6 +26,37 @@ std::vector<float> row_space_basis(const float* w, int rows, int cols) {
   return vt;
 }
 
+namespace {
+
+void check_exposes(const KvProjector& proj, int l) {
+  if (proj.k_weight(l) == nullptr || proj.v_weight(l) == nullptr) {
+    throw ConfigError("xquant latent: the model does not expose Wk/Wv of layer " +
+                      std::to_string(l) + " (KvProjector::k_weight/v_weight)");
+  }
+}
+
+}  // namespace
+
+std::vector<std::vector<float>> kv_row_space_bases(const ModelConfig& cfg,
+                                                   const KvProjector& proj) {
+  const int kv = cfg.kv_dim(), hidden = cfg.hidden_size;
+  if (2 * kv > hidden) {
+    throw ConfigError("xquant-cl latent: 2 kv_dim = " + std::to_string(2 * kv) +
+                      " exceeds hidden_size " + std::to_string(hidden) +
+                      "; the latent delta would be wider than X (an MHA model: use X deltas)");
+  }
+  std::vector<std::vector<float>> bases;
+  std::vector<float> wkv(static_cast<size_t>(2 * kv) * hidden);
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    check_exposes(proj, l);
+    const size_t half = static_cast<size_t>(kv) * hidden;
+    std::copy(proj.k_weight(l), proj.k_weight(l) + half, wkv.begin());
+    std::copy(proj.v_weight(l), proj.v_weight(l) + half, wkv.begin() + half);
+    bases.push_back(row_space_basis(wkv.data(), 2 * kv, hidden));
+  }
+  return bases;
+}
+
 LatentBasis compute_latent_basis(const ModelConfig& cfg, const KvProjector& proj) {
   const int kv = cfg.kv_dim(), hidden = cfg.hidden_size;
   if (kv > hidden) {
@@ -34,12 +66,9 @@ LatentBasis compute_latent_basis(const ModelConfig& cfg, const KvProjector& proj
   LatentBasis b;
   b.rank = kv;
   for (int l = 0; l < cfg.num_layers; ++l) {
+    check_exposes(proj, l);
     const float* wk = proj.k_weight(l);
     const float* wv = proj.v_weight(l);
-    if (wk == nullptr || wv == nullptr) {
-      throw ConfigError("xquant latent: the model does not expose Wk/Wv of layer " +
-                        std::to_string(l) + " (KvProjector::k_weight/v_weight)");
-    }
     b.k.push_back(row_space_basis(wk, kv, hidden));
     b.v.push_back(row_space_basis(wv, kv, hidden));
   }

@@ -22,4 +22,9 @@ struct LatentBasis {
 // Throws ConfigError when the projector does not expose Wk/Wv or an SVD fails.
 LatentBasis compute_latent_basis(const ModelConfig& cfg, const KvProjector& proj);
 
+// Per layer [2 kv_dim, hidden]: an orthonormal basis of the row space of [Wk; Wv] stacked, the
+// Ukv^T of the paper's SVD of [Wk | Wv] (XQuant-CL on GQA models). Throws ConfigError as above,
+// and when 2 kv_dim exceeds hidden_size.
+std::vector<std::vector<float>> kv_row_space_bases(const ModelConfig& cfg, const KvProjector& proj);
+
 }  // namespace xq

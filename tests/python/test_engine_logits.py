@@ -137,6 +137,25 @@ def test_sixteen_bit_x_formats_match_reference_past_the_window(model_dirs, cache
     assert (got.argmax(-1) == want.argmax(-1)).mean() > 0.9
 
 
+# XQuant-CL on GQA models (2 kv_dim < hidden) takes the paper's form: each layer caches its delta
+# on the basis of [Wk | Wv] (2 kv_dim wide) and the accumulator stays in X space. That is lossless
+# without quantization: at 16 bits, decoding token by token, the logits are the float64
+# reference's (the Gemma model also splits the chain at its sliding layers).
+@pytest.mark.parametrize("name", ["llama3_rope_scaling", "gemma3_bf16"])
+@pytest.mark.parametrize("cache", ["xquant-cl", "xquant-cl-ch-normed"])
+def test_xquant_cl_gqa_latent_sixteen_bits_matches_reference(model_dirs, name, cache, tmp_path):
+    d = model_dirs(name)
+    ref = ReferenceModel(d)
+    cfg = json.loads((d / "config.json").read_text())
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    assert 2 * cfg["num_key_value_heads"] * head_dim < cfg["hidden_size"]  # the latent applies
+    tokens = test_tokens(40, ref.w["model.embed_tokens.weight"].shape[0], 5)
+    want = log_softmax(ref.logits(tokens))
+    got = log_softmax(engine_logits(d, tokens, chunk=1, cache=cache, tmp=tmp_path, bits=16))
+    assert np.abs(got - want).max() < 5e-2, name
+    assert (got.argmax(-1) == want.argmax(-1)).mean() > 0.9
+
+
 def test_unknown_cache_format_fails_cleanly(model_dirs, tmp_path):
     d = model_dirs("llama_mha")
     r = subprocess.run([str(LOGITS_CLI), str(d), "--tokens", "1,2", "--cache", "nonsense",

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "config/server_config.h"
@@ -112,6 +113,49 @@ TEST(ServerConfig, QuantizedCachesGetADefaultBitWidth) {
   EXPECT_EQ(parse({"--model", "m", "--cache", "xquant-cl"}).config->cache_bits, 2);
   EXPECT_EQ(parse({"--model", "m", "--cache", "xquant-cl-ch"}).config->cache_bits, 2);
   EXPECT_EQ(parse({"--model", "m", "--cache", "xquant-ch"}).config->cache_bits, 4);
+}
+
+// The paper's Table 4 settings, and the refusals of each where it has nothing to change.
+TEST(ServerConfig, PaperSettingsFlags) {
+  ServerArgs a = parse({"--model", "m", "--cache", "xquant-cl", "--cache-group-size", "128",
+                        "--cache-high-precision-layers", "3", "--cache-high-precision-bits", "4",
+                        "--xquant-cl-base-bits", "8", "--cache-fp16-window", "0",
+                        "--xquant-cl-base", "latent"});
+  ASSERT_TRUE(a.config) << a.message;
+  EXPECT_EQ(a.config->cache_group_size, 128);
+  EXPECT_EQ(a.config->cache_high_precision_layers, 3);
+  EXPECT_EQ(a.config->cache_high_precision_bits, 4);
+  EXPECT_EQ(a.config->xquant_cl_base_bits, 8);
+  EXPECT_FALSE(a.config->cache_fp16_window);
+  EXPECT_EQ(a.config->xquant_cl_base, "latent");
+  ServerArgs d = parse({"--model", "m"});
+  EXPECT_EQ(d.config->cache_high_precision_layers, 0);
+  EXPECT_EQ(d.config->xquant_cl_base_bits, 0);
+  EXPECT_EQ(d.config->xquant_latent_k_fp16_channels, 0);
+  EXPECT_TRUE(d.config->cache_fp16_window);
+  ServerArgs k =
+      parse({"--model", "m", "--cache", "xquant", "--xquant-latent-k-fp16-channels", "1"});
+  ASSERT_TRUE(k.config) << k.message;
+  EXPECT_EQ(k.config->xquant_latent_k_fp16_channels, 1);
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+      {{"--cache", "kivi", "--cache-high-precision-layers", "-1"}, "--cache-high-precision-layers"},
+      {{"--cache-high-precision-layers", "3"}, "fp16"},
+      {{"--cache", "kivi", "--cache-high-precision-bits", "5"}, "--cache-high-precision-bits"},
+      {{"--cache", "kivi", "--xquant-latent-k-fp16-channels", "1"}, "--xquant-latent-k-fp16"},
+      {{"--cache", "xquant", "--xquant-latent", "off", "--xquant-latent-k-fp16-channels", "1"},
+       "GQA latent"},
+      {{"--cache", "xquant", "--xquant-cl-base-bits", "4"}, "xquant-cl formats only"},
+      {{"--cache", "xquant-cl", "--xquant-cl-base-bits", "5"}, "--xquant-cl-base-bits"},
+      {{"--cache", "kivi", "--xquant-cl-base", "latent"}, "--xquant-cl-base latent"},
+      {{"--cache", "xquant-cl", "--xquant-cl-base", "y"}, "--xquant-cl-base"},
+      {{"--cache", "kivi", "--cache-fp16-window", "maybe"}, "--cache-fp16-window"}};
+  for (auto [args, text] : bad) {
+    args.insert(args.begin(), {"--model", "m"});
+    ServerArgs r = parse(args);
+    EXPECT_FALSE(r.config) << text;
+    EXPECT_EQ(r.exit_code, 2) << text;
+    EXPECT_NE(r.message.find(text), std::string::npos) << r.message;
+  }
 }
 
 TEST(ServerConfig, EnvironmentFillsInAndFlagsWin) {

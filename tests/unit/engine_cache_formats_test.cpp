@@ -254,14 +254,15 @@ TEST(CacheFormats, FactoryBuildsEachFormat) {
   Bench s("gqa", 4);
   CacheOptions o;
   o.group_size = kGroup;
+  // GQA: the forms on X take the latent (engine_cl_latent_test.cpp).
   std::map<std::string, std::string> names = {{"kivi", "kivi:4"},
                                               {"xquant", "xquant-latent-tok:4"},
-                                              {"xquant-cl", "xquant-cl:4"},
-                                              {"xquant-cl-normed", "xquant-cl:4"},
+                                              {"xquant-cl", "xquant-cl-latent:4"},
+                                              {"xquant-cl-normed", "xquant-cl-latent:4"},
                                               {"xquant-cl-residual", "xquant-cl-residual:4"},
                                               {"xquant-cl-ch", "xquant-cl-ch:4"},
                                               {"xquant-cl-ch-residual", "xquant-cl-ch:4"},
-                                              {"xquant-cl-ch-normed", "xquant-cl-ch-normed:4"}};
+                                              {"xquant-cl-ch-normed", "xquant-cl-ch-latent:4"}};
   for (const auto& [format, name] : names) {
     o.format = format, o.bits = 4;
     EXPECT_EQ(make_cache_format(o, s.cfg, s.proj)->name(), name);
