@@ -1,5 +1,10 @@
 #include "engine/cuda/cuda_weights.h"
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <string>
+
 #include "engine/cache/xquant_latent.h"
 #include "engine/model/layer_weights.h"
 #include "kernels/cpu/ops.h"
@@ -43,44 +48,74 @@ size_t CudaWeights::bytes() const {
 
 CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool latent) {
   const int64_t H = cfg.hidden_size, V = cfg.vocab_size;
+  // Seconds per load phase, logged at the end: reading and dequantizing the checkpoint's tensors,
+  // copying them to the device, and the GQA latent's SVDs.
+  double read_s = 0, upload_s = 0, svd_s = 0;
+  const auto timed = [](double& total, auto&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = f();
+    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+  };
   CudaWeights w;
-  w.embed = to_device_bf16(src.load_f32("model.embed_tokens.weight", {V, H}));
+  const std::vector<float> embed = timed(read_s, [&] {
+    return src.load_f32("model.embed_tokens.weight", {V, H});
+  });
+  w.embed = timed(upload_s, [&] { return to_device_bf16(embed); });
   w.layers.reserve(cfg.num_layers);
   for (int l = 0; l < cfg.num_layers; ++l) {
-    const LayerWeights L = load_layer_weights(cfg, src, l);
+    const LayerWeights L = timed(read_s, [&] { return load_layer_weights(cfg, src, l); });
     CudaLayer& d = w.layers.emplace_back();
-    d.wq = to_device_bf16(L.wq);
-    d.wk = to_device_bf16(L.wk);
-    d.wv = to_device_bf16(L.wv);
-    d.wo = to_device_bf16(L.wo);
-    d.w_gate = to_device_bf16(L.w_gate);
-    d.w_up = to_device_bf16(L.w_up);
-    d.w_down = to_device_bf16(L.w_down);
-    d.attn_norm = to_device(L.attn_norm);
-    d.mlp_norm = to_device(L.mlp_norm);
-    d.q_norm = to_device(L.q_norm);
-    d.k_norm = to_device(L.k_norm);
-    d.post_attn_norm = to_device(L.post_attn_norm);
-    d.post_mlp_norm = to_device(L.post_mlp_norm);
-    d.bq = to_device(L.bq);
-    d.bk = to_device(L.bk);
-    d.bv = to_device(L.bv);
-    d.bo = to_device(L.bo);
+    timed(upload_s, [&] {
+      d.wq = to_device_bf16(L.wq);
+      d.wk = to_device_bf16(L.wk);
+      d.wv = to_device_bf16(L.wv);
+      d.wo = to_device_bf16(L.wo);
+      d.w_gate = to_device_bf16(L.w_gate);
+      d.w_up = to_device_bf16(L.w_up);
+      d.w_down = to_device_bf16(L.w_down);
+      d.attn_norm = to_device(L.attn_norm);
+      d.mlp_norm = to_device(L.mlp_norm);
+      d.q_norm = to_device(L.q_norm);
+      d.k_norm = to_device(L.k_norm);
+      d.post_attn_norm = to_device(L.post_attn_norm);
+      d.post_mlp_norm = to_device(L.post_mlp_norm);
+      d.bq = to_device(L.bq);
+      d.bk = to_device(L.bk);
+      d.bv = to_device(L.bv);
+      d.bo = to_device(L.bo);
+      return 0;
+    });
     if (latent) {
       const int kv = cfg.kv_dim(), hidden = cfg.hidden_size;
-      std::vector<float> bk = row_space_basis(L.wk.data(), kv, hidden);
-      const std::vector<float> bv = row_space_basis(L.wv.data(), kv, hidden);
-      std::vector<float> wk_lat(static_cast<size_t>(kv) * kv), wv_lat(wk_lat.size());
-      xq::matmul_nt(L.wk.data(), bk.data(), nullptr, wk_lat.data(), kv, hidden, kv);
-      xq::matmul_nt(L.wv.data(), bv.data(), nullptr, wv_lat.data(), kv, hidden, kv);
-      bk.insert(bk.end(), bv.begin(), bv.end());
-      d.u_cat = to_device_bf16(bk);
-      d.wk_lat = to_device_bf16(wk_lat);
-      d.wv_lat = to_device_bf16(wv_lat);
+      std::vector<float> bk, bv, wk_lat(static_cast<size_t>(kv) * kv), wv_lat(wk_lat.size());
+      timed(svd_s, [&] {
+        bk = row_space_basis(L.wk.data(), kv, hidden);
+        bv = row_space_basis(L.wv.data(), kv, hidden);
+        xq::matmul_nt(L.wk.data(), bk.data(), nullptr, wk_lat.data(), kv, hidden, kv);
+        xq::matmul_nt(L.wv.data(), bv.data(), nullptr, wv_lat.data(), kv, hidden, kv);
+        bk.insert(bk.end(), bv.begin(), bv.end());
+        return 0;
+      });
+      timed(upload_s, [&] {
+        d.u_cat = to_device_bf16(bk);
+        d.wk_lat = to_device_bf16(wk_lat);
+        d.wv_lat = to_device_bf16(wv_lat);
+        return 0;
+      });
     }
   }
-  w.final_norm = to_device(src.load_f32("model.norm.weight", {H}));
-  if (!cfg.tie_word_embeddings) w.lm_head = to_device_bf16(src.load_f32("lm_head.weight", {V, H}));
+  const std::vector<float> final_norm =
+      timed(read_s, [&] { return src.load_f32("model.norm.weight", {H}); });
+  w.final_norm = timed(upload_s, [&] { return to_device(final_norm); });
+  if (!cfg.tie_word_embeddings) {
+    const std::vector<float> head = timed(read_s, [&] {
+      return src.load_f32("lm_head.weight", {V, H});
+    });
+    w.lm_head = timed(upload_s, [&] { return to_device_bf16(head); });
+  }
+  spdlog::info("GPU weights: read and dequantize {:.2f}s, upload {:.2f}s{}", read_s, upload_s,
+               latent ? fmt::format(", latent bases (SVD) {:.2f}s", svd_s) : std::string());
   return w;
 }
 
