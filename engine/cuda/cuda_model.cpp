@@ -118,6 +118,7 @@ size_t CudaModel::workspace_bytes() const {
 
 void CudaModel::reserve_rows(int rows) {
   if (rows <= rows_capacity_) return;
+  graphs_.clear();  // captured steps name the buffers about to move
   const size_t n = rows, H = cfg_.hidden_size, Q = cfg_.q_dim(), KV = cfg_.kv_dim(),
                I = cfg_.intermediate_size;
   a_.h.reset(n * H);
@@ -141,6 +142,7 @@ void CudaModel::reserve_rows(int rows) {
 
 void CudaModel::reserve_remat(int rows) {
   if (rows <= remat_capacity_) return;
+  graphs_.clear();  // captured steps name the buffers about to move
   const size_t n = rows, H = cfg_.hidden_size, KV = cfg_.kv_dim();
   r_.x.reset(n * H);
   r_.k32.reset(n * KV);
