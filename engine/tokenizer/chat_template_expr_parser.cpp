@@ -25,6 +25,7 @@ ExprPtr ExprParser::parse_tuple_or_expr() {
 }
 
 ExprPtr ExprParser::parse_expr(bool allow_cond) {
+  const NestingGuard nested(*this);
   const Token& at = peek();
   ExprPtr e = parse_or();
   while (allow_cond && accept_name("if")) {
@@ -62,6 +63,7 @@ ExprPtr ExprParser::parse_and() {
   return e;
 }
 ExprPtr ExprParser::parse_not() {
+  const NestingGuard nested(*this);
   if (is_name("not")) {
     auto e = node(Expr::Kind::kUnary, next());
     e->name = "not";
@@ -129,6 +131,7 @@ ExprPtr ExprParser::parse_pow() {
   return e;
 }
 ExprPtr ExprParser::parse_unary(bool with_filter) {
+  const NestingGuard nested(*this);
   ExprPtr e;
   if (is_op("-") || is_op("+")) {
     e = node(Expr::Kind::kUnary, peek());

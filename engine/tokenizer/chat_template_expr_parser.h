@@ -61,6 +61,21 @@ class ExprParser {
         return "'" + t.value + "'";
     }
   }
+  // Expressions and blocks nested past kMaxNesting are refused at parse time: parsing and
+  // rendering recurse once per level, and a template is input (a model file, --chat-template).
+  static constexpr int kMaxNesting = 128;
+  struct NestingGuard {
+    ExprParser& p;
+    explicit NestingGuard(ExprParser& parser) : p(parser) {
+      if (++p.nesting_ > kMaxNesting)
+        fail(p.peek(), "nested deeper than " + std::to_string(kMaxNesting) + " levels");
+    }
+    ~NestingGuard() { --p.nesting_; }
+    NestingGuard(const NestingGuard&) = delete;
+    NestingGuard& operator=(const NestingGuard&) = delete;
+  };
+  int nesting_ = 0;
+
   void expect_op(const char* op) {
     if (!accept_op(op)) fail(peek(), std::string("expected '") + op + "', got " + describe(peek()));
   }

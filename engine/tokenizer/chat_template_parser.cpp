@@ -23,6 +23,7 @@ class Parser : public ExprParser {
   // Parses nodes until a block tag whose keyword is in `ends` (left unconsumed after the keyword:
   // the returned keyword has been read, its arguments and %} not) or the end of the template.
   std::string parse_body(Body& body, const std::set<std::string>& ends) {
+    const NestingGuard nested(*this);
     for (;;) {
       const Token& t = peek();
       if (t.kind == K::kEof) {

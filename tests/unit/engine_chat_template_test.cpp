@@ -35,6 +35,28 @@ std::string fixture(const std::string& name) {
   return ss.str();
 }
 
+// A template is input (model files, --chat-template): nesting that would exhaust the stack while
+// parsing or rendering is refused (found by scripts/fuzz.sh: 1,800 unary '+' crashed the renderer).
+TEST(ChatTemplate, RefusesNestingPastTheLimit) {
+  const auto repeat = [](const std::string& s, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += s;
+    return out;
+  };
+  EXPECT_NE(error_of("{{ " + repeat("+", 5000) + "1 }}").find("nested deeper"), std::string::npos);
+  EXPECT_NE(error_of("{{ " + repeat("not ", 5000) + "true }}").find("nested deeper"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of("{{ " + repeat("(", 5000) + "1" + repeat(")", 5000) + " }}").find("nested deeper"),
+      std::string::npos);
+  EXPECT_NE(error_of(repeat("{% if true %}", 5000) + "x" + repeat("{% endif %}", 5000))
+                .find("nested deeper"),
+            std::string::npos);
+  // Real templates nest a few levels; 40 is far inside the limit.
+  EXPECT_EQ(render("{{ " + repeat("-", 40) + "1 }}"), "1");
+  EXPECT_EQ(render(repeat("{% if true %}", 40) + "x" + repeat("{% endif %}", 40)), "x");
+}
+
 TEST(ChatTemplate, TextAndOutput) {
   EXPECT_EQ(render("plain"), "plain");
   EXPECT_EQ(render("a{{ x }}b", {{"x", "X"}}), "aXb");
