@@ -140,14 +140,27 @@ int Sampler::sample(std::span<float> logits, std::span<const int> history,
 int Sampler::sample(std::span<const float> logits, std::span<const int> history,
                     std::vector<float>& scratch, std::span<const int> prompt,
                     std::span<const int> banned) {
-  const bool rep = p_.repetition_penalty != 1.0f && p_.repetition_penalty > 0.0f;
-  const bool output_penalties = p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f;
-  const bool changes = !p_.logit_bias.empty() || !banned.empty() ||
-                       (rep && (!history.empty() || !prompt.empty())) ||
-                       (output_penalties && !history.empty());
-  if (!changes) return draw(logits);
+  if (!changes_row(history, prompt, banned)) return draw(logits);
   scratch.assign(logits.begin(), logits.end());
   return sample(std::span<float>(scratch), history, prompt, banned);
+}
+
+bool Sampler::changes_row(std::span<const int> history, std::span<const int> prompt,
+                          std::span<const int> banned) const {
+  const bool rep = p_.repetition_penalty != 1.0f && p_.repetition_penalty > 0.0f;
+  const bool output_penalties = p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f;
+  return !p_.logit_bias.empty() || !banned.empty() ||
+         (rep && (!history.empty() || !prompt.empty())) || (output_penalties && !history.empty());
+}
+
+double Sampler::uniform() {
+  if (planned_u_) {
+    const double u = *planned_u_;
+    planned_u_.reset();
+    return u;
+  }
+  // A uniform double in [0, 1) from the top 53 bits: the same draw on every platform.
+  return static_cast<double>(rng_() >> 11) * 0x1.0p-53;
 }
 
 int Sampler::draw(std::span<const float> logits) {
@@ -187,8 +200,7 @@ int Sampler::draw(std::span<const float> logits) {
   }
   if (!(sum > 0.0) || !std::isfinite(sum)) return best;
   const double scale = 1.0 / sum;
-  // A uniform double in [0, 1) from the top 53 bits: the same draw on every platform.
-  const double u01 = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+  const double u01 = uniform();
 
   if (p_.top_p >= 1.0f && p_.min_p <= 0.0f) {
     // No cut: draw by walking the candidates in any fixed order (token id when all are).
@@ -293,6 +305,32 @@ void sample_batch(std::span<SampleTask> tasks, int threads) {
       }
     }
   });
+}
+
+}  // namespace xq
+
+namespace xq {
+
+RowSummary summarize_row(std::span<const float> row, size_t listable, int k,
+                         const RowDrawSpec& spec) {
+  const size_t n = std::min(listable, row.size());
+  RowSummary s;
+  s.ids = best_ids(row.first(n), k);
+  for (int t : s.ids) s.logits.push_back(row[t]);
+  thread_local std::vector<float> scratch;
+  scratch.resize(row.size());
+  const float mx = row[argmax(row)];
+  s.lse = mx + std::log(exp_shifted(row.data(), row.size(), 1.0f, mx, scratch.data()));
+  if (spec.inv_temperature > 0.0f && !s.ids.empty()) {
+    // As Sampler::draw over every listable id: the same weights, sum and walk.
+    const float shift = row[s.ids[0]] * spec.inv_temperature;
+    s.sum_t = exp_shifted(row.data(), n, spec.inv_temperature, shift, scratch.data());
+    if (spec.u01 >= 0.0 && s.sum_t > 0.0 && std::isfinite(s.sum_t)) {
+      s.drawn = walk_ids(scratch, n, spec.u01 * s.sum_t, s.ids[0]);
+      s.drawn_logit = row[s.drawn];
+    }
+  }
+  return s;
 }
 
 }  // namespace xq

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/logit_summary.h"
+
 namespace xq {
 
 struct SamplingParams {
@@ -45,11 +47,24 @@ class Sampler {
              std::vector<float>& scratch, std::span<const int> prompt = {},
              std::span<const int> banned = {});
 
+  // Whether penalties, bias or banned ids change the row before the draw.
+  bool changes_row(std::span<const int> history, std::span<const int> prompt,
+                   std::span<const int> banned) const;
+  // For a row that stays on its device: what its summary must hold. Takes the draw's uniform
+  // now; the next sample() or a successful sample_summary() of this draw uses it.
+  RowDrawSpec plan(size_t listable, bool changes);
+  // The token the draw from the whole row would give, or nullopt when the summary cannot tell
+  // (a top-p or min-p head longer than the candidates, top-k past them): sample() the row then.
+  // Only for rows that changes_row() leaves unchanged.
+  std::optional<int> sample_summary(const RowSummary& s, size_t listable);
+
  private:
   int draw(std::span<const float> logits);
+  double uniform();
 
   SamplingParams p_;
   std::mt19937_64 rng_;
+  std::optional<double> planned_u_;  // the uniform plan() took for the coming draw
 };
 
 // log_softmax(logits)[token] and the `top_n` most likely tokens (none when top_n <= 0) among
@@ -57,6 +72,9 @@ class Sampler {
 // and vLLM, while padded rows past the tokenizer's ids are never listed.
 TokenLogprob token_logprob(std::span<const float> logits, int token, int top_n,
                            size_t listable = SIZE_MAX);
+// The same from a summary; nullopt when the token or the top_n are not among its candidates.
+std::optional<TokenLogprob> summary_logprob(const RowSummary& s, int token, int top_n,
+                                            size_t listable);
 
 // One sequence's draw in sample_batch.
 struct SampleTask {

@@ -116,6 +116,25 @@ struct EngineLoop::Impl {
   // Ends the requests not yet started (or all) with an error answered with `status`.
   void fail_sequences(const std::string& why, bool running_too, int status);
   void step();
+  // Whether the step's chunk of `n` tokens ends the sequence's pending tokens with a token to draw.
+  static bool draws_now(const Sequence& s, int n) {
+    return s.pending() == n && s.num_generated() < s.req.max_tokens;
+  }
+  struct DrawInputs {
+    std::span<const int> prompt, history, banned;
+  };
+  static DrawInputs draw_inputs(const Sequence& s) {
+    DrawInputs in;
+    in.prompt = std::span<const int>(s.tokens.data(), s.prompt_len);
+    in.history = std::span<const int>(s.tokens.data() + s.prompt_len, s.num_generated());
+    if (s.num_generated() < s.req.min_tokens) in.banned = s.min_tokens_banned;
+    return in;
+  }
+  // Draws (and logprobs) from the step's row summaries (row i is chunk i's); the rows a summary
+  // cannot decide are copied from the device and drawn as whole rows.
+  void draw_from_summaries(std::vector<SampleTask>& draws, const std::vector<int>& draw_of,
+                           const std::vector<RowSummary>& summaries);
+  std::vector<float> fetched_rows;  // whole rows copied back for draw_from_summaries
   void finish(Sequence& s, RequestEvent& ev, const std::string& reason);
   void process_rows(Sequence& s, int start, int n, const float* rows, bool all_rows,
                     const SampleTask* draw, RequestEvent& ev);
@@ -346,11 +365,31 @@ void EngineLoop::Impl::step() {
     all_rows.push_back(in.all_logits);
   }
 
+  // Rows whose logits stay on the model's device come back as summaries; the draws' plans
+  // (their uniforms) are made before the step.
+  const bool summarized = model.model->summarizes_logits() &&
+                          std::none_of(all_rows.begin(), all_rows.end(), [](bool b) { return b; });
+  std::vector<RowDrawSpec> specs;
+  if (summarized) {
+    specs.resize(chunks.size());
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      Sequence& s = *chunks[i].seq;
+      if (!draws_now(s, chunks[i].n)) continue;
+      const DrawInputs in = draw_inputs(s);
+      specs[i] = s.sampler->plan(tokenizer_vocab(),
+                                 s.sampler->changes_row(in.history, in.prompt, in.banned));
+    }
+  }
   std::vector<float>& logits = step_logits;
+  std::vector<RowSummary> summaries;
   const Clock::time_point forward_start = Clock::now();
   const double forward_start_cpu = thread_cpu_seconds();
   try {
-    model.model->forward(inputs, logits);
+    if (summarized) {
+      model.model->forward_summarized(inputs, specs, tokenizer_vocab(), summaries);
+    } else {
+      model.model->forward(inputs, logits);
+    }
   } catch (const std::exception& e) {
     spdlog::error("engine step failed: {}", e.what());
     for (const PlannedChunk& c : chunks) {
@@ -374,22 +413,29 @@ void EngineLoop::Impl::step() {
   for (size_t i = 0; i < chunks.size(); ++i) {
     Sequence& s = *chunks[i].seq;
     const int n = chunks[i].n;
-    const float* last = row + (all_rows[i] ? (n - 1) * vocab : 0);
-    if (s.pending() == n && s.num_generated() < s.req.max_tokens) {
+    if (draws_now(s, n)) {
       draw_of[i] = static_cast<int>(draws.size());
+      const DrawInputs in = draw_inputs(s);
       SampleTask t;
       t.sampler = &*s.sampler;
-      t.logits = std::span<const float>(last, tokenizer_vocab());
-      t.full_row = std::span<const float>(last, vocab);
-      t.prompt = std::span<const int>(s.tokens.data(), s.prompt_len);
-      t.history = std::span<const int>(s.tokens.data() + s.prompt_len, s.num_generated());
-      if (s.num_generated() < s.req.min_tokens) t.banned = s.min_tokens_banned;
+      if (!summarized) {
+        const float* last = row + (all_rows[i] ? (n - 1) * vocab : 0);
+        t.logits = std::span<const float>(last, tokenizer_vocab());
+        t.full_row = std::span<const float>(last, vocab);
+      }
+      t.prompt = in.prompt;
+      t.history = in.history;
+      t.banned = in.banned;
       t.logprobs = s.req.logprobs;
       draws.push_back(std::move(t));
     }
-    row += (all_rows[i] ? n : 1) * vocab;
+    if (!summarized) row += (all_rows[i] ? n : 1) * vocab;
   }
-  sample_batch(draws, opts.threads);
+  if (summarized) {
+    draw_from_summaries(draws, draw_of, summaries);
+  } else {
+    sample_batch(draws, opts.threads);
+  }
 
   row = logits.data();
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -399,8 +445,8 @@ void EngineLoop::Impl::step() {
     s.num_cached += n;
     RequestEvent ev;
     const SampleTask* draw = draw_of[i] >= 0 ? &draws[draw_of[i]] : nullptr;
-    process_rows(s, start, n, row, all_rows[i], draw, ev);  // may finish and free s
-    row += (all_rows[i] ? n : 1) * vocab;
+    process_rows(s, start, n, summarized ? nullptr : row, all_rows[i], draw, ev);  // may free s
+    if (!summarized) row += (all_rows[i] ? n : 1) * vocab;
   }
   publish_stats(forward_s, forward_cpu_s);
 }
@@ -509,6 +555,51 @@ void EngineLoop::Impl::next_token(Sequence& s, const SampleTask& draw, RequestEv
     ev.completion_tokens = s.num_generated();
     if (std::optional<RequestEvent> out = s.batcher.add(std::move(ev))) s.sink(std::move(*out));
   }
+}
+
+void EngineLoop::Impl::draw_from_summaries(std::vector<SampleTask>& draws,
+                                           const std::vector<int>& draw_of,
+                                           const std::vector<RowSummary>& summaries) {
+  const size_t listable = tokenizer_vocab();
+  std::vector<int> rows;       // summary rows to copy whole
+  std::vector<int> row_draw;   // the draw each copied row belongs to
+  std::vector<bool> resample;  // whether that draw still needs its token (else only logprobs)
+  for (size_t i = 0; i < draw_of.size(); ++i) {
+    if (draw_of[i] < 0) continue;
+    SampleTask& t = draws[draw_of[i]];
+    const RowSummary& sum = summaries.at(i);
+    std::optional<int> tok;
+    if (!t.sampler->changes_row(t.history, t.prompt, t.banned))
+      tok = t.sampler->sample_summary(sum, listable);
+    if (tok) {
+      t.token = *tok;
+      if (t.logprobs < 0) continue;
+      t.logprob = summary_logprob(sum, t.token, t.logprobs, listable);
+      if (t.logprob) continue;
+    }
+    rows.push_back(static_cast<int>(i));
+    row_draw.push_back(draw_of[i]);
+    resample.push_back(!tok);
+  }
+  if (rows.empty()) return;
+  model.model->copy_logit_rows(rows, fetched_rows);
+  const size_t vocab = model.model->config().vocab_size;
+  std::vector<SampleTask> redraw;
+  std::vector<int> redraw_of;
+  for (size_t j = 0; j < rows.size(); ++j) {
+    SampleTask& t = draws[row_draw[j]];
+    const float* r = fetched_rows.data() + j * vocab;
+    t.logits = std::span<const float>(r, listable);
+    t.full_row = std::span<const float>(r, vocab);
+    if (resample[j]) {
+      redraw.push_back(t);
+      redraw_of.push_back(row_draw[j]);
+    } else {
+      t.logprob = token_logprob(t.full_row, t.token, t.logprobs, listable);
+    }
+  }
+  sample_batch(redraw, opts.threads);
+  for (size_t j = 0; j < redraw.size(); ++j) draws[redraw_of[j]] = std::move(redraw[j]);
 }
 
 }  // namespace xq

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/gpu_env.sh /tmp/gpu_check
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 SUMMARY=()
-for t in engine_cuda_ops_test engine_cuda_paged_rows_test kernels_cuda_attention_test engine_cuda_xquant_decode_test engine_cuda_model_test; do
+for t in engine_cuda_ops_test engine_cuda_paged_rows_test kernels_cuda_attention_test engine_cuda_xquant_decode_test engine_cuda_sample_test engine_cuda_model_test; do
   .gpu/bin/$t --gtest_brief=1 >"$OUT/$t.log" 2>&1
   rc=$?
   tail -n 25 "$OUT/$t.log" | grep -E "FAILED|Failure|error|worst|PASSED|SKIPPED" | head -20
@@ -40,6 +40,15 @@ for p in prompts:
     n = next((i for i, (a, b) in enumerate(zip(gt, ct)) if a != b), len(gt))
     same += n == len(gt)
     print(f"prompt {p!r}: first {n}/{len(gt)} greedy tokens equal (gpu vs cpu)")
+# Sampled draws come from the GPU's row summaries (or whole rows where penalties, bias or a
+# long top-p head need them): a seed repeats its text; every kind of draw answers.
+for extra in ({"temperature": 0.9, "seed": 7}, {"temperature": 0.7, "top_p": 0.9, "seed": 3},
+              {"temperature": 1.0, "min_p": 0.05, "top_k": 20, "seed": 5, "logprobs": 3},
+              {"temperature": 0.8, "presence_penalty": 1.0, "logit_bias": {"5": 3}, "seed": 9}):
+    body = {"model": name, "prompt": "the quick brown fox", "max_tokens": 24, **extra}
+    a, b = post(8101, body), post(8101, body)
+    print(f"sampled {extra}: repeat equal: {a['choices'][0]['text'] == b['choices'][0]['text']}, "
+          f"{a['usage']['completion_tokens']} tokens")
 m = urllib.request.urlopen("http://127.0.0.1:8101/metrics").read().decode()
 print("\n".join(l for l in m.splitlines() if l.startswith(("xquant:cache_blocks", "xquant:cache_bytes_per_token"))))
 print(f"server: {same}/{len(prompts)} greedy completions identical on cuda and cpu")

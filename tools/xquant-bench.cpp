@@ -18,6 +18,7 @@
 #include "engine/cache/cache_format.h"
 #include "engine/model/make_model.h"
 #include "engine/model/model.h"
+#include "engine/sampler.h"
 #include "engine/weights/weight_source.h"
 #include "kernels/cpu/parallel.h"
 
@@ -150,7 +151,7 @@ double remat_flops_per_token(const ModelConfig& c, const std::string& format) {
 }
 
 Row bench(const ModelConfig& cfg, const WeightSource& src, EngineOptions opts, int batch,
-          int context, int steps) {
+          int context, int steps, bool full_logits) {
   auto model = make_model(cfg, src, opts);
   Row r;
   r.format = model->cache_format().name();
@@ -176,10 +177,31 @@ Row bench(const ModelConfig& cfg, const WeightSource& src, EngineOptions opts, i
   r.prefill_s = now_s() - t0;
   std::vector<int> next(batch, 1);
   std::vector<SeqInput> step(batch);
+  // A step as the server runs it: the model, then greedy draws (from the row summaries where
+  // the model keeps its logits on the device, else from whole rows on the host).
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  std::vector<Sampler> samplers(batch, Sampler(greedy, 1));
+  const bool summarized = model->summarizes_logits() && !full_logits;
+  std::vector<RowDrawSpec> specs(batch);
+  std::vector<RowSummary> summaries;
+  std::vector<SampleTask> tasks(batch);
   auto decode = [&](int pos) {
     for (int b = 0; b < batch; ++b)
       step[b] = {caches[b].get(), std::span<const int>(&next[b], 1), pos, false};
-    model->forward(step, logits);
+    if (summarized) {
+      model->forward_summarized(step, specs, cfg.vocab_size, summaries);
+      for (int b = 0; b < batch; ++b) next[b] = *samplers[b].sample_summary(summaries[b], cfg.vocab_size);
+    } else {
+      model->forward(step, logits);
+      for (int b = 0; b < batch; ++b) {
+        tasks[b].sampler = &samplers[b];
+        tasks[b].logits = std::span<const float>(logits).subspan(
+            static_cast<size_t>(b) * cfg.vocab_size, cfg.vocab_size);
+      }
+      sample_batch(tasks, 0);
+      for (int b = 0; b < batch; ++b) next[b] = tasks[b].token;
+    }
   };
   const int warm = 3;
   for (int s = 0; s < warm; ++s) decode(context + s);
@@ -204,6 +226,7 @@ int main(int argc, char** argv) {
   CLI::App app{"xquant-bench: decode step latency and memory per cache format"};
   std::string model_dir, shape_name = "llama2-7b", device = "cuda", formats = "fp16,xquant:4";
   int layers = 0, batch = 16, context = 2048, steps = 20, group = 32, chunk = 2048;
+  bool full_logits = false;
   app.add_option("--model", model_dir, "Hugging Face model directory (else --shape)");
   app.add_option("--shape", shape_name, "Random weights in this shape")->capture_default_str();
   app.add_option("--layers", layers, "Keep only this many layers (0: all)");
@@ -214,6 +237,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--batch", batch, "Sequences decoding together")->capture_default_str();
   app.add_option("--context", context, "Tokens cached per sequence")->capture_default_str();
+  app.add_flag("--full-logits", full_logits,
+               "Copy every logits row to the host and draw there, instead of drawing from the "
+               "row summaries the GPU returns");
   app.add_option("--steps", steps, "Timed decode steps (median reported)")->capture_default_str();
   app.add_option("--group", group, "Quantization group size")->capture_default_str();
   app.add_option("--chunk", chunk, "Prefill chunk (tokens per step)")->capture_default_str();
@@ -241,7 +267,7 @@ int main(int argc, char** argv) {
       o.max_num_seqs = batch;
       o.max_num_batched_tokens = std::max(chunk, batch);
       o.max_model_len = context + steps + 16;
-      rows.push_back(bench(cfg, *src, o, batch, context, steps));
+      rows.push_back(bench(cfg, *src, o, batch, context, steps, full_logits));
       const Row& r = rows.back();
       std::printf("  %-10s prefill %.2fs, decode step %.2f ms\n", r.format.c_str(), r.prefill_s,
                   r.step_ms);

@@ -11,6 +11,7 @@
 #include "engine/cache/layer_attention.h"
 #include "engine/model/rope_freqs.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cuda/sample_ops.h"
 
 namespace xq::cuda {
 namespace {
@@ -68,9 +69,20 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   if (format_->rematerializes()) reserve_remat(std::max(kRematRows, round_up_pages(max_len)));
   setup_attention_paths(std::max(opts.max_num_batched_tokens, opts.max_num_seqs), fold_rows_);
   logit_rows_ = kLogitRows;
-  picked_.reset(static_cast<size_t>(kLogitRows) * cfg_.hidden_size);
-  logits_.reset(static_cast<size_t>(kLogitRows) * cfg_.vocab_size);
+  // A step's rows stay on the device for their summaries: one per sequence at most.
+  summary_rows_ = std::max(kLogitRows, opts.max_num_seqs);
+  picked_.reset(static_cast<size_t>(summary_rows_) * cfg_.hidden_size);
+  logits_.reset(static_cast<size_t>(summary_rows_) * cfg_.vocab_size);
   host_logits_.reset(static_cast<size_t>(kLogitRows) * cfg_.vocab_size);
+  const size_t cands = static_cast<size_t>(summary_rows_) * kSummaryCandidates;
+  sum_ids_.reset(cands);
+  sum_vals_.reset(cands);
+  sum_lse_.reset(summary_rows_);
+  sum_t_.reset(summary_rows_);
+  sum_drawn_.reset(summary_rows_);
+  sum_drawn_logit_.reset(summary_rows_);
+  sum_inv_t_.reset(summary_rows_);
+  sum_u01_.reset(summary_rows_);
   check(cudaDeviceSynchronize(), "load");
 
   // The cache gets what --gpu-memory-utilization leaves: memory in use now (this process's
@@ -159,6 +171,21 @@ void CudaModel::reserve_remat(int rows) {
 
 void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& logits) {
   logits.clear();
+  if (!run_layers(batch)) return;
+  output_logits(batch, logits);
+  timer_.end_step(step_decode_);
+}
+
+void CudaModel::forward_summarized(std::span<const SeqInput> batch,
+                                   std::span<const RowDrawSpec> specs, size_t listable,
+                                   std::vector<RowSummary>& out) {
+  out.clear();
+  if (!run_layers(batch)) return;
+  summarize_logits(batch, specs, listable, out);
+  timer_.end_step(step_decode_);
+}
+
+bool CudaModel::run_layers(std::span<const SeqInput> batch) {
   check(cudaSetDevice(device_), "cudaSetDevice");
   std::vector<StepSeq> seqs;
   std::vector<GpuSequence*> caches;
@@ -179,7 +206,7 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
     seqs.push_back({&c->pages(), s.tokens.data(), s.start_pos, static_cast<int>(s.tokens.size())});
     caches.push_back(c);
   }
-  if (seqs.empty()) return;
+  if (seqs.empty()) return false;
   int new_rows = 0;
   step_max_len_ = 0;
   for (const StepSeq& s : seqs) {
@@ -223,9 +250,9 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
   } else {
     layers();
   }
-  output_logits(batch, logits);
-  timer_.end_step(L.rows == static_cast<int>(seqs.size()));  // decode steps only
+  step_decode_ = L.rows == static_cast<int>(seqs.size());  // the stage timer counts only these
   for (size_t i = 0; i < caches.size(); ++i) caches[i]->set_tokens(seqs[i].start + seqs[i].n);
+  return true;
 }
 
 void CudaModel::project(const DeviceBuffer<float>& bias, const bf16* x, const DeviceBuffer<bf16>& w,
@@ -407,24 +434,33 @@ void CudaModel::mlp_block(int l, int rows) {
   timer_.mark("mlp", stream_);
 }
 
-void CudaModel::output_logits(std::span<const SeqInput> batch, std::vector<float>& logits) {
-  const int H = cfg_.hidden_size, V = cfg_.vocab_size;
-  // Only the rows whose logits are asked for go through the final norm and lm_head.
+void CudaModel::upload_picks(std::span<const SeqInput> batch) {
   const std::vector<int> pick = logit_rows(batch);
-  const int m = static_cast<int>(pick.size());
-  DeviceBuffer<int>& rows = pick_rows_;
-  rows.ensure(pick.size());  // a few ints per step: not worth a line in the budget
-  check(cudaMemcpyAsync(rows.get(), pick.data(), pick.size() * sizeof(int), cudaMemcpyHostToDevice,
-                        stream_),
+  pick_count_ = static_cast<int>(pick.size());
+  pick_rows_.ensure(pick.size());  // a few ints per step: not worth a line in the budget
+  check(cudaMemcpyAsync(pick_rows_.get(), pick.data(), pick.size() * sizeof(int),
+                        cudaMemcpyHostToDevice, stream_),
         "pick upload");
+}
+
+void CudaModel::head_rows(int first, int k) {
+  const int H = cfg_.hidden_size, V = cfg_.vocab_size;
+  gather_rows(a_.h.get(), pick_rows_.get() + first, k, H, picked_.get(), stream_);
+  rmsnorm(picked_.get(), w_.final_norm.get(), k, H, cfg_.rms_norm_eps, cfg_.arch == Arch::Gemma3,
+          picked_.get(), a_.xb.get(), stream_);
+  matmul_nt(blas_, a_.xb.get(), w_.head(), logits_.get(), k, H, V);
+  softcap(logits_.get(), static_cast<size_t>(k) * V, cfg_.final_logit_softcap, stream_);
+}
+
+void CudaModel::output_logits(std::span<const SeqInput> batch, std::vector<float>& logits) {
+  const int V = cfg_.vocab_size;
+  // Only the rows whose logits are asked for go through the final norm and lm_head.
+  upload_picks(batch);
+  const int m = pick_count_;
   logits.resize(static_cast<size_t>(m) * V);
   for (int c = 0; c < m; c += logit_rows_) {
     const int k = std::min(logit_rows_, m - c);
-    gather_rows(a_.h.get(), rows.get() + c, k, H, picked_.get(), stream_);
-    rmsnorm(picked_.get(), w_.final_norm.get(), k, H, cfg_.rms_norm_eps, cfg_.arch == Arch::Gemma3,
-            picked_.get(), a_.xb.get(), stream_);
-    matmul_nt(blas_, a_.xb.get(), w_.head(), logits_.get(), k, H, V);
-    softcap(logits_.get(), static_cast<size_t>(k) * V, cfg_.final_logit_softcap, stream_);
+    head_rows(c, k);
     check(cudaMemcpyAsync(host_logits_.get(), logits_.get(),
                           static_cast<size_t>(k) * V * sizeof(float), cudaMemcpyDeviceToHost,
                           stream_),
@@ -439,8 +475,85 @@ void CudaModel::output_logits(std::span<const SeqInput> batch, std::vector<float
                   static_cast<size_t>(end - begin) * V * sizeof(float));
     });
   }
+  summarized_rows_ = 0;
   timer_.mark("logits", stream_);
   check(cudaStreamSynchronize(stream_), "forward");
+}
+
+void CudaModel::summarize_logits(std::span<const SeqInput> batch,
+                                 std::span<const RowDrawSpec> specs, size_t listable,
+                                 std::vector<RowSummary>& out) {
+  upload_picks(batch);
+  const int m = pick_count_;
+  if (m > summary_rows_ || static_cast<size_t>(m) != specs.size())
+    throw std::invalid_argument("CudaModel: " + std::to_string(specs.size()) + " draw specs for " +
+                                std::to_string(m) + " logits rows (at most " +
+                                std::to_string(summary_rows_) + " summarized)");
+  head_rows(0, m);
+  const int K = kSummaryCandidates;
+  SummaryHost& h = summary_host_;
+  h.inv_t.resize(m);
+  h.u01.resize(m);
+  for (int r = 0; r < m; ++r) {
+    h.inv_t[r] = specs[r].inv_temperature;
+    h.u01[r] = specs[r].u01;
+  }
+  check(cudaMemcpyAsync(sum_inv_t_.get(), h.inv_t.data(), m * sizeof(float),
+                        cudaMemcpyHostToDevice, stream_),
+        "draw specs upload");
+  check(cudaMemcpyAsync(sum_u01_.get(), h.u01.data(), m * sizeof(double), cudaMemcpyHostToDevice,
+                        stream_),
+        "draw specs upload");
+  LogitSummaries dev{sum_ids_.get(),   sum_vals_.get(),  sum_lse_.get(),
+                     sum_t_.get(),     sum_drawn_.get(), sum_drawn_logit_.get()};
+  summarize_logit_rows(logits_.get(), m, cfg_.vocab_size, static_cast<int>(listable), K,
+                       sum_inv_t_.get(), sum_u01_.get(), dev, stream_);
+  h.ids.resize(static_cast<size_t>(m) * K);
+  h.vals.resize(static_cast<size_t>(m) * K);
+  h.lse.resize(m);
+  h.sum_t.resize(m);
+  h.drawn.resize(m);
+  h.drawn_logit.resize(m);
+  auto down = [&](void* dst, const void* src, size_t bytes) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "summary download");
+  };
+  down(h.ids.data(), sum_ids_.get(), h.ids.size() * sizeof(int));
+  down(h.vals.data(), sum_vals_.get(), h.vals.size() * sizeof(float));
+  down(h.lse.data(), sum_lse_.get(), m * sizeof(double));
+  down(h.sum_t.data(), sum_t_.get(), m * sizeof(double));
+  down(h.drawn.data(), sum_drawn_.get(), m * sizeof(int));
+  down(h.drawn_logit.data(), sum_drawn_logit_.get(), m * sizeof(float));
+  timer_.mark("logits", stream_);
+  check(cudaStreamSynchronize(stream_), "forward");
+  summarized_rows_ = m;
+  out.resize(m);
+  for (int r = 0; r < m; ++r) {
+    RowSummary& s = out[r];
+    s.ids.clear();
+    s.logits.clear();
+    for (int i = 0; i < K && h.ids[r * K + i] >= 0; ++i) {
+      s.ids.push_back(h.ids[r * K + i]);
+      s.logits.push_back(h.vals[r * K + i]);
+    }
+    s.lse = h.lse[r];
+    s.sum_t = h.sum_t[r];
+    s.drawn = h.drawn[r];
+    s.drawn_logit = h.drawn_logit[r];
+  }
+}
+
+void CudaModel::copy_logit_rows(std::span<const int> rows, std::vector<float>& out) {
+  const size_t V = cfg_.vocab_size;
+  out.resize(rows.size() * V);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i] < 0 || rows[i] >= summarized_rows_)
+      throw std::out_of_range("CudaModel: logits row " + std::to_string(rows[i]) +
+                              " is not on the device");
+    check(cudaMemcpyAsync(out.data() + i * V, logits_.get() + static_cast<size_t>(rows[i]) * V,
+                          V * sizeof(float), cudaMemcpyDeviceToHost, stream_),
+          "logits row download");
+  }
+  check(cudaStreamSynchronize(stream_), "logits rows");
 }
 
 }  // namespace xq::cuda

@@ -30,6 +30,10 @@ class CudaModel : public Model {
   const ModelConfig& config() const override { return cfg_; }
   const CacheFormat& cache_format() const override { return *format_; }
   void forward(std::span<const SeqInput> batch, std::vector<float>& logits) override;
+  bool summarizes_logits() const override { return true; }
+  void forward_summarized(std::span<const SeqInput> batch, std::span<const RowDrawSpec> specs,
+                          size_t listable, std::vector<RowSummary>& out) override;
+  void copy_logit_rows(std::span<const int> rows, std::vector<float>& out) override;
   size_t weight_bytes() const override { return w_.bytes(); }
   double device_cache_bytes() const override { return cache_bytes_; }
   // Device memory taken besides weights and cache: activations, the rematerialization
@@ -77,7 +81,15 @@ class CudaModel : public Model {
                float* y, int rows, int in, int out);
   void norm_rope(int l, float* t, int rows, int heads, const DeviceBuffer<float>& norm,
                  const int* pos);
+  // The layers of a step, caches updated; false when no input has tokens.
+  bool run_layers(std::span<const SeqInput> batch);
+  // The rows whose logits the step returns (logit_rows), to the device.
+  void upload_picks(std::span<const SeqInput> batch);
+  // Final norm and lm_head of picked rows [first, first + k) into logits_ rows [0, k).
+  void head_rows(int first, int k);
   void output_logits(std::span<const SeqInput> batch, std::vector<float>& logits);
+  void summarize_logits(std::span<const SeqInput> batch, std::span<const RowDrawSpec> specs,
+                        size_t listable, std::vector<RowSummary>& out);
 
   ModelConfig cfg_;
   int device_ = 0;
@@ -100,6 +112,19 @@ class CudaModel : public Model {
   DeviceBuffer<int> step_ints_, pick_rows_;
   DeviceBuffer<float> picked_, logits_;
   PinnedBuffer<float> host_logits_;  // where logits_ lands on the host, at full bus speed
+  // Row summaries: the device's arrays and the host's copies.
+  DeviceBuffer<int> sum_ids_, sum_drawn_;
+  DeviceBuffer<float> sum_vals_, sum_drawn_logit_, sum_inv_t_;
+  DeviceBuffer<double> sum_lse_, sum_t_, sum_u01_;
+  struct SummaryHost {
+    std::vector<int> ids, drawn;
+    std::vector<float> vals, drawn_logit, inv_t;
+    std::vector<double> lse, sum_t, u01;
+  } summary_host_;
+  int summary_rows_ = 0;     // logits rows a summarized step keeps on the device
+  int summarized_rows_ = 0;  // rows of the last step's logits_ that copy_logit_rows may read
+  int pick_count_ = 0;       // logits rows of the step
+  bool step_decode_ = false;
   int rows_capacity_ = 0, remat_capacity_ = 0, logit_rows_ = 0;
   int fold_rows_ = 0;  // new rows a folded group may have (decode: one per sequence)
   std::unique_ptr<GpuCacheFormat> format_;

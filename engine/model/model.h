@@ -5,11 +5,13 @@
 #include <filesystem>
 #include <memory>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "config/model_config.h"
 #include "engine/cache/cache_format.h"
+#include "engine/logit_summary.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace xq {
@@ -29,6 +31,18 @@ class Model {
   // Appends, for each input in order, n (all_logits) or 1 rows of vocab_size logits to `logits`
   // (which is cleared first).
   virtual void forward(std::span<const SeqInput> batch, std::vector<float>& logits) = 0;
+  // A model whose logits stay on its device (the GPU) also runs a step that returns a summary
+  // per logits row instead of the row (one spec per row, in forward()'s order, none of the
+  // inputs all_logits), and until its next step copies back the rows a draw still needs
+  // (indices in that order). Only token ids and candidates cross to the host.
+  virtual bool summarizes_logits() const { return false; }
+  virtual void forward_summarized(std::span<const SeqInput>, std::span<const RowDrawSpec>,
+                                  size_t /*listable*/, std::vector<RowSummary>&) {
+    throw std::logic_error("this model returns whole rows of logits");
+  }
+  virtual void copy_logit_rows(std::span<const int>, std::vector<float>&) {
+    throw std::logic_error("this model returns whole rows of logits");
+  }
   // Bytes of weights resident for this model (for the memory budget).
   virtual size_t weight_bytes() const = 0;
   // Bytes this model set aside on its device for the cache (on a GPU: the share of device memory

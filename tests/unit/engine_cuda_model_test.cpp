@@ -5,6 +5,7 @@
 // without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <memory>
@@ -213,6 +214,58 @@ TEST_P(CudaModelTest, GraphReplaysEqualEagerSteps) {
     gpu_->forward(in_a, la);
     eager->forward(in_b, lb);
     ASSERT_EQ(la, lb) << "step " << t;
+  }
+}
+
+TEST_P(CudaModelTest, RowSummariesEqualTheWholeRows) {
+  // The same steps on a second GPU model that returns row summaries: its candidates, sums and
+  // draws are those of the first model's whole rows (summarize_row, the host reference), and the
+  // rows it copies back on request are those rows bit for bit.
+  std::unique_ptr<Model> summ;
+  {
+    ScopedEnv fused("XQ_CUDA_FUSED_DECODE", GetParam().fused ? "1" : "0");
+    summ = make_model(cfg_, *w_, opts_);
+  }
+  ASSERT_TRUE(summ->summarizes_logits());
+  const int V = cfg_.vocab_size;
+  const size_t listable = static_cast<size_t>(V) - 3;  // as for a padded vocabulary
+  std::vector<std::unique_ptr<SequenceCache>> a, b;
+  for (int i = 0; i < 3; ++i) {
+    a.push_back(gpu_->cache_format().new_sequence());
+    b.push_back(summ->cache_format().new_sequence());
+  }
+  const std::vector<std::vector<int>> prompts = {tokens(5, 1, V), tokens(19, 2, V),
+                                                 tokens(33, 3, V)};
+  for (int t = -1; t < 6; ++t) {
+    std::vector<std::vector<int>> toks(3);
+    std::vector<SeqInput> in_a, in_b;
+    std::vector<RowDrawSpec> specs(3);
+    for (int i = 0; i < 3; ++i) {
+      toks[i] = t < 0 ? prompts[i] : std::vector<int>{(t * 7 + i) % V};
+      in_a.push_back({a[i].get(), toks[i], a[i]->num_tokens(), false});
+      in_b.push_back({b[i].get(), toks[i], b[i]->num_tokens(), false});
+      if (i > 0) specs[i].inv_temperature = 1.0f / (0.5f * static_cast<float>(i));
+      if (i == 2) specs[i].u01 = 0.1 + 0.1 * (t + 1);
+    }
+    std::vector<float> whole;
+    std::vector<RowSummary> got;
+    gpu_->forward(in_a, whole);
+    summ->forward_summarized(in_b, specs, listable, got);
+    ASSERT_EQ(got.size(), 3u);
+    for (int i = 0; i < 3; ++i) {
+      const std::span<const float> row(whole.data() + static_cast<size_t>(i) * V, V);
+      const RowSummary want = summarize_row(row, listable, kSummaryCandidates, specs[i]);
+      EXPECT_EQ(got[i].ids, want.ids) << "step " << t << " row " << i;
+      EXPECT_EQ(got[i].logits, want.logits) << "step " << t << " row " << i;
+      EXPECT_NEAR(got[i].lse, want.lse, 1e-5 * std::max(1.0, std::abs(want.lse)));
+      EXPECT_NEAR(got[i].sum_t, want.sum_t, 1e-5 * std::max(1.0, want.sum_t));
+      EXPECT_EQ(got[i].drawn, want.drawn) << "step " << t << " row " << i;
+    }
+    std::vector<float> copied;
+    summ->copy_logit_rows(std::vector<int>{2, 0}, copied);
+    ASSERT_EQ(copied.size(), 2u * V);
+    EXPECT_TRUE(std::equal(copied.begin(), copied.begin() + V, whole.begin() + 2 * V));
+    EXPECT_TRUE(std::equal(copied.begin() + V, copied.end(), whole.begin()));
   }
 }
 

@@ -1,0 +1,31 @@
+// Row summaries of fp32 logits on the device, so that a step's sampling moves candidates, not
+// rows, to the host (engine/logit_summary.h has the meaning of each field and the host
+// reference, summarize_row).
+#pragma once
+
+#include <cuda_runtime.h>
+
+namespace xq::cuda {
+
+inline constexpr int kMaxSummaryCandidates = 64;
+
+// Per row r: ids/logits[r * k .. + k) the k best of the first `listable` ids (by logit, ties by
+// id; fewer when listable < k, the rest -1), lse[r] over all `vocab` ids, and where
+// inv_t[r] > 0 the sum over the listable ids of exp(l * inv_t - best * inv_t) in sum_t[r] and,
+// where u01[r] >= 0, the id that the walk over them in id order with u01 * sum_t lands on in
+// drawn[r] (-1 otherwise) with its logit in drawn_logit[r].
+struct LogitSummaries {
+  int* ids = nullptr;
+  float* logits = nullptr;
+  double* lse = nullptr;
+  double* sum_t = nullptr;
+  int* drawn = nullptr;
+  float* drawn_logit = nullptr;
+};
+
+// k <= kMaxSummaryCandidates.
+void summarize_logit_rows(const float* logits, int rows, int vocab, int listable, int k,
+                          const float* inv_t, const double* u01, LogitSummaries out,
+                          cudaStream_t stream);
+
+}  // namespace xq::cuda
