@@ -262,14 +262,18 @@ void CudaModel::project(const DeviceBuffer<float>& bias, const bf16* x, const De
 }
 
 void CudaModel::norm_rope(int l, float* t, int rows, int heads, const DeviceBuffer<float>& norm,
-                          const int* pos) {
+                          const int* pos, half* out) {
   const bool gemma = cfg_.arch == Arch::Gemma3;
   if (!norm.empty())
     rmsnorm(t, norm.get(), rows * heads, cfg_.head_dim, cfg_.rms_norm_eps, gemma, t, nullptr,
             stream_);
   const bool local = gemma && cfg_.is_sliding(l);
-  rope(t, rows, heads, cfg_.head_dim, heads * cfg_.head_dim, pos,
-       local ? rope_local_.get() : rope_global_.get(), stream_);
+  const double* freqs = local ? rope_local_.get() : rope_global_.get();
+  if (out) {
+    rope_to_half(t, rows, heads, cfg_.head_dim, heads * cfg_.head_dim, pos, freqs, out, stream_);
+  } else {
+    rope(t, rows, heads, cfg_.head_dim, heads * cfg_.head_dim, pos, freqs, stream_);
+  }
 }
 
 void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
@@ -354,12 +358,10 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
     timer_.mark("dequantize", stream_);
     remat_projection(l, false, g.ws_rows, r_.k32.get());
     timer_.mark("remat_k_matmul", stream_);
-    norm_rope(l, r_.k32.get(), g.ws_rows, cfg_.num_kv_heads, W.k_norm, d + g.ws_pos);
-    to_half(r_.k32.get(), static_cast<size_t>(g.ws_rows) * KV, r_.k.get(), stream_);
+    norm_rope(l, r_.k32.get(), g.ws_rows, cfg_.num_kv_heads, W.k_norm, d + g.ws_pos, r_.k.get());
     timer_.mark("remat_k_rope", stream_);
     if (!fold) {
-      remat_projection(l, true, g.ws_rows, r_.v32.get());
-      to_half(r_.v32.get(), static_cast<size_t>(g.ws_rows) * KV, r_.v.get(), stream_);
+      remat_values(l, g.ws_rows);
       timer_.mark("remat_v", stream_);
     }
     const RowMap new_rows{d + g.new_page, d + g.new_slot};
@@ -400,6 +402,26 @@ void CudaModel::folded_values(int l, const StepLayout::Group& g, const int* d, c
   heads_to_rows(r_.t.get(), g.rows, heads, D, group, W.bv.empty() ? nullptr : W.bv.get(),
                 a_.attn.get() + r0 * Q, stream_);
   timer_.mark("fold_project", stream_);
+}
+
+void CudaModel::remat_values(int l, int rows) {
+  const CudaLayer& W = w_.layers[l];
+  const int H = cfg_.hidden_size, KV = cfg_.kv_dim();
+  const size_t n = static_cast<size_t>(rows) * KV;
+  if (!W.bv.empty()) {  // the bias is added in fp32
+    remat_projection(l, true, rows, r_.v32.get());
+    to_half(r_.v32.get(), n, r_.v.get(), stream_);
+    return;
+  }
+  // The matmul rounds to bf16 (into the fp32 buffer's memory) and one pass makes the fp16
+  // workspace rows: a third of the traffic of fp32 out and back.
+  bf16* vb = reinterpret_cast<bf16*>(r_.v32.get());
+  if (format_->kind() == GpuCacheKind::XLatent) {
+    matmul_nt_strided(blas_, r_.x.get() + KV, 2 * KV, W.wv_lat.get(), vb, rows, KV, KV);
+  } else {
+    matmul_nt_strided(blas_, r_.x.get(), H, W.wv.get(), vb, rows, H, KV);
+  }
+  bf16_to_half(vb, n, r_.v.get(), stream_);
 }
 
 void CudaModel::remat_projection(int l, bool values, int rows, float* out) {

@@ -75,12 +75,16 @@ class CudaModel : public Model {
                      const KvPages& ws);
   // K or V of `rows` cached rows in the remat workspace (X, or a latent half), fp32.
   void remat_projection(int l, bool values, int rows, float* out);
+  // V of `rows` cached rows into the fp16 workspace (r_.v).
+  void remat_values(int l, int rows);
   bool can_fold(const StepLayout::Group& g) const;
   void mlp_block(int l, int rows);
   void project(const DeviceBuffer<float>& bias, const bf16* x, const DeviceBuffer<bf16>& w,
                float* y, int rows, int in, int out);
+  // k-norm / q-norm (where the model has one) and RoPE of `rows` rows of t, in place, or into
+  // `out` as fp16.
   void norm_rope(int l, float* t, int rows, int heads, const DeviceBuffer<float>& norm,
-                 const int* pos);
+                 const int* pos, half* out = nullptr);
   // The layers of a step, caches updated; false when no input has tokens.
   bool run_layers(std::span<const SeqInput> batch);
   // The rows whose logits the step returns (logit_rows), to the device.

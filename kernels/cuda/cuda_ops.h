@@ -54,6 +54,10 @@ void add(float* y, const float* x, size_t n, cudaStream_t stream);
 // and reduced to [-pi, pi] before an fp32 sine and cosine.
 void rope(float* x, int rows, int heads, int head_dim, int row_stride, const int* pos,
           const double* inv_freq, cudaStream_t stream);
+// The same out of place into fp16 rows (same layout; rows at pos < 0 converted unrotated): the
+// rematerialized K of XQuant goes from its matmul to the attention's fp16 workspace in one pass.
+void rope_to_half(const float* x, int rows, int heads, int head_dim, int row_stride,
+                  const int* pos, const double* inv_freq, half* out, cudaStream_t stream);
 
 // out[i] = act(gate[i]) * up[i], act = gelu_tanh (gelu) or silu; written as bf16 (the next
 // matmul's operand).
@@ -65,6 +69,7 @@ void softcap(float* x, size_t n, float cap, cudaStream_t stream);
 
 void to_bf16(const float* x, size_t n, bf16* y, cudaStream_t stream);
 void to_half(const float* x, size_t n, half* y, cudaStream_t stream);
+void bf16_to_half(const bf16* x, size_t n, half* y, cudaStream_t stream);
 
 // y[i, :] = x[rows[i], :] for i < n, rows of dim floats.
 void gather_rows(const float* x, const int* rows, int n, int dim, float* y, cudaStream_t stream);
@@ -177,6 +182,9 @@ void write_rows_bf16(const bf16* x, int n, int dim, RowMap map, bf16* base, size
 
 // matmul_nt with x's rows ldx elements apart (a column slice of a wider matrix).
 void matmul_nt_strided(cublasHandle_t handle, const bf16* x, int ldx, const bf16* w, float* y,
+                       int n, int in, int out);
+// The same rounded to bf16 (fp32 accumulation).
+void matmul_nt_strided(cublasHandle_t handle, const bf16* x, int ldx, const bf16* w, bf16* y,
                        int n, int in, int out);
 
 // `batch` products y_b[n, out] = x_b[n, in] w_b[out, in]^T, operands `*_stride` elements apart.

@@ -59,26 +59,37 @@ __global__ void add_kernel(float* y, const float* x, size_t n) {
 // (in double, as the CPU does) and rotating that pair in every head.
 // A thread per rotated pair (row, head, i), so a decode step's few rows still fill the device.
 // The angle is taken in double and reduced to [-pi, pi] before the fp32 sine and cosine.
+// `out` null: in place; else the rotated (or, at pos < 0, unrotated) rows as fp16 there, in
+// the same layout.
 __global__ void rope_kernel(float* x, int rows, int heads, int head_dim, int row_stride,
-                            const int* pos, const double* inv_freq) {
+                            const int* pos, const double* inv_freq, half* out) {
   constexpr double kTwoPi = 6.283185307179586476925286766559;
-  const int half = head_dim / 2;
-  const size_t n = static_cast<size_t>(rows) * heads * half;
+  const int hd2 = head_dim / 2;
+  const size_t n = static_cast<size_t>(rows) * heads * hd2;
   for (size_t e = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; e < n;
        e += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const int i = static_cast<int>(e % half);
-    const size_t rh = e / half;
+    const int i = static_cast<int>(e % hd2);
+    const size_t rh = e / hd2;
     const int h = static_cast<int>(rh % heads), r = static_cast<int>(rh / heads);
     const int p = pos[r];
-    if (p < 0) continue;
-    double a = static_cast<double>(p) * inv_freq[i];
-    a -= kTwoPi * rint(a / kTwoPi);
-    float s, c;
-    sincosf(static_cast<float>(a), &s, &c);
-    float* v = x + static_cast<size_t>(r) * row_stride + static_cast<size_t>(h) * head_dim;
-    const float lo = v[i], hi = v[i + half];
-    v[i] = lo * c - hi * s;
-    v[i + half] = hi * c + lo * s;
+    const size_t at = static_cast<size_t>(r) * row_stride + static_cast<size_t>(h) * head_dim + i;
+    float s = 0.0f, c = 1.0f;
+    if (p >= 0) {
+      double a = static_cast<double>(p) * inv_freq[i];
+      a -= kTwoPi * rint(a / kTwoPi);
+      sincosf(static_cast<float>(a), &s, &c);
+    } else if (!out) {
+      continue;
+    }
+    const float lo = x[at], hi = x[at + hd2];
+    const float rlo = lo * c - hi * s, rhi = hi * c + lo * s;
+    if (out) {
+      out[at] = __float2half_rn(rlo);
+      out[at + hd2] = __float2half_rn(rhi);
+    } else {
+      x[at] = rlo;
+      x[at + hd2] = rhi;
+    }
   }
 }
 
@@ -109,6 +120,20 @@ __global__ void to_bf16_kernel(const float* x, size_t n, bf16* y) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     y[i] = __float2bfloat16_rn(x[i]);
+  }
+}
+
+// Eight values per thread: one 16-byte load and store.
+__global__ void bf16_to_half_kernel(const bf16* x, size_t n8, half* y) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n8;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const uint4 in = reinterpret_cast<const uint4*>(x)[i];
+    const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&in);
+    uint4 outv;
+    half2* h = reinterpret_cast<half2*>(&outv);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) h[k] = __float22half2_rn(__bfloat1622float2(b[k]));
+    reinterpret_cast<uint4*>(y)[i] = outv;
   }
 }
 
@@ -159,8 +184,17 @@ void rope(float* x, int rows, int heads, int head_dim, int row_stride, const int
   if (rows <= 0 || heads <= 0 || head_dim < 2) return;
   const size_t n = static_cast<size_t>(rows) * heads * (head_dim / 2);
   rope_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, rows, heads, head_dim, row_stride, pos,
-                                                    inv_freq);
+                                                    inv_freq, nullptr);
   check(cudaGetLastError(), "rope");
+}
+
+void rope_to_half(const float* x, int rows, int heads, int head_dim, int row_stride,
+                  const int* pos, const double* inv_freq, half* out, cudaStream_t stream) {
+  const size_t n = static_cast<size_t>(rows) * heads * (head_dim / 2);
+  if (n == 0) return;
+  rope_kernel<<<grid_for(n), kThreads, 0, stream>>>(const_cast<float*>(x), rows, heads, head_dim,
+                                                    row_stride, pos, inv_freq, out);
+  check(cudaGetLastError(), "rope_to_half");
 }
 
 void gated_act(const float* gate, const float* up, size_t n, bool gelu, bf16* out,
@@ -180,6 +214,15 @@ void to_bf16(const float* x, size_t n, bf16* y, cudaStream_t stream) {
   if (n == 0) return;
   to_bf16_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, n, y);
   check(cudaGetLastError(), "to_bf16");
+}
+
+void bf16_to_half(const bf16* x, size_t n, half* y, cudaStream_t stream) {
+  if (n == 0) return;
+  if (n % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0 ||
+      reinterpret_cast<uintptr_t>(y) % 16 != 0)
+    throw CudaError("bf16_to_half: n must be a multiple of 8 and both arrays 16-byte aligned");
+  bf16_to_half_kernel<<<grid_for(n / 8), kThreads, 0, stream>>>(x, n / 8, y);
+  check(cudaGetLastError(), "bf16_to_half");
 }
 
 void to_half(const float* x, size_t n, half* y, cudaStream_t stream) {

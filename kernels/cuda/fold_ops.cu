@@ -179,6 +179,16 @@ void matmul_nt_strided(cublasHandle_t handle, const bf16* x, int ldx, const bf16
         "matmul_nt_strided");
 }
 
+void matmul_nt_strided(cublasHandle_t handle, const bf16* x, int ldx, const bf16* w, bf16* y,
+                       int n, int in, int out) {
+  if (n <= 0) return;
+  const float one = 1.0f, zero = 0.0f;
+  check(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, CUDA_R_16BF, in, x,
+                     CUDA_R_16BF, ldx, &zero, y, CUDA_R_16BF, out, CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT),
+        "matmul_nt_strided (bf16 out)");
+}
+
 void matmul_nt_batched(cublasHandle_t handle, const bf16* x, const bf16* w, float* y, int n, int in,
                        int out, int batch, size_t x_stride, size_t w_stride, size_t y_stride) {
   if (n <= 0 || batch <= 0) return;

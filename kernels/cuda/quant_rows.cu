@@ -178,6 +178,36 @@ __global__ void dequantize_rows_kernel(const uint8_t* base, size_t page_bytes, R
   }
 }
 
+// The same for rows whose width and group are multiples of 8: a thread turns 8 consecutive codes
+// (at most 64 bits, within two words; one group) into one 16-byte store. At 2-4 bits the scalar
+// kernel's per-value loads and 2-byte stores left it at a quarter of the memory bandwidth.
+__global__ void dequantize_rows8_kernel(const uint8_t* base, size_t page_bytes, RowShape layout,
+                                        RowMap map, bf16* out) {
+  const uint8_t* row =
+      row_at(const_cast<uint8_t*>(base), page_bytes, layout.bytes, map, blockIdx.x);
+  if (!row) return;
+  const int width = layout.width, bits = layout.bits, group = layout.group;
+  const int nwords = layout.words;
+  const uint32_t* words = reinterpret_cast<const uint32_t*>(row);
+  const half* scales = reinterpret_cast<const half*>(row + 4 * static_cast<size_t>(nwords));
+  const half* zeros = scales + layout.groups;
+  const uint64_t mask = (1u << bits) - 1;
+  uint4* o = reinterpret_cast<uint4*>(out + static_cast<size_t>(blockIdx.x) * width);
+  for (int c = threadIdx.x; c < width / 8; c += blockDim.x) {
+    const int bit = c * 8 * bits, w = bit / 32;
+    uint64_t pair = words[w];
+    if (w + 1 < nwords) pair |= static_cast<uint64_t>(words[w + 1]) << 32;
+    pair >>= bit % 32;
+    const int g = (c * 8) / group;
+    const float sc = __half2float(scales[g]), ze = __half2float(zeros[g]);
+    __align__(16) bf16 v[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      v[i] = __float2bfloat16_rn(__fmaf_rn(sc, static_cast<float>((pair >> (i * bits)) & mask), ze));
+    o[c] = *reinterpret_cast<const uint4*>(v);
+  }
+}
+
 // Words are stored as uint32 and fp16 rows as half: a misaligned row would fault on the device
 // (a sticky error that ends the context), so it is refused here.
 void check_alignment(const void* base, size_t page_bytes, const QuantRowLayout& layout,
@@ -224,8 +254,13 @@ void dequantize_rows(const uint8_t* base, size_t page_bytes, QuantRowLayout layo
   check_layout(layout, "dequantize_rows");
   check_alignment(base, page_bytes, layout, "dequantize_rows");
   if (n <= 0 || layout.width <= 0) return;
-  dequantize_rows_kernel<<<n, detail::kThreads, 0, stream>>>(base, page_bytes, shape_of(layout),
-                                                             map, out);
+  if (layout.bits != 16 && layout.width % 8 == 0 && layout.group % 8 == 0) {
+    dequantize_rows8_kernel<<<n, detail::kThreads, 0, stream>>>(base, page_bytes,
+                                                                shape_of(layout), map, out);
+  } else {
+    dequantize_rows_kernel<<<n, detail::kThreads, 0, stream>>>(base, page_bytes, shape_of(layout),
+                                                               map, out);
+  }
   check(cudaGetLastError(), "dequantize_rows");
 }
 

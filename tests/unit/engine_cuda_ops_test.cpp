@@ -133,7 +133,42 @@ TEST_F(CudaDenseOps, RopeMatchesCpuAndSkipsNegativePositions) {
       for (int j = heads * head_dim; j < stride; ++j)
         ASSERT_EQ(got[r * stride + j], x[r * stride + j]);
     }
+    // Out of place into fp16: the same rotation (rows at negative positions converted as they
+    // are), the padding of the output untouched, the input unchanged.
+    DeviceBuf<float> d_in(x);
+    const half poison = __float2half_rn(-777.0f);
+    DeviceBuf<half> d_h(std::vector<half>(x.size(), poison));
+    rope_to_half(d_in.get(), rows, heads, head_dim, stride, d_pos.get(), d_freq.get(), d_h.get(),
+                 stream_);
+    const auto h = d_h.download();
+    EXPECT_EQ(d_in.download(), x);
+    for (int r = 0; r < rows; ++r) {
+      for (int j = 0; j < stride; ++j) {
+        const size_t i = static_cast<size_t>(r) * stride + j;
+        if (j >= heads * head_dim) {
+          ASSERT_EQ(__half2float(h[i]), -777.0f);
+          continue;
+        }
+        const float want = r == 3 ? x[i] : got[i];
+        ASSERT_NEAR(__half2float(h[i]), want, 1e-3f * std::max(1.0f, std::abs(want))) << i;
+      }
+    }
   }
+}
+
+TEST_F(CudaDenseOps, Bf16ToHalfConvertsEveryValue) {
+  const auto x = randn(4096, 77, 20.0f);
+  std::vector<bf16> xb(x.size());
+  for (size_t i = 0; i < x.size(); ++i) xb[i] = __float2bfloat16_rn(x[i]);
+  DeviceBuf<bf16> d_x(xb);
+  DeviceBuf<half> d_y(x.size());
+  bf16_to_half(d_x.get(), x.size(), d_y.get(), stream_);
+  const auto y = d_y.download();
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float b = __bfloat162float(xb[i]);
+    ASSERT_EQ(__half2float(y[i]), __half2float(__float2half_rn(b))) << i;
+  }
+  EXPECT_THROW(bf16_to_half(d_x.get(), 7, d_y.get(), stream_), CudaError);
 }
 
 TEST_F(CudaDenseOps, GatedActMatchesCpu) {
