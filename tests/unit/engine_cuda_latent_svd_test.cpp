@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -21,14 +20,6 @@
 
 namespace xq::cuda::test {
 namespace {
-
-std::vector<float> gaussian(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = nd(rng);
-  return v;
-}
 
 // C [m, n] = A [m, k] B^T (B [n, k]), row-major, in double.
 std::vector<double> mul_nt(const std::vector<double>& a, const std::vector<double>& b, int m, int n,

@@ -3,21 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
 #include <vector>
 
 #include "engine/cache/xquant_latent.h"
+#include "tests/unit/engine_random_model.h"
 
 namespace xq {
 namespace {
-
-std::vector<float> gaussian(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = nd(rng);
-  return v;
-}
 
 double dot(const float* a, const float* b, int n) {
   double s = 0;
