@@ -42,6 +42,7 @@ struct GpuLatentSvd::State {
   DeviceBuffer<double> a, gram, flip, ej, q, eig, tau, work;
   DeviceBuffer<int> info;
   int lwork = 0;
+  std::vector<double> host;  // staging, reused: a fresh 32 MB per call costs its page faults
 
   ~State() {
     if (solver) cusolverDnDestroy(solver);
@@ -84,6 +85,7 @@ GpuLatentSvd::GpuLatentSvd(int rows, int cols) : s_(std::make_unique<State>()) {
   s.eig.reset(r);
   s.tau.reset(r);
   s.info.reset(1);
+  s.host.resize(c * r);
   std::vector<double> flip(r * r, 0.0);
   for (size_t j = 0; j < r; ++j) flip[j * r + (r - 1 - j)] = 1.0;
   s.flip.upload(flip.data(), flip.size());
@@ -107,7 +109,8 @@ LatentSide GpuLatentSvd::solve(const float* w) {
   State& s = *s_;
   const int r = s.rows, c = s.cols;
   const size_t n = static_cast<size_t>(r) * c;
-  std::vector<double> host(w, w + n);
+  std::vector<double>& host = s.host;
+  std::copy(w, w + n, host.begin());
   check(cudaMemcpy(s.a.get(), host.data(), n * sizeof(double), cudaMemcpyHostToDevice),
         "latent SVD upload");
   // W W^T = A^T A (r x r) = E diag(eig) E^T, eigenvalues ascending.
