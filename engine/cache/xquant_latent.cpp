@@ -23,7 +23,21 @@ std::vector<float> row_space_basis(const float* w, int rows, int cols) {
                       std::to_string(cols) + " weight failed (LAPACKE_sgesdd info " +
                       std::to_string(info) + ")");
   }
+  orient_rows(vt.data(), rows, cols);
   return vt;
+}
+
+std::vector<float> orient_rows(float* m, int rows, int cols) {
+  std::vector<float> signs(rows, 1.0f);
+  for (int r = 0; r < rows; ++r) {
+    float* row = m + static_cast<size_t>(r) * cols;
+    double sum = 0;
+    for (int c = 0; c < cols; ++c) sum += row[c];
+    if (sum >= 0) continue;
+    signs[r] = -1.0f;
+    for (int c = 0; c < cols; ++c) row[c] = -row[c];
+  }
+  return signs;
 }
 
 namespace {

@@ -10,8 +10,16 @@
 namespace xq {
 
 // The right singular vectors of w [rows, cols] (row-major), rows <= cols: V^T [rows, cols] of
-// w = U S V^T. Their span holds every row of w, so x V V^T w^T = x w^T for any x.
+// w = U S V^T, in descending order of singular value and oriented (orient_rows). Their span
+// holds every row of w, so x V V^T w^T = x w^T for any x.
 std::vector<float> row_space_basis(const float* w, int rows, int cols);
+
+// Flips each row of m [rows, cols] whose entries sum to less than zero; returns the sign each
+// row was multiplied by. A singular vector's sign is the solver's choice, and the quantized
+// latent depends on it (a group's range spans channels): oriented, the host's and the GPU's
+// SVDs give the same basis. (The sum, not the largest entry's sign: two entries of nearly equal
+// magnitude make the latter flip on rounding differences ~10x as often in 4096-wide rows.)
+std::vector<float> orient_rows(float* m, int rows, int cols);
 
 struct LatentBasis {
   int rank = 0;                       // latent width per side (= kv_dim)

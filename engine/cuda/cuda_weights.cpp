@@ -3,11 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <memory>
 #include <string>
 
-#include "engine/cache/xquant_latent.h"
+#include "engine/cuda/latent_svd.h"
 #include "engine/model/layer_weights.h"
-#include "kernels/cpu/ops.h"
 
 namespace xq::cuda {
 namespace {
@@ -46,7 +47,44 @@ size_t CudaWeights::bytes() const {
   return n;
 }
 
-CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool latent) {
+namespace {
+
+// The latent's bases of every layer's Wk and Wv: on the GPU, or on the host when
+// XQ_CUDA_HOST_SVD=1 or cuSOLVER fails (a warning, then the host for the rest of the load).
+class LatentSolver {
+ public:
+  LatentSolver(const ModelConfig& cfg, bool on)
+      : on_(on), rows_(cfg.kv_dim()), cols_(cfg.hidden_size) {
+    const char* env = std::getenv("XQ_CUDA_HOST_SVD");
+    on_gpu_ = on && !(env && std::string(env) == "1");
+  }
+  explicit operator bool() const { return on_; }
+  const char* where() const { return on_ ? (on_gpu_ ? "gpu" : "host") : ""; }
+
+  LatentSide side(const float* w) {
+    if (on_gpu_) {
+      try {
+        if (!gpu_) gpu_ = std::make_unique<GpuLatentSvd>(rows_, cols_);
+        return gpu_->solve(w);
+      } catch (const CudaError& e) {
+        spdlog::warn("GPU latent SVD failed ({}); computing the latent bases on the host",
+                     e.what());
+        on_gpu_ = false;
+        gpu_.reset();
+      }
+    }
+    return host_latent_side(w, rows_, cols_);
+  }
+
+ private:
+  bool on_, on_gpu_;
+  int rows_, cols_;
+  std::unique_ptr<GpuLatentSvd> gpu_;
+};
+
+}  // namespace
+
+CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool with_latent) {
   const int64_t H = cfg.hidden_size, V = cfg.vocab_size;
   // Seconds per load phase, logged at the end: reading and dequantizing the checkpoint's tensors,
   // copying them to the device, and the GQA latent's SVDs.
@@ -58,6 +96,7 @@ CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool
     return r;
   };
   CudaWeights w;
+  LatentSolver latent(cfg, with_latent);
   const std::vector<float> embed = timed(read_s, [&] {
     return src.load_f32("model.embed_tokens.weight", {V, H});
   });
@@ -87,20 +126,17 @@ CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool
       return 0;
     });
     if (latent) {
-      const int kv = cfg.kv_dim(), hidden = cfg.hidden_size;
-      std::vector<float> bk, bv, wk_lat(static_cast<size_t>(kv) * kv), wv_lat(wk_lat.size());
+      LatentSide k, v;
       timed(svd_s, [&] {
-        bk = row_space_basis(L.wk.data(), kv, hidden);
-        bv = row_space_basis(L.wv.data(), kv, hidden);
-        xq::matmul_nt(L.wk.data(), bk.data(), nullptr, wk_lat.data(), kv, hidden, kv);
-        xq::matmul_nt(L.wv.data(), bv.data(), nullptr, wv_lat.data(), kv, hidden, kv);
-        bk.insert(bk.end(), bv.begin(), bv.end());
+        k = latent.side(L.wk.data());
+        v = latent.side(L.wv.data());
         return 0;
       });
+      k.basis.insert(k.basis.end(), v.basis.begin(), v.basis.end());
       timed(upload_s, [&] {
-        d.u_cat = to_device_bf16(bk);
-        d.wk_lat = to_device_bf16(wk_lat);
-        d.wv_lat = to_device_bf16(wv_lat);
+        d.u_cat = to_device_bf16(k.basis);
+        d.wk_lat = to_device_bf16(k.folded);
+        d.wv_lat = to_device_bf16(v.folded);
         return 0;
       });
     }
@@ -114,8 +150,10 @@ CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool
     });
     w.lm_head = timed(upload_s, [&] { return to_device_bf16(head); });
   }
+  w.latent_svd = latent.where();
   spdlog::info("GPU weights: read and dequantize {:.2f}s, upload {:.2f}s{}", read_s, upload_s,
-               latent ? fmt::format(", latent bases (SVD) {:.2f}s", svd_s) : std::string());
+               latent ? fmt::format(", latent bases (SVD on the {}) {:.2f}s", w.latent_svd, svd_s)
+                      : std::string());
   return w;
 }
 

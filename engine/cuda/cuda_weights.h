@@ -3,6 +3,7 @@
 // fp32 copy.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "config/model_config.h"
@@ -27,13 +28,15 @@ struct CudaWeights {
   DeviceBuffer<bf16> lm_head;  // [vocab, hidden]; empty when tied to embed
   DeviceBuffer<float> final_norm;
   std::vector<CudaLayer> layers;
+  std::string latent_svd;  // where the latent's SVDs ran: "gpu", "host" (the fallback), "" (none)
   size_t bytes() const;
   const bf16* head() const { return lm_head.empty() ? embed.get() : lm_head.get(); }
 };
 
 // Throws WeightError (from the source) naming a missing or mis-shaped tensor, CudaError when
 // the device runs out of memory.
-// `latent`: also the GQA latent's bases and folded projections (an SVD per layer, on the host).
-CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool latent);
+// `with_latent`: also the GQA latent's bases and folded projections (two SVDs per layer, on the
+// GPU; on the host when XQ_CUDA_HOST_SVD=1 or cuSOLVER fails).
+CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool with_latent);
 
 }  // namespace xq::cuda

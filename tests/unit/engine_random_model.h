@@ -133,4 +133,13 @@ inline std::vector<int> tokens(int n, int seed, int vocab) {
   return t;
 }
 
+// n values from N(0, 1).
+inline std::vector<float> gaussian(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = nd(rng);
+  return v;
+}
+
 }  // namespace xq
