@@ -48,8 +48,8 @@ void xquant_shape(const ModelConfig& cfg, const CacheOptions& opts, GpuCacheLayo
         "--xquant-latent-k channel is not on the GPU engine yet: the per-channel K latent "
         "quantizes blocks of G tokens per channel and keeps the unfilled block in fp16, which "
         "the GPU's pages of final per-token rows do not hold (it runs the per-token K latent, "
-        "--xquant-latent-k token or auto, with --xquant-latent-k-fp16-channels; the per-channel "
-        "one runs with --device cpu)");
+        "--xquant-latent-k token or auto, with or without --xquant-latent-k-fp16-channels; the "
+        "per-channel one runs with --device cpu)");
   if (lead > 0 && !latent)
     throw ConfigError(
         "xquant cache: fp16 K latent channels (--xquant-latent-k-fp16-channels) need the GQA "
