@@ -79,6 +79,28 @@ free, total = metric(8103, "xquant:cache_blocks_free"), metric(8103, "xquant:cac
 print(f"preemption: 64/64 finished, {pre:.0f} preemptions, blocks free {free:.0f}/{total:.0f}, "
       f"{same}/64 outputs equal to the request run alone")
 PY
+# The paper's Table 4 setting on both devices (xquant at 2 bits, the first 3 layers at 4): the
+# GPU's per-layer pages must cost the CPU format's bytes per token; greedy completions compared.
+HP=(--cache xquant --cache-bits 2 --cache-high-precision-layers 3 --cache-high-precision-bits 4)
+serve cuda 8104 --gpu-cache-memory 1GiB "${HP[@]}" && serve cpu 8105 "${HP[@]}" &&
+  python3 - <<'PY' | tee -a "$OUT/server_compare.txt"
+import json, urllib.request
+def post(port, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=60))
+def bytes_per_token(port):
+    m = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    return [l for l in m.splitlines() if l.startswith("xquant:cache_bytes_per_token")]
+name = json.load(urllib.request.urlopen("http://127.0.0.1:8104/v1/models"))["data"][0]["id"]
+same = 0
+for p in ["hello world", "the quick brown fox"]:
+    body = {"model": name, "prompt": p, "max_tokens": 24, "temperature": 0}
+    same += post(8104, body)["choices"][0]["text"] == post(8105, body)["choices"][0]["text"]
+g, c = bytes_per_token(8104), bytes_per_token(8105)
+print(f"high-precision layers: bytes per token equal on cuda and cpu: {g == c} ({g}); "
+      f"{same}/2 greedy completions identical")
+PY
 kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
 
 if [ "$#" -gt 0 ]; then

@@ -10,9 +10,7 @@
 #include "engine/cache/xquant_cl_cache.h"
 
 namespace xq {
-namespace {
-
-void check_common_options(const CacheOptions& o, const ModelConfig& cfg) {
+void check_cache_options(const CacheOptions& o, const ModelConfig& cfg) {
   const HighPrecisionLayers& hp = o.high_precision;
   if (hp.layers < 0 || hp.layers >= cfg.num_layers)
     throw ConfigError("high-precision layers must be in [0, " + std::to_string(cfg.num_layers) +
@@ -26,14 +24,12 @@ void check_common_options(const CacheOptions& o, const ModelConfig& cfg) {
                       o.format);
 }
 
-}  // namespace
-
 // One branch per format; each format's own file holds its type.
 std::unique_ptr<CacheFormat> make_cache_format(const CacheOptions& opts, const ModelConfig& cfg,
                                                const KvProjector& projector) {
   const bool latent_k_per_token = resolve_latent_k_per_token(opts.latent_k);
   if (opts.format == "fp16") return std::make_unique<Kv16Format>(cfg);
-  check_common_options(opts, cfg);
+  check_cache_options(opts, cfg);
   if (opts.format == "kivi") {
     return std::make_unique<KiviFormat>(cfg, opts.bits, opts.group_size, opts.high_precision,
                                         opts.fp16_window);

@@ -140,6 +140,11 @@ class CacheFormat {
 // against this.
 double fp16_kv_bytes_per_token(const ModelConfig& cfg, int64_t tokens);
 
+// The checks every quantized format shares (high-precision layers in range and not for fp16,
+// the K latent's fp16 channels for xquant only, the CL base bits for xquant-cl only): the CPU's
+// formats and the GPU cache (engine/cuda/gpu_cache_layout.cpp) alike. Throws ConfigError.
+void check_cache_options(const CacheOptions& opts, const ModelConfig& cfg);
+
 std::unique_ptr<CacheFormat> make_cache_format(const CacheOptions& opts, const ModelConfig& cfg,
                                                const KvProjector& projector);
 

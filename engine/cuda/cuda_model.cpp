@@ -91,7 +91,7 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
   const double used = static_cast<double>(total_b - free_b);
   const double budget = opts.gpu_memory_utilization * static_cast<double>(total_b) - used;
-  const double page_all_layers = static_cast<double>(format_->page_bytes()) * cfg_.num_layers;
+  const double page_all_layers = static_cast<double>(format_->layout().page_bytes_all_layers());
   if (budget < page_all_layers) {
     throw ConfigError(fmt::format(
         "--gpu-memory-utilization {:.2f} of {:.1f} GiB leaves no room for the cache: {:.2f} GiB "
@@ -301,7 +301,7 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
   if (format_->kind() == GpuCacheKind::Kv16) {
     // A page's layer part: its K rows, then its V rows.
     half* base = reinterpret_cast<half*>(pool.layer_base(l));
-    const KvPages pages{base, base + static_cast<size_t>(kPageRows) * KV, pool.page_bytes() / 2,
+    const KvPages pages{base, base + static_cast<size_t>(kPageRows) * KV, pool.page_bytes(l) / 2,
                         KV};
     write_kv_rows(a_.k.get(), a_.v.get(), rows, KV, new_rows, pages, stream_);
     paged_attention(a_.q.get(), a_.attn.get(), rows, d + L.row_seq,
@@ -318,8 +318,7 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
       fused_decode(l, L, d, p);
     else
       remat_attention(l, L, d, p);
-    quantize_rows(latent ? a_.z.get() : a_.x.get(), rows, format_->x_layout(), pool.layer_base(l),
-                  pool.page_bytes(), new_rows, stream_);
+    format_->write_rows(l, latent ? a_.z.get() : a_.x.get(), rows, new_rows, stream_);
     timer_.mark("quantize", stream_);
   }
   to_bf16(a_.attn.get(), static_cast<size_t>(rows) * Q, a_.attnb.get(), stream_);
@@ -339,10 +338,9 @@ bool CudaModel::can_fold(const StepLayout::Group& g) const {
 void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const AttnParams& p) {
   const CudaLayer& W = w_.layers[l];
   const int H = cfg_.hidden_size, Q = cfg_.q_dim(), KV = cfg_.kv_dim();
-  const GpuPagePool& pool = format_->pool();
   const KvPages ws{r_.k.get(), r_.v.get(), static_cast<size_t>(kPageRows) * KV, KV};
   const bool latent = format_->kind() == GpuCacheKind::XLatent;
-  const int C = format_->x_layout().width;  // cached row width: X, or both latents
+  const int C = format_->layout().row_width;  // cached row width: X, or both latents
   for (const StepLayout::Group& g : L.groups) {
     const bool fold = can_fold(g);
     const size_t r0 = g.row_begin;
@@ -353,8 +351,7 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
       check(cudaMemsetAsync(r_.x.get(), 0, static_cast<size_t>(g.ws_rows) * C * sizeof(bf16),
                             stream_),
             "workspace clear");
-    dequantize_rows(pool.layer_base(l), pool.page_bytes(), format_->x_layout(), g.ws_rows,
-                    RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(), stream_);
+    format_->read_rows(l, g.ws_rows, RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(), stream_);
     timer_.mark("dequantize", stream_);
     remat_projection(l, false, g.ws_rows, r_.k32.get());
     timer_.mark("remat_k_matmul", stream_);
@@ -390,7 +387,7 @@ void CudaModel::folded_values(int l, const StepLayout::Group& g, const int* d, c
   timer_.mark("fold_probs", stream_);
   // The value side of the cached rows: X, or the V latent (the second half of each row).
   const bool latent = format_->kind() == GpuCacheKind::XLatent;
-  const int C = format_->x_layout().width, width = latent ? cfg_.kv_dim() : H;
+  const int C = format_->layout().row_width, width = latent ? cfg_.kv_dim() : H;
   const bf16* values = latent ? r_.x.get() + cfg_.kv_dim() : r_.x.get();
   const bf16* wv = latent ? W.wv_lat.get() : W.wv.get();
   weighted_rows(r_.probs.get(), d + g.seq_probs, seqs, g.seq_end - g.seq_begin, g.max_n * heads,

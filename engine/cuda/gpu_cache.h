@@ -1,12 +1,13 @@
 // The cache formats the CUDA engine runs, in one pool of pages on the device: fp16 K/V (the
 // baseline), XQuant's X in per-token groups (2/3/4/8 bits, or fp16 at 16), and for GQA models
 // X on the SVD latents of Wk and Wv (X U_k and X U_v side by side in one row, both quantized
-// per token: the CPU's xquant-latent-tok). A page holds
-// kPageRows positions of one sequence in every layer (layer l's part of page p at
-// base + (l * pages + p) * page_bytes), so one page table serves all layers and a page is
-// exactly one of the scheduler's blocks: 16 tokens at the format's bytes per token. Sliding
-// layers keep every row here (their pages are shared with the global layers'), so the format
-// claims no window discount.
+// per token: the CPU's xquant-latent-tok, with its first K channels in fp16 if asked); the
+// first N layers may be at other bits (--cache-high-precision-layers). Their layouts are in
+// gpu_cache_layout.h. A page holds kPageRows positions of one sequence in every layer (layer
+// l's part of page p at base + pages * layer_offset[l] + p * page_bytes(l)), so one page table
+// serves all layers and a page is exactly one of the scheduler's blocks: 16 tokens at the
+// format's bytes per token. Sliding layers keep every row here (their pages are shared with the
+// global layers'), so the format claims no window discount.
 #pragma once
 
 #include <cstdint>
@@ -16,31 +17,28 @@
 
 #include "engine/cache/cache_format.h"
 #include "engine/cuda/device_buffer.h"
+#include "engine/cuda/gpu_cache_layout.h"
 #include "kernels/cuda/cuda_ops.h"
 
 namespace xq::cuda {
 
-enum class GpuCacheKind { Kv16, XQuant, XLatent };
-
 // The device pool and its free list (host side; one engine thread uses it).
 class GpuPagePool {
  public:
-  GpuPagePool(size_t page_bytes, int layers, int64_t pages);
+  GpuPagePool(GpuCacheLayout layout, int64_t pages);
   // A free page; std::logic_error when none is left (the scheduler's block accounting, which
   // counts the same pages, keeps that from happening).
   int alloc();
   void release(int page);
-  uint8_t* layer_base(int layer) const {
-    return mem_.get() + static_cast<size_t>(layer) * static_cast<size_t>(pages_) * page_bytes_;
-  }
-  size_t page_bytes() const { return page_bytes_; }  // one layer's part of a page
+  uint8_t* layer_base(int layer) const { return mem_.get() + layout_.layer_begin(layer, pages_); }
+  // One layer's part of a page.
+  size_t page_bytes(int layer) const { return layout_.page_bytes(layer); }
+  size_t page_bytes_all_layers() const { return layout_.page_bytes_all_layers(); }
   int64_t pages() const { return pages_; }
-  int layers() const { return layers_; }
   int64_t free_pages() const { return static_cast<int64_t>(free_.size()); }
 
  private:
-  size_t page_bytes_;
-  int layers_;
+  GpuCacheLayout layout_;
   int64_t pages_;
   DeviceBuffer<uint8_t> mem_;
   std::vector<int> free_;
@@ -80,25 +78,26 @@ class GpuCacheFormat : public CacheFormat {
   std::unique_ptr<SequenceCache> new_sequence() const override;
   const ModelConfig& config() const override { return cfg_; }
 
-  GpuCacheKind kind() const { return kind_; }
-  // The cached row's layout: X (XQuant), or [X U_k, X U_v] (XLatent, 2 * kv_dim wide).
-  QuantRowLayout x_layout() const { return x_layout_; }
-  bool rematerializes() const { return kind_ != GpuCacheKind::Kv16; }
-  // One layer's part of one page.
-  size_t page_bytes() const;
+  GpuCacheKind kind() const { return layout_.kind; }
+  // The cached rows: X (XQuant), or [X U_k, X U_v] (XLatent, 2 * kv_dim wide), per layer.
+  const GpuCacheLayout& layout() const { return layout_; }
+  bool rematerializes() const { return kind() != GpuCacheKind::Kv16; }
   // Allocates the pool: as many pages as `bytes` holds across all layers. Once, before any
   // sequence is made.
   void allocate(double bytes);
   const GpuPagePool& pool() const { return *pool_; }
   bool allocated() const { return pool_ != nullptr; }
+  // XQuant's rows of one layer: quantizes x[n, row_width] (fp32) into the pages `map` names, in
+  // the layer's layout; read_rows dequantizes them back into out[n, row_width] (bf16).
+  void write_rows(int layer, const float* x, int n, RowMap map, cudaStream_t stream) const;
+  void read_rows(int layer, int n, RowMap map, bf16* out, cudaStream_t stream) const;
 
  protected:
   bool forgets_outside_window() const override { return false; }
 
  private:
   ModelConfig cfg_;
-  GpuCacheKind kind_;
-  QuantRowLayout x_layout_;
+  GpuCacheLayout layout_;
   std::shared_ptr<GpuPagePool> pool_;
 };
 

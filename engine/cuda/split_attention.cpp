@@ -57,13 +57,18 @@ void CudaModel::setup_attention_paths(int rows, int decode_rows) {
     floats = (static_cast<size_t>(rows) + spread) * H * cfg_.head_dim;
   if (format_->rematerializes()) {
     XDecodeParams x;
-    x.layout = format_->x_layout();
     x.k_width = format_->kind() == GpuCacheKind::XLatent ? cfg_.kv_dim() : cfg_.hidden_size;
     x.v_width = folded_width(cfg_, format_->kind());
     // Off unless XQ_CUDA_FUSED_DECODE=1: on the H200 the workspace path (cuBLAS rebuild, split
-    // attention) is faster at batch 1 and 32 alike (bench/RESULTS.md).
+    // attention) is faster at batch 1 and 32 alike (bench/RESULTS.md). The kernel reads one
+    // quantized row per layer (not the latent split around fp16 K channels), at its layer's bits.
     fused_max_rows_ = env_flag("XQ_CUDA_FUSED_DECODE", false) ? decode_rows : 0;
-    fused_ok_ = fused_max_rows_ > 0 && xquant_decode_supported(p, x);
+    const GpuCacheLayout& layout = format_->layout();
+    fused_ok_ = fused_max_rows_ > 0 && layout.single_segment();
+    for (int l = 0; fused_ok_ && l < cfg_.num_layers; ++l) {
+      x.layout = layout.segments[l][0].layout;
+      fused_ok_ = xquant_decode_supported(p, x);
+    }
     if (fused_ok_)
       floats = std::max(floats, (static_cast<size_t>(decode_rows) + spread) * H * x.v_width);
   }
@@ -109,8 +114,8 @@ void CudaModel::fused_decode(int l, const StepLayout& L, const int* d, const Att
   const GpuPagePool& pool = format_->pool();
   XDecodeParams x;
   x.base = pool.layer_base(l);
-  x.page_bytes = pool.page_bytes();
-  x.layout = format_->x_layout();
+  x.page_bytes = pool.page_bytes(l);
+  x.layout = format_->layout().segments[l][0].layout;
   x.k_col = 0;
   x.k_width = latent ? KV : cfg_.hidden_size;
   x.v_col = latent ? KV : 0;

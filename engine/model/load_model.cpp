@@ -33,12 +33,10 @@ void log_loaded(const std::filesystem::path& path, const Model& m, const std::st
                (fp16.bytes_per_token() + fp16.sliding_bytes_per_token()) / full);
 }
 
-// The GPU cache (engine/cuda/gpu_cache.cpp) runs every layer at one width and no fp16 latent
-// channels: refuse these settings there rather than silently run without them.
+// The GPU cache (engine/cuda/gpu_cache_layout.cpp) has no XQuant-CL chain: refuse its settings
+// there by name, before loading, rather than silently run without them.
 void check_gpu_cache_options(const CacheOptions& c) {
   std::string what;
-  if (c.high_precision.layers > 0) what = "--cache-high-precision-layers";
-  if (c.latent_k_fp16_channels > 0) what = "--xquant-latent-k-fp16-channels";
   if (c.cl_base_bits != 0) what = "--xquant-cl-base-bits";
   if (c.cl_base_latent) what = "--xquant-cl-base latent";
   if (!what.empty())

@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/row_layout.h"
+
 namespace xq::cuda {
 
 using bf16 = __nv_bfloat16;
@@ -25,11 +27,6 @@ struct CudaError : std::runtime_error {
 // Throws CudaError("<what>: <cuda error string>") unless e == cudaSuccess.
 void check(cudaError_t e, const char* what);
 void check(cublasStatus_t s, const char* what);
-
-// Rows of a paged store: a page holds kPageRows consecutive positions of one sequence, and a
-// sequence's page table lists its pages in position order (position p is in table[p / 16], row
-// p % 16 of that page). The cache pool and the rematerialization workspace share this layout.
-constexpr int kPageRows = 16;
 
 // ---- dense ops (CPU references in kernels/cpu/ops.h, rope.h) ----
 
@@ -102,33 +99,16 @@ struct KvPages {
 void write_kv_rows(const float* k, const float* v, int n, int dim, RowMap map, KvPages pages,
                    cudaStream_t stream);
 
-// One quantized row of `width` values, laid out as engine/cache/quantizer.h packs a row:
-// uint32 words[packed_words(width, bits)] (codes LSB-first across words), then fp16
-// scales[groups], then fp16 zeros[groups] (zero = the group minimum rounded down to fp16,
-// scale = (max - zero) / (2^bits - 1) rounded up to fp16, codes round-to-nearest-even, the
-// non-finite rules of quantizer.h). bits 16: fp16 values[width], no words or groups.
-struct QuantRowLayout {
-  int width = 0, bits = 16, group = 32;
-  size_t words() const { return bits == 16 ? 0 : (static_cast<size_t>(width) * bits + 31) / 32; }
-  size_t groups() const {
-    return bits == 16 ? 0 : (static_cast<size_t>(width) + group - 1) / group;
-  }
-  // Bytes of one row (quantized_bytes(width, bits, group) in quantizer.h; 2 * width at 16 bits).
-  size_t bytes() const {
-    return bits == 16 ? 2 * static_cast<size_t>(width) : 4 * words() + 4 * groups();
-  }
-};
-
-// Quantizes rows x[n, width] into the pages `map` names: row slot s of page p starts at
-// base + p * page_bytes + s * layout.bytes(). Codes, scales and zeros bit-identical to
-// quantize() in quantizer.h on the same row.
+// Quantizes rows x[n, width] (row i at x + i * x_stride; 0: width) into the pages `map` names:
+// row slot s of page p starts at base + p * page_bytes + s * layout.bytes(). Codes, scales and
+// zeros bit-identical to quantize() in quantizer.h on the same row.
 void quantize_rows(const float* x, int n, QuantRowLayout layout, uint8_t* base, size_t page_bytes,
-                   RowMap map, cudaStream_t stream);
+                   RowMap map, cudaStream_t stream, int x_stride = 0);
 
-// The inverse for rows i < n whose map.page[i] >= 0: out[i, :] = bf16(zero + scale * code) (rows
-// with a negative page are left alone).
+// The inverse for rows i < n whose map.page[i] >= 0: out[i, :] = bf16(zero + scale * code), row i
+// at out + i * out_stride (0: width; rows with a negative page are left alone).
 void dequantize_rows(const uint8_t* base, size_t page_bytes, QuantRowLayout layout, int n,
-                     RowMap map, bf16* out, cudaStream_t stream);
+                     RowMap map, bf16* out, cudaStream_t stream, int out_stride = 0);
 
 // ---- attention ----
 

@@ -112,13 +112,13 @@ __device__ void quantize_group(const float* x, int begin, int len, int bits, uin
 
 // Block per row: warps quantize groups into shared codes, then one thread per output word packs
 // the codes that overlap it (LSB-first; a code straddling two words is split between them).
-__global__ void quantize_rows_kernel(const float* x, RowShape layout, uint8_t* base,
-                                     size_t page_bytes, RowMap map) {
+__global__ void quantize_rows_kernel(const float* x, size_t x_stride, RowShape layout,
+                                     uint8_t* base, size_t page_bytes, RowMap map) {
   extern __shared__ uint8_t codes[];
   uint8_t* row = row_at(base, page_bytes, layout.bytes, map, blockIdx.x);
   if (!row) return;
   const int width = layout.width, bits = layout.bits, group = layout.group;
-  const float* xr = x + static_cast<size_t>(blockIdx.x) * width;
+  const float* xr = x + blockIdx.x * x_stride;
   if (bits == 16) {
     half* out = reinterpret_cast<half*>(row);
     for (int j = threadIdx.x; j < width; j += blockDim.x) out[j] = __float2half_rn(xr[j]);
@@ -150,12 +150,12 @@ __global__ void quantize_rows_kernel(const float* x, RowShape layout, uint8_t* b
 }
 
 __global__ void dequantize_rows_kernel(const uint8_t* base, size_t page_bytes, RowShape layout,
-                                       RowMap map, bf16* out) {
+                                       RowMap map, bf16* out, size_t out_stride) {
   const uint8_t* row =
       row_at(const_cast<uint8_t*>(base), page_bytes, layout.bytes, map, blockIdx.x);
   if (!row) return;
   const int width = layout.width, bits = layout.bits, group = layout.group;
-  bf16* o = out + static_cast<size_t>(blockIdx.x) * width;
+  bf16* o = out + blockIdx.x * out_stride;
   if (bits == 16) {
     const half* v = reinterpret_cast<const half*>(row);
     for (int j = threadIdx.x; j < width; j += blockDim.x) {
@@ -182,7 +182,7 @@ __global__ void dequantize_rows_kernel(const uint8_t* base, size_t page_bytes, R
 // (at most 64 bits, within two words; one group) into one 16-byte store. At 2-4 bits the scalar
 // kernel's per-value loads and 2-byte stores left it at a quarter of the memory bandwidth.
 __global__ void dequantize_rows8_kernel(const uint8_t* base, size_t page_bytes, RowShape layout,
-                                        RowMap map, bf16* out) {
+                                        RowMap map, bf16* out, size_t out_stride) {
   const uint8_t* row =
       row_at(const_cast<uint8_t*>(base), page_bytes, layout.bytes, map, blockIdx.x);
   if (!row) return;
@@ -192,7 +192,7 @@ __global__ void dequantize_rows8_kernel(const uint8_t* base, size_t page_bytes, 
   const half* scales = reinterpret_cast<const half*>(row + 4 * static_cast<size_t>(nwords));
   const half* zeros = scales + layout.groups;
   const uint64_t mask = (1u << bits) - 1;
-  uint4* o = reinterpret_cast<uint4*>(out + static_cast<size_t>(blockIdx.x) * width);
+  uint4* o = reinterpret_cast<uint4*>(out + blockIdx.x * out_stride);
   for (int c = threadIdx.x; c < width / 8; c += blockDim.x) {
     const int bit = c * 8 * bits, w = bit / 32;
     uint64_t pair = words[w];
@@ -235,7 +235,7 @@ void check_layout(const QuantRowLayout& layout, const char* what) {
 }  // namespace
 
 void quantize_rows(const float* x, int n, QuantRowLayout layout, uint8_t* base, size_t page_bytes,
-                   RowMap map, cudaStream_t stream) {
+                   RowMap map, cudaStream_t stream, int x_stride) {
   check_layout(layout, "quantize_rows");
   check_alignment(base, page_bytes, layout, "quantize_rows");
   if (n <= 0 || layout.width <= 0) return;
@@ -244,22 +244,25 @@ void quantize_rows(const float* x, int n, QuantRowLayout layout, uint8_t* base, 
     throw CudaError("quantize_rows: width " + std::to_string(layout.width) +
                     " exceeds the 49152 codes a block stages");
   }
-  quantize_rows_kernel<<<n, kQuantThreads, shared, stream>>>(x, shape_of(layout), base, page_bytes,
-                                                             map);
+  const size_t stride = x_stride > 0 ? x_stride : layout.width;
+  quantize_rows_kernel<<<n, kQuantThreads, shared, stream>>>(x, stride, shape_of(layout), base,
+                                                             page_bytes, map);
   check(cudaGetLastError(), "quantize_rows");
 }
 
 void dequantize_rows(const uint8_t* base, size_t page_bytes, QuantRowLayout layout, int n,
-                     RowMap map, bf16* out, cudaStream_t stream) {
+                     RowMap map, bf16* out, cudaStream_t stream, int out_stride) {
   check_layout(layout, "dequantize_rows");
   check_alignment(base, page_bytes, layout, "dequantize_rows");
   if (n <= 0 || layout.width <= 0) return;
-  if (layout.bits != 16 && layout.width % 8 == 0 && layout.group % 8 == 0) {
+  const size_t stride = out_stride > 0 ? out_stride : layout.width;
+  if (layout.bits != 16 && layout.width % 8 == 0 && layout.group % 8 == 0 && stride % 8 == 0 &&
+      reinterpret_cast<uintptr_t>(out) % 16 == 0) {
     dequantize_rows8_kernel<<<n, detail::kThreads, 0, stream>>>(base, page_bytes,
-                                                                shape_of(layout), map, out);
+                                                                shape_of(layout), map, out, stride);
   } else {
     dequantize_rows_kernel<<<n, detail::kThreads, 0, stream>>>(base, page_bytes, shape_of(layout),
-                                                               map, out);
+                                                               map, out, stride);
   }
   check(cudaGetLastError(), "dequantize_rows");
 }

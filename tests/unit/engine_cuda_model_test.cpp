@@ -1,8 +1,9 @@
 // The CUDA model against the CPU reference model on tiny random models (bf16 weights, so both
 // hold the same numbers): prefill, batched decode, chunked prefill, cache truncation, for the fp16
-// K/V cache and XQuant's X at 4 and 8 bits and the GQA latent, through the workspace path and the
-// fused decode kernel; CUDA graph replays against eager steps; and the GPU memory budget. Skips
-// without a GPU.
+// K/V cache and XQuant's X at 2 to 16 bits and the GQA latent, with high-precision first layers
+// and the K latent's fp16 channels, through the workspace path and the fused decode kernel; CUDA
+// graph replays against eager steps; each layer's bytes per token against the CPU format's; and
+// the GPU memory budget. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -41,8 +42,10 @@ struct Case {
   Arch arch;
   std::string format;
   int bits;
-  bool latent = false;  // one KV head, so the GQA latent applies; both latents per token
-  bool fused = false;   // XQ_CUDA_FUSED_DECODE=1 (head_dim 64, a tile width of that kernel)
+  bool latent = false;          // one KV head, so the GQA latent applies; both latents per token
+  bool fused = false;           // XQ_CUDA_FUSED_DECODE=1 (head_dim 64, a tile width of that kernel)
+  HighPrecisionLayers hp = {};  // the first layers at other bits
+  int lead = 0;                 // the K latent's first channels in fp16
 };
 
 // Sets an environment variable for the life of the object (the CUDA model reads its switches
@@ -59,7 +62,11 @@ class ScopedEnv {
 std::string case_name(const ::testing::TestParamInfo<Case>& i) {
   return std::string(i.param.arch == Arch::Gemma3 ? "gemma3_" : "llama_") +
          (i.param.format == "fp16" ? "fp16" : "xquant" + std::to_string(i.param.bits)) +
-         (i.param.latent ? "_latent" : "") + (i.param.fused ? "_fused" : "");
+         (i.param.latent ? "_latent" : "") + (i.param.fused ? "_fused" : "") +
+         (i.param.hp.layers > 0
+              ? "_hp" + std::to_string(i.param.hp.layers) + "x" + std::to_string(i.param.hp.bits)
+              : "") +
+         (i.param.lead > 0 ? "_k16x" + std::to_string(i.param.lead) : "");
 }
 
 class CudaModelTest : public ::testing::TestWithParam<Case> {
@@ -89,6 +96,8 @@ class CudaModelTest : public ::testing::TestWithParam<Case> {
     cache.group_size = 32;
     cache.latent = GetParam().latent ? "on" : "off";
     cache.latent_k = "token";
+    cache.high_precision = GetParam().hp;
+    cache.latent_k_fp16_channels = GetParam().lead;
     cpu_ = std::make_unique<CpuModel>(cfg_, *w_, cache);
     EngineOptions o;
     o.device = "cuda";
@@ -137,11 +146,16 @@ class CudaModelTest : public ::testing::TestWithParam<Case> {
   // The 4-bit GQA latent of this model is 32 values per side, one group each: its quantization
   // step is large, and the GPU's latent (from bf16 X and bases) crosses a code boundary where the
   // CPU's does not often enough to move logits ~10%. The 16-bit latent case checks the same
-  // machinery to 2e-2.
+  // machinery to 2e-2. A case's narrowest layer sets its tolerance; 2 bits (steps of a third of
+  // a group's range) the widest.
   double tol() const {
-    if (GetParam().latent && GetParam().bits == 4) return 0.2;
-    if (GetParam().bits == 3) return 0.1;
-    return GetParam().bits == 4 ? 5e-2 : 3e-2;
+    const Case& c = GetParam();
+    const int low = c.hp.layers > 0 ? std::min(c.bits, c.hp.bits) : c.bits;
+    if (c.latent && low <= 4) return 0.2;
+    if (low == 2) return 0.3;
+    if (low == 3) return 0.1;
+    if (low == 4) return 5e-2;
+    return c.latent && low == 8 ? 5e-2 : 3e-2;
   }
 
   ModelConfig cfg_;
@@ -168,6 +182,20 @@ TEST_P(CudaModelTest, PrefillDecodeAndChunksMatchTheCpuModel) {
     step({3, 0}, {chunk, {c % V}}, true, tol(), "chunked prefill");
   }
   std::printf("worst relative error of the logits: %.3g\n", worst_);
+}
+
+// The scheduler budgets from these: each layer's bytes per token (its bits, its row's parts) are
+// the CPU format's, and a sequence holds whole pages of them.
+TEST_P(CudaModelTest, LayerBytesEqualTheCpuFormat) {
+  const CacheFormat& g = gpu_->cache_format();
+  const CacheFormat& c = cpu_->cache_format();
+  for (int l = 0; l < cfg_.num_layers; ++l)
+    EXPECT_DOUBLE_EQ(g.layer_bytes_per_token(l), c.layer_bytes_per_token(l)) << "layer " << l;
+  EXPECT_EQ(g.name(), c.name());
+  step({0}, {tokens(21, 8, cfg_.vocab_size)}, false, tol(), "prefill");
+  double per_token = 0;
+  for (int l = 0; l < cfg_.num_layers; ++l) per_token += g.layer_bytes_per_token(l);
+  EXPECT_DOUBLE_EQ(static_cast<double>(gpu_caches_[0]->bytes_used()), 32 * per_token);
 }
 
 TEST_P(CudaModelTest, TruncatedSequenceRecomputesTheSameLogits) {
@@ -278,7 +306,16 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{Arch::Llama, "xquant", 4, false, true},
                       Case{Arch::Llama, "xquant", 16, true, true},
                       Case{Arch::Gemma3, "xquant", 4, true, true},
-                      Case{Arch::Gemma3, "xquant", 3, false, true}),
+                      Case{Arch::Gemma3, "xquant", 3, false, true},
+                      // High-precision first layers (pages of mixed row sizes), X and latent.
+                      Case{Arch::Llama, "xquant", 16, false, false, {2, 8}},
+                      Case{Arch::Llama, "xquant", 2, false, false, {2, 4}},
+                      Case{Arch::Gemma3, "xquant", 3, false, true, {1, 8}},
+                      Case{Arch::Llama, "xquant", 4, true, false, {1, 8}},
+                      Case{Arch::Gemma3, "xquant", 4, true, true, {1, 8}},
+                      // The K latent's first channel in fp16 (rows in three parts).
+                      Case{Arch::Llama, "xquant", 16, true, false, {2, 8}, 1},
+                      Case{Arch::Gemma3, "xquant", 4, true, false, {}, 1}),
     case_name);
 
 TEST(CudaModelBudget, CacheGetsWhatTheUtilizationLeaves) {
@@ -315,6 +352,10 @@ TEST(CudaModelBudget, FormatsTheGpuDoesNotRunAreRefusedClearly) {
   o.gpu_cache_bytes = 16 << 20;
   o.cache.format = "kivi";
   o.cache.bits = 4;
+  EXPECT_THROW(make_model(cfg, w, o), ConfigError);
+  o.cache.format = "xquant";
+  o.cache.latent = "on";
+  o.cache.latent_k = "channel";
   EXPECT_THROW(make_model(cfg, w, o), ConfigError);
 }
 

@@ -200,6 +200,46 @@ TEST_F(CudaPagedRows, DequantizeRowsMatchesTheCpuDequantizer) {
   }
 }
 
+// Rows taken from and put back into a column slice of wider rows (x_stride, out_stride), as the
+// GQA latent's parts are: the same bytes as the slice quantized alone, and nothing outside the
+// slice written on the way back.
+TEST_F(CudaPagedRows, StridedRowsAreTheirSliceAlone) {
+  const int rows = 8, pages = 2, stride = 150, col = 37;
+  for (int bits : {3, 16}) {
+    SCOPED_TRACE(::testing::Message() << "bits " << bits);
+    const QuantRowLayout layout{100, bits, 32};
+    auto wide = quant_inputs(stride, rows, 31 + bits);
+    for (float& v : wide) v = std::isnan(v) ? 1.5f : v;  // fp16 rows keep NaN payloads as made
+    std::vector<float> slice(static_cast<size_t>(rows) * layout.width);
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < layout.width; ++j)
+        slice[i * layout.width + j] = wide[i * stride + col + j];
+    const Placement pl = place_rows(rows, pages, 3);
+    const size_t page_bytes = kPageRows * layout.bytes();
+    DeviceBuf<float> d_wide(wide), d_slice(slice);
+    DeviceBuf<uint8_t> a(std::vector<uint8_t>(pages * page_bytes, 0x11));
+    DeviceBuf<uint8_t> b(std::vector<uint8_t>(pages * page_bytes, 0x11));
+    DeviceBuf<int> d_page(pl.page), d_slot(pl.slot);
+    const RowMap map{d_page.get(), d_slot.get()};
+    quantize_rows(d_wide.get() + col, rows, layout, a.get(), page_bytes, map, stream_, stride);
+    quantize_rows(d_slice.get(), rows, layout, b.get(), page_bytes, map, stream_);
+    ASSERT_EQ(a.download(), b.download());
+    const bf16 poison = __float2bfloat16_rn(-12345.0f);
+    DeviceBuf<bf16> d_out(std::vector<bf16>(static_cast<size_t>(rows) * stride, poison));
+    DeviceBuf<bf16> d_ref(std::vector<bf16>(slice.size(), poison));
+    dequantize_rows(a.get(), page_bytes, layout, rows, map, d_out.get() + col, stream_, stride);
+    dequantize_rows(a.get(), page_bytes, layout, rows, map, d_ref.get(), stream_);
+    const auto out = d_out.download(), ref = d_ref.download();
+    for (int i = 0; i < rows; ++i) {
+      for (int j = 0; j < stride; ++j) {
+        const bool in = pl.page[i] >= 0 && j >= col && j < col + layout.width;
+        const bf16 want = in ? ref[i * layout.width + j - col] : poison;
+        ASSERT_EQ(bf16_bits(out[i * stride + j]), bf16_bits(want)) << "row " << i << " col " << j;
+      }
+    }
+  }
+}
+
 // Both store layouts: the pool's (a page's K rows, then its V rows) and the workspace's (K and V
 // in two arrays of contiguous rows), rows padded past `dim`.
 TEST_F(CudaPagedRows, WriteKvRowsPutsFp16RowsWhereTheMapSays) {

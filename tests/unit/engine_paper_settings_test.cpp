@@ -179,12 +179,13 @@ TEST(PaperSettings, LatentKFp16ChannelsNameAndBytes) {
   EXPECT_THROW(make_cache_format(o, s.cfg, s.proj), ConfigError);
 }
 
-// The GPU cache runs every layer at one width: these settings are refused there by name, before
-// anything is loaded, instead of silently ignored.
+// The GPU cache has no XQuant-CL chain: its settings are refused there by name, before anything
+// is loaded, instead of silently ignored. (High-precision layers and the K latent's fp16
+// channels run there: engine_gpu_cache_layout_test.cpp.)
 TEST(PaperSettings, GpuEngineRefusesWhatItDoesNotRun) {
   EngineOptions e;
   e.device = "cuda";
-  e.cache.format = "xquant", e.cache.bits = 2;
+  e.cache.format = "xquant-cl", e.cache.bits = 2;
   auto refused = [&](const std::string& flag) {
     try {
       load_model("/nonexistent/model.gguf", e);
@@ -193,11 +194,11 @@ TEST(PaperSettings, GpuEngineRefusesWhatItDoesNotRun) {
       EXPECT_NE(std::string(err.what()).find(flag), std::string::npos) << err.what();
     }
   };
-  e.cache.high_precision = {3, 4};
-  refused("--cache-high-precision-layers");
-  e.cache.high_precision = {};
-  e.cache.latent_k_fp16_channels = 1;
-  refused("--xquant-latent-k-fp16-channels");
+  e.cache.cl_base_bits = 4;
+  refused("--xquant-cl-base-bits");
+  e.cache.cl_base_bits = 0;
+  e.cache.cl_base_latent = true;
+  refused("--xquant-cl-base latent");
 }
 
 }  // namespace
