@@ -23,13 +23,11 @@ echo "| run | format | bytes/token | vs first | decode step ms | vs first | toke
 L3="--shape llama3-8b --layers 4 --context 4096 --steps 10"
 L2="--shape llama2-7b --layers 4 --steps 10"
 run 8b-b1-default X=1 -- --shape llama3-8b --batch 1 --context 1024 --steps 30 --formats fp16
-run 8b-b1-full-logits X=1 -- --shape llama3-8b --batch 1 --context 1024 --steps 30 --formats fp16 --full-logits
+run 8b-b1-latent X=1 -- --shape llama3-8b --batch 1 --context 1024 --steps 30 --formats xquant:4
 run l3-b32-default X=1 -- $L3 --batch 32 --formats fp16,xquant:4,xquant:2
-run l3-b32-full-logits X=1 -- $L3 --batch 32 --formats fp16,xquant:4 --full-logits
-run l3-b1-default X=1 -- $L3 --batch 1 --formats fp16,xquant:4,xquant:2
+run l3-b1-default X=1 -- $L3 --batch 1 --formats fp16,xquant:4
 run l2-b16-default X=1 -- $L2 --context 4096 --batch 16 --formats fp16,xquant:4
-run l2-b1-default X=1 -- $L2 --context 2048 --batch 1 --formats fp16,xquant:4
-XQ_CUDA_PROFILE=1 "$B" --device cuda $L3 --batch 32 --formats fp16,xquant:4 >"$OUT/profile_l3_b32.log" 2>&1
-XQ_CUDA_PROFILE=1 "$B" --device cuda --shape llama3-8b --batch 1 --context 1024 --steps 20 --formats fp16 >"$OUT/profile_8b_b1.log" 2>&1
+XQ_CUDA_PROFILE=1 "$B" --device cuda $L3 --batch 32 --formats xquant:4 >"$OUT/profile_l3_b32.log" 2>&1
 grep -h -A16 "XQ_CUDA_PROFILE:" "$OUT"/profile_*.log
+grep -h "GPU weights" "$OUT"/8b-b1-*.log
 cat "$OUT/prefill.txt" "$OUT/decode.md"

@@ -9,6 +9,7 @@
 
 #include "scheduler/batch_planner.h"
 #include "scheduler/sequence.h"
+#include "scheduler/summary_draws.h"
 
 namespace xq {
 
@@ -130,10 +131,6 @@ struct EngineLoop::Impl {
     if (s.num_generated() < s.req.min_tokens) in.banned = s.min_tokens_banned;
     return in;
   }
-  // Draws (and logprobs) from the step's row summaries (row i is chunk i's); the rows a summary
-  // cannot decide are copied from the device and drawn as whole rows.
-  void draw_from_summaries(std::vector<SampleTask>& draws, const std::vector<int>& draw_of,
-                           const std::vector<RowSummary>& summaries);
   std::vector<float> fetched_rows;  // whole rows copied back for draw_from_summaries
   void finish(Sequence& s, RequestEvent& ev, const std::string& reason);
   void process_rows(Sequence& s, int start, int n, const float* rows, bool all_rows,
@@ -432,7 +429,8 @@ void EngineLoop::Impl::step() {
     if (!summarized) row += (all_rows[i] ? n : 1) * vocab;
   }
   if (summarized) {
-    draw_from_summaries(draws, draw_of, summaries);
+    draw_from_summaries(*model.model, tokenizer_vocab(), summaries, draw_of, draws, fetched_rows,
+                        opts.threads);
   } else {
     sample_batch(draws, opts.threads);
   }
@@ -555,51 +553,6 @@ void EngineLoop::Impl::next_token(Sequence& s, const SampleTask& draw, RequestEv
     ev.completion_tokens = s.num_generated();
     if (std::optional<RequestEvent> out = s.batcher.add(std::move(ev))) s.sink(std::move(*out));
   }
-}
-
-void EngineLoop::Impl::draw_from_summaries(std::vector<SampleTask>& draws,
-                                           const std::vector<int>& draw_of,
-                                           const std::vector<RowSummary>& summaries) {
-  const size_t listable = tokenizer_vocab();
-  std::vector<int> rows;       // summary rows to copy whole
-  std::vector<int> row_draw;   // the draw each copied row belongs to
-  std::vector<bool> resample;  // whether that draw still needs its token (else only logprobs)
-  for (size_t i = 0; i < draw_of.size(); ++i) {
-    if (draw_of[i] < 0) continue;
-    SampleTask& t = draws[draw_of[i]];
-    const RowSummary& sum = summaries.at(i);
-    std::optional<int> tok;
-    if (!t.sampler->changes_row(t.history, t.prompt, t.banned))
-      tok = t.sampler->sample_summary(sum, listable);
-    if (tok) {
-      t.token = *tok;
-      if (t.logprobs < 0) continue;
-      t.logprob = summary_logprob(sum, t.token, t.logprobs, listable);
-      if (t.logprob) continue;
-    }
-    rows.push_back(static_cast<int>(i));
-    row_draw.push_back(draw_of[i]);
-    resample.push_back(!tok);
-  }
-  if (rows.empty()) return;
-  model.model->copy_logit_rows(rows, fetched_rows);
-  const size_t vocab = model.model->config().vocab_size;
-  std::vector<SampleTask> redraw;
-  std::vector<int> redraw_of;
-  for (size_t j = 0; j < rows.size(); ++j) {
-    SampleTask& t = draws[row_draw[j]];
-    const float* r = fetched_rows.data() + j * vocab;
-    t.logits = std::span<const float>(r, listable);
-    t.full_row = std::span<const float>(r, vocab);
-    if (resample[j]) {
-      redraw.push_back(t);
-      redraw_of.push_back(row_draw[j]);
-    } else {
-      t.logprob = token_logprob(t.full_row, t.token, t.logprobs, listable);
-    }
-  }
-  sample_batch(redraw, opts.threads);
-  for (size_t j = 0; j < redraw.size(); ++j) draws[redraw_of[j]] = std::move(redraw[j]);
 }
 
 }  // namespace xq
