@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu_serving}"
 mkdir -p "$OUT" /tmp/xq
 [ -d /tmp/xq/lib ] || tar -C /tmp/xq -xJf .gpu/lib.tar.xz
+[ -f .gpu/bin.tar.xz ] && [ ! -d .gpu/bin ] && tar -C .gpu -xJf .gpu/bin.tar.xz
 CUDA_LIBS=$(dirname "$(find / -name 'libcublasLt.so.13*' -not -path '*/proc/*' 2>/dev/null | head -1)")
 export LD_LIBRARY_PATH="/tmp/xq/lib:${CUDA_LIBS}:${LD_LIBRARY_PATH:-}"
 VOCAB="${VOCAB:-}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the CUDA configuration here and packs what a GPU machine needs to run its tests and
-# benchmark into .gpu/ (git-ignored): the binaries, the non-system shared libraries they link
-# (compressed), and a small test model. scripts/gpu_check.sh runs them there.
+# benchmark into .gpu/ (git-ignored): the binaries and the non-system shared libraries they link
+# (both compressed), and a small test model. scripts/gpu_check.sh runs them there.
 #   ./scripts/gpu_pack.sh [build-dir]      (default build/cuda)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,9 @@ for b in "${BINS[@]}"; do cp "$BUILD/$b" .gpu/bin/; done
 ldd .gpu/bin/* | awk '/=>/ {print $3}' | sort -u | grep -v -E '/(libc|libm|libstdc\+\+|libgcc_s|libpthread|libdl|librt)\.so|/cuda' \
   | while read -r lib; do cp -L "$lib" .gpu/lib/; done
 strip .gpu/bin/* 2>/dev/null || true
+# The binaries travel compressed too (~41 MB -> ~6 MB; gpu_env.sh unpacks them): a device call
+# carries 64 MiB in all, and .peer/ (llama.cpp for the side-by-side runs) must fit beside .gpu/.
+tar -C .gpu -cf - bin | xz -T2 >.gpu/bin.tar.xz && rm -rf .gpu/bin
 tar -C .gpu -cJf .gpu/lib.tar.xz lib && rm -rf .gpu/lib
 .venv/bin/python - <<'PY'
 import sys
