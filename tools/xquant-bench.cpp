@@ -52,9 +52,12 @@ ModelConfig shape(const std::string& name) {
 
 // Random bf16 tensors made when looked up (one at a time: a 7B shape never sits in host memory
 // whole). Norm weights are 1, the rest N(0, 0.02)-like.
+// Random bf16 weights in a model's shape, made when first asked for. With `keep`, every tensor
+// made stays for the next model (the formats of one run share one set of weights and make them
+// once: an 8B shape is 16 GB); without, only the last one is held.
 class RandomWeights : public WeightSource {
  public:
-  explicit RandomWeights(const ModelConfig& c) {
+  RandomWeights(const ModelConfig& c, bool keep) : keep_(keep) {
     const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
     shapes_["model.embed_tokens.weight"] = {c.vocab_size, H};
     shapes_["model.norm.weight"] = {H};
@@ -75,14 +78,17 @@ class RandomWeights : public WeightSource {
   const TensorInfo* find(const std::string& name) const override {
     auto it = shapes_.find(name);
     if (it == shapes_.end()) return nullptr;
-    if (info_.name == name) return &info_;
-    info_ = TensorInfo{};
-    info_.name = name;
-    info_.dtype = DType::BF16;
-    info_.shape = it->second;
-    info_.file = "random";
-    const int64_t n = info_.numel();
-    data_.resize(n);
+    if (auto kept = made_.find(name); kept != made_.end()) return &kept->second.info;
+    if (!keep_) made_.clear();
+    Made& m = made_[name];
+    TensorInfo& info = m.info;
+    std::vector<uint16_t>& data = m.data;
+    info.name = name;
+    info.dtype = DType::BF16;
+    info.shape = it->second;
+    info.file = "random";
+    const int64_t n = info.numel();
+    data.resize(n);
     const bool norm = name.find("norm") != std::string::npos;
     const uint64_t seed = std::hash<std::string>{}(name);
     // Blocks of 64k values, each from its own stream, on every core: an 8B shape is 16 GB.
@@ -101,13 +107,13 @@ class RandomWeights : public WeightSource {
           }
           uint32_t u;
           std::memcpy(&u, &v, 4);
-          data_[i] = static_cast<uint16_t>(u >> 16);
+          data[i] = static_cast<uint16_t>(u >> 16);
         }
       }
     });
-    info_.data = reinterpret_cast<const uint8_t*>(data_.data());
-    info_.nbytes = data_.size() * 2;
-    return &info_;
+    info.data = reinterpret_cast<const uint8_t*>(data.data());
+    info.nbytes = data.size() * 2;
+    return &info;
   }
   std::vector<std::string> names() const override {
     std::vector<std::string> out;
@@ -116,9 +122,13 @@ class RandomWeights : public WeightSource {
   }
 
  private:
+  struct Made {
+    TensorInfo info;
+    std::vector<uint16_t> data;
+  };
   std::map<std::string, std::vector<int64_t>> shapes_;
-  mutable TensorInfo info_;
-  mutable std::vector<uint16_t> data_;
+  bool keep_;
+  mutable std::map<std::string, Made> made_;
 };
 
 CacheOptions parse_format(const std::string& spec, int group) {
@@ -254,7 +264,7 @@ int main(int argc, char** argv) {
       cfg = shape(shape_name);
     }
     if (layers > 0 && layers < cfg.num_layers) cfg.num_layers = layers;
-    if (!src) src = std::make_unique<RandomWeights>(cfg);
+    if (!src) src = std::make_unique<RandomWeights>(cfg, formats.find(',') != std::string::npos);
     std::printf("model %s: %d layers, hidden %d, heads %d/%d, batch %d, context %d, %s\n",
                 model_dir.empty() ? shape_name.c_str() : model_dir.c_str(), cfg.num_layers,
                 cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, batch, context, device.c_str());
