@@ -169,24 +169,28 @@ void write_rows_bf16(const bf16* x, int n, int dim, RowMap map, bf16* base, size
   check(cudaGetLastError(), "write_rows_bf16");
 }
 
-void matmul_nt_strided(cublasHandle_t handle, const bf16* x, int ldx, const bf16* w, float* y,
-                       int n, int in, int out) {
+namespace {
+
+// y[n, out] (of type yt) = x[n, in] (rows ldx apart) w[out, in]^T, fp32 accumulation.
+void gemm_strided(cublasHandle_t handle, const bf16* x, int ldx, const bf16* w, void* y,
+                  cudaDataType_t yt, int n, int in, int out, const char* what) {
   if (n <= 0) return;
   const float one = 1.0f, zero = 0.0f;
   check(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, CUDA_R_16BF, in, x,
-                     CUDA_R_16BF, ldx, &zero, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F,
-                     CUBLAS_GEMM_DEFAULT),
-        "matmul_nt_strided");
+                     CUDA_R_16BF, ldx, &zero, y, yt, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        what);
+}
+
+}  // namespace
+
+void matmul_nt_strided(cublasHandle_t handle, const bf16* x, int ldx, const bf16* w, float* y,
+                       int n, int in, int out) {
+  gemm_strided(handle, x, ldx, w, y, CUDA_R_32F, n, in, out, "matmul_nt_strided");
 }
 
 void matmul_nt_strided(cublasHandle_t handle, const bf16* x, int ldx, const bf16* w, bf16* y,
                        int n, int in, int out) {
-  if (n <= 0) return;
-  const float one = 1.0f, zero = 0.0f;
-  check(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, CUDA_R_16BF, in, x,
-                     CUDA_R_16BF, ldx, &zero, y, CUDA_R_16BF, out, CUBLAS_COMPUTE_32F,
-                     CUBLAS_GEMM_DEFAULT),
-        "matmul_nt_strided (bf16 out)");
+  gemm_strided(handle, x, ldx, w, y, CUDA_R_16BF, n, in, out, "matmul_nt_strided (bf16 out)");
 }
 
 void matmul_nt_batched(cublasHandle_t handle, const bf16* x, const bf16* w, float* y, int n, int in,
