@@ -22,7 +22,8 @@ ldd "${bins[@]}" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u |
     case "$soname" in
       libc.so* | libm.so* | libpthread.so* | libdl.so* | librt.so* | libresolv.so*) continue ;;
       ld-linux*) continue ;;
-      libcuda.so* | libcudart.so* | libcublas*.so* | libnvidia*) continue ;;
+      libcuda.so* | libcudart.so* | libcublas*.so* | libcusolver*.so* | libcusparse*.so* | \
+        libnvJitLink*.so* | libnvidia*) continue ;;
     esac
     case "$path" in /usr/local/cuda*) continue ;; esac
     cp -L "$path" "$prefix/lib/$soname"
