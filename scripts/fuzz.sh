@@ -9,7 +9,7 @@
 #                                      corpus only; skipped with a message when clang is missing
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ALL=(request_parsers chat_template tokenizer gguf safetensors)
+ALL=(request_parsers chat_template tokenizer hf_tokenizer gguf safetensors)
 CI=0
 if [ "${1:-}" = "--ci" ]; then
   CI=1
@@ -34,13 +34,15 @@ status=0
 for t in "${TARGETS[@]}"; do
   seeds=("tests/fuzz/corpus/$t")
   [ "$t" = chat_template ] && seeds+=(tests/data/chat_templates)
+  max_len=16384
+  [ "$t" = hf_tokenizer ] && max_len=32768  # the seeds are whole tokenizer.json files
   # The CI run starts from the committed corpus alone, so that it is the same on every clone.
   work=".cache/fuzz/$t"
   [ "$CI" = 1 ] && work="$(mktemp -d)"
   mkdir -p "$work"
   echo "fuzz: $t for ${SECONDS_EACH}s"
   if ! build/fuzz/"${t}_fuzz" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
-      -max_len=16384 -print_final_stats=1 -artifact_prefix=".cache/fuzz/findings/$t-" \
+      -max_len="$max_len" -print_final_stats=1 -artifact_prefix=".cache/fuzz/findings/$t-" \
       "$work" "${seeds[@]}" >".cache/fuzz/$t.log" 2>&1; then
     status=1
     echo "fuzz: $t FOUND A PROBLEM (input in .cache/fuzz/findings/$t-*):"
