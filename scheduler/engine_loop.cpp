@@ -44,7 +44,9 @@ TokenCost token_cost(const CacheFormat& f) {
   return {f.bytes_per_token(), f.sliding_bytes_per_token(), f.sliding_tokens()};
 }
 
-std::string token_text(const Tokenizer& tok, int id) { return sanitize_utf8(tok.token_bytes(id)); }
+std::string token_text(const Tokenizer& tok, int id) {
+  return sanitize_utf8(tok.token_bytes(id));
+}
 }  // namespace
 
 struct EngineLoop::Impl {
@@ -494,8 +496,8 @@ void EngineLoop::Impl::set_gauges_locked() {
 
 // Handles the logits rows of one chunk: prompt logprobs, then the next token when the chunk
 // reached the end of the sequence.
-void EngineLoop::Impl::process_rows(Sequence& s, int start, int n, const float* rows, bool all_rows,
-                                    const SampleTask* draw, RequestEvent& ev) {
+void EngineLoop::Impl::process_rows(Sequence& s, int start, int n, const float* rows,
+                                    bool all_rows, const SampleTask* draw, RequestEvent& ev) {
   const size_t vocab = model.model->config().vocab_size;
   if (all_rows) {
     for (int i = 0; i < n; ++i) {
