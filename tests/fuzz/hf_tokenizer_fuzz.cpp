@@ -18,11 +18,14 @@
 
 namespace {
 
+// A plain array, never destroyed: the exit handler that removes the folder still reads it.
+char g_dir[] = "/tmp/hf_tokenizer_fuzz.XXXXXX";
+
 const std::filesystem::path& dir() {
   static const std::filesystem::path d = [] {
-    char tmpl[] = "/tmp/hf_tokenizer_fuzz.XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) std::abort();
-    return std::filesystem::path(tmpl);
+    if (mkdtemp(g_dir) == nullptr) std::abort();
+    std::atexit([] { std::filesystem::remove_all(g_dir); });
+    return std::filesystem::path(g_dir);
   }();
   return d;
 }
