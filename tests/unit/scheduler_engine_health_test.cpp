@@ -48,9 +48,9 @@ class GatedModel : public Model {
   explicit GatedModel(const ModelConfig& cfg)
       : weights_(random_weights(cfg, 5)),
         inner_(cfg, weights_, CacheOptions{}),
-        format(inner_.cache_format()) {}
+        format_(inner_.cache_format()) {}
   const ModelConfig& config() const override { return inner_.config(); }
-  const CacheFormat& cache_format() const override { return format; }
+  const CacheFormat& cache_format() const override { return format_; }
   size_t weight_bytes() const override { return inner_.weight_bytes(); }
   void forward(std::span<const SeqInput> batch, std::vector<float>& logits) override {
     {
@@ -59,7 +59,7 @@ class GatedModel : public Model {
       entered_cv_.notify_all();
       open_cv_.wait(lk, [&] { return open_; });
     }
-    if (throw_) throw std::runtime_error("the device went away");
+    if (fail_forward_) throw std::runtime_error("the device went away");
     inner_.forward(batch, logits);
   }
 
@@ -76,16 +76,14 @@ class GatedModel : public Model {
     std::unique_lock lk(mu_);
     ASSERT_TRUE(entered_cv_.wait_for(lk, 10s, [&] { return entered_ >= n; }));
   }
-  std::atomic<bool> throw_{false};
+  void fail_forward(bool on) { fail_forward_ = on; }
+  void out_of_memory(bool on) { format_.out_of_memory = on; }
 
  private:
   MemoryWeights weights_;
   CpuModel inner_;
-
- public:
-  FallibleFormat format;
-
- private:
+  FallibleFormat format_;
+  std::atomic<bool> fail_forward_{false};
   std::mutex mu_;
   std::condition_variable open_cv_, entered_cv_;
   bool open_ = true;
@@ -184,14 +182,14 @@ TEST_F(EngineHealth, AStepWithWorkWaitingPastTheLimitIsAStallUntilItEnds) {
 }
 
 TEST_F(EngineHealth, AFailedStepFailsItsRequestsAndTheEngineGoesOn) {
-  gated_->throw_ = true;
+  gated_->fail_forward(true);
   Events failed;
   loop_->submit(request(), failed.sink());
   ASSERT_TRUE(failed.wait_finished());
   EXPECT_EQ(failed.last.finish_reason, "error");
   EXPECT_NE(failed.last.error.find("the device went away"), std::string::npos);
   EXPECT_EQ(loop_->health_problem(1s), "");
-  gated_->throw_ = false;
+  gated_->fail_forward(false);
   Events ok;
   loop_->submit(request(), ok.sink());
   ASSERT_TRUE(ok.wait_finished());
@@ -224,14 +222,14 @@ TEST_F(EngineHealth, ADeadEngineThreadIsReportedAndItsRequestsAreEnded) {
 
 TEST_F(EngineHealth, ACacheThatCannotBeAllocatedFailsOnlyItsRequest) {
   // This used to stop the engine thread, and the request, never finished, waited forever.
-  gated_->format.out_of_memory = true;
+  gated_->out_of_memory(true);
   Events failed;
   loop_->submit(request(), failed.sink());
   ASSERT_TRUE(failed.wait_finished());
   EXPECT_EQ(failed.last.finish_reason, "error");
   EXPECT_NE(failed.last.error.find("cannot set up the request"), std::string::npos);
   EXPECT_EQ(loop_->health_problem(1s), "");
-  gated_->format.out_of_memory = false;
+  gated_->out_of_memory(false);
   Events ok;
   loop_->submit(request(), ok.sink());
   ASSERT_TRUE(ok.wait_finished());
