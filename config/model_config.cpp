@@ -155,6 +155,9 @@ nlohmann::json parse_json_file(const std::filesystem::path& p) {
   } catch (const nlohmann::json::parse_error& e) {
     throw ConfigError(p.string() + ": invalid JSON at byte " + std::to_string(e.byte) + " (" +
                       e.what() + ")");
+  } catch (const nlohmann::json::exception& e) {
+    // A number beyond double's range (1e400) is out_of_range, not a parse_error.
+    throw ConfigError(p.string() + ": invalid JSON (" + e.what() + ")");
   }
 }
 

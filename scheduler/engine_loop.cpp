@@ -18,6 +18,23 @@ using Clock = std::chrono::steady_clock;
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// The final event of a request the engine thread never took, sent after it has stopped.
+void refuse_unstarted(Sequence& s) {
+  RequestEvent ev;
+  ev.finished = true;
+  ev.finish_reason = "error";
+  ev.error = "the engine thread has stopped";
+  ev.error_status = 503;
+  ev.prompt_tokens = s.prompt_len;
+  ev.arrival = s.arrival;
+  ev.finished_at = Clock::now();
+  try {
+    if (s.sink) s.sink(std::move(ev));
+  } catch (const std::exception& e) {
+    spdlog::error("request {}: cannot post its error: {}", s.id, e.what());
+  }
+}
+
 double thread_cpu_seconds() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -89,6 +106,9 @@ struct EngineLoop::Impl {
   bool stopping = false;
   bool thread_dead = false;         // the step loop ended on an exception
   Clock::time_point last_step_end;  // when the engine thread last finished a step
+  // The engine thread holds requests: set when it takes new ones, so that a stall in the first
+  // step after idling counts (the published stats lag a step behind).
+  bool busy = false;
   uint64_t next_id = 1;
   LoopStats stats;
 
@@ -114,6 +134,8 @@ struct EngineLoop::Impl {
   void publish_gauges();
   void set_gauges_locked();
   bool take_inbox();
+  // A new request's cache, sampler, output processor and event batcher.
+  void set_up(Sequence& s);
   // Ends the requests not yet started (or all) with an error answered with `status`.
   void fail_sequences(const std::string& why, bool running_too, int status);
   void step();
@@ -156,12 +178,19 @@ uint64_t EngineLoop::submit(Request req, EventSink sink) {
   s->tokens = s->req.prompt;
   s->prompt_len = static_cast<int>(s->tokens.size());
   s->arrival = std::chrono::steady_clock::now();
-  std::lock_guard lk(impl_->mu);
-  s->id = impl_->next_id++;
-  const uint64_t id = s->id;
-  impl_->incoming.push_back(std::move(s));
-  impl_->cv.notify_one();
-  return id;
+  {
+    std::lock_guard lk(impl_->mu);
+    s->id = impl_->next_id++;
+    if (!impl_->thread_dead) {
+      const uint64_t id = s->id;
+      impl_->incoming.push_back(std::move(s));
+      impl_->cv.notify_one();
+      return id;
+    }
+  }
+  // Nothing would ever take it: answered here, on the caller's thread.
+  refuse_unstarted(*s);
+  return s->id;
 }
 
 void EngineLoop::abort(uint64_t id) {
@@ -185,7 +214,7 @@ int EngineLoop::queued() const {
 std::string EngineLoop::health_problem(std::chrono::seconds stall) const {
   std::lock_guard lk(impl_->mu);
   if (impl_->thread_dead) return "the engine thread has stopped";
-  const bool work = !impl_->incoming.empty() || impl_->stats.running + impl_->stats.waiting > 0;
+  const bool work = !impl_->incoming.empty() || impl_->busy;
   if (work && Clock::now() - impl_->last_step_end > stall)
     return "the engine has not finished a step for over " + std::to_string(stall.count()) +
            " s with requests waiting";
@@ -222,24 +251,24 @@ bool EngineLoop::Impl::take_inbox() {
     step_start = Clock::now();
     step_start_cpu = thread_cpu_seconds();
     fresh.swap(incoming);
+    busy = !seqs.empty() || !fresh.empty();
     dead.swap(aborts);
     fail.swap(fail_why);
     fail_all = fail_running;
   }
   for (auto& s : fresh) {
-    s->cache = model.model->cache_format().new_sequence();
-    s->sampler.emplace(s->req.sampling, opts.seed ^ (s->id * 0x9E3779B97F4A7C15ull));
-    s->output.emplace(*model.tokenizer, s->req.stop, s->req.skip_special_tokens,
-                      s->req.include_stop_str_in_output);
-    if (s->req.min_tokens > 0) {
-      s->min_tokens_banned = s->req.stop_token_ids;
-      if (!s->req.ignore_eos)
-        for (int id : model.tokenizer->eos_ids()) s->min_tokens_banned.push_back(id);
-    }
-    s->batcher = EventBatcher(s->req.stream_interval);
-    if (s->req.prompt_logprobs >= 0) s->prompt_logprobs.resize(s->prompt_len);
     Sequence* raw = s.get();
     seqs.emplace(s->id, std::move(s));
+    // Held in `seqs` first: a request whose set-up fails (its cache cannot be allocated) gets
+    // an error, and the others and the engine thread go on.
+    try {
+      set_up(*raw);
+    } catch (const std::exception& e) {
+      RequestEvent ev;
+      ev.error = std::string("cannot set up the request: ") + e.what();
+      finish(*raw, ev, "error");
+      continue;
+    }
     const int64_t need = int64_t{raw->prompt_len} + std::max(0, raw->req.max_tokens);
     std::string bad;
     if (raw->prompt_len == 0) bad = "empty prompt";
@@ -266,6 +295,20 @@ bool EngineLoop::Impl::take_inbox() {
   return true;
 }
 
+void EngineLoop::Impl::set_up(Sequence& s) {
+  s.cache = model.model->cache_format().new_sequence();
+  s.sampler.emplace(s.req.sampling, opts.seed ^ (s.id * 0x9E3779B97F4A7C15ull));
+  s.output.emplace(*model.tokenizer, s.req.stop, s.req.skip_special_tokens,
+                   s.req.include_stop_str_in_output);
+  if (s.req.min_tokens > 0) {
+    s.min_tokens_banned = s.req.stop_token_ids;
+    if (!s.req.ignore_eos)
+      for (int id : model.tokenizer->eos_ids()) s.min_tokens_banned.push_back(id);
+  }
+  s.batcher = EventBatcher(s.req.stream_interval);
+  if (s.req.prompt_logprobs >= 0) s.prompt_logprobs.resize(s.prompt_len);
+}
+
 void EngineLoop::Impl::fail_sequences(const std::string& why, bool running_too, int status) {
   std::vector<Sequence*> victims;
   for (auto& [id, s] : seqs) {
@@ -281,6 +324,7 @@ void EngineLoop::Impl::fail_sequences(const std::string& why, bool running_too, 
 
 void EngineLoop::Impl::run() {
   pthread_setname_np(pthread_self(), "xq-engine");  // found by name in /proc for CPU accounting
+  std::deque<std::unique_ptr<Sequence>> unstarted;
   try {
     while (take_inbox()) {
       try {
@@ -298,18 +342,31 @@ void EngineLoop::Impl::run() {
       }
       std::lock_guard lk(mu);
       last_step_end = Clock::now();
+      busy = !seqs.empty();
     }
   } catch (const std::exception& e) {
     spdlog::critical("engine thread stopped: {}", e.what());
     std::lock_guard lk(mu);
     thread_dead = true;  // /health fails from now on; the requests held are aborted below
+    unstarted.swap(incoming);
   }
-  // Whatever is left is aborted so that no client waits forever.
+  for (auto& s : unstarted) refuse_unstarted(*s);
+  // Whatever is left is aborted so that no client waits forever; what killed the thread (a
+  // sink that cannot post its event) may fail again here, and must not end the process.
   std::vector<Sequence*> left;
   for (auto& [id, s] : seqs) left.push_back(s.get());
   for (Sequence* s : left) {
-    RequestEvent ev;
-    finish(*s, ev, "abort");
+    const uint64_t id = s->id;  // `s` is freed once finish() has erased it
+    try {
+      RequestEvent ev;
+      finish(*s, ev, "abort");
+    } catch (const std::exception& e) {
+      spdlog::error("engine thread: aborting request {} failed: {}", id, e.what());
+      if (auto it = seqs.find(id); it != seqs.end()) {
+        planner.remove(it->second.get());
+        seqs.erase(it);
+      }
+    }
   }
 }
 

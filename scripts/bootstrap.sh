@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what xquant-server needs to build and test on Debian bookworm (and Ubuntu 24.04, the
 # CUDA image). Idempotent: a second run installs nothing and only checks. Also creates .venv
-# (Python test tools) unless --no-venv; --build-only installs only what building needs.
+# (Python test tools) unless --no-venv; --build-only installs only what building needs;
+# --with-fuzz (scripts/test.sh) adds clang for the sanitizer and fuzzing runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,8 +28,18 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The sanitizer and fuzzing runs of scripts/test.sh need clang with its runtimes (about 48 MB to
+# download, 280 MB installed): --with-fuzz. Where the distribution lacks them those runs skip.
+FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
+if [ "${1:-}" = "--with-fuzz" ] && ! dpkg-query -W -f='${Status}\n' "${FUZZ_PACKAGES[@]}" 2>/dev/null |
+    grep -c "ok installed" | grep -qx "${#FUZZ_PACKAGES[@]}"; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${FUZZ_PACKAGES[@]}" || echo "bootstrap: ${FUZZ_PACKAGES[*]} not installable; no fuzzing"
+fi
 
-if [ -z "${1:-}" ]; then
+if [ -z "${1:-}" ] || [ "$1" = "--with-fuzz" ]; then
   # Debian's numpy and torch are the test references; pip adds the client-side tools.
   if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv --system-site-packages .venv

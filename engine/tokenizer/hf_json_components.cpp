@@ -61,7 +61,8 @@ void read_template(const json& j, std::vector<int>& prefix, std::vector<int>& su
     } else if (item.contains("SpecialToken")) {
       const json& tokens = j.at("special_tokens");
       const json& spec = tokens.at(item["SpecialToken"].at("id").get<std::string>());
-      for (const json& id : spec.at("ids")) (after_a ? suffix : prefix).push_back(id.get<int>());
+      for (const json& id : spec.at("ids"))
+        (after_a ? suffix : prefix).push_back(token_id(id, "post_processor id"));
     } else {
       throw TokenizerError("TemplateProcessing item is neither Sequence nor SpecialToken");
     }
@@ -168,8 +169,8 @@ bool read_post_processor(const json& j, std::vector<int>& prefix, std::vector<in
     return true;
   }
   if (type == "RobertaProcessing" || type == "BertProcessing") {
-    prefix = {j.at("cls").at(1).get<int>()};
-    suffix = {j.at("sep").at(1).get<int>()};
+    prefix = {token_id(j.at("cls").at(1), "post_processor cls id")};
+    suffix = {token_id(j.at("sep").at(1), "post_processor sep id")};
     return true;
   }
   unsupported("post_processor", type);
@@ -185,7 +186,8 @@ std::unique_ptr<BpeModel> read_bpe_model(const json& j) {
   TokenMap vocab;
   const json& v = j.at("vocab");
   vocab.reserve(v.size());
-  for (auto it = v.begin(); it != v.end(); ++it) vocab.emplace(it.key(), it.value().get<int>());
+  for (auto it = v.begin(); it != v.end(); ++it)
+    vocab.emplace(it.key(), token_id(it.value(), "the id of vocab entry \"" + it.key() + "\""));
   BpeOptions options;
   if (j.contains("unk_token") && j["unk_token"].is_string())
     options.unk_token = j["unk_token"].get<std::string>();
@@ -220,8 +222,8 @@ std::vector<AddedToken> read_added_tokens(const json& j) {
   if (j.is_null()) return out;
   for (const json& t : j) {
     AddedToken a;
-    a.id = t.at("id").get<int>();
     a.content = t.at("content").get<std::string>();
+    a.id = token_id(t.at("id"), "the id of added token \"" + a.content + "\"");
     a.special = field(t, "special", false);
     a.lstrip = field(t, "lstrip", false);
     a.rstrip = field(t, "rstrip", false);
@@ -230,6 +232,16 @@ std::vector<AddedToken> read_added_tokens(const json& j) {
     out.push_back(std::move(a));
   }
   return out;
+}
+
+int token_id(const json& v, const std::string& what) {
+  constexpr int64_t kLimit = int64_t{1} << 24;  // 16.7M: far past any vocabulary
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() >= kLimit) ||
+      (!v.is_number_unsigned() && (v.get<int64_t>() < 0 || v.get<int64_t>() >= kLimit))) {
+    throw TokenizerError(what + " is " + v.dump() + ", not a token id (an integer from 0 to " +
+                         std::to_string(kLimit - 1) + ")");
+  }
+  return static_cast<int>(v.get<int64_t>());
 }
 
 }  // namespace xq::hf

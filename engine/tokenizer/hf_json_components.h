@@ -18,5 +18,8 @@ bool read_post_processor(const nlohmann::json& j, std::vector<int>& prefix,
                          std::vector<int>& suffix);
 std::unique_ptr<BpeModel> read_bpe_model(const nlohmann::json& j);
 std::vector<AddedToken> read_added_tokens(const nlohmann::json& j);
+// A token id: a JSON integer in [0, 2^24) (nlohmann's get<int>() truncates a larger integer and
+// is undefined for a float out of int's range). TokenizerError naming `what` otherwise.
+int token_id(const nlohmann::json& v, const std::string& what);
 
 }  // namespace xq::hf

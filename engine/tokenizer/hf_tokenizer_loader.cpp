@@ -91,14 +91,16 @@ void read_special_ids(const json& cfg, const json& gen, bool has_post_processor,
   };
   std::optional<int> bos = id_of("bos_token");
   if (!bos && gen.is_object() && gen.contains("bos_token_id") && gen["bos_token_id"].is_number())
-    bos = gen["bos_token_id"].get<int>();
+    bos = hf::token_id(gen["bos_token_id"], "generation_config.json bos_token_id");
   parts.bos_id = bos.value_or(-1);
   if (auto eos = id_of("eos_token")) parts.eos_ids.push_back(*eos);
   if (gen.is_object() && gen.contains("eos_token_id")) {
     const json& e = gen["eos_token_id"];
-    if (e.is_number()) add_unique(parts.eos_ids, e.get<int>());
+    if (e.is_number())
+      add_unique(parts.eos_ids, hf::token_id(e, "generation_config.json eos_token_id"));
     if (e.is_array())
-      for (const json& id : e) add_unique(parts.eos_ids, id.get<int>());
+      for (const json& id : e)
+        add_unique(parts.eos_ids, hf::token_id(id, "generation_config.json eos_token_id"));
   }
 
   // The Llama/Gemma tokenizer classes of transformers rebuild the post-processor from these

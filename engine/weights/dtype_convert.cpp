@@ -71,6 +71,8 @@ void convert_to_f32(const TensorInfo& t, float* out) {
                       " bytes, fewer than its " + std::to_string(n) + " " + dtype_name(t.dtype) +
                       " elements need");
   }
+  // A tensor with a zero dimension has nothing to convert, and `out` may then be null.
+  if (n == 0) return;
   const size_t count = static_cast<size_t>(n);
   switch (t.dtype) {
     case DType::F32:

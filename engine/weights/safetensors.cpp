@@ -32,8 +32,7 @@ class SafetensorsDir : public TensorTable {
     files_.emplace_back(dir_ / file_name);
     for (TensorInfo& t : read_safetensors_header(files_.back())) {
       if (const TensorInfo* seen = insert(t)) {
-        throw WeightError("tensor " + t.name + " appears in both " + seen->file + " and " +
-                          t.file);
+        throw WeightError("tensor " + t.name + " appears in both " + seen->file + " and " + t.file);
       }
     }
   }
@@ -53,6 +52,9 @@ nlohmann::json read_index(const fs::path& path) {
   } catch (const nlohmann::json::parse_error& e) {
     throw WeightError(path.string() + ": invalid JSON at byte " + std::to_string(e.byte) + " (" +
                       e.what() + ")");
+  } catch (const nlohmann::json::exception& e) {
+    // A number beyond double's range (1e400) is out_of_range, not a parse_error.
+    throw WeightError(path.string() + ": invalid JSON (" + e.what() + ")");
   }
 }
 

@@ -101,6 +101,10 @@ std::vector<TensorInfo> read_safetensors_header(const MappedFile& file) {
     header = nlohmann::json::parse(text, text + header_len);
   } catch (const nlohmann::json::parse_error& e) {
     ctx.fail("invalid header JSON at byte " + std::to_string(e.byte) + " (" + e.what() + ")");
+  } catch (const nlohmann::json::exception& e) {
+    // Found by the fuzzer: a number beyond double's range (1e400) is out_of_range, not a
+    // parse_error, and escaped as an error that named neither the file nor the header.
+    ctx.fail(std::string("invalid header JSON (") + e.what() + ")");
   }
   if (!header.is_object()) ctx.fail("header is not a JSON object");
   ctx.data_size = file.size() - 8 - header_len;

@@ -541,6 +541,14 @@ TEST_F(ConfigDir, InvalidJsonNamesTheFileAndPosition) {
   EXPECT_NE(msg.find("config.json: invalid JSON at byte"), std::string::npos) << msg;
 }
 
+// As the safetensors fuzzer found for its header: 1e400 is nlohmann's out_of_range, not a
+// parse_error, and must still name the file.
+TEST_F(ConfigDir, HugeNumberNamesTheFile) {
+  write("config.json", R"({"model_type": "llama", "rope_theta": 1e400})");
+  std::string msg = error_of([&] { load_hf_config(dir_); });
+  EXPECT_NE(msg.find("config.json: invalid JSON"), std::string::npos) << msg;
+}
+
 TEST_F(ConfigDir, ParseErrorsNameTheFile) {
   json j = json::parse(kMistral7B_v03);
   j["num_attention_heads"] = 0;

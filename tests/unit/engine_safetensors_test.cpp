@@ -323,6 +323,17 @@ TEST_F(SafetensorsDirTest, CorruptHeaderJson) {
   EXPECT_CONTAINS(msg, path("model.safetensors") + ": invalid header JSON at byte");
 }
 
+// Found by the safetensors fuzzer: a number too large for a double in the header (or the index)
+// escaped as nlohmann's out_of_range, naming neither the file nor the header.
+TEST_F(SafetensorsDirTest, HugeNumbersInHeaderOrIndexNameTheFile) {
+  write("model.safetensors", file_bytes(R"({"w": 1e400})", ""));
+  std::string msg = open_error();
+  EXPECT_CONTAINS(msg, path("model.safetensors") + ": invalid header JSON");
+  fs::remove(dir_ / "model.safetensors");
+  write("model.safetensors.index.json", R"({"weight_map": {"w": 1e400}})");
+  EXPECT_CONTAINS(open_error(), path("model.safetensors.index.json") + ": invalid JSON");
+}
+
 TEST_F(SafetensorsDirTest, HeaderLengthBeyondTheFile) {
   std::string bytes = file_bytes({{"w", "F32", {1}, std::string(4, '\0')}});
   bytes[5] = 1;  // header length now ~2^40
@@ -377,6 +388,21 @@ TEST_F(SafetensorsDirTest, UnsupportedDtypeNamesFileTensorAndDtype) {
   EXPECT_EQ(open_error(), path("model.safetensors") +
                               ": tensor position_ids has dtype I64, which is not supported "
                               "(supported: F32, F16, BF16)");
+}
+
+// Found by the safetensors fuzzer: a tensor with a zero dimension loads as an empty vector in
+// every dtype (its conversion used to pass a null destination to memcpy, which UBSan reports).
+TEST_F(SafetensorsDirTest, ZeroElementTensorsLoadEmpty) {
+  std::vector<float> v = {1.5f};
+  write("model.safetensors", file_bytes({{"a", "F32", {0, 5}, ""},
+                                         {"b", "F16", {3, 0}, ""},
+                                         {"c", "BF16", {0}, ""},
+                                         {"w", "F32", {1}, raw_bytes(v)}}));
+  auto src = open_safetensors_dir(dir_);
+  EXPECT_TRUE(src->load_f32("a", {0, 5}).empty());
+  EXPECT_TRUE(src->load_f32("b", {3, 0}).empty());
+  EXPECT_TRUE(src->load_f32("c", {0}).empty());
+  EXPECT_EQ(src->load_f32("w", {1}), v);
 }
 
 TEST(ConvertToF32, RefusesTooFewBytes) {

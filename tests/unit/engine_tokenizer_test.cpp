@@ -277,6 +277,28 @@ TEST(HfLoader, BosFromConfigWhenThereIsNoPostProcessor) {
   EXPECT_FALSE(plain->chat_template().has_value());
 }
 
+// Found by the hf_tokenizer fuzzer: an id of 8.9e47 was converted to int (undefined behaviour),
+// and an integer past int's range was silently truncated to another token's id.
+TEST(HfLoader, IdsThatAreNotTokenIdsAreNamed) {
+  const std::vector<json> bad = {8.888e47, 4294967296 + 5, -1, 1.5, "3", json::array()};
+  for (const json& id : bad) {
+    json tj = byte_level_tokenizer_json();
+    tj["model"]["vocab"]["hi"] = id;
+    try {
+      load_hf_tokenizer(write_dir("bad_vocab_id", tj, nullptr));
+      ADD_FAILURE() << "vocab id " << id.dump() << " was accepted";
+    } catch (const TokenizerError& e) {
+      EXPECT_NE(std::string(e.what()).find("tokenizer.json: the id of vocab entry \"hi\" is " +
+                                           id.dump() + ", not a token id"),
+                std::string::npos)
+          << e.what();
+    }
+    tj = byte_level_tokenizer_json();
+    tj["added_tokens"][0]["id"] = id;
+    EXPECT_THROW(load_hf_tokenizer(write_dir("bad_added_id", tj, nullptr)), TokenizerError);
+  }
+}
+
 TEST(HfLoader, BrokenFilesFailWithTheirName) {
   fs::path dir = fs::temp_directory_path() / "xq_tok_test_broken";
   fs::create_directories(dir);
