@@ -23,8 +23,9 @@ if [[ "${1:-}" == "--quick" ]]; then
   cmake -S tests/fuzz -B build/fuzz -G Ninja -DCMAKE_CXX_COMPILER="$CXX" "${LAUNCHER[@]}" >/dev/null
   QUICK=(engine_tokenizer_test engine_gguf_pre_tokenizers_test engine_chat_template_test
          engine_gguf_test config_model_config_test server_completions_schema_test
-         server_chat_schema_test engine_sampler_test scheduler_event_batcher_test
-         scheduler_planner_test scheduler_engine_health_test)
+         server_chat_schema_test engine_sampler_test engine_sampler_summary_test
+         scheduler_summary_draws_test scheduler_event_batcher_test scheduler_planner_test
+         scheduler_engine_health_test)
   cmake --build build/fuzz -j"$(nproc)" --target "${QUICK[@]}" | grep -v '^\[' || true
   for t in "${QUICK[@]}"; do
     # The statistical test draws millions of tokens: minutes under ASan, and no memory access
