@@ -9,7 +9,7 @@
 
 #include "scheduler/batch_planner.h"
 #include "scheduler/sequence.h"
-#include "scheduler/summary_draws.h"
+#include "scheduler/step_draws.h"
 
 namespace xq {
 
@@ -139,20 +139,6 @@ struct EngineLoop::Impl {
   // Ends the requests not yet started (or all) with an error answered with `status`.
   void fail_sequences(const std::string& why, bool running_too, int status);
   void step();
-  // Whether the step's chunk of `n` tokens ends the sequence's pending tokens with a token to draw.
-  static bool draws_now(const Sequence& s, int n) {
-    return s.pending() == n && s.num_generated() < s.req.max_tokens;
-  }
-  struct DrawInputs {
-    std::span<const int> prompt, history, banned;
-  };
-  static DrawInputs draw_inputs(const Sequence& s) {
-    DrawInputs in;
-    in.prompt = std::span<const int>(s.tokens.data(), s.prompt_len);
-    in.history = std::span<const int>(s.tokens.data() + s.prompt_len, s.num_generated());
-    if (s.num_generated() < s.req.min_tokens) in.banned = s.min_tokens_banned;
-    return in;
-  }
   std::vector<float> fetched_rows;  // whole rows copied back for draw_from_summaries
   void finish(Sequence& s, RequestEvent& ev, const std::string& reason);
   void process_rows(Sequence& s, int start, int n, const float* rows, bool all_rows,

@@ -24,7 +24,7 @@ if [[ "${1:-}" == "--quick" ]]; then
   QUICK=(engine_tokenizer_test engine_gguf_pre_tokenizers_test engine_chat_template_test
          engine_gguf_test config_model_config_test server_completions_schema_test
          server_chat_schema_test engine_sampler_test engine_sampler_summary_test
-         scheduler_summary_draws_test scheduler_event_batcher_test scheduler_planner_test
+         scheduler_step_draws_test scheduler_event_batcher_test scheduler_planner_test
          scheduler_engine_health_test)
   cmake --build build/fuzz -j"$(nproc)" --target "${QUICK[@]}" | grep -v '^\[' || true
   for t in "${QUICK[@]}"; do

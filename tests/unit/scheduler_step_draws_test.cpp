@@ -1,4 +1,4 @@
-// draw_from_summaries against sample_batch over the whole rows: every kind of draw (greedy,
+// draw_from_summaries (scheduler/step_draws.h) against sample_batch over the whole rows: every kind of draw (greedy,
 // temperature, top-k/p, min-p, penalties, bias, banned ids, logprobs) gives the same tokens and
 // logprobs, whether its summary decides it or its row is copied back.
 #include <gtest/gtest.h>
@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "scheduler/summary_draws.h"
+#include "scheduler/step_draws.h"
 
 namespace xq {
 namespace {

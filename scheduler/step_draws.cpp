@@ -1,4 +1,4 @@
-#include "scheduler/summary_draws.h"
+#include "scheduler/step_draws.h"
 
 #include <optional>
 
