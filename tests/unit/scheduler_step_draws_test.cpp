@@ -1,6 +1,6 @@
-// draw_from_summaries (scheduler/step_draws.h) against sample_batch over the whole rows: every kind of draw (greedy,
-// temperature, top-k/p, min-p, penalties, bias, banned ids, logprobs) gives the same tokens and
-// logprobs, whether its summary decides it or its row is copied back.
+// draw_from_summaries (scheduler/step_draws.h) against sample_batch over the whole rows: every
+// kind of draw (greedy, temperature, top-k/p, min-p, penalties, bias, banned ids, logprobs) gives
+// the same tokens and logprobs, whether its summary decides it or its row is copied back.
 #include <gtest/gtest.h>
 
 #include <random>
