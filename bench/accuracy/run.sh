@@ -10,7 +10,8 @@ cmd=(nice -n 5 "${XQ_BUILD_DIR:-$here/build/cpu}/xquant-eval" ppl --model "$mode
      --text "$here/../shared/data/wikitext-2-raw-test.txt" --ctx "$ctx" --max-tokens "$ctx"
      --group 128 --cache-fp16-window 0 --threads 2 --cache "$caches")
 start=$(date +%s)
-table=$("${cmd[@]}" 2> >(tee "${out%.txt}.log" >&2))
+# stdout carries the load log too; keep the table.
+table=$("${cmd[@]}" 2> >(tee "${out%.txt}.log" >&2) | grep -v '^\[20')
 {
   echo "# xquant-eval ppl --model $(basename "$model") --text ../shared/data/wikitext-2-raw-test.txt" \
     "--ctx $ctx --max-tokens $ctx --group 128 --cache-fp16-window 0 --threads 2 --cache $caches"
