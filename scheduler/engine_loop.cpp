@@ -139,7 +139,8 @@ struct EngineLoop::Impl {
   // Ends the requests not yet started (or all) with an error answered with `status`.
   void fail_sequences(const std::string& why, bool running_too, int status);
   void step();
-  std::vector<float> fetched_rows;  // whole rows copied back for draw_from_summaries
+  std::vector<float> fetched_rows;       // whole rows copied back for draw_from_summaries
+  std::vector<RowSummary> step_summaries;  // kept across steps, as step_logits
   void finish(Sequence& s, RequestEvent& ev, const std::string& reason);
   void process_rows(Sequence& s, int start, int n, const float* rows, bool all_rows,
                     const SampleTask* draw, RequestEvent& ev);
@@ -392,7 +393,6 @@ void EngineLoop::Impl::step() {
   }
 
   std::vector<SeqInput> inputs;
-  std::vector<bool> all_rows;
   inputs.reserve(chunks.size());
   for (const PlannedChunk& c : chunks) {
     Sequence& s = *c.seq;
@@ -402,31 +402,21 @@ void EngineLoop::Impl::step() {
     in.start_pos = s.num_cached;
     in.all_logits = s.wants_prompt_logprobs() && s.num_cached < s.prompt_len;
     inputs.push_back(in);
-    all_rows.push_back(in.all_logits);
   }
 
   // Rows whose logits stay on the model's device come back as summaries; the draws' plans
   // (their uniforms) are made before the step.
-  const bool summarized = model.model->summarizes_logits() &&
-                          std::none_of(all_rows.begin(), all_rows.end(), [](bool b) { return b; });
-  std::vector<RowDrawSpec> specs;
-  if (summarized) {
-    specs.resize(chunks.size());
-    for (size_t i = 0; i < chunks.size(); ++i) {
-      Sequence& s = *chunks[i].seq;
-      if (!draws_now(s, chunks[i].n)) continue;
-      const DrawInputs in = draw_inputs(s);
-      specs[i] = s.sampler->plan(tokenizer_vocab(),
-                                 s.sampler->changes_row(in.history, in.prompt, in.banned));
-    }
-  }
+  const bool summarized =
+      model.model->summarizes_logits() &&
+      std::none_of(inputs.begin(), inputs.end(), [](const SeqInput& in) { return in.all_logits; });
   std::vector<float>& logits = step_logits;
-  std::vector<RowSummary> summaries;
   const Clock::time_point forward_start = Clock::now();
   const double forward_start_cpu = thread_cpu_seconds();
   try {
     if (summarized) {
-      model.model->forward_summarized(inputs, specs, tokenizer_vocab(), summaries);
+      model.model->forward_summarized(inputs, plan_draws(chunks, tokenizer_vocab()),
+                                      tokenizer_vocab(), step_summaries);
+      logits.clear();
     } else {
       model.model->forward(inputs, logits);
     }
@@ -447,47 +437,25 @@ void EngineLoop::Impl::step() {
 
   // Every sequence that reaches its end this step draws its next token, all at once; the
   // bookkeeping below (events, stop checks, freeing) then goes sequence by sequence.
-  std::vector<SampleTask> draws;
-  std::vector<int> draw_of(chunks.size(), -1);
+  StepDraws d = make_draws(chunks, inputs, logits, vocab, tokenizer_vocab());
+  if (summarized) {
+    draw_from_summaries(*model.model, tokenizer_vocab(), step_summaries, d.draw_of, d.draws,
+                        fetched_rows, opts.threads);
+  } else {
+    sample_batch(d.draws, opts.threads);
+  }
+
   const float* row = logits.data();
   for (size_t i = 0; i < chunks.size(); ++i) {
     Sequence& s = *chunks[i].seq;
     const int n = chunks[i].n;
-    if (draws_now(s, n)) {
-      draw_of[i] = static_cast<int>(draws.size());
-      const DrawInputs in = draw_inputs(s);
-      SampleTask t;
-      t.sampler = &*s.sampler;
-      if (!summarized) {
-        const float* last = row + (all_rows[i] ? (n - 1) * vocab : 0);
-        t.logits = std::span<const float>(last, tokenizer_vocab());
-        t.full_row = std::span<const float>(last, vocab);
-      }
-      t.prompt = in.prompt;
-      t.history = in.history;
-      t.banned = in.banned;
-      t.logprobs = s.req.logprobs;
-      draws.push_back(std::move(t));
-    }
-    if (!summarized) row += (all_rows[i] ? n : 1) * vocab;
-  }
-  if (summarized) {
-    draw_from_summaries(*model.model, tokenizer_vocab(), summaries, draw_of, draws, fetched_rows,
-                        opts.threads);
-  } else {
-    sample_batch(draws, opts.threads);
-  }
-
-  row = logits.data();
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    Sequence& s = *chunks[i].seq;
-    const int n = chunks[i].n;
+    const bool all_rows = inputs[i].all_logits;
     const int start = s.num_cached;
     s.num_cached += n;
     RequestEvent ev;
-    const SampleTask* draw = draw_of[i] >= 0 ? &draws[draw_of[i]] : nullptr;
-    process_rows(s, start, n, summarized ? nullptr : row, all_rows[i], draw, ev);  // may free s
-    if (!summarized) row += (all_rows[i] ? n : 1) * vocab;
+    const SampleTask* draw = d.draw_of[i] >= 0 ? &d.draws[d.draw_of[i]] : nullptr;
+    process_rows(s, start, n, row, all_rows, draw, ev);  // may finish and free s
+    if (!summarized) row += (all_rows ? n : 1) * vocab;
   }
   publish_stats(forward_s, forward_cpu_s);
 }

@@ -3,6 +3,66 @@
 #include <optional>
 
 namespace xq {
+namespace {
+
+bool draws_now(const Sequence& s, int n) {
+  return s.pending() == n && s.num_generated() < s.req.max_tokens;
+}
+
+// The token spans a draw's penalties and bans read.
+struct DrawInputs {
+  std::span<const int> prompt, history, banned;
+};
+DrawInputs draw_inputs(const Sequence& s) {
+  DrawInputs in;
+  in.prompt = std::span<const int>(s.tokens.data(), s.prompt_len);
+  in.history = std::span<const int>(s.tokens.data() + s.prompt_len, s.num_generated());
+  if (s.num_generated() < s.req.min_tokens) in.banned = s.min_tokens_banned;
+  return in;
+}
+
+}  // namespace
+
+StepDraws make_draws(std::span<const PlannedChunk> chunks, std::span<const SeqInput> inputs,
+                     std::span<const float> logits, size_t vocab, size_t listable) {
+  StepDraws out;
+  out.draw_of.assign(chunks.size(), -1);
+  size_t row = 0;  // the chunk's first logits row
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const Sequence& s = *chunks[i].seq;
+    const int n = chunks[i].n;
+    const size_t rows = inputs[i].all_logits ? n : 1;
+    if (draws_now(s, n)) {
+      out.draw_of[i] = static_cast<int>(out.draws.size());
+      const DrawInputs in = draw_inputs(s);
+      SampleTask t;
+      t.sampler = &*chunks[i].seq->sampler;
+      if (!logits.empty()) {
+        const std::span<const float> last = logits.subspan((row + rows - 1) * vocab, vocab);
+        t.logits = last.first(listable);
+        t.full_row = last;
+      }
+      t.prompt = in.prompt;
+      t.history = in.history;
+      t.banned = in.banned;
+      t.logprobs = s.req.logprobs;
+      out.draws.push_back(t);
+    }
+    row += rows;
+  }
+  return out;
+}
+
+std::vector<RowDrawSpec> plan_draws(std::span<const PlannedChunk> chunks, size_t listable) {
+  std::vector<RowDrawSpec> specs(chunks.size());
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    Sequence& s = *chunks[i].seq;
+    if (!draws_now(s, chunks[i].n)) continue;
+    const DrawInputs in = draw_inputs(s);
+    specs[i] = s.sampler->plan(listable, s.sampler->changes_row(in.history, in.prompt, in.banned));
+  }
+  return specs;
+}
 
 void draw_from_summaries(Model& model, size_t listable, const std::vector<RowSummary>& summaries,
                          const std::vector<int>& draw_of, std::vector<SampleTask>& draws,

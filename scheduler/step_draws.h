@@ -9,26 +9,26 @@
 
 #include "engine/model/model.h"
 #include "engine/sampler.h"
+#include "scheduler/batch_planner.h"
 #include "scheduler/sequence.h"
 
 namespace xq {
 
-// Whether the step's chunk of `n` tokens ends the sequence's pending tokens with a token to draw.
-inline bool draws_now(const Sequence& s, int n) {
-  return s.pending() == n && s.num_generated() < s.req.max_tokens;
-}
-
-// The token spans a draw's penalties and bans read.
-struct DrawInputs {
-  std::span<const int> prompt, history, banned;
+// The draws of a step's chunks (inputs[i] is chunk i's, with its logits rows as forward()
+// returns them; chunks[i].seq draws when its chunk ends its pending tokens and it may still
+// generate). draw_of[i] is chunk i's draw or -1.
+struct StepDraws {
+  std::vector<SampleTask> draws;
+  std::vector<int> draw_of;
 };
-inline DrawInputs draw_inputs(const Sequence& s) {
-  DrawInputs in;
-  in.prompt = std::span<const int>(s.tokens.data(), s.prompt_len);
-  in.history = std::span<const int>(s.tokens.data() + s.prompt_len, s.num_generated());
-  if (s.num_generated() < s.req.min_tokens) in.banned = s.min_tokens_banned;
-  return in;
-}
+
+// The tasks, each pointing into `logits` (empty when the step returned row summaries: the rows
+// are not on the host).
+StepDraws make_draws(std::span<const PlannedChunk> chunks, std::span<const SeqInput> inputs,
+                     std::span<const float> logits, size_t vocab, size_t listable);
+
+// Before a summarized step: each drawing chunk's spec (its sampler takes the draw's uniform now).
+std::vector<RowDrawSpec> plan_draws(std::span<const PlannedChunk> chunks, size_t listable);
 
 // Row i's summary belongs to draws[draw_of[i]] (draw_of[i] < 0: no draw). Fills each draw's
 // token and, where asked, logprob; `fetched_rows` holds the rows copied back.
