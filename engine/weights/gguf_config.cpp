@@ -112,6 +112,11 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   c.hidden_size = m.require_int("embedding_length");
   c.intermediate_size = m.require_int("feed_forward_length");
   c.num_layers = m.require_int("block_count");
+  // Per-layer tables are built from it before any tensor is looked up: a corrupt count must not
+  // become a billion-entry loop.
+  if (c.num_layers < 1 || c.num_layers > 4096)
+    throw ConfigError(m.where() + "block_count " + std::to_string(c.num_layers) +
+                      " is out of range (1 to 4096)");
   c.num_heads = m.require_int("attention.head_count");
   c.num_kv_heads = m.get_int("attention.head_count_kv", c.num_heads);
   c.head_dim = m.get_int("attention.key_length", c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
