@@ -10,7 +10,6 @@
 
 #include "engine/cache/layer_attention.h"
 #include "engine/model/rope_freqs.h"
-#include "kernels/cpu/parallel.h"
 #include "kernels/cuda/sample_ops.h"
 
 namespace xq::cuda {
@@ -18,6 +17,7 @@ namespace {
 
 constexpr size_t kBlasWorkspace = size_t{32} << 20;
 constexpr int kLogitRows = 64;  // lm_head rows per pass (vocab-wide fp32 rows are large)
+constexpr int kMaxRopeTable = 1 << 20;  // positions the RoPE tables hold at most
 // V is folded after the softmax for sequences with at most this many new rows (decode); prefill
 // chunks rematerialize V, where one matmul over the rows beats per-row weighted sums of X.
 constexpr int kMaxFoldRows = 4;
@@ -61,9 +61,19 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   w_ = upload_weights(cfg_, src, format_->kind() == GpuCacheKind::XLatent);
   rope_global_ = upload_doubles(rope.global);
   rope_local_ = upload_doubles(rope.local);
+  const int max_len = opts.max_model_len > 0 ? opts.max_model_len : cfg_.max_position_embeddings;
+  // The cosines and sines of every position served, so RoPE passes only read them (positions
+  // past the table, if a model's length is absurd, are computed as they come).
+  rope_positions_ = std::min(max_len, kMaxRopeTable);
+  const size_t table = static_cast<size_t>(rope_positions_) * (cfg_.head_dim / 2);
+  rope_tab_global_.reset(table);
+  rope_table(rope_global_.get(), cfg_.head_dim, rope_positions_, rope_tab_global_.get(), stream_);
+  if (!rope.local.empty()) {
+    rope_tab_local_.reset(table);
+    rope_table(rope_local_.get(), cfg_.head_dim, rope_positions_, rope_tab_local_.get(), stream_);
+  }
 
   // Workspace for the scheduler's largest step, so serving never allocates.
-  const int max_len = opts.max_model_len > 0 ? opts.max_model_len : cfg_.max_position_embeddings;
   reserve_rows(std::max(opts.max_num_batched_tokens, opts.max_num_seqs));
   fold_rows_ = std::max(1, opts.max_num_seqs);
   if (format_->rematerializes()) reserve_remat(std::max(kRematRows, round_up_pages(max_len)));
@@ -121,7 +131,7 @@ CudaModel::~CudaModel() {
 size_t CudaModel::workspace_bytes() const {
   size_t n = blas_workspace_.bytes() + step_ints_.bytes() + picked_.bytes() + logits_.bytes() +
              split_ml_.bytes() + split_acc_.bytes();
-  for (const auto* b : {&a_.h, &a_.x, &a_.q, &a_.k, &a_.v, &a_.attn, &a_.o, &a_.gate, &a_.up, &a_.z,
+  for (const auto* b : {&a_.h, &a_.x, &a_.q, &a_.k, &a_.v, &a_.attn, &a_.o, &a_.gate, &a_.z,
                         &r_.k32, &r_.v32, &r_.probs, &r_.t})
     n += b->bytes();
   for (const auto* b : {&a_.xb, &a_.attnb, &a_.act, &a_.zb, &r_.x, &r_.y}) n += b->bytes();
@@ -142,8 +152,7 @@ void CudaModel::reserve_rows(int rows) {
   a_.attnb.reset(n * Q);
   a_.k.reset(n * KV);
   a_.v.reset(n * KV);
-  a_.gate.reset(n * I);
-  a_.up.reset(n * I);
+  a_.gate.reset(n * std::max(2 * I, Q + 2 * KV));  // the stacked gate-up or QKV product
   a_.act.reset(n * I);
   if (format_->kind() == GpuCacheKind::XLatent) {
     a_.z.reset(n * 2 * KV);
@@ -255,8 +264,8 @@ bool CudaModel::run_layers(std::span<const SeqInput> batch) {
   return true;
 }
 
-void CudaModel::project(const DeviceBuffer<float>& bias, const bf16* x, const DeviceBuffer<bf16>& w,
-                        float* y, int rows, int in, int out) {
+void CudaModel::project(const DeviceBuffer<float>& bias, const bf16* x, MatrixView w, float* y,
+                        int rows, int in, int out) {
   matmul_nt(blas_, x, w.get(), y, rows, in, out);
   if (!bias.empty()) add_bias(y, bias.get(), rows, out, stream_);
 }
@@ -267,13 +276,18 @@ void CudaModel::norm_rope(int l, float* t, int rows, int heads, const DeviceBuff
   if (!norm.empty())
     rmsnorm(t, norm.get(), rows * heads, cfg_.head_dim, cfg_.rms_norm_eps, gemma, t, nullptr,
             stream_);
-  const bool local = gemma && cfg_.is_sliding(l);
-  const double* freqs = local ? rope_local_.get() : rope_global_.get();
   if (out) {
-    rope_to_half(t, rows, heads, cfg_.head_dim, heads * cfg_.head_dim, pos, freqs, out, stream_);
+    rope_to_half(t, rows, heads, cfg_.head_dim, heads * cfg_.head_dim, pos, rope_angles(l), out,
+                 stream_);
   } else {
-    rope(t, rows, heads, cfg_.head_dim, heads * cfg_.head_dim, pos, freqs, stream_);
+    rope(t, rows, heads, cfg_.head_dim, heads * cfg_.head_dim, pos, rope_angles(l), stream_);
   }
+}
+
+RopeAngles CudaModel::rope_angles(int l) const {
+  const bool local = cfg_.arch == Arch::Gemma3 && cfg_.is_sliding(l);
+  if (local) return {rope_local_.get(), rope_tab_local_.get(), rope_positions_};
+  return {rope_global_.get(), rope_tab_global_.get(), rope_positions_};
 }
 
 void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
@@ -282,9 +296,11 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
   const bool gemma = cfg_.arch == Arch::Gemma3;
   rmsnorm(a_.h.get(), W.attn_norm.get(), rows, H, cfg_.rms_norm_eps, gemma, a_.x.get(), a_.xb.get(),
           stream_);
-  project(W.bq, a_.xb.get(), W.wq, a_.q.get(), rows, H, Q);
-  project(W.bk, a_.xb.get(), W.wk, a_.k.get(), rows, H, KV);
-  project(W.bv, a_.xb.get(), W.wv, a_.v.get(), rows, H, KV);
+  // One product for Q, K and V into the stacked-product buffer, then the columns apart.
+  matmul_nt(blas_, a_.xb.get(), W.wqkv.get(), a_.gate.get(), rows, H, Q + 2 * KV);
+  const auto bias = [](const DeviceBuffer<float>& b) { return b.empty() ? nullptr : b.get(); };
+  split_qkv(a_.gate.get(), rows, Q, KV, bias(W.bq), bias(W.bk), bias(W.bv), a_.q.get(),
+            a_.k.get(), a_.v.get(), stream_);
   norm_rope(l, a_.q.get(), rows, cfg_.num_heads, W.q_norm, d + L.pos);
   norm_rope(l, a_.k.get(), rows, cfg_.num_kv_heads, W.k_norm, d + L.pos);
   timer_.mark("qkv", stream_);
@@ -336,7 +352,6 @@ bool CudaModel::can_fold(const StepLayout::Group& g) const {
 }
 
 void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const AttnParams& p) {
-  const CudaLayer& W = w_.layers[l];
   const int H = cfg_.hidden_size, Q = cfg_.q_dim(), KV = cfg_.kv_dim();
   const KvPages ws{r_.k.get(), r_.v.get(), static_cast<size_t>(kPageRows) * KV, KV};
   const bool latent = format_->kind() == GpuCacheKind::XLatent;
@@ -353,10 +368,7 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
             "workspace clear");
     format_->read_rows(l, g.ws_rows, RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(), stream_);
     timer_.mark("dequantize", stream_);
-    remat_projection(l, false, g.ws_rows, r_.k32.get());
-    timer_.mark("remat_k_matmul", stream_);
-    norm_rope(l, r_.k32.get(), g.ws_rows, cfg_.num_kv_heads, W.k_norm, d + g.ws_pos, r_.k.get());
-    timer_.mark("remat_k_rope", stream_);
+    remat_keys(l, g.ws_rows, d + g.ws_pos);
     if (!fold) {
       remat_values(l, g.ws_rows);
       timer_.mark("remat_v", stream_);
@@ -421,6 +433,30 @@ void CudaModel::remat_values(int l, int rows) {
   bf16_to_half(vb, n, r_.v.get(), stream_);
 }
 
+void CudaModel::remat_keys(int l, int rows, const int* pos) {
+  const CudaLayer& W = w_.layers[l];
+  const int KV = cfg_.kv_dim();
+  if (!W.bk.empty() || !W.k_norm.empty()) {  // bias and k-norm in fp32
+    remat_projection(l, false, rows, r_.k32.get());
+    timer_.mark("remat_k_matmul", stream_);
+    norm_rope(l, r_.k32.get(), rows, cfg_.num_kv_heads, W.k_norm, pos, r_.k.get());
+    timer_.mark("remat_k_rope", stream_);
+    return;
+  }
+  // The matmul rounds to bf16 and RoPE reads that: half the bytes of an fp32 round trip.
+  bf16* kb = reinterpret_cast<bf16*>(r_.k32.get());
+  if (format_->kind() == GpuCacheKind::XLatent) {
+    matmul_nt_strided(blas_, r_.x.get(), 2 * KV, W.wk_lat.get(), kb, rows, KV, KV);
+  } else {
+    matmul_nt_strided(blas_, r_.x.get(), cfg_.hidden_size, W.wk.get(), kb, rows,
+                      cfg_.hidden_size, KV);
+  }
+  timer_.mark("remat_k_matmul", stream_);
+  rope_to_half(kb, rows, cfg_.num_kv_heads, cfg_.head_dim, KV, pos, rope_angles(l), r_.k.get(),
+               stream_);
+  timer_.mark("remat_k_rope", stream_);
+}
+
 void CudaModel::remat_projection(int l, bool values, int rows, float* out) {
   const CudaLayer& W = w_.layers[l];
   const int H = cfg_.hidden_size, KV = cfg_.kv_dim();
@@ -441,138 +477,14 @@ void CudaModel::mlp_block(int l, int rows) {
   const bool gemma = cfg_.arch == Arch::Gemma3;
   rmsnorm(a_.h.get(), W.mlp_norm.get(), rows, H, cfg_.rms_norm_eps, gemma, a_.x.get(), a_.xb.get(),
           stream_);
-  project(kNoBias, a_.xb.get(), W.w_gate, a_.gate.get(), rows, H, I);
-  project(kNoBias, a_.xb.get(), W.w_up, a_.up.get(), rows, H, I);
-  gated_act(a_.gate.get(), a_.up.get(), static_cast<size_t>(rows) * I, gemma, a_.act.get(),
-            stream_);
+  project(kNoBias, a_.xb.get(), W.w_gate_up, a_.gate.get(), rows, H, 2 * I);
+  gated_act(a_.gate.get(), a_.gate.get() + I, rows, I, 2 * I, gemma, a_.act.get(), stream_);
   project(kNoBias, a_.act.get(), W.w_down, a_.o.get(), rows, I, H);
   if (gemma)
     rmsnorm(a_.o.get(), W.post_mlp_norm.get(), rows, H, cfg_.rms_norm_eps, true, a_.o.get(),
             nullptr, stream_);
   add(a_.h.get(), a_.o.get(), static_cast<size_t>(rows) * H, stream_);
   timer_.mark("mlp", stream_);
-}
-
-void CudaModel::upload_picks(std::span<const SeqInput> batch) {
-  const std::vector<int> pick = logit_rows(batch);
-  pick_count_ = static_cast<int>(pick.size());
-  pick_rows_.ensure(pick.size());  // a few ints per step: not worth a line in the budget
-  check(cudaMemcpyAsync(pick_rows_.get(), pick.data(), pick.size() * sizeof(int),
-                        cudaMemcpyHostToDevice, stream_),
-        "pick upload");
-}
-
-void CudaModel::head_rows(int first, int k) {
-  const int H = cfg_.hidden_size, V = cfg_.vocab_size;
-  gather_rows(a_.h.get(), pick_rows_.get() + first, k, H, picked_.get(), stream_);
-  rmsnorm(picked_.get(), w_.final_norm.get(), k, H, cfg_.rms_norm_eps, cfg_.arch == Arch::Gemma3,
-          picked_.get(), a_.xb.get(), stream_);
-  matmul_nt(blas_, a_.xb.get(), w_.head(), logits_.get(), k, H, V);
-  softcap(logits_.get(), static_cast<size_t>(k) * V, cfg_.final_logit_softcap, stream_);
-}
-
-void CudaModel::output_logits(std::span<const SeqInput> batch, std::vector<float>& logits) {
-  const int V = cfg_.vocab_size;
-  // Only the rows whose logits are asked for go through the final norm and lm_head.
-  upload_picks(batch);
-  const int m = pick_count_;
-  logits.resize(static_cast<size_t>(m) * V);
-  for (int c = 0; c < m; c += logit_rows_) {
-    const int k = std::min(logit_rows_, m - c);
-    head_rows(c, k);
-    check(cudaMemcpyAsync(host_logits_.get(), logits_.get(),
-                          static_cast<size_t>(k) * V * sizeof(float), cudaMemcpyDeviceToHost,
-                          stream_),
-          "logits download");
-    check(cudaStreamSynchronize(stream_), "forward");
-    // Into the caller's vector on all cores: one thread copies ~10 GB/s, 64 rows of a 128k
-    // vocabulary are 32 MiB.
-    float* dst = logits.data() + static_cast<size_t>(c) * V;
-    const float* src = host_logits_.get();
-    parallel_for(k, hardware_threads(), 4, [&](int begin, int end) {
-      std::memcpy(dst + static_cast<size_t>(begin) * V, src + static_cast<size_t>(begin) * V,
-                  static_cast<size_t>(end - begin) * V * sizeof(float));
-    });
-  }
-  summarized_rows_ = 0;
-  timer_.mark("logits", stream_);
-  check(cudaStreamSynchronize(stream_), "forward");
-}
-
-void CudaModel::summarize_logits(std::span<const SeqInput> batch,
-                                 std::span<const RowDrawSpec> specs, size_t listable,
-                                 std::vector<RowSummary>& out) {
-  upload_picks(batch);
-  const int m = pick_count_;
-  if (m > summary_rows_ || static_cast<size_t>(m) != specs.size())
-    throw std::invalid_argument("CudaModel: " + std::to_string(specs.size()) + " draw specs for " +
-                                std::to_string(m) + " logits rows (at most " +
-                                std::to_string(summary_rows_) + " summarized)");
-  head_rows(0, m);
-  const int K = kSummaryCandidates;
-  SummaryHost& h = summary_host_;
-  h.inv_t.resize(m);
-  h.u01.resize(m);
-  for (int r = 0; r < m; ++r) {
-    h.inv_t[r] = specs[r].inv_temperature;
-    h.u01[r] = specs[r].u01;
-  }
-  check(cudaMemcpyAsync(sum_inv_t_.get(), h.inv_t.data(), m * sizeof(float),
-                        cudaMemcpyHostToDevice, stream_),
-        "draw specs upload");
-  check(cudaMemcpyAsync(sum_u01_.get(), h.u01.data(), m * sizeof(double), cudaMemcpyHostToDevice,
-                        stream_),
-        "draw specs upload");
-  LogitSummaries dev{sum_ids_.get(),   sum_vals_.get(),  sum_lse_.get(),
-                     sum_t_.get(),     sum_drawn_.get(), sum_drawn_logit_.get()};
-  summarize_logit_rows(logits_.get(), m, cfg_.vocab_size, static_cast<int>(listable), K,
-                       sum_inv_t_.get(), sum_u01_.get(), dev, stream_);
-  h.ids.resize(static_cast<size_t>(m) * K);
-  h.vals.resize(static_cast<size_t>(m) * K);
-  h.lse.resize(m);
-  h.sum_t.resize(m);
-  h.drawn.resize(m);
-  h.drawn_logit.resize(m);
-  auto down = [&](void* dst, const void* src, size_t bytes) {
-    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "summary download");
-  };
-  down(h.ids.data(), sum_ids_.get(), h.ids.size() * sizeof(int));
-  down(h.vals.data(), sum_vals_.get(), h.vals.size() * sizeof(float));
-  down(h.lse.data(), sum_lse_.get(), m * sizeof(double));
-  down(h.sum_t.data(), sum_t_.get(), m * sizeof(double));
-  down(h.drawn.data(), sum_drawn_.get(), m * sizeof(int));
-  down(h.drawn_logit.data(), sum_drawn_logit_.get(), m * sizeof(float));
-  timer_.mark("logits", stream_);
-  check(cudaStreamSynchronize(stream_), "forward");
-  summarized_rows_ = m;
-  out.resize(m);
-  for (int r = 0; r < m; ++r) {
-    RowSummary& s = out[r];
-    s.ids.clear();
-    s.logits.clear();
-    for (int i = 0; i < K && h.ids[r * K + i] >= 0; ++i) {
-      s.ids.push_back(h.ids[r * K + i]);
-      s.logits.push_back(h.vals[r * K + i]);
-    }
-    s.lse = h.lse[r];
-    s.sum_t = h.sum_t[r];
-    s.drawn = h.drawn[r];
-    s.drawn_logit = h.drawn_logit[r];
-  }
-}
-
-void CudaModel::copy_logit_rows(std::span<const int> rows, std::vector<float>& out) {
-  const size_t V = cfg_.vocab_size;
-  out.resize(rows.size() * V);
-  for (size_t i = 0; i < rows.size(); ++i) {
-    if (rows[i] < 0 || rows[i] >= summarized_rows_)
-      throw std::out_of_range("CudaModel: logits row " + std::to_string(rows[i]) +
-                              " is not on the device");
-    check(cudaMemcpyAsync(out.data() + i * V, logits_.get() + static_cast<size_t>(rows[i]) * V,
-                          V * sizeof(float), cudaMemcpyDeviceToHost, stream_),
-          "logits row download");
-  }
-  check(cudaStreamSynchronize(stream_), "logits rows");
 }
 
 }  // namespace xq::cuda

@@ -42,7 +42,8 @@ class CudaModel : public Model {
 
  private:
   struct Activations {
-    DeviceBuffer<float> h, x, q, k, v, attn, o, gate, up;
+    DeviceBuffer<float> h, x, q, k, v, attn, o;
+    DeviceBuffer<float> gate;  // a stacked product: [gate | up] rows, or [q | k | v] rows
     DeviceBuffer<bf16> xb, attnb, act;
     DeviceBuffer<float> z;  // the GQA latent of the new rows, [rows, 2 kv_dim]
     DeviceBuffer<bf16> zb;
@@ -75,12 +76,13 @@ class CudaModel : public Model {
                      const KvPages& ws);
   // K or V of `rows` cached rows in the remat workspace (X, or a latent half), fp32.
   void remat_projection(int l, bool values, int rows, float* out);
-  // V of `rows` cached rows into the fp16 workspace (r_.v).
+  // V of `rows` cached rows into the fp16 workspace (r_.v); K, with RoPE at `pos`, into r_.k.
   void remat_values(int l, int rows);
+  void remat_keys(int l, int rows, const int* pos);
   bool can_fold(const StepLayout::Group& g) const;
   void mlp_block(int l, int rows);
-  void project(const DeviceBuffer<float>& bias, const bf16* x, const DeviceBuffer<bf16>& w,
-               float* y, int rows, int in, int out);
+  void project(const DeviceBuffer<float>& bias, const bf16* x, MatrixView w, float* y, int rows,
+               int in, int out);
   // k-norm / q-norm (where the model has one) and RoPE of `rows` rows of t, in place, or into
   // `out` as fp16.
   void norm_rope(int l, float* t, int rows, int heads, const DeviceBuffer<float>& norm,
@@ -101,12 +103,16 @@ class CudaModel : public Model {
   cublasHandle_t blas_ = nullptr;
   CudaWeights w_;
   DeviceBuffer<double> rope_global_, rope_local_;
+  DeviceBuffer<float2> rope_tab_global_, rope_tab_local_;  // rope_table of each, or empty
+  int rope_positions_ = 0;
+  RopeAngles rope_angles(int layer) const;
   Activations a_;
   Remat r_;
   DeviceBuffer<float> split_ml_, split_acc_;  // SplitPartials of one launch
   GraphCache graphs_;                         // decode steps, by batch size and split counts
   const int* graph_ints_ = nullptr;           // step_ints_ when the graphs were captured
   bool graphs_on_ = true;
+  bool attn_mma_ = true;  // paged attention on the tensor cores where the head size allows
   bool fold_ = true;         // decode folds V after the softmax (else rebuilds it with a matmul)
   bool fused_ok_ = false;    // the format and shape run xquant_decode_splits
   int fused_max_rows_ = 0;   // decode steps of at most this many rows take it

@@ -21,6 +21,19 @@ DeviceBuffer<bf16> to_device_bf16(const std::vector<float>& v) {
   return d;
 }
 
+// The matrices one after the other, as one [sum of rows, cols] matrix.
+DeviceBuffer<bf16> stacked_bf16(std::initializer_list<const std::vector<float>*> parts) {
+  size_t n = 0;
+  for (const auto* p : parts) n += p->size();
+  std::vector<bf16> h;
+  h.reserve(n);
+  for (const auto* p : parts)
+    for (float f : *p) h.push_back(__float2bfloat16_rn(f));
+  DeviceBuffer<bf16> d;
+  d.upload(h.data(), h.size());
+  return d;
+}
+
 DeviceBuffer<float> to_device(const std::vector<float>& v) {
   DeviceBuffer<float> d;
   if (!v.empty()) d.upload(v.data(), v.size());
@@ -39,8 +52,8 @@ size_t total_bytes(std::initializer_list<const DeviceBuffer<T>*> list) {
 size_t CudaWeights::bytes() const {
   size_t n = embed.bytes() + lm_head.bytes() + final_norm.bytes();
   for (const CudaLayer& l : layers) {
-    n += total_bytes<bf16>({&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down, &l.u_cat,
-                            &l.wk_lat, &l.wv_lat});
+    n += total_bytes<bf16>({&l.wqkv, &l.w_gate_up, &l.wo, &l.w_down, &l.u_cat, &l.wk_lat,
+                            &l.wv_lat});
     n += total_bytes<float>({&l.attn_norm, &l.mlp_norm, &l.q_norm, &l.k_norm, &l.post_attn_norm,
                              &l.post_mlp_norm, &l.bq, &l.bk, &l.bv, &l.bo});
   }
@@ -106,12 +119,14 @@ CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool
     const LayerWeights L = timed(read_s, [&] { return load_layer_weights(cfg, src, l); });
     CudaLayer& d = w.layers.emplace_back();
     timed(upload_s, [&] {
-      d.wq = to_device_bf16(L.wq);
-      d.wk = to_device_bf16(L.wk);
-      d.wv = to_device_bf16(L.wv);
+      d.wqkv = stacked_bf16({&L.wq, &L.wk, &L.wv});
+      d.wq = d.wqkv.get();
+      d.wk = d.wq.get() + L.wq.size();
+      d.wv = d.wk.get() + L.wk.size();
+      d.w_gate_up = stacked_bf16({&L.w_gate, &L.w_up});
+      d.w_gate = d.w_gate_up.get();
+      d.w_up = d.w_gate.get() + L.w_gate.size();
       d.wo = to_device_bf16(L.wo);
-      d.w_gate = to_device_bf16(L.w_gate);
-      d.w_up = to_device_bf16(L.w_up);
       d.w_down = to_device_bf16(L.w_down);
       d.attn_norm = to_device(L.attn_norm);
       d.mlp_norm = to_device(L.mlp_norm);

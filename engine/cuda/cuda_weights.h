@@ -12,8 +12,21 @@
 
 namespace xq::cuda {
 
+// A matrix [rows, cols] inside a larger device allocation (not owned).
+struct MatrixView {
+  const bf16* p = nullptr;
+  MatrixView() = default;
+  MatrixView(const bf16* m) : p(m) {}                      // NOLINT: a pointer is a view
+  MatrixView(const DeviceBuffer<bf16>& b) : p(b.get()) {}  // NOLINT: so is a whole buffer
+  const bf16* get() const { return p; }
+};
+
 struct CudaLayer {
-  DeviceBuffer<bf16> wq, wk, wv, wo, w_gate, w_up, w_down;
+  // Q, K and V stacked [q_dim + 2 kv_dim, hidden], gate and up [2 intermediate, hidden]: one
+  // product each instead of three and two (at decode, fewer and longer weight streams); the
+  // views name each part.
+  DeviceBuffer<bf16> wqkv, w_gate_up, wo, w_down;
+  MatrixView wq, wk, wv, w_gate, w_up;
   // Empty buffers are absent tensors (biases, q/k norms, Gemma's extra norms).
   DeviceBuffer<float> attn_norm, mlp_norm, q_norm, k_norm, post_attn_norm, post_mlp_norm;
   DeviceBuffer<float> bq, bk, bv, bo;

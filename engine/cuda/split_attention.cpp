@@ -4,7 +4,8 @@
 // merged by attention_combine. XQ_CUDA_SPLIT_ATTENTION=0 keeps the earlier kernels (attention(),
 // and the rematerializing workspace for every XQuant step), for side-by-side measurements;
 // XQ_CUDA_FUSED_DECODE=1 turns the fused XQuant decode on (off by default); XQ_CUDA_GRAPHS=0 runs
-// decode steps without CUDA graphs; XQ_CUDA_FOLD picks how the workspace path gets V.
+// decode steps without CUDA graphs; XQ_CUDA_FOLD picks how the workspace path gets V;
+// XQ_CUDA_ATTN_MMA=0 scores fp16 pages on the CUDA cores instead of the tensor cores.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -39,6 +40,7 @@ int folded_width(const ModelConfig& cfg, GpuCacheKind kind) {
 
 void CudaModel::setup_attention_paths(int rows, int decode_rows) {
   graphs_on_ = env_flag("XQ_CUDA_GRAPHS", true);
+  attn_mma_ = env_flag("XQ_CUDA_ATTN_MMA", true);
   // X folds V after the softmax; the GQA latent rebuilds V with one matmul, as cheap as K's
   // (measured faster, bench/RESULTS.md). XQ_CUDA_FOLD=1/0 forces either.
   fold_ = env_flag("XQ_CUDA_FOLD", format_->kind() != GpuCacheKind::XLatent);
@@ -86,7 +88,7 @@ void CudaModel::paged_attention(const float* q, float* out, int rows, const int*
     return;
   }
   SplitPartials parts{split_ml_.get(), split_acc_.get(), splits};
-  paged_attention_splits(q, rows, row_seq, seqs, tables, pages, p, parts, stream_);
+  paged_attention_splits(q, rows, row_seq, seqs, tables, pages, p, parts, stream_, attn_mma_);
   attention_combine(parts, rows, H, D, out, nullptr, stream_);
 }
 

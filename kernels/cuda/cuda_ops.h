@@ -45,21 +45,43 @@ void add_bias(float* y, const float* bias, int rows, int dim, cudaStream_t strea
 // y[i] += x[i].
 void add(float* y, const float* x, size_t n, cudaStream_t stream);
 
+// RoPE's angles: inv_freq (head_dim / 2 entries), and optionally their cosines and sines for the
+// positions [0, table_positions) from rope_table, which the kernels then read instead of computing
+// (the same values: the table is made by the same arithmetic).
+struct RopeAngles {
+  const double* inv_freq = nullptr;
+  const float2* table = nullptr;  // [table_positions, head_dim / 2] (cos, sin), or null
+  int table_positions = 0;
+};
+
+// table[p, i] = (cos, sin) of position p's angle i, for p < positions: what rope() computes.
+void rope_table(const double* inv_freq, int head_dim, int positions, float2* table,
+                cudaStream_t stream);
+
 // RoPE, rotate-half layout (kernels/cpu/rope.h rope_apply): rows r at position pos[r] (rows with
-// pos[r] < 0 are left alone), `heads` heads of head_dim each, rows `row_stride` floats apart;
-// inv_freq has head_dim / 2 entries. The angle pos * inv_freq is taken in double (as on the CPU)
-// and reduced to [-pi, pi] before an fp32 sine and cosine.
+// pos[r] < 0 are left alone), `heads` heads of head_dim each, rows `row_stride` floats apart.
+// The angle pos * inv_freq is taken in double (as on the CPU) and reduced to [-pi, pi] before
+// an fp32 sine and cosine.
 void rope(float* x, int rows, int heads, int head_dim, int row_stride, const int* pos,
-          const double* inv_freq, cudaStream_t stream);
+          RopeAngles angles, cudaStream_t stream);
 // The same out of place into fp16 rows (same layout; rows at pos < 0 converted unrotated): the
 // rematerialized K of XQuant goes from its matmul to the attention's fp16 workspace in one pass.
 void rope_to_half(const float* x, int rows, int heads, int head_dim, int row_stride,
-                  const int* pos, const double* inv_freq, half* out, cudaStream_t stream);
+                  const int* pos, RopeAngles angles, half* out, cudaStream_t stream);
+// From bf16 rows (a matmul's bf16 output): half the bytes read.
+void rope_to_half(const bf16* x, int rows, int heads, int head_dim, int row_stride,
+                  const int* pos, RopeAngles angles, half* out, cudaStream_t stream);
 
-// out[i] = act(gate[i]) * up[i], act = gelu_tanh (gelu) or silu; written as bf16 (the next
-// matmul's operand).
-void gated_act(const float* gate, const float* up, size_t n, bool gelu, bf16* out,
-               cudaStream_t stream);
+// out[r, i] = act(gate[r * stride + i]) * up[r * stride + i] for i < width, act = gelu_tanh
+// (gelu) or silu; out is [rows, width] bf16 (the next matmul's operand). stride = 2 width with
+// up = gate + width reads the halves of one stacked gate-up product.
+void gated_act(const float* gate, const float* up, int rows, int width, int stride, bool gelu,
+               bf16* out, cudaStream_t stream);
+
+// The columns of a stacked product y[rows, q + 2 kv] apart: q, k and v rows of widths q, kv, kv,
+// each plus its bias where one is given (null: none).
+void split_qkv(const float* y, int rows, int q, int kv, const float* bq, const float* bk,
+               const float* bv, float* out_q, float* out_k, float* out_v, cudaStream_t stream);
 
 // x = cap * tanh(x / cap); cap <= 0 does nothing.
 void softcap(float* x, size_t n, float cap, cudaStream_t stream);

@@ -32,11 +32,14 @@ size_t split_partials_floats(int rows, int heads, int splits, int width);
 
 // Paged attention over fp16 K/V for query rows of any sequence shape (a row at position p sees
 // [0, p], or its window); seqs/row_seq/tables/kv/p as for attention() in cuda_ops.h. head_dim
-// must be even and <= 256, num_heads / num_kv_heads <= 16.
+// must be even and <= 256, num_heads / num_kv_heads <= 16. With `tensor_cores` and a head_dim
+// that is a multiple of 16 (paged_attention_tensor_cores), q and the softmax weights enter fp16
+// tensor-core products (relative error ~1e-3, against ~1e-6 for the fp32 CUDA-core kernel).
 bool paged_attention_supported(const AttnParams& p);
+bool paged_attention_tensor_cores(const AttnParams& p);
 void paged_attention_splits(const float* q, int rows, const int* row_seq, const AttnSeq* seqs,
                             const int* tables, KvPages kv, AttnParams p, SplitPartials out,
-                            cudaStream_t stream);
+                            cudaStream_t stream, bool tensor_cores = true);
 
 // Merges the splits of every (row, head). Exactly one output: out_f32 rows [rows][heads * width]
 // (out_f32 + r * heads * width + h * width), or out_bf16 head-major [heads][rows][width].

@@ -61,43 +61,78 @@ __global__ void add_kernel(float* y, const float* x, size_t n) {
 // The angle is taken in double and reduced to [-pi, pi] before the fp32 sine and cosine.
 // `out` null: in place; else the rotated (or, at pos < 0, unrotated) rows as fp16 there, in
 // the same layout.
-__global__ void rope_kernel(float* x, int rows, int heads, int head_dim, int row_stride,
-                            const int* pos, const double* inv_freq, half* out) {
+__device__ __forceinline__ float2 rope_angle(int p, int i, const double* inv_freq) {
   constexpr double kTwoPi = 6.283185307179586476925286766559;
-  const int hd2 = head_dim / 2;
-  const size_t n = static_cast<size_t>(rows) * heads * hd2;
+  double a = static_cast<double>(p) * inv_freq[i];
+  a -= kTwoPi * rint(a / kTwoPi);
+  float s, c;
+  sincosf(static_cast<float>(a), &s, &c);
+  return make_float2(c, s);
+}
+
+__global__ void rope_table_kernel(const double* inv_freq, int hd2, size_t n, float2* table) {
   for (size_t e = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; e < n;
        e += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const int i = static_cast<int>(e % hd2);
-    const size_t rh = e / hd2;
-    const int h = static_cast<int>(rh % heads), r = static_cast<int>(rh / heads);
+    table[e] = rope_angle(static_cast<int>(e / hd2), static_cast<int>(e % hd2), inv_freq);
+  }
+}
+
+__device__ __forceinline__ float load_f(const float* x, size_t i) { return x[i]; }
+__device__ __forceinline__ float load_f(const bf16* x, size_t i) { return __bfloat162float(x[i]); }
+
+// A thread per rotated pair; rows x heads x pairs in 32-bit index arithmetic where the launch
+// fits (the remat path rotates ~10^8 pairs a step, where 64-bit division shows).
+template <class In, class Index>
+__global__ void rope_kernel(const In* x, float* x_out, int rows, int heads, int head_dim,
+                            int row_stride, const int* pos, RopeAngles ra, half* out) {
+  const Index hd2 = head_dim / 2;
+  const Index n = static_cast<Index>(rows) * heads * hd2;
+  for (Index e = blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x; e < n;
+       e += static_cast<Index>(gridDim.x) * blockDim.x) {
+    const Index i = e % hd2, rh = e / hd2;
+    const Index h = rh % heads, r = rh / heads;
     const int p = pos[r];
     const size_t at = static_cast<size_t>(r) * row_stride + static_cast<size_t>(h) * head_dim + i;
-    float s = 0.0f, c = 1.0f;
+    float2 cs = make_float2(1.0f, 0.0f);
     if (p >= 0) {
-      double a = static_cast<double>(p) * inv_freq[i];
-      a -= kTwoPi * rint(a / kTwoPi);
-      sincosf(static_cast<float>(a), &s, &c);
+      cs = p < ra.table_positions ? ra.table[static_cast<size_t>(p) * hd2 + i]
+                                  : rope_angle(p, static_cast<int>(i), ra.inv_freq);
     } else if (!out) {
       continue;
     }
-    const float lo = x[at], hi = x[at + hd2];
-    const float rlo = lo * c - hi * s, rhi = hi * c + lo * s;
+    const float lo = load_f(x, at), hi = load_f(x, at + hd2);
+    const float rlo = lo * cs.x - hi * cs.y, rhi = hi * cs.x + lo * cs.y;
     if (out) {
       out[at] = __float2half_rn(rlo);
       out[at + hd2] = __float2half_rn(rhi);
     } else {
-      x[at] = rlo;
-      x[at + hd2] = rhi;
+      x_out[at] = rlo;
+      x_out[at + hd2] = rhi;
     }
   }
 }
 
-__global__ void gated_act_kernel(const float* gate, const float* up, size_t n, bool gelu,
-                                 bf16* out) {
+template <class In>
+void launch_rope(const In* x, float* x_out, int rows, int heads, int head_dim, int row_stride,
+                 const int* pos, RopeAngles ra, half* out, cudaStream_t stream) {
+  if (rows <= 0 || heads <= 0 || head_dim < 2) return;
+  const size_t n = static_cast<size_t>(rows) * heads * (head_dim / 2);
+  if (n < (size_t{1} << 31)) {
+    rope_kernel<In, unsigned><<<grid_for(n), kThreads, 0, stream>>>(
+        x, x_out, rows, heads, head_dim, row_stride, pos, ra, out);
+  } else {
+    rope_kernel<In, size_t><<<grid_for(n), kThreads, 0, stream>>>(
+        x, x_out, rows, heads, head_dim, row_stride, pos, ra, out);
+  }
+  check(cudaGetLastError(), "rope");
+}
+
+__global__ void gated_act_kernel(const float* gate, const float* up, int width, int stride,
+                                 size_t n, bool gelu, bf16* out) {
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+  for (size_t o = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; o < n;
+       o += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const size_t i = o / width * stride + o % width;
     const float g = gate[i];
     float a;
     if (gelu) {
@@ -105,7 +140,25 @@ __global__ void gated_act_kernel(const float* gate, const float* up, size_t n, b
     } else {
       a = g / (1.0f + expf(-g));
     }
-    out[i] = __float2bfloat16_rn(a * up[i]);
+    out[o] = __float2bfloat16_rn(a * up[i]);
+  }
+}
+
+__global__ void split_qkv_kernel(const float* y, int q, int kv, const float* bq, const float* bk,
+                                 const float* bv, size_t n, float* oq, float* ok, float* ov) {
+  const int width = q + 2 * kv;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const size_t r = i / width;
+    const int c = static_cast<int>(i % width);
+    const float v = y[i];
+    if (c < q) {
+      oq[r * q + c] = bq ? v + bq[c] : v;
+    } else if (c < q + kv) {
+      ok[r * kv + c - q] = bk ? v + bk[c - q] : v;
+    } else {
+      ov[r * kv + c - q - kv] = bv ? v + bv[c - q - kv] : v;
+    }
   }
 }
 
@@ -179,29 +232,44 @@ void add(float* y, const float* x, size_t n, cudaStream_t stream) {
   check(cudaGetLastError(), "add");
 }
 
+void rope_table(const double* inv_freq, int head_dim, int positions, float2* table,
+                cudaStream_t stream) {
+  const size_t n = static_cast<size_t>(positions > 0 ? positions : 0) * (head_dim / 2);
+  if (n == 0) return;
+  rope_table_kernel<<<grid_for(n), kThreads, 0, stream>>>(inv_freq, head_dim / 2, n, table);
+  check(cudaGetLastError(), "rope_table");
+}
+
 void rope(float* x, int rows, int heads, int head_dim, int row_stride, const int* pos,
-          const double* inv_freq, cudaStream_t stream) {
-  if (rows <= 0 || heads <= 0 || head_dim < 2) return;
-  const size_t n = static_cast<size_t>(rows) * heads * (head_dim / 2);
-  rope_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, rows, heads, head_dim, row_stride, pos,
-                                                    inv_freq, nullptr);
-  check(cudaGetLastError(), "rope");
+          RopeAngles angles, cudaStream_t stream) {
+  launch_rope<float>(x, x, rows, heads, head_dim, row_stride, pos, angles, nullptr, stream);
 }
 
 void rope_to_half(const float* x, int rows, int heads, int head_dim, int row_stride,
-                  const int* pos, const double* inv_freq, half* out, cudaStream_t stream) {
-  const size_t n = static_cast<size_t>(rows) * heads * (head_dim / 2);
-  if (n == 0) return;
-  rope_kernel<<<grid_for(n), kThreads, 0, stream>>>(const_cast<float*>(x), rows, heads, head_dim,
-                                                    row_stride, pos, inv_freq, out);
-  check(cudaGetLastError(), "rope_to_half");
+                  const int* pos, RopeAngles angles, half* out, cudaStream_t stream) {
+  launch_rope<float>(x, nullptr, rows, heads, head_dim, row_stride, pos, angles, out, stream);
 }
 
-void gated_act(const float* gate, const float* up, size_t n, bool gelu, bf16* out,
-               cudaStream_t stream) {
-  if (n == 0) return;
-  gated_act_kernel<<<grid_for(n), kThreads, 0, stream>>>(gate, up, n, gelu, out);
+void rope_to_half(const bf16* x, int rows, int heads, int head_dim, int row_stride,
+                  const int* pos, RopeAngles angles, half* out, cudaStream_t stream) {
+  launch_rope<bf16>(x, nullptr, rows, heads, head_dim, row_stride, pos, angles, out, stream);
+}
+
+void gated_act(const float* gate, const float* up, int rows, int width, int stride, bool gelu,
+               bf16* out, cudaStream_t stream) {
+  if (rows <= 0 || width <= 0) return;
+  const size_t n = static_cast<size_t>(rows) * width;
+  gated_act_kernel<<<grid_for(n), kThreads, 0, stream>>>(gate, up, width, stride, n, gelu, out);
   check(cudaGetLastError(), "gated_act");
+}
+
+void split_qkv(const float* y, int rows, int q, int kv, const float* bq, const float* bk,
+               const float* bv, float* out_q, float* out_k, float* out_v, cudaStream_t stream) {
+  if (rows <= 0) return;
+  const size_t n = static_cast<size_t>(rows) * (q + 2 * kv);
+  split_qkv_kernel<<<grid_for(n), kThreads, 0, stream>>>(y, q, kv, bq, bk, bv, n, out_q, out_k,
+                                                          out_v);
+  check(cudaGetLastError(), "split_qkv");
 }
 
 void softcap(float* x, size_t n, float cap, cudaStream_t stream) {

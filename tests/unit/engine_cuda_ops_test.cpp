@@ -125,7 +125,7 @@ TEST_F(CudaDenseOps, RopeMatchesCpuAndSkipsNegativePositions) {
     DeviceBuf<float> d_x(x);
     DeviceBuf<int> d_pos(pos);
     DeviceBuf<double> d_freq(inv_freq);
-    rope(d_x.get(), rows, heads, head_dim, stride, d_pos.get(), d_freq.get(), stream_);
+    rope(d_x.get(), rows, heads, head_dim, stride, d_pos.get(), RopeAngles{d_freq.get()}, stream_);
     const auto got = d_x.download();
     EXPECT_LT(rel_err(got, ref), 1e-5);
     for (int j = 0; j < stride; ++j) ASSERT_EQ(got[3 * stride + j], x[3 * stride + j]);
@@ -138,8 +138,8 @@ TEST_F(CudaDenseOps, RopeMatchesCpuAndSkipsNegativePositions) {
     DeviceBuf<float> d_in(x);
     const half poison = __float2half_rn(-777.0f);
     DeviceBuf<half> d_h(std::vector<half>(x.size(), poison));
-    rope_to_half(d_in.get(), rows, heads, head_dim, stride, d_pos.get(), d_freq.get(), d_h.get(),
-                 stream_);
+    rope_to_half(d_in.get(), rows, heads, head_dim, stride, d_pos.get(), RopeAngles{d_freq.get()},
+                 d_h.get(), stream_);
     const auto h = d_h.download();
     EXPECT_EQ(d_in.download(), x);
     for (int r = 0; r < rows; ++r) {
@@ -154,6 +154,42 @@ TEST_F(CudaDenseOps, RopeMatchesCpuAndSkipsNegativePositions) {
       }
     }
   }
+}
+
+// The table of cosines and sines gives exactly what computing the angles gives, inside the table
+// and past it (positions it does not hold are computed); bf16 input rows rotate like fp32 ones.
+TEST_F(CudaDenseOps, RopeTableEqualsComputedAngles) {
+  const int rows = 5, heads = 2, head_dim = 128, stride = heads * head_dim;
+  const std::vector<int> pos = {0, 3, 999, 1000, 70000};
+  RopeFreqParams fp;
+  fp.head_dim = head_dim;
+  fp.theta = 5e5;
+  DeviceBuf<double> d_freq(rope_inv_freq(fp));
+  DeviceBuf<int> d_pos(pos);
+  const int positions = 1000;
+  DeviceBuf<float2> d_tab(static_cast<size_t>(positions) * head_dim / 2);
+  rope_table(d_freq.get(), head_dim, positions, d_tab.get(), stream_);
+  const auto x = randn(static_cast<size_t>(rows) * stride, 90, 4.0f);
+  std::vector<bf16> xb(x.size());
+  std::vector<float> xr(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    xb[i] = __float2bfloat16_rn(x[i]);
+    xr[i] = __bfloat162float(xb[i]);
+  }
+  DeviceBuf<float> d_a(x), d_b(x), d_r(xr);
+  DeviceBuf<bf16> d_xb(xb);
+  rope(d_a.get(), rows, heads, head_dim, stride, d_pos.get(), RopeAngles{d_freq.get()}, stream_);
+  rope(d_b.get(), rows, heads, head_dim, stride, d_pos.get(),
+       RopeAngles{d_freq.get(), d_tab.get(), positions}, stream_);
+  EXPECT_EQ(d_a.download(), d_b.download());
+  DeviceBuf<half> d_hf(x.size()), d_hb(x.size());
+  rope_to_half(d_r.get(), rows, heads, head_dim, stride, d_pos.get(), RopeAngles{d_freq.get()},
+               d_hf.get(), stream_);
+  rope_to_half(d_xb.get(), rows, heads, head_dim, stride, d_pos.get(),
+               RopeAngles{d_freq.get(), d_tab.get(), positions}, d_hb.get(), stream_);
+  const auto hf = d_hf.download(), hb = d_hb.download();
+  for (size_t i = 0; i < x.size(); ++i)
+    ASSERT_EQ(__half2float(hf[i]), __half2float(hb[i])) << i;
 }
 
 TEST_F(CudaDenseOps, Bf16ToHalfConvertsEveryValue) {
@@ -180,9 +216,44 @@ TEST_F(CudaDenseOps, GatedActMatchesCpu) {
       (gelu ? gelu_tanh_mul : silu_mul)(gate.data(), up.data(), ref.data(), n);
       DeviceBuf<float> d_g(gate), d_u(up);
       DeviceBuf<bf16> d_out(n);
-      gated_act(d_g.get(), d_u.get(), n, gelu, d_out.get(), stream_);
+      const int w = static_cast<int>(n);
+      gated_act(d_g.get(), d_u.get(), 1, w, w, gelu, d_out.get(), stream_);
       // bf16 rounding alone is within 2^-9 of each value.
       EXPECT_LT(rel_err(bf16_to_floats(d_out.download()), ref), 3e-3);
+    }
+  }
+}
+
+// The stacked gate-up product's rows [gate | up] give the same as separate gate and up rows.
+TEST_F(CudaDenseOps, GatedActReadsStackedRows) {
+  const int rows = 7, width = 333;
+  const auto gate = randn(size_t{rows} * width, 60, 3.0f), up = randn(size_t{rows} * width, 61);
+  std::vector<float> stacked;
+  for (int r = 0; r < rows; ++r) {
+    stacked.insert(stacked.end(), gate.begin() + r * width, gate.begin() + (r + 1) * width);
+    stacked.insert(stacked.end(), up.begin() + r * width, up.begin() + (r + 1) * width);
+  }
+  std::vector<float> ref(gate.size());
+  silu_mul(gate.data(), up.data(), ref.data(), ref.size());
+  DeviceBuf<float> d_s(stacked);
+  DeviceBuf<bf16> d_out(ref.size());
+  gated_act(d_s.get(), d_s.get() + width, rows, width, 2 * width, false, d_out.get(), stream_);
+  EXPECT_LT(rel_err(bf16_to_floats(d_out.download()), ref), 3e-3);
+}
+
+TEST_F(CudaDenseOps, SplitQkvSeparatesColumnsAndAddsBiases) {
+  const int rows = 5, q = 96, kv = 32, w = q + 2 * kv;
+  const auto y = randn(size_t{rows} * w, 70), bq = randn(q, 71), bv = randn(kv, 72);
+  DeviceBuf<float> d_y(y), d_bq(bq), d_bv(bv), d_q(size_t{rows} * q), d_k(size_t{rows} * kv),
+      d_v(size_t{rows} * kv);
+  split_qkv(d_y.get(), rows, q, kv, d_bq.get(), nullptr, d_bv.get(), d_q.get(), d_k.get(),
+            d_v.get(), stream_);
+  const auto gq = d_q.download(), gk = d_k.download(), gv = d_v.download();
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < q; ++c) ASSERT_EQ(gq[r * q + c], y[r * w + c] + bq[c]) << r << " " << c;
+    for (int c = 0; c < kv; ++c) {
+      ASSERT_EQ(gk[r * kv + c], y[r * w + q + c]) << r << " " << c;
+      ASSERT_EQ(gv[r * kv + c], y[r * w + q + kv + c] + bv[c]) << r << " " << c;
     }
   }
 }
