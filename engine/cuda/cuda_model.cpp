@@ -4,14 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
 #include "engine/cache/layer_attention.h"
 #include "engine/model/rope_freqs.h"
-#include "kernels/cpu/parallel.h"
-#include "kernels/cuda/sample_ops.h"
 
 namespace xq::cuda {
 namespace {
@@ -26,6 +24,13 @@ constexpr int kMaxFoldRows = 4;
 constexpr int kRematRows = 32768;
 
 int round_up_pages(int rows) { return (rows + kPageRows - 1) / kPageRows * kPageRows; }
+
+// Rows from the environment (tests: XQ_CUDA_REMAT_ROWS, a workspace small enough for several
+// groups a step; XQ_CUDA_CL_ACC_ROWS, an accumulator too small for all of them), or `fallback`.
+int env_rows(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? fallback : round_up_pages(std::max(1, std::atoi(v)));
+}
 
 DeviceBuffer<double> upload_doubles(const std::vector<double>& v) {
   DeviceBuffer<double> d;
@@ -58,7 +63,9 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   blas_workspace_.reset(kBlasWorkspace);
   check(cublasSetWorkspace(blas_, blas_workspace_.get(), kBlasWorkspace), "cublasSetWorkspace");
 
-  w_ = upload_weights(cfg_, src, format_->kind() == GpuCacheKind::XLatent);
+  const bool cl = format_->kind() == GpuCacheKind::XQuantCL;
+  w_ = upload_weights(cfg_, src, format_->kind() == GpuCacheKind::XLatent,
+                      cl && format_->layout().cl.latent);
   rope_global_ = upload_doubles(rope.global);
   rope_local_ = upload_doubles(rope.local);
 
@@ -66,7 +73,13 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   const int max_len = opts.max_model_len > 0 ? opts.max_model_len : cfg_.max_position_embeddings;
   reserve_rows(std::max(opts.max_num_batched_tokens, opts.max_num_seqs));
   fold_rows_ = std::max(1, opts.max_num_seqs);
-  if (format_->rematerializes()) reserve_remat(std::max(kRematRows, round_up_pages(max_len)));
+  if (format_->rematerializes())
+    reserve_remat(env_rows("XQ_CUDA_REMAT_ROWS", std::max(kRematRows, round_up_pages(max_len))));
+  if (cl) {  // the accumulator holds twice the workspace's rows: a step of several groups
+    cl_ = std::make_unique<ClAccumulator>(cfg_, *format_, w_,
+                                          env_rows("XQ_CUDA_CL_ACC_ROWS", 2 * remat_capacity_));
+    cl_->reserve(rows_capacity_, remat_capacity_);
+  }
   setup_attention_paths(std::max(opts.max_num_batched_tokens, opts.max_num_seqs), fold_rows_);
   logit_rows_ = kLogitRows;
   // A step's rows stay on the device for their summaries: one per sequence at most.
@@ -125,7 +138,7 @@ size_t CudaModel::workspace_bytes() const {
                         &r_.k32, &r_.v32, &r_.probs, &r_.t})
     n += b->bytes();
   for (const auto* b : {&a_.xb, &a_.attnb, &a_.act, &a_.zb, &r_.x, &r_.y}) n += b->bytes();
-  return n + r_.k.bytes() + r_.v.bytes();
+  return n + r_.k.bytes() + r_.v.bytes() + (cl_ ? cl_->bytes() : 0);
 }
 
 void CudaModel::reserve_rows(int rows) {
@@ -221,6 +234,7 @@ bool CudaModel::run_layers(std::span<const SeqInput> batch) {
   StepLayout L = build_step_layout(seqs, remat ? remat_capacity_ : 0, cfg_.num_heads);
   reserve_rows(L.rows);
   if (remat) reserve_remat(L.max_ws_rows);
+  if (cl_) cl_->plan_step(L);
   step_ints_.ensure(L.ints.size());
   check(cudaMemcpyAsync(step_ints_.get(), L.ints.data(), L.ints.size() * sizeof(int),
                         cudaMemcpyHostToDevice, stream_),
@@ -318,7 +332,8 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
       fused_decode(l, L, d, p);
     else
       remat_attention(l, L, d, p);
-    format_->write_rows(l, latent ? a_.z.get() : a_.x.get(), rows, new_rows, stream_);
+    if (!cl_)  // XQuant-CL wrote its deltas while rebuilding (ClAccumulator::layer_group)
+      format_->write_rows(l, latent ? a_.z.get() : a_.x.get(), rows, new_rows, stream_);
     timer_.mark("quantize", stream_);
   }
   to_bf16(a_.attn.get(), static_cast<size_t>(rows) * Q, a_.attnb.get(), stream_);
@@ -341,7 +356,8 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
   const KvPages ws{r_.k.get(), r_.v.get(), static_cast<size_t>(kPageRows) * KV, KV};
   const bool latent = format_->kind() == GpuCacheKind::XLatent;
   const int C = format_->layout().row_width;  // cached row width: X, or both latents
-  for (const StepLayout::Group& g : L.groups) {
+  for (size_t gi = 0; gi < L.groups.size(); ++gi) {
+    const StepLayout::Group& g = L.groups[gi];
     const bool fold = can_fold(g);
     const size_t r0 = g.row_begin;
     // The past's X, dequantized into its sequence's workspace rows, through the key path (and
@@ -351,7 +367,10 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
       check(cudaMemsetAsync(r_.x.get(), 0, static_cast<size_t>(g.ws_rows) * C * sizeof(bf16),
                             stream_),
             "workspace clear");
-    format_->read_rows(l, g.ws_rows, RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(), stream_);
+    if (cl_)
+      cl_->layer_group(l, gi, L, d, a_.x.get(), a_.h.get(), r_.x.get(), blas_, stream_);
+    else
+      format_->read_rows(l, g.ws_rows, RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(), stream_);
     timer_.mark("dequantize", stream_);
     remat_projection(l, false, g.ws_rows, r_.k32.get());
     timer_.mark("remat_k_matmul", stream_);
@@ -451,128 +470,6 @@ void CudaModel::mlp_block(int l, int rows) {
             nullptr, stream_);
   add(a_.h.get(), a_.o.get(), static_cast<size_t>(rows) * H, stream_);
   timer_.mark("mlp", stream_);
-}
-
-void CudaModel::upload_picks(std::span<const SeqInput> batch) {
-  const std::vector<int> pick = logit_rows(batch);
-  pick_count_ = static_cast<int>(pick.size());
-  pick_rows_.ensure(pick.size());  // a few ints per step: not worth a line in the budget
-  check(cudaMemcpyAsync(pick_rows_.get(), pick.data(), pick.size() * sizeof(int),
-                        cudaMemcpyHostToDevice, stream_),
-        "pick upload");
-}
-
-void CudaModel::head_rows(int first, int k) {
-  const int H = cfg_.hidden_size, V = cfg_.vocab_size;
-  gather_rows(a_.h.get(), pick_rows_.get() + first, k, H, picked_.get(), stream_);
-  rmsnorm(picked_.get(), w_.final_norm.get(), k, H, cfg_.rms_norm_eps, cfg_.arch == Arch::Gemma3,
-          picked_.get(), a_.xb.get(), stream_);
-  matmul_nt(blas_, a_.xb.get(), w_.head(), logits_.get(), k, H, V);
-  softcap(logits_.get(), static_cast<size_t>(k) * V, cfg_.final_logit_softcap, stream_);
-}
-
-void CudaModel::output_logits(std::span<const SeqInput> batch, std::vector<float>& logits) {
-  const int V = cfg_.vocab_size;
-  // Only the rows whose logits are asked for go through the final norm and lm_head.
-  upload_picks(batch);
-  const int m = pick_count_;
-  logits.resize(static_cast<size_t>(m) * V);
-  for (int c = 0; c < m; c += logit_rows_) {
-    const int k = std::min(logit_rows_, m - c);
-    head_rows(c, k);
-    check(cudaMemcpyAsync(host_logits_.get(), logits_.get(),
-                          static_cast<size_t>(k) * V * sizeof(float), cudaMemcpyDeviceToHost,
-                          stream_),
-          "logits download");
-    check(cudaStreamSynchronize(stream_), "forward");
-    // Into the caller's vector on all cores: one thread copies ~10 GB/s, 64 rows of a 128k
-    // vocabulary are 32 MiB.
-    float* dst = logits.data() + static_cast<size_t>(c) * V;
-    const float* src = host_logits_.get();
-    parallel_for(k, hardware_threads(), 4, [&](int begin, int end) {
-      std::memcpy(dst + static_cast<size_t>(begin) * V, src + static_cast<size_t>(begin) * V,
-                  static_cast<size_t>(end - begin) * V * sizeof(float));
-    });
-  }
-  summarized_rows_ = 0;
-  timer_.mark("logits", stream_);
-  check(cudaStreamSynchronize(stream_), "forward");
-}
-
-void CudaModel::summarize_logits(std::span<const SeqInput> batch,
-                                 std::span<const RowDrawSpec> specs, size_t listable,
-                                 std::vector<RowSummary>& out) {
-  upload_picks(batch);
-  const int m = pick_count_;
-  if (m > summary_rows_ || static_cast<size_t>(m) != specs.size())
-    throw std::invalid_argument("CudaModel: " + std::to_string(specs.size()) + " draw specs for " +
-                                std::to_string(m) + " logits rows (at most " +
-                                std::to_string(summary_rows_) + " summarized)");
-  head_rows(0, m);
-  const int K = kSummaryCandidates;
-  SummaryHost& h = summary_host_;
-  h.inv_t.resize(m);
-  h.u01.resize(m);
-  for (int r = 0; r < m; ++r) {
-    h.inv_t[r] = specs[r].inv_temperature;
-    h.u01[r] = specs[r].u01;
-  }
-  check(cudaMemcpyAsync(sum_inv_t_.get(), h.inv_t.data(), m * sizeof(float),
-                        cudaMemcpyHostToDevice, stream_),
-        "draw specs upload");
-  check(cudaMemcpyAsync(sum_u01_.get(), h.u01.data(), m * sizeof(double), cudaMemcpyHostToDevice,
-                        stream_),
-        "draw specs upload");
-  LogitSummaries dev{sum_ids_.get(),   sum_vals_.get(),  sum_lse_.get(),
-                     sum_t_.get(),     sum_drawn_.get(), sum_drawn_logit_.get()};
-  summarize_logit_rows(logits_.get(), m, cfg_.vocab_size, static_cast<int>(listable), K,
-                       sum_inv_t_.get(), sum_u01_.get(), dev, stream_);
-  h.ids.resize(static_cast<size_t>(m) * K);
-  h.vals.resize(static_cast<size_t>(m) * K);
-  h.lse.resize(m);
-  h.sum_t.resize(m);
-  h.drawn.resize(m);
-  h.drawn_logit.resize(m);
-  auto down = [&](void* dst, const void* src, size_t bytes) {
-    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "summary download");
-  };
-  down(h.ids.data(), sum_ids_.get(), h.ids.size() * sizeof(int));
-  down(h.vals.data(), sum_vals_.get(), h.vals.size() * sizeof(float));
-  down(h.lse.data(), sum_lse_.get(), m * sizeof(double));
-  down(h.sum_t.data(), sum_t_.get(), m * sizeof(double));
-  down(h.drawn.data(), sum_drawn_.get(), m * sizeof(int));
-  down(h.drawn_logit.data(), sum_drawn_logit_.get(), m * sizeof(float));
-  timer_.mark("logits", stream_);
-  check(cudaStreamSynchronize(stream_), "forward");
-  summarized_rows_ = m;
-  out.resize(m);
-  for (int r = 0; r < m; ++r) {
-    RowSummary& s = out[r];
-    s.ids.clear();
-    s.logits.clear();
-    for (int i = 0; i < K && h.ids[r * K + i] >= 0; ++i) {
-      s.ids.push_back(h.ids[r * K + i]);
-      s.logits.push_back(h.vals[r * K + i]);
-    }
-    s.lse = h.lse[r];
-    s.sum_t = h.sum_t[r];
-    s.drawn = h.drawn[r];
-    s.drawn_logit = h.drawn_logit[r];
-  }
-}
-
-void CudaModel::copy_logit_rows(std::span<const int> rows, std::vector<float>& out) {
-  const size_t V = cfg_.vocab_size;
-  out.resize(rows.size() * V);
-  for (size_t i = 0; i < rows.size(); ++i) {
-    if (rows[i] < 0 || rows[i] >= summarized_rows_)
-      throw std::out_of_range("CudaModel: logits row " + std::to_string(rows[i]) +
-                              " is not on the device");
-    check(cudaMemcpyAsync(out.data() + i * V, logits_.get() + static_cast<size_t>(rows[i]) * V,
-                          V * sizeof(float), cudaMemcpyDeviceToHost, stream_),
-          "logits row download");
-  }
-  check(cudaStreamSynchronize(stream_), "logits rows");
 }
 
 }  // namespace xq::cuda
