@@ -343,23 +343,30 @@ TEST_P(CudaModelTest, RowSummariesEqualTheWholeRows) {
 
 INSTANTIATE_TEST_SUITE_P(
     Formats, CudaModelTest,
+    ::testing::Values(Case{Arch::Llama, "fp16", 16}, Case{Arch::Llama, "xquant", 4},
+                      Case{Arch::Llama, "xquant", 8}, Case{Arch::Llama, "xquant", 4, true},
+                      Case{Arch::Llama, "xquant", 16, true}, Case{Arch::Gemma3, "fp16", 16},
+                      Case{Arch::Gemma3, "xquant", 4}, Case{Arch::Gemma3, "xquant", 4, true},
+                      Case{Arch::Llama, "xquant", 4, false, true},
+                      Case{Arch::Llama, "xquant", 16, true, true},
+                      Case{Arch::Gemma3, "xquant", 4, true, true},
+                      Case{Arch::Gemma3, "xquant", 3, false, true},
+                      // High-precision first layers (pages of mixed row sizes), X and latent.
+                      Case{Arch::Llama, "xquant", 16, false, false, {2, 8}},
+                      Case{Arch::Llama, "xquant", 2, false, false, {2, 4}},
+                      Case{Arch::Gemma3, "xquant", 3, false, true, {1, 8}},
+                      Case{Arch::Llama, "xquant", 4, true, false, {1, 8}},
+                      Case{Arch::Gemma3, "xquant", 4, true, true, {1, 8}},
+                      // The K latent's first channel in fp16 (rows in three parts).
+                      Case{Arch::Llama, "xquant", 16, true, false, {2, 8}, 1},
+                      Case{Arch::Gemma3, "xquant", 4, true, false, {}, 1}),
+    case_name);
+
+// XQuant-CL's per-token forms.
+INSTANTIATE_TEST_SUITE_P(
+    ClFormats, CudaModelTest,
     ::testing::Values(
-        Case{Arch::Llama, "fp16", 16}, Case{Arch::Llama, "xquant", 4},
-        Case{Arch::Llama, "xquant", 8}, Case{Arch::Llama, "xquant", 4, true},
-        Case{Arch::Llama, "xquant", 16, true}, Case{Arch::Gemma3, "fp16", 16},
-        Case{Arch::Gemma3, "xquant", 4}, Case{Arch::Gemma3, "xquant", 4, true},
-        Case{Arch::Llama, "xquant", 4, false, true}, Case{Arch::Llama, "xquant", 16, true, true},
-        Case{Arch::Gemma3, "xquant", 4, true, true}, Case{Arch::Gemma3, "xquant", 3, false, true},
-        // High-precision first layers (pages of mixed row sizes), X and latent.
-        Case{Arch::Llama, "xquant", 16, false, false, {2, 8}},
-        Case{Arch::Llama, "xquant", 2, false, false, {2, 4}},
-        Case{Arch::Gemma3, "xquant", 3, false, true, {1, 8}},
-        Case{Arch::Llama, "xquant", 4, true, false, {1, 8}},
-        Case{Arch::Gemma3, "xquant", 4, true, true, {1, 8}},
-        // The K latent's first channel in fp16 (rows in three parts).
-        Case{Arch::Llama, "xquant", 16, true, false, {2, 8}, 1},
-        Case{Arch::Gemma3, "xquant", 4, true, false, {}, 1},
-        // XQuant-CL, X-wide: lossless at 16 bits, MHA and GQA, both streams.
+        // X-wide: lossless at 16 bits, MHA and GQA, both streams.
         Case{.arch = Arch::Llama, .format = "xquant-cl", .bits = 16, .mha = true},
         Case{.arch = Arch::Llama, .format = "xquant-cl", .bits = 2, .mha = true},
         Case{.arch = Arch::Llama, .format = "xquant-cl", .bits = 4},
