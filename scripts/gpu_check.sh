@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/gpu_env.sh /tmp/gpu_check
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 SUMMARY=()
-for t in engine_cuda_ops_test engine_cuda_paged_rows_test kernels_cuda_attention_test engine_cuda_xquant_decode_test engine_cuda_sample_test engine_cuda_latent_svd_test engine_cuda_model_test; do
+for t in engine_cuda_ops_test engine_cuda_paged_rows_test kernels_cuda_attention_test engine_cuda_xquant_decode_test engine_cuda_sample_test engine_cuda_latent_svd_test engine_cuda_cl_rows_test engine_cuda_cl_plan_test engine_cuda_model_test; do
   .gpu/bin/$t --gtest_brief=1 >"$OUT/$t.log" 2>&1
   rc=$?
   tail -n 25 "$OUT/$t.log" | grep -E "FAILED|Failure|error|worst|PASSED|SKIPPED" | head -20
@@ -79,12 +79,16 @@ free, total = metric(8103, "xquant:cache_blocks_free"), metric(8103, "xquant:cac
 print(f"preemption: 64/64 finished, {pre:.0f} preemptions, blocks free {free:.0f}/{total:.0f}, "
       f"{same}/64 outputs equal to the request run alone")
 PY
-# The paper's Table 4 setting on both devices (xquant at 2 bits, the first 3 layers at 4): the
-# GPU's per-layer pages must cost the CPU format's bytes per token; greedy completions compared.
-HP=(--cache xquant --cache-bits 2 --cache-high-precision-layers 3 --cache-high-precision-bits 4)
-serve cuda 8104 --gpu-cache-memory 1GiB "${HP[@]}" && serve cpu 8105 "${HP[@]}" &&
-  python3 - <<'PY' | tee -a "$OUT/server_compare.txt"
-import json, urllib.request
+# The paper's Table 4 setting on both devices (2 bits, the first 3 layers at 4), for xquant and
+# xquant-cl (X-wide deltas on this MHA model): the GPU's per-layer pages must cost the CPU
+# format's bytes per token; greedy completions compared.
+port=8104
+for fmt in xquant xquant-cl; do
+  HP=(--cache "$fmt" --cache-bits 2 --cache-high-precision-layers 3 --cache-high-precision-bits 4)
+  serve cuda $port --gpu-cache-memory 1GiB "${HP[@]}" && serve cpu $((port + 1)) "${HP[@]}" &&
+    GPU_PORT=$port FMT=$fmt python3 - <<'PY' | tee -a "$OUT/server_compare.txt"
+import json, os, urllib.request
+gpu = int(os.environ["GPU_PORT"])
 def post(port, body):
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", json.dumps(body).encode(),
                                  {"Content-Type": "application/json"})
@@ -92,15 +96,17 @@ def post(port, body):
 def bytes_per_token(port):
     m = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
     return [l for l in m.splitlines() if l.startswith("xquant:cache_bytes_per_token")]
-name = json.load(urllib.request.urlopen("http://127.0.0.1:8104/v1/models"))["data"][0]["id"]
+name = json.load(urllib.request.urlopen(f"http://127.0.0.1:{gpu}/v1/models"))["data"][0]["id"]
 same = 0
 for p in ["hello world", "the quick brown fox"]:
     body = {"model": name, "prompt": p, "max_tokens": 24, "temperature": 0}
-    same += post(8104, body)["choices"][0]["text"] == post(8105, body)["choices"][0]["text"]
-g, c = bytes_per_token(8104), bytes_per_token(8105)
-print(f"high-precision layers: bytes per token equal on cuda and cpu: {g == c} ({g}); "
-      f"{same}/2 greedy completions identical")
+    same += post(gpu, body)["choices"][0]["text"] == post(gpu + 1, body)["choices"][0]["text"]
+g, c = bytes_per_token(gpu), bytes_per_token(gpu + 1)
+print(f"{os.environ['FMT']}, high-precision layers: bytes per token equal on cuda and cpu: "
+      f"{g == c} ({g}); {same}/2 greedy completions identical")
 PY
+  port=$((port + 2))
+done
 kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
 
 if [ "$#" -gt 0 ]; then

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -26,6 +26,13 @@ constexpr int kMaxFoldRows = 4;
 constexpr int kRematRows = 32768;
 
 int round_up_pages(int rows) { return (rows + kPageRows - 1) / kPageRows * kPageRows; }
+
+// Rows from the environment (tests: XQ_CUDA_REMAT_ROWS, a workspace small enough for several
+// groups a step; XQ_CUDA_CL_ACC_ROWS, an accumulator too small for all of them), or `fallback`.
+int env_rows(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? fallback : round_up_pages(std::max(1, std::atoi(v)));
+}
 
 DeviceBuffer<double> upload_doubles(const std::vector<double>& v) {
   DeviceBuffer<double> d;
@@ -58,7 +65,9 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   blas_workspace_.reset(kBlasWorkspace);
   check(cublasSetWorkspace(blas_, blas_workspace_.get(), kBlasWorkspace), "cublasSetWorkspace");
 
-  w_ = upload_weights(cfg_, src, format_->kind() == GpuCacheKind::XLatent);
+  const bool cl = format_->kind() == GpuCacheKind::XQuantCL;
+  w_ = upload_weights(cfg_, src, format_->kind() == GpuCacheKind::XLatent,
+                      cl && format_->layout().cl.latent);
   rope_global_ = upload_doubles(rope.global);
   rope_local_ = upload_doubles(rope.local);
   const int max_len = opts.max_model_len > 0 ? opts.max_model_len : cfg_.max_position_embeddings;
@@ -76,7 +85,13 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   // Workspace for the scheduler's largest step, so serving never allocates.
   reserve_rows(std::max(opts.max_num_batched_tokens, opts.max_num_seqs));
   fold_rows_ = std::max(1, opts.max_num_seqs);
-  if (format_->rematerializes()) reserve_remat(std::max(kRematRows, round_up_pages(max_len)));
+  if (format_->rematerializes())
+    reserve_remat(env_rows("XQ_CUDA_REMAT_ROWS", std::max(kRematRows, round_up_pages(max_len))));
+  if (cl) {  // the accumulator holds twice the workspace's rows: a step of several groups
+    cl_ = std::make_unique<ClAccumulator>(cfg_, *format_, w_,
+                                          env_rows("XQ_CUDA_CL_ACC_ROWS", 2 * remat_capacity_));
+    cl_->reserve(rows_capacity_, remat_capacity_);
+  }
   setup_attention_paths(std::max(opts.max_num_batched_tokens, opts.max_num_seqs), fold_rows_);
   logit_rows_ = kLogitRows;
   // A step's rows stay on the device for their summaries: one per sequence at most.
@@ -135,7 +150,7 @@ size_t CudaModel::workspace_bytes() const {
                         &r_.k32, &r_.v32, &r_.probs, &r_.t})
     n += b->bytes();
   for (const auto* b : {&a_.xb, &a_.attnb, &a_.act, &a_.zb, &r_.x, &r_.y}) n += b->bytes();
-  return n + r_.k.bytes() + r_.v.bytes();
+  return n + r_.k.bytes() + r_.v.bytes() + (cl_ ? cl_->bytes() : 0);
 }
 
 void CudaModel::reserve_rows(int rows) {
@@ -230,6 +245,7 @@ bool CudaModel::run_layers(std::span<const SeqInput> batch) {
   StepLayout L = build_step_layout(seqs, remat ? remat_capacity_ : 0, cfg_.num_heads);
   reserve_rows(L.rows);
   if (remat) reserve_remat(L.max_ws_rows);
+  if (cl_) cl_->plan_step(L);
   step_ints_.ensure(L.ints.size());
   check(cudaMemcpyAsync(step_ints_.get(), L.ints.data(), L.ints.size() * sizeof(int),
                         cudaMemcpyHostToDevice, stream_),
@@ -248,7 +264,7 @@ bool CudaModel::run_layers(std::span<const SeqInput> batch) {
     timer_.mark("embed", stream_);
     for (int l = 0; l < cfg_.num_layers; ++l) {
       attention_block(l, L, d);
-      mlp_block(l, L.rows);
+      mlp_block(l, L.rows);  // ends with the next layer's attention norm (add_rmsnorm)
     }
   };
   if (graph) {
@@ -294,8 +310,9 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
   const CudaLayer& W = w_.layers[l];
   const int H = cfg_.hidden_size, Q = cfg_.q_dim(), KV = cfg_.kv_dim(), rows = L.rows;
   const bool gemma = cfg_.arch == Arch::Gemma3;
-  rmsnorm(a_.h.get(), W.attn_norm.get(), rows, H, cfg_.rms_norm_eps, gemma, a_.x.get(), a_.xb.get(),
-          stream_);
+  if (l == 0)  // later layers' inputs were normed by the previous MLP's residual add
+    rmsnorm(a_.h.get(), W.attn_norm.get(), rows, H, cfg_.rms_norm_eps, gemma, a_.x.get(),
+            a_.xb.get(), stream_);
   // One product for Q, K and V into the stacked-product buffer, then the columns apart.
   matmul_nt(blas_, a_.xb.get(), W.wqkv.get(), a_.gate.get(), rows, H, Q + 2 * KV);
   const auto bias = [](const DeviceBuffer<float>& b) { return b.empty() ? nullptr : b.get(); };
@@ -334,7 +351,8 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
       fused_decode(l, L, d, p);
     else
       remat_attention(l, L, d, p);
-    format_->write_rows(l, latent ? a_.z.get() : a_.x.get(), rows, new_rows, stream_);
+    if (!cl_)  // XQuant-CL wrote its deltas while rebuilding (ClAccumulator::layer_group)
+      format_->write_rows(l, latent ? a_.z.get() : a_.x.get(), rows, new_rows, stream_);
     timer_.mark("quantize", stream_);
   }
   to_bf16(a_.attn.get(), static_cast<size_t>(rows) * Q, a_.attnb.get(), stream_);
@@ -342,7 +360,9 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
   if (gemma)
     rmsnorm(a_.o.get(), W.post_attn_norm.get(), rows, H, cfg_.rms_norm_eps, true, a_.o.get(),
             nullptr, stream_);
-  add(a_.h.get(), a_.o.get(), static_cast<size_t>(rows) * H, stream_);
+  // The residual add, and the MLP's norm of the sum, in one pass.
+  add_rmsnorm(a_.h.get(), a_.o.get(), W.mlp_norm.get(), rows, H, cfg_.rms_norm_eps, gemma,
+              a_.x.get(), a_.xb.get(), stream_);
   timer_.mark("o_proj", stream_);
 }
 
@@ -356,7 +376,8 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
   const KvPages ws{r_.k.get(), r_.v.get(), static_cast<size_t>(kPageRows) * KV, KV};
   const bool latent = format_->kind() == GpuCacheKind::XLatent;
   const int C = format_->layout().row_width;  // cached row width: X, or both latents
-  for (const StepLayout::Group& g : L.groups) {
+  for (size_t gi = 0; gi < L.groups.size(); ++gi) {
+    const StepLayout::Group& g = L.groups[gi];
     const bool fold = can_fold(g);
     const size_t r0 = g.row_begin;
     // The past's X, dequantized into its sequence's workspace rows, through the key path (and
@@ -366,7 +387,10 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
       check(cudaMemsetAsync(r_.x.get(), 0, static_cast<size_t>(g.ws_rows) * C * sizeof(bf16),
                             stream_),
             "workspace clear");
-    format_->read_rows(l, g.ws_rows, RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(), stream_);
+    if (cl_)
+      cl_->layer_group(l, gi, L, d, a_.x.get(), a_.h.get(), r_.x.get(), blas_, stream_);
+    else
+      format_->read_rows(l, g.ws_rows, RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(), stream_);
     timer_.mark("dequantize", stream_);
     remat_keys(l, g.ws_rows, d + g.ws_pos);
     if (!fold) {
@@ -475,15 +499,18 @@ void CudaModel::mlp_block(int l, int rows) {
   const CudaLayer& W = w_.layers[l];
   const int H = cfg_.hidden_size, I = cfg_.intermediate_size;
   const bool gemma = cfg_.arch == Arch::Gemma3;
-  rmsnorm(a_.h.get(), W.mlp_norm.get(), rows, H, cfg_.rms_norm_eps, gemma, a_.x.get(), a_.xb.get(),
-          stream_);
   project(kNoBias, a_.xb.get(), W.w_gate_up, a_.gate.get(), rows, H, 2 * I);
   gated_act(a_.gate.get(), a_.gate.get() + I, rows, I, 2 * I, gemma, a_.act.get(), stream_);
   project(kNoBias, a_.act.get(), W.w_down, a_.o.get(), rows, I, H);
   if (gemma)
     rmsnorm(a_.o.get(), W.post_mlp_norm.get(), rows, H, cfg_.rms_norm_eps, true, a_.o.get(),
             nullptr, stream_);
-  add(a_.h.get(), a_.o.get(), static_cast<size_t>(rows) * H, stream_);
+  if (l + 1 < cfg_.num_layers) {  // the residual add, and the next layer's attention norm
+    add_rmsnorm(a_.h.get(), a_.o.get(), w_.layers[l + 1].attn_norm.get(), rows, H,
+                cfg_.rms_norm_eps, gemma, a_.x.get(), a_.xb.get(), stream_);
+  } else {
+    add(a_.h.get(), a_.o.get(), static_cast<size_t>(rows) * H, stream_);
+  }
   timer_.mark("mlp", stream_);
 }
 

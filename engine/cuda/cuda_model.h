@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "engine/cuda/cl_accumulator.h"
 #include "engine/cuda/cuda_weights.h"
 #include "engine/cuda/gpu_cache.h"
 #include "engine/cuda/graph_cache.h"
@@ -138,6 +139,7 @@ class CudaModel : public Model {
   int rows_capacity_ = 0, remat_capacity_ = 0, logit_rows_ = 0;
   int fold_rows_ = 0;  // new rows a folded group may have (decode: one per sequence)
   std::unique_ptr<GpuCacheFormat> format_;
+  std::unique_ptr<ClAccumulator> cl_;  // XQuant-CL's running reconstruction of the step's rows
   StageTimer timer_;
   double cache_bytes_ = 0;
 };

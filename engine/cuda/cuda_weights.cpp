@@ -53,7 +53,7 @@ size_t CudaWeights::bytes() const {
   size_t n = embed.bytes() + lm_head.bytes() + final_norm.bytes();
   for (const CudaLayer& l : layers) {
     n += total_bytes<bf16>({&l.wqkv, &l.w_gate_up, &l.wo, &l.w_down, &l.u_cat, &l.wk_lat,
-                            &l.wv_lat});
+                            &l.wv_lat, &l.u_kv});
     n += total_bytes<float>({&l.attn_norm, &l.mlp_norm, &l.q_norm, &l.k_norm, &l.post_attn_norm,
                              &l.post_mlp_norm, &l.bq, &l.bk, &l.bv, &l.bo});
   }
@@ -62,12 +62,13 @@ size_t CudaWeights::bytes() const {
 
 namespace {
 
-// The latent's bases of every layer's Wk and Wv: on the GPU, or on the host when
-// XQ_CUDA_HOST_SVD=1 or cuSOLVER fails (a warning, then the host for the rest of the load).
+// The latent's bases of every layer's Wk and Wv (rows kv_dim), or of [Wk; Wv] (rows 2 kv_dim):
+// on the GPU, or on the host when XQ_CUDA_HOST_SVD=1 or cuSOLVER fails (a warning, then the
+// host for the rest of the load).
 class LatentSolver {
  public:
-  LatentSolver(const ModelConfig& cfg, bool on)
-      : on_(on), rows_(cfg.kv_dim()), cols_(cfg.hidden_size) {
+  LatentSolver(const ModelConfig& cfg, bool on, int rows)
+      : on_(on), rows_(rows), cols_(cfg.hidden_size) {
     const char* env = std::getenv("XQ_CUDA_HOST_SVD");
     on_gpu_ = on && !(env && std::string(env) == "1");
   }
@@ -97,7 +98,8 @@ class LatentSolver {
 
 }  // namespace
 
-CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool with_latent) {
+CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool with_latent,
+                           bool with_kv_basis) {
   const int64_t H = cfg.hidden_size, V = cfg.vocab_size;
   // Seconds per load phase, logged at the end: reading and dequantizing the checkpoint's tensors,
   // copying them to the device, and the GQA latent's SVDs.
@@ -109,7 +111,8 @@ CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool
     return r;
   };
   CudaWeights w;
-  LatentSolver latent(cfg, with_latent);
+  LatentSolver latent(cfg, with_latent, cfg.kv_dim());
+  LatentSolver kv_basis(cfg, with_kv_basis, 2 * cfg.kv_dim());
   const std::vector<float> embed = timed(read_s, [&] {
     return src.load_f32("model.embed_tokens.weight", {V, H});
   });
@@ -155,6 +158,12 @@ CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool
         return 0;
       });
     }
+    if (kv_basis) {
+      std::vector<float> wkv = L.wk;
+      wkv.insert(wkv.end(), L.wv.begin(), L.wv.end());
+      const LatentSide kv = timed(svd_s, [&] { return kv_basis.side(wkv.data()); });
+      d.u_kv = timed(upload_s, [&] { return to_device_bf16(kv.basis); });
+    }
   }
   const std::vector<float> final_norm =
       timed(read_s, [&] { return src.load_f32("model.norm.weight", {H}); });
@@ -165,10 +174,11 @@ CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool
     });
     w.lm_head = timed(upload_s, [&] { return to_device_bf16(head); });
   }
-  w.latent_svd = latent.where();
+  w.latent_svd = latent ? latent.where() : kv_basis.where();
   spdlog::info("GPU weights: read and dequantize {:.2f}s, upload {:.2f}s{}", read_s, upload_s,
-               latent ? fmt::format(", latent bases (SVD on the {}) {:.2f}s", w.latent_svd, svd_s)
-                      : std::string());
+               latent || kv_basis
+                   ? fmt::format(", latent bases (SVD on the {}) {:.2f}s", w.latent_svd, svd_s)
+                   : std::string());
   return w;
 }
 

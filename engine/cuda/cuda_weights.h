@@ -34,6 +34,9 @@ struct CudaLayer {
   // and Wv that X is projected on, and Wk U_k^T, Wv U_v^T [kv_dim, kv_dim], which rebuild K and
   // V from the latents exactly (K = X Wk^T = (X U_k^T)(Wk U_k^T)^T).
   DeviceBuffer<bf16> u_cat, wk_lat, wv_lat;
+  // XQuant-CL's latent form (empty without): Ukv^T [2 kv_dim, hidden], an orthonormal basis of
+  // the row space of [Wk; Wv] stacked (the CPU's kv_row_space_bases).
+  DeviceBuffer<bf16> u_kv;
 };
 
 struct CudaWeights {
@@ -49,7 +52,9 @@ struct CudaWeights {
 // Throws WeightError (from the source) naming a missing or mis-shaped tensor, CudaError when
 // the device runs out of memory.
 // `with_latent`: also the GQA latent's bases and folded projections (two SVDs per layer, on the
-// GPU; on the host when XQ_CUDA_HOST_SVD=1 or cuSOLVER fails).
-CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool with_latent);
+// GPU; on the host when XQ_CUDA_HOST_SVD=1 or cuSOLVER fails). `with_kv_basis`: XQuant-CL's
+// basis of [Wk; Wv] per layer (one SVD per layer, likewise).
+CudaWeights upload_weights(const ModelConfig& cfg, const WeightSource& src, bool with_latent,
+                           bool with_kv_basis = false);
 
 }  // namespace xq::cuda

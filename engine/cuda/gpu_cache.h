@@ -2,7 +2,9 @@
 // baseline), XQuant's X in per-token groups (2/3/4/8 bits, or fp16 at 16), and for GQA models
 // X on the SVD latents of Wk and Wv (X U_k and X U_v side by side in one row, both quantized
 // per token: the CPU's xquant-latent-tok, with its first K channels in fp16 if asked); the
-// first N layers may be at other bits (--cache-high-precision-layers). Their layouts are in
+// first N layers may be at other bits (--cache-high-precision-layers); and XQuant-CL's per-token
+// cross-layer deltas, X-wide or on each layer's basis of [Wk; Wv], rebuilt through an fp32
+// accumulator (engine/cuda/cl_accumulator.h). Their layouts are in
 // gpu_cache_layout.h. A page holds kPageRows positions of one sequence in every layer (layer
 // l's part of page p at base + pages * layer_offset[l] + p * page_bytes(l)), so one page table
 // serves all layers and a page is exactly one of the scheduler's blocks: 16 tokens at the

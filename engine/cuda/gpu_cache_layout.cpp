@@ -96,10 +96,13 @@ GpuCacheLayout gpu_cache_layout(const ModelConfig& cfg, const CacheOptions& opts
       page_bytes[l] = at;
       out.segments.push_back(std::move(s));
     }
+  } else if (opts.format.rfind("xquant-cl", 0) == 0) {
+    fill_cl_layout(cfg, opts, out);
+    for (int l = 0; l < layers; ++l) page_bytes[l] = out.segments[l][0].layout.bytes() * kPageRows;
   } else {
     throw ConfigError("cache format " + opts.format +
-                      " is not on the GPU engine yet (it runs fp16 and xquant; the others run "
-                      "with --device cpu)");
+                      " is not on the GPU engine yet (it runs fp16, xquant and the per-token "
+                      "xquant-cl forms; the others run with --device cpu)");
   }
   out.layer_offset.assign(1, 0);
   for (size_t b : page_bytes) out.layer_offset.push_back(out.layer_offset.back() + b);

@@ -10,11 +10,14 @@
 #include <vector>
 
 #include "engine/cache/cache_format.h"
+#include "engine/cuda/gpu_cl_layout.h"
 #include "kernels/cuda/row_layout.h"
 
 namespace xq::cuda {
 
-enum class GpuCacheKind { Kv16, XQuant, XLatent };
+// XQuantCL: cross-layer deltas (X-wide or on each layer's basis of [Wk; Wv]), rebuilt into
+// X-wide rows through an accumulator (engine/cuda/cl_accumulator.h).
+enum class GpuCacheKind { Kv16, XQuant, XLatent, XQuantCL };
 
 // Columns [col, col + layout.width) of the row a layer caches (X, or [X U_k, X U_v]) stored in
 // `layout`. A page's layer part holds its segments one after the other, kPageRows rows each:
@@ -27,8 +30,10 @@ struct RowSegment {
 
 struct GpuCacheLayout {
   GpuCacheKind kind = GpuCacheKind::Kv16;
-  std::string name;         // as the CPU's format names itself ("xquant:4", "xquant-latent-tok:2")
-  int row_width = 0;        // the cached row: hidden_size (X), 2 kv_dim (latent); 0 for Kv16
+  std::string name;  // as the CPU's format names itself ("xquant:4", "xquant-latent-tok:2")
+  // The cached row: hidden_size (X), 2 kv_dim (latent); 0 for Kv16. XQuantCL: hidden_size, the
+  // rebuilt row (each layer's stored width is its segment's).
+  int row_width = 0;
   int k_fp16_channels = 0;  // the K latent's first channels kept in fp16
   // Per layer: its row's segments (empty for Kv16, one where the row is one quantized row).
   std::vector<std::vector<RowSegment>> segments;
@@ -36,6 +41,7 @@ struct GpuCacheLayout {
   // layer's parts of all pages together: layer l's part of page p at
   // pages * layer_offset[l] + p * page_bytes(l).
   std::vector<size_t> layer_offset;
+  ClShape cl;  // XQuantCL only
 
   int layers() const { return static_cast<int>(layer_offset.size()) - 1; }
   size_t page_bytes(int layer) const { return layer_offset[layer + 1] - layer_offset[layer]; }

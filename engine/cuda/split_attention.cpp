@@ -66,7 +66,9 @@ void CudaModel::setup_attention_paths(int rows, int decode_rows) {
     // quantized row per layer (not the latent split around fp16 K channels), at its layer's bits.
     fused_max_rows_ = env_flag("XQ_CUDA_FUSED_DECODE", false) ? decode_rows : 0;
     const GpuCacheLayout& layout = format_->layout();
-    fused_ok_ = fused_max_rows_ > 0 && layout.single_segment();
+    // XQuant-CL rebuilds rows through its accumulator: the workspace path only.
+    fused_ok_ =
+        fused_max_rows_ > 0 && layout.single_segment() && format_->kind() != GpuCacheKind::XQuantCL;
     for (int l = 0; fused_ok_ && l < cfg_.num_layers; ++l) {
       x.layout = layout.segments[l][0].layout;
       fused_ok_ = xquant_decode_supported(p, x);

@@ -44,9 +44,10 @@ void add_group(StepLayout& L, const std::vector<StepSeq>& seqs, int begin, int e
   // Per workspace row: its position (-1 for padding), and the cache row a past position is
   // dequantized from (page -1: not from the cache).
   g.ws_pos = v.size();
-  v.resize(v.size() + 3 * static_cast<size_t>(g.ws_rows), -1);
+  v.resize(v.size() + 4 * static_cast<size_t>(g.ws_rows), -1);
   g.src_page = g.ws_pos + g.ws_rows;
   g.src_slot = g.src_page + g.ws_rows;
+  g.cache_page = g.src_slot + g.ws_rows;
   g.new_page = v.size();
   v.resize(v.size() + 2 * static_cast<size_t>(g.rows), -1);
   g.new_slot = g.new_page + g.rows;
@@ -57,6 +58,7 @@ void add_group(StepLayout& L, const std::vector<StepSeq>& seqs, int begin, int e
       const size_t r = static_cast<size_t>(ws_row + p);
       v[g.ws_pos + r] = p;
       v[g.src_slot + r] = p % kPageRows;
+      v[g.cache_page + r] = (*s.pages)[p / kPageRows];
       if (p < s.start) {
         v[g.src_page + r] = (*s.pages)[p / kPageRows];
       } else {

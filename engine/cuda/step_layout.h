@@ -34,7 +34,10 @@ struct StepLayout {
     int ws_rows = 0;                           // workspace rows it uses (a multiple of kPageRows)
     size_t seqs = 0, tables = 0, row_seq = 0;  // attention over the workspace, rows relative
     size_t ws_pos = 0, src_page = 0, src_slot = 0;  // per workspace row
-    size_t new_page = 0, new_slot = 0;              // per new row of the group: workspace page
+    // Per workspace row: the cache page of its position, the new ones included (XQuant-CL reads
+    // the new rows' deltas back once written; -1 for padding).
+    size_t cache_page = 0;
+    size_t new_page = 0, new_slot = 0;  // per new row of the group: workspace page
     // For folding V (few new rows per sequence): each sequence's first workspace row and the
     // offset of its softmax weights ([n, heads, start + n]), and their total.
     int max_n = 0;

@@ -33,22 +33,11 @@ void log_loaded(const std::filesystem::path& path, const Model& m, const std::st
                (fp16.bytes_per_token() + fp16.sliding_bytes_per_token()) / full);
 }
 
-// The GPU cache (engine/cuda/gpu_cache_layout.cpp) has no XQuant-CL chain: refuse its settings
-// there by name, before loading, rather than silently run without them.
-void check_gpu_cache_options(const CacheOptions& c) {
-  std::string what;
-  if (c.cl_base_bits != 0) what = "--xquant-cl-base-bits";
-  if (c.cl_base_latent) what = "--xquant-cl-base latent";
-  if (!what.empty())
-    throw ConfigError(what + " is not on the GPU engine yet (it runs with --device cpu)");
-}
-
 }  // namespace
 
 LoadedModel load_model(const std::filesystem::path& path, const EngineOptions& opts) {
   if (opts.device != "cpu" && opts.device != "cuda")
     throw ConfigError("unknown device " + opts.device);
-  if (opts.device == "cuda") check_gpu_cache_options(opts.cache);
   // OpenBLAS keeps one process-wide thread count.
   if (opts.threads > 0) openblas_set_num_threads(opts.threads);
   if (path.extension() == ".gguf") return load_gguf_model(path, opts);

@@ -1,9 +1,11 @@
 // The CUDA model against the CPU reference model on tiny random models (bf16 weights, so both
 // hold the same numbers): prefill, batched decode, chunked prefill, cache truncation, for the fp16
 // K/V cache and XQuant's X at 2 to 16 bits and the GQA latent, with high-precision first layers
-// and the K latent's fp16 channels, through the workspace path and the fused decode kernel; CUDA
-// graph replays against eager steps; each layer's bytes per token against the CPU format's; and
-// the GPU memory budget. Skips without a GPU.
+// and the K latent's fp16 channels, through the workspace path and the fused decode kernel;
+// XQuant-CL's per-token forms (X-wide, residual stream, the GQA latent, base bits, latent base,
+// high-precision layers, steps of several workspace groups with the accumulator kept or rebuilt);
+// CUDA graph replays against eager steps; each layer's bytes per token against the CPU format's;
+// and the GPU memory budget. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -46,6 +48,13 @@ struct Case {
   bool fused = false;           // XQ_CUDA_FUSED_DECODE=1 (head_dim 64, a tile width of that kernel)
   HighPrecisionLayers hp = {};  // the first layers at other bits
   int lead = 0;                 // the K latent's first channels in fp16
+  // XQuant-CL: the chain base's bits (0: the default) and the base on its basis too.
+  int base_bits = 0;
+  bool base_latent = false;
+  // Workspace rows (XQ_CUDA_REMAT_ROWS) small enough that steps take several groups, and CL
+  // accumulator rows (XQ_CUDA_CL_ACC_ROWS) too few for all of them; 0: the defaults.
+  int remat_rows = 0, acc_rows = 0;
+  bool mha = false;  // as many KV heads as query heads
 };
 
 // Sets an environment variable for the life of the object (the CUDA model reads its switches
@@ -59,14 +68,44 @@ class ScopedEnv {
   const char* name_;
 };
 
+// The switches a case's models are made under.
+class CaseEnv {
+ public:
+  explicit CaseEnv(const Case& c) {
+    set("XQ_CUDA_FUSED_DECODE", c.fused ? "1" : "0");
+    if (c.remat_rows > 0) set("XQ_CUDA_REMAT_ROWS", std::to_string(c.remat_rows));
+    if (c.acc_rows > 0) set("XQ_CUDA_CL_ACC_ROWS", std::to_string(c.acc_rows));
+  }
+  ~CaseEnv() {
+    for (const std::string& n : names_) unsetenv(n.c_str());
+  }
+
+ private:
+  void set(const char* name, const std::string& value) {
+    setenv(name, value.c_str(), 1);
+    names_.push_back(name);
+  }
+  std::vector<std::string> names_;
+};
+
+std::string format_name(const Case& c) {
+  if (c.format == "fp16") return "fp16";
+  std::string f = c.format;
+  std::replace(f.begin(), f.end(), '-', '_');
+  return f + std::to_string(c.bits);
+}
+
 std::string case_name(const ::testing::TestParamInfo<Case>& i) {
-  return std::string(i.param.arch == Arch::Gemma3 ? "gemma3_" : "llama_") +
-         (i.param.format == "fp16" ? "fp16" : "xquant" + std::to_string(i.param.bits)) +
+  return std::string(i.param.arch == Arch::Gemma3 ? "gemma3_" : "llama_") + format_name(i.param) +
          (i.param.latent ? "_latent" : "") + (i.param.fused ? "_fused" : "") +
          (i.param.hp.layers > 0
               ? "_hp" + std::to_string(i.param.hp.layers) + "x" + std::to_string(i.param.hp.bits)
               : "") +
-         (i.param.lead > 0 ? "_k16x" + std::to_string(i.param.lead) : "");
+         (i.param.lead > 0 ? "_k16x" + std::to_string(i.param.lead) : "") +
+         (i.param.base_bits > 0 ? "_base" + std::to_string(i.param.base_bits) : "") +
+         (i.param.base_latent ? "_lb" : "") + (i.param.mha ? "_mha" : "") +
+         (i.param.remat_rows > 0 ? "_ws" + std::to_string(i.param.remat_rows) : "") +
+         (i.param.acc_rows > 0 ? "_acc" + std::to_string(i.param.acc_rows) : "");
 }
 
 class CudaModelTest : public ::testing::TestWithParam<Case> {
@@ -89,6 +128,7 @@ class CudaModelTest : public ::testing::TestWithParam<Case> {
     // Wq, Wk spread so that scores are O(1) as in trained models (the CPU tests' 0.3 at this
     // width makes attention one-hot, where bf16 rounding of q and k alone moves logits ~5%).
     if (GetParam().latent) cfg_.num_kv_heads = 1;
+    if (GetParam().mha) cfg_.num_kv_heads = cfg_.num_heads;
     w_ = std::make_unique<MemoryWeights>(random_weights(cfg_, 11, /*bf16=*/true, 0.1f));
     CacheOptions cache;
     cache.format = GetParam().format;
@@ -98,6 +138,8 @@ class CudaModelTest : public ::testing::TestWithParam<Case> {
     cache.latent_k = "token";
     cache.high_precision = GetParam().hp;
     cache.latent_k_fp16_channels = GetParam().lead;
+    cache.cl_base_bits = GetParam().base_bits;
+    cache.cl_base_latent = GetParam().base_latent;
     cpu_ = std::make_unique<CpuModel>(cfg_, *w_, cache);
     EngineOptions o;
     o.device = "cuda";
@@ -106,7 +148,7 @@ class CudaModelTest : public ::testing::TestWithParam<Case> {
     o.max_num_seqs = 8;
     o.max_model_len = 256;
     o.gpu_cache_bytes = 64 << 20;
-    ScopedEnv fused("XQ_CUDA_FUSED_DECODE", GetParam().fused ? "1" : "0");
+    CaseEnv env(GetParam());
     gpu_ = make_model(cfg_, *w_, o);
     opts_ = o;
   }
@@ -147,10 +189,12 @@ class CudaModelTest : public ::testing::TestWithParam<Case> {
   // step is large, and the GPU's latent (from bf16 X and bases) crosses a code boundary where the
   // CPU's does not often enough to move logits ~10%. The 16-bit latent case checks the same
   // machinery to 2e-2. A case's narrowest layer sets its tolerance; 2 bits (steps of a third of
-  // a group's range) the widest.
+  // a group's range) the widest. XQuant-CL's latent adds the bf16 rounding of each delta and of
+  // the basis it is projected on and lifted with (the CPU's are fp32): 16 bits at 5e-2.
   double tol() const {
     const Case& c = GetParam();
     const int low = c.hp.layers > 0 ? std::min(c.bits, c.hp.bits) : c.bits;
+    if (c.format.rfind("xquant-cl", 0) == 0 && c.latent && low == 16) return 5e-2;
     if (c.latent && low <= 4) return 0.2;
     if (low == 2) return 0.3;
     if (low == 3) return 0.1;
@@ -219,7 +263,7 @@ TEST_P(CudaModelTest, GraphReplaysEqualEagerSteps) {
   std::unique_ptr<Model> eager;
   {
     ScopedEnv graphs("XQ_CUDA_GRAPHS", "0");
-    ScopedEnv fused("XQ_CUDA_FUSED_DECODE", GetParam().fused ? "1" : "0");
+    CaseEnv env(GetParam());
     eager = make_model(cfg_, *w_, opts_);
   }
   const int V = cfg_.vocab_size;
@@ -251,7 +295,7 @@ TEST_P(CudaModelTest, RowSummariesEqualTheWholeRows) {
   // rows it copies back on request are those rows bit for bit.
   std::unique_ptr<Model> summ;
   {
-    ScopedEnv fused("XQ_CUDA_FUSED_DECODE", GetParam().fused ? "1" : "0");
+    CaseEnv env(GetParam());
     summ = make_model(cfg_, *w_, opts_);
   }
   ASSERT_TRUE(summ->summarizes_logits());
@@ -318,6 +362,56 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{Arch::Gemma3, "xquant", 4, true, false, {}, 1}),
     case_name);
 
+// XQuant-CL's per-token forms.
+INSTANTIATE_TEST_SUITE_P(
+    ClFormats, CudaModelTest,
+    ::testing::Values(
+        // X-wide: lossless at 16 bits, MHA and GQA, both streams.
+        Case{.arch = Arch::Llama, .format = "xquant-cl", .bits = 16, .mha = true},
+        Case{.arch = Arch::Llama, .format = "xquant-cl", .bits = 2, .mha = true},
+        Case{.arch = Arch::Llama, .format = "xquant-cl", .bits = 4},
+        Case{.arch = Arch::Gemma3, .format = "xquant-cl", .bits = 2},
+        Case{.arch = Arch::Llama, .format = "xquant-cl-residual", .bits = 4},
+        Case{.arch = Arch::Gemma3, .format = "xquant-cl-residual", .bits = 16},
+        // The GQA latent form (the paper's), with Gemma's two chains.
+        Case{.arch = Arch::Llama, .format = "xquant-cl", .bits = 16, .latent = true},
+        Case{.arch = Arch::Llama, .format = "xquant-cl", .bits = 2, .latent = true},
+        Case{.arch = Arch::Gemma3, .format = "xquant-cl", .bits = 16, .latent = true},
+        Case{.arch = Arch::Gemma3, .format = "xquant-cl", .bits = 4, .latent = true},
+        // Table 4's shape: first layers at 4 bits, the last of them the base.
+        Case{.arch = Arch::Llama, .format = "xquant-cl", .bits = 2, .latent = true, .hp = {2, 4}},
+        Case{.arch = Arch::Llama, .format = "xquant-cl", .bits = 3, .hp = {1, 8}, .base_bits = 4},
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl",
+             .bits = 4,
+             .latent = true,
+             .base_latent = true},
+        // Several workspace groups a step: accumulator rows kept for the first
+        // group only, then for none (every layer rebuilds from the chain).
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl",
+             .bits = 2,
+             .latent = true,
+             .remat_rows = 32,
+             .acc_rows = 64},
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl",
+             .bits = 16,
+             .remat_rows = 32,
+             .acc_rows = 32,
+             .mha = true},
+        Case{.arch = Arch::Gemma3,
+             .format = "xquant-cl",
+             .bits = 4,
+             .latent = true,
+             .remat_rows = 32},
+        Case{.arch = Arch::Gemma3,
+             .format = "xquant-cl-residual",
+             .bits = 3,
+             .remat_rows = 32,
+             .acc_rows = 48}),
+    case_name);
+
 TEST(CudaModelBudget, CacheGetsWhatTheUtilizationLeaves) {
   SKIP_WITHOUT_GPU();
   const ModelConfig cfg = tiny_config(Arch::Llama);
@@ -357,6 +451,24 @@ TEST(CudaModelBudget, FormatsTheGpuDoesNotRunAreRefusedClearly) {
   o.cache.latent = "on";
   o.cache.latent_k = "channel";
   EXPECT_THROW(make_model(cfg, w, o), ConfigError);
+  // XQuant-CL's per-channel forms, naming the per-token ones that run.
+  o.cache.latent = "auto";
+  o.cache.latent_k = "auto";
+  o.cache.bits = 2;
+  for (const char* f : {"xquant-cl-ch", "xquant-cl-ch-normed"}) {
+    o.cache.format = f;
+    try {
+      make_model(cfg, w, o);
+      ADD_FAILURE() << f << " was accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("xquant-cl-residual"), std::string::npos) << e.what();
+    }
+  }
+  // The per-token forms run.
+  for (const char* f : {"xquant-cl", "xquant-cl-residual", "xquant-cl-normed"}) {
+    o.cache.format = f;
+    EXPECT_NO_THROW(make_model(cfg, w, o)) << f;
+  }
 }
 
 }  // namespace

@@ -2,10 +2,14 @@
 // per token equal the CPU format's for the same options (high-precision first layers, the GQA
 // latent, its fp16 K channels, groups that do or do not divide the latent), the layers' parts of
 // a page follow each other, a layer's row segments tile its part, and what the GPU does not run
-// is refused by name.
+// is refused by name. XQuant-CL's per-token forms likewise (X-wide, residual stream, the GQA
+// latent with an X-wide or latent base, base bits, high-precision layers, sliding-window chains),
+// and where a step's workspace groups keep their accumulator rows.
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/cuda/gpu_cache_layout.h"
 #include "tests/unit/engine_cache_bench.h"
@@ -155,10 +159,163 @@ TEST(GpuCacheLayout, RefusesWhatTheGpuDoesNotRunByName) {
   expect_refused(gqa, xquant(2, 16, {3, 4}, true), "high-precision layers");
   expect_refused(gqa, xquant(5, 16, {}, true), "bits");
   expect_refused(gqa, xquant(2, 16, {1, 5}, true), "high-precision bits");
-  for (const char* f : {"kivi", "xquant-ch", "xquant-cl", "xquant-cl-ch"}) {
+  for (const char* f : {"kivi", "xquant-ch", "xquant-cl-ch", "xquant-cl-ch-normed"}) {
     CacheOptions other = xquant(2, 16, {}, false);
     other.format = f;
     expect_refused(mha, other, "not on the GPU engine yet");
+  }
+}
+
+CacheOptions xquant_cl(const std::string& format, int bits, int group, HighPrecisionLayers hp,
+                       const std::string& latent, int base_bits, bool base_latent) {
+  CacheOptions o;
+  o.format = format;
+  o.bits = bits;
+  o.group_size = group;
+  o.high_precision = hp;
+  o.latent = latent;
+  o.cl_base_bits = base_bits;
+  o.cl_base_latent = base_latent;
+  return o;
+}
+
+// Every per-token CL option against the CPU format: the same name, the same bytes per token in
+// every layer, or a ConfigError from both.
+TEST(GpuCacheLayout, ClLayerBytesAndNamesEqualTheCpuFormats) {
+  int compared = 0;
+  for (const char* kind : {"mha", "gqa", "sliding"}) {
+    const ModelConfig cfg = make_config(kind);
+    const TestProjector proj(cfg, std::string(kind) == "sliding");
+    for (const char* format : {"xquant-cl", "xquant-cl-residual", "xquant-cl-normed"}) {
+      for (const char* latent : {"off", "auto", "on"}) {
+        for (int bits : {2, 3, 4, 8, 16}) {
+          for (HighPrecisionLayers hp :
+               {HighPrecisionLayers{0, 4}, HighPrecisionLayers{1, 4}, HighPrecisionLayers{2, 8}}) {
+            for (int group : {16, 24}) {
+              for (int base_bits : {0, 2, 8}) {
+                for (bool base_latent : {false, true}) {
+                  const CacheOptions o =
+                      xquant_cl(format, bits, group, hp, latent, base_bits, base_latent);
+                  const std::string what = std::string(kind) + " " + format + " " + describe(o) +
+                                           " base " + std::to_string(base_bits) +
+                                           (base_latent ? " latent" : "");
+                  std::unique_ptr<CacheFormat> cpu;
+                  try {
+                    cpu = make_cache_format(o, cfg, proj);
+                  } catch (const ConfigError&) {
+                    EXPECT_THROW(gpu_cache_layout(cfg, o), ConfigError) << what;
+                    continue;
+                  }
+                  const GpuCacheLayout gpu = gpu_cache_layout(cfg, o);
+                  ++compared;
+                  EXPECT_EQ(gpu.kind, GpuCacheKind::XQuantCL) << what;
+                  EXPECT_EQ(gpu.name, cpu->name()) << what;
+                  EXPECT_EQ(gpu.row_width, cfg.hidden_size) << what;
+                  ASSERT_EQ(gpu.layers(), cfg.num_layers) << what;
+                  for (int l = 0; l < cfg.num_layers; ++l) {
+                    EXPECT_DOUBLE_EQ(static_cast<double>(gpu.page_bytes(l)) / kPageRows,
+                                     cpu->layer_bytes_per_token(l))
+                        << what << " layer " << l;
+                    ASSERT_EQ(gpu.segments[l].size(), 1u) << what;
+                    EXPECT_EQ(gpu.segments[l][0].layout.bytes() * kPageRows, gpu.page_bytes(l));
+                    EXPECT_EQ(gpu.layer_offset[l + 1] - gpu.layer_offset[l], gpu.page_bytes(l));
+                    EXPECT_EQ(gpu.page_bytes(l) % 4, 0u) << what;
+                  }
+                  EXPECT_EQ(cpu->window_bytes_max(), 0.0) << what;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(compared, 500);  // most combinations run, not only refusals
+}
+
+TEST(GpuCacheLayout, ClChainsBasesAndWidthsFollowThePaper) {
+  const ModelConfig gqa = make_config("gqa"), sliding = make_config("sliding");
+  // Latent, first 2 layers at 8 bits: layer 0 on its own (on its basis), layer 1 the X-wide
+  // 8-bit base the accumulator starts from, layer 2 the 2-bit latent delta against it.
+  GpuCacheLayout g = gpu_cache_layout(gqa, xquant_cl("xquant-cl", 2, 16, {2, 8}, "on", 0, false));
+  EXPECT_EQ(g.cl.prev, (std::vector<int>{-1, -1, 1}));
+  EXPECT_EQ(g.cl.on_basis, (std::vector<char>{1, 0, 1}));
+  EXPECT_EQ(g.cl.chain, (std::vector<int>{0, 0, 0}));
+  EXPECT_TRUE(g.cl.latent);
+  EXPECT_FALSE(g.cl.residual);
+  EXPECT_EQ(g.segments[1][0].layout.width, 128);
+  EXPECT_EQ(g.segments[1][0].layout.bits, 8);
+  EXPECT_EQ(g.segments[2][0].layout.width, 64);  // 2 kv_dim
+  EXPECT_EQ(g.segments[2][0].layout.bits, 2);
+  EXPECT_EQ(g.name, "xquant-cl-latent:2");
+  // A latent base: every layer on its basis.
+  g = gpu_cache_layout(gqa, xquant_cl("xquant-cl", 3, 16, {}, "on", 0, true));
+  EXPECT_EQ(g.cl.on_basis, (std::vector<char>{1, 1, 1}));
+  EXPECT_EQ(g.segments[0][0].layout.bits, 4);  // the default base: max(bits, 4)
+  EXPECT_EQ(g.name, "xquant-cl-latent-lb:3");
+  // The residual stream, X-wide; sliding layers chain among themselves.
+  g = gpu_cache_layout(sliding, xquant_cl("xquant-cl-residual", 2, 16, {}, "auto", 0, false));
+  EXPECT_EQ(g.cl.prev, (std::vector<int>{-1, -1, 0}));
+  EXPECT_EQ(g.cl.chain, (std::vector<int>{1, 0, 1}));
+  EXPECT_EQ(g.cl.chains, 2);
+  EXPECT_TRUE(g.cl.residual);
+  EXPECT_FALSE(g.cl.latent);
+  EXPECT_EQ(g.name, "xquant-cl-residual:2");
+}
+
+TEST(GpuCacheLayout, ClRefusesPerChannelFormsNamingThePerTokenOnes) {
+  const ModelConfig gqa = make_config("gqa");
+  for (const char* f : {"xquant-cl-ch", "xquant-cl-ch-normed", "xquant-cl-ch-residual"}) {
+    CacheOptions o = xquant_cl(f, 2, 16, {}, "auto", 0, false);
+    expect_refused(gqa, o, "xquant-cl-residual");
+    expect_refused(gqa, o, "--device cpu");
+  }
+  expect_refused(gqa, xquant_cl("xquant-cl-residual", 2, 16, {}, "on", 0, false),
+                 "residual stream");
+  expect_refused(gqa, xquant_cl("xquant-cl", 5, 16, {}, "on", 0, false), "bits");
+  expect_refused(gqa, xquant_cl("xquant-cl", 2, 16, {}, "on", 5, false), "base bits");
+}
+
+TEST(GpuCacheLayout, ClGroupsKeepTheirAccumulatorRowsWhileTheyFit) {
+  // All fit: each group its own rows, in order.
+  std::vector<ClGroupRows> p = place_cl_groups({32, 16, 48}, 96);
+  ASSERT_EQ(p.size(), 3u);
+  EXPECT_TRUE(p[0].resident && p[1].resident && p[2].resident);
+  EXPECT_EQ(p[0].offset, 0);
+  EXPECT_EQ(p[1].offset, 32);
+  EXPECT_EQ(p[2].offset, 48);
+  // Not all fit: the last `largest` rows are shared scratch for the groups that do not.
+  p = place_cl_groups({32, 16, 48, 16}, 96);
+  EXPECT_TRUE(p[0].resident && p[1].resident);  // 32 + 16 fit in 96 - 48
+  EXPECT_EQ(p[1].offset, 32);
+  EXPECT_FALSE(p[2].resident || p[3].resident);
+  EXPECT_EQ(p[2].offset, 48);
+  EXPECT_EQ(p[3].offset, 48);
+  // A later small group takes resident rows a larger one before it could not.
+  p = place_cl_groups({16, 48, 16, 32}, 96);  // 48 rows before the scratch
+  EXPECT_TRUE(p[0].resident);
+  EXPECT_FALSE(p[1].resident);
+  EXPECT_EQ(p[1].offset, 48);
+  EXPECT_TRUE(p[2].resident);
+  EXPECT_EQ(p[2].offset, 16);
+  EXPECT_FALSE(p[3].resident);  // 32 + 32 > 48
+  // Room for the largest group only: every group rebuilds in the same rows.
+  p = place_cl_groups({48, 48}, 48);
+  for (const ClGroupRows& r : p) {
+    EXPECT_FALSE(r.resident);
+    EXPECT_EQ(r.offset, 0);
+  }
+  // No group's rows overlap a resident group's, and every group ends within the capacity.
+  const std::vector<int> rows = {16, 64, 32, 16, 80, 16};
+  p = place_cl_groups(rows, 160);
+  for (size_t a = 0; a < rows.size(); ++a) {
+    EXPECT_LE(p[a].offset + rows[a], 160);
+    for (size_t b = 0; b < rows.size(); ++b) {
+      if (a == b || !p[a].resident) continue;
+      const bool apart =
+          p[a].offset + rows[a] <= p[b].offset || p[b].offset + rows[b] <= p[a].offset;
+      EXPECT_TRUE(apart) << a << " " << b;
+    }
   }
 }
 

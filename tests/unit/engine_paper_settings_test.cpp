@@ -179,26 +179,22 @@ TEST(PaperSettings, LatentKFp16ChannelsNameAndBytes) {
   EXPECT_THROW(make_cache_format(o, s.cfg, s.proj), ConfigError);
 }
 
-// The GPU cache has no XQuant-CL chain: its settings are refused there by name, before anything
-// is loaded, instead of silently ignored. (High-precision layers and the K latent's fp16
-// channels run there: engine_gpu_cache_layout_test.cpp.)
-TEST(PaperSettings, GpuEngineRefusesWhatItDoesNotRun) {
+// The GPU runs XQuant-CL's base settings (engine_gpu_cache_layout_test.cpp): nothing refuses
+// them before the model is read.
+TEST(PaperSettings, GpuEngineTakesTheClBaseSettings) {
   EngineOptions e;
   e.device = "cuda";
   e.cache.format = "xquant-cl", e.cache.bits = 2;
-  auto refused = [&](const std::string& flag) {
-    try {
-      load_model("/nonexistent/model.gguf", e);
-      ADD_FAILURE() << flag << " was accepted";
-    } catch (const ConfigError& err) {
-      EXPECT_NE(std::string(err.what()).find(flag), std::string::npos) << err.what();
-    }
-  };
   e.cache.cl_base_bits = 4;
-  refused("--xquant-cl-base-bits");
-  e.cache.cl_base_bits = 0;
   e.cache.cl_base_latent = true;
-  refused("--xquant-cl-base latent");
+  try {
+    load_model("/nonexistent/model.gguf", e);
+    ADD_FAILURE() << "a model that does not exist was loaded";
+  } catch (const std::exception& err) {
+    const std::string what = err.what();
+    EXPECT_EQ(what.find("not on the GPU engine"), std::string::npos) << what;
+    EXPECT_NE(what.find("/nonexistent/model.gguf"), std::string::npos) << what;
+  }
 }
 
 }  // namespace

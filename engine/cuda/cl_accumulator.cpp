@@ -1,0 +1,103 @@
+#include "engine/cuda/cl_accumulator.h"
+
+#include <algorithm>
+
+#include "kernels/cuda/cl_ops.h"
+
+namespace xq::cuda {
+
+ClAccumulator::ClAccumulator(const ModelConfig& cfg, const GpuCacheFormat& format,
+                             const CudaWeights& w, int acc_rows)
+    : cfg_(cfg), format_(format), w_(w), acc_rows_(acc_rows) {}
+
+void ClAccumulator::reserve(int rows, int group_rows) {
+  const ClShape& s = format_.layout().cl;
+  const size_t H = cfg_.hidden_size, Z = 2 * static_cast<size_t>(cfg_.kv_dim());
+  if (group_rows > acc_rows_ || acc_.empty()) {
+    acc_rows_ = std::max(acc_rows_, group_rows);
+    acc_.reset(static_cast<size_t>(s.chains) * acc_rows_ * H);
+  }
+  if (rows > rows_) {
+    rows_ = rows;
+    delta_.reset(rows_ * H);
+    if (s.latent) {
+      delta_b_.reset(rows_ * H);
+      z_.reset(rows_ * Z);
+    }
+  }
+  if (group_rows > group_rows_) {
+    group_rows_ = group_rows;
+    if (s.latent) zb_.reset(group_rows_ * Z);
+  }
+}
+
+size_t ClAccumulator::bytes() const {
+  return acc_.bytes() + delta_.bytes() + delta_b_.bytes() + z_.bytes() + zb_.bytes();
+}
+
+void ClAccumulator::plan_step(const StepLayout& L) {
+  std::vector<int> group_rows;
+  for (const StepLayout::Group& g : L.groups) group_rows.push_back(g.ws_rows);
+  reserve(L.rows, L.max_ws_rows);
+  places_ = place_cl_groups(group_rows, acc_rows_);
+}
+
+void ClAccumulator::add_layer(int m, const StepLayout::Group& g, const int* d, float* acc,
+                              bool accumulate, cublasHandle_t blas, cudaStream_t stream) {
+  const GpuPagePool& pool = format_.pool();
+  const QuantRowLayout& rl = format_.layout().segments[m][0].layout;
+  const RowMap rows{d + g.cache_page, d + g.src_slot};
+  const int H = cfg_.hidden_size;
+  if (!format_.layout().cl.on_basis[m]) {
+    dequantize_rows_add(pool.layer_base(m), pool.page_bytes(m), rl, g.ws_rows, rows, acc, H,
+                        accumulate, stream);
+    return;
+  }
+  // The latent delta in bf16, lifted by Ukv_m^T and added in the product's fp32 output. Padding
+  // rows (no cache row) keep stale latents: they only reach the accumulator's padding rows,
+  // which nothing reads (cl_rebuilt_rows writes zeros there).
+  dequantize_rows(pool.layer_base(m), pool.page_bytes(m), rl, g.ws_rows, rows, zb_.get(), stream);
+  matmul_nn_add(blas, zb_.get(), w_.layers[m].u_kv.get(), acc, g.ws_rows, rl.width, H, accumulate);
+}
+
+void ClAccumulator::layer_group(int l, int gi, const StepLayout& L, const int* d,
+                                const float* x_new, const float* residual_new, bf16* x,
+                                cublasHandle_t blas, cudaStream_t stream) {
+  const ClShape& s = format_.layout().cl;
+  const StepLayout::Group& g = L.groups[gi];
+  const ClGroupRows place = places_.at(gi);
+  const size_t H = cfg_.hidden_size;
+  float* acc = acc_.get() + (static_cast<size_t>(s.chain[l]) * acc_rows_ + place.offset) * H;
+  const int p = s.prev[l];
+  if (!place.resident && p >= 0) {
+    // A_p from scratch: the chain's base, then each later layer of the chain up to p.
+    std::vector<int> chain;
+    for (int m = p; m >= 0; m = s.prev[m]) chain.push_back(m);
+    for (size_t i = chain.size(); i-- > 0;)
+      add_layer(chain[i], g, d, acc, i + 1 < chain.size(), blas, stream);
+  }
+  // The new rows' deltas against their own A_p (nothing for a chain's start), on the layer's
+  // basis where it has one, into the cache.
+  const float* src = (s.residual ? residual_new : x_new) + static_cast<size_t>(g.row_begin) * H;
+  cl_new_deltas(src, static_cast<int>(H), acc, RowMap{d + g.new_page, d + g.new_slot}, g.rows,
+                static_cast<int>(H), p >= 0, delta_.get(), stream);
+  const float* stored = delta_.get();
+  const QuantRowLayout& rl = format_.layout().segments[l][0].layout;
+  if (s.on_basis[l]) {
+    to_bf16(delta_.get(), static_cast<size_t>(g.rows) * H, delta_b_.get(), stream);
+    matmul_nt(blas, delta_b_.get(), w_.layers[l].u_kv.get(), z_.get(), g.rows, static_cast<int>(H),
+              rl.width);
+    stored = z_.get();
+  }
+  const GpuPagePool& pool = format_.pool();
+  const RowMap new_rows{d + L.new_page + g.row_begin, d + L.new_slot + g.row_begin};
+  quantize_rows(stored, g.rows, rl, pool.layer_base(l), pool.page_bytes(l), new_rows, stream);
+  // A_l of every row, past and new, then what K and V are rebuilt from.
+  add_layer(l, g, d, acc, p >= 0, blas, stream);
+  const bool gemma = cfg_.arch == Arch::Gemma3;
+  cl_rebuilt_rows(acc, g.ws_rows, static_cast<int>(H), d + g.ws_pos,
+                  s.residual ? w_.layers[l].attn_norm.get() : nullptr, cfg_.rms_norm_eps, gemma, x,
+                  stream);
+}
+
+}  // namespace xq::cuda

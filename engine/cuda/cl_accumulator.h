@@ -1,0 +1,58 @@
+// ClAccumulator: XQuant-CL on the GPU. The CUDA model's workspace path rebuilds K and V of a
+// group of sequences from X-wide bf16 rows; for XQuant-CL those rows are the running
+// reconstruction A_l = A_prev[l] + deq(D_l) (lifted by Ukv_l^T in the latent form), kept in fp32
+// for every workspace row of the step as the CPU keeps its running sum (xquant_cl_chain.h). The
+// layer loop is outermost, so each group's accumulator rows persist from one layer to the next
+// (place_cl_groups): each layer adds one dequantized row per position. Groups that do not fit
+// the accumulator rebuild A_prev[l] from the cached chain at every layer instead.
+// The write side is here too: a new row's delta at layer l is its X_l (or residual stream)
+// minus its own A_prev[l], which the accumulator holds at its workspace row because the new
+// rows' deltas of earlier layers were written to the cache and added like the past's.
+#pragma once
+
+#include <cublas_v2.h>
+
+#include <vector>
+
+#include "engine/cuda/cuda_weights.h"
+#include "engine/cuda/device_buffer.h"
+#include "engine/cuda/gpu_cache.h"
+#include "engine/cuda/step_layout.h"
+
+namespace xq::cuda {
+
+class ClAccumulator {
+ public:
+  // `acc_rows`: accumulator rows per chain (grown to a step's largest group when smaller).
+  ClAccumulator(const ModelConfig& cfg, const GpuCacheFormat& format, const CudaWeights& w,
+                int acc_rows);
+  // Room for steps of `rows` new rows in groups of up to `group_rows` workspace rows.
+  void reserve(int rows, int group_rows);
+  size_t bytes() const;
+  // Before a step's layers: where each of L's groups keeps its accumulator rows.
+  void plan_step(const StepLayout& L);
+  // Layer l of group gi: quantizes the group's new rows' deltas into the cache, brings the
+  // group's accumulator to A_l and writes the rows K and V are rebuilt from into x
+  // [ws_rows, hidden] (bf16; the layer's norm of A_l for the residual stream; zeros at padding).
+  // x_new, residual_new: the step's normed X and residual stream [rows, hidden] (fp32).
+  void layer_group(int l, int gi, const StepLayout& L, const int* d, const float* x_new,
+                   const float* residual_new, bf16* x, cublasHandle_t blas, cudaStream_t stream);
+
+ private:
+  // acc (+)= layer m's cached rows of every workspace row of g, lifted to X space.
+  void add_layer(int m, const StepLayout::Group& g, const int* d, float* acc, bool accumulate,
+                 cublasHandle_t blas, cudaStream_t stream);
+
+  const ModelConfig& cfg_;
+  const GpuCacheFormat& format_;
+  const CudaWeights& w_;
+  int acc_rows_ = 0, rows_ = 0, group_rows_ = 0;
+  DeviceBuffer<float> acc_;    // [chains][acc_rows_][hidden]
+  DeviceBuffer<float> delta_;  // the new rows' deltas [rows, hidden]
+  DeviceBuffer<bf16> delta_b_;
+  DeviceBuffer<float> z_;  // their latent [rows, 2 kv_dim]
+  DeviceBuffer<bf16> zb_;  // a layer's latent rows of a group, dequantized [group_rows, 2 kv_dim]
+  std::vector<ClGroupRows> places_;
+};
+
+}  // namespace xq::cuda
