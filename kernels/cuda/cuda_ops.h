@@ -38,6 +38,9 @@ void embed(const bf16* table, const int* tokens, int rows, int hidden, float sca
 // rmsnorm in kernels/cpu/ops.h). y may equal x. y_bf16, when non-null, gets a bf16 copy of y.
 void rmsnorm(const float* x, const float* w, int rows, int dim, float eps, bool one_plus, float* y,
              bf16* y_bf16, cudaStream_t stream);
+// x += res, then y = rmsnorm(x) as above, in one pass (y must not alias res).
+void add_rmsnorm(float* x, const float* res, const float* w, int rows, int dim, float eps,
+                 bool one_plus, float* y, bf16* y_bf16, cudaStream_t stream);
 
 // y[r, j] += bias[j] over rows x dim.
 void add_bias(float* y, const float* bias, int rows, int dim, cudaStream_t stream);

@@ -4,12 +4,12 @@
 // row is scored against every query head of the GQA group: with tensor cores (the group's heads
 // as the rows of a 16-row fp16 tile: Q Kᵀ and P V as WMMA products, fp32 accumulation), or on
 // the CUDA cores in fp32 where the head size is not a multiple of 16.
-#include <mma.h>
-
 #include <algorithm>
 #include <type_traits>
 
 #include "kernels/cuda/decode_ops.h"
+#include "kernels/cuda/page_tiles.cuh"
+#include "kernels/cuda/paged_attention_mma.h"
 #include "kernels/cuda/split_util.cuh"
 
 namespace xq::cuda {
@@ -27,22 +27,6 @@ size_t paged_smem_bytes(int group, int dim) {
   return 2 * sizeof(half) * kTile * static_cast<size_t>(dim) +
          sizeof(float) * (static_cast<size_t>(group) * dim + group * kTile + 3 * kMaxGroup +
                           static_cast<size_t>(lanes) * group * dim);
-}
-
-// Copies the tile's rows [c0, c0 + len) of K and V (head kvh) into k_s, v_s, VEC halves per load.
-template <int VEC>
-__device__ void stage_tile(const int* table, const KvPages& kv, int kvh, int D, int c0, int len,
-                           half* k_s, half* v_s) {
-  using Vec = typename std::conditional<VEC == 8, uint4, uint32_t>::type;
-  const int vecs = D / VEC;
-  for (int e = threadIdx.x; e < len * vecs; e += kSplitThreads) {
-    const int j = e / vecs, c = (e % vecs) * VEC, at = c0 + j;
-    const size_t off = static_cast<size_t>(table[at / kPageRows]) * kv.page_stride +
-                       static_cast<size_t>(at % kPageRows) * kv.row_stride +
-                       static_cast<size_t>(kvh) * D + c;
-    *reinterpret_cast<Vec*>(k_s + j * D + c) = *reinterpret_cast<const Vec*>(kv.k + off);
-    *reinterpret_cast<Vec*>(v_s + j * D + c) = *reinterpret_cast<const Vec*>(kv.v + off);
-  }
 }
 
 template <int GM, int VEC>
@@ -146,144 +130,6 @@ __global__ void __launch_bounds__(kSplitThreads)
     out.ml[at] = m_s[tid];
     out.ml[at + 1] = l_s[tid];
   }
-}
-
-constexpr int kMmaRows = 16;  // the query heads of a GQA group, padded to one WMMA tile
-
-// Shared memory of the tensor-core kernel: q [16][D] (fp16), the tile's K and V rows [kTile][D]
-// (fp16), scores [16][kTile] (fp32) and their exponentials (fp16), the output accumulator
-// [16][D] (fp32), and m/l/corr per row.
-size_t mma_smem_bytes(int dim) {
-  const size_t d = static_cast<size_t>(dim);
-  return sizeof(half) * (kMmaRows * d + 2 * kTile * d + kMmaRows * kTile) +
-         sizeof(float) * (kMmaRows * kTile + kMmaRows * d + 3 * kMmaRows);
-}
-
-template <int VEC>
-__global__ void __launch_bounds__(kSplitThreads)
-    paged_attention_mma_kernel(const float* q, const int* row_seq, const AttnSeq* seqs,
-                               const int* tables, KvPages kv, AttnParams p, SplitPartials out) {
-  using namespace nvcuda;
-  extern __shared__ __align__(128) unsigned char smem[];
-  const int r = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x;
-  const int D = p.head_dim, G = p.num_heads / p.num_kv_heads, H = p.num_heads;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  half* q_h = reinterpret_cast<half*>(smem);
-  half* k_s = q_h + kMmaRows * D;
-  half* v_s = k_s + kTile * D;
-  half* p_h = v_s + kTile * D;
-  float* s_f = reinterpret_cast<float*>(p_h + kMmaRows * kTile);
-  float* o_f = s_f + kMmaRows * kTile;
-  float* m_s = o_f + kMmaRows * D;
-  float* l_s = m_s + kMmaRows;
-
-  const AttnSeq s = seqs[row_seq[r]];
-  const int pos = s.start_pos + (r - s.q_row);
-  const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
-  const SplitRange rg = split_range(first, pos + 1, split, out.splits, kTile);
-  const int* table = tables + s.table;
-
-  const float* qr = q + (static_cast<size_t>(r) * H + kvh * G) * D;
-  for (int e = tid; e < kMmaRows * D; e += kSplitThreads) {
-    q_h[e] = __float2half_rn(e < G * D ? qr[e] : 0.0f);
-    o_f[e] = 0.0f;
-  }
-  if (tid < kMmaRows) {
-    m_s[tid] = -INFINITY;
-    l_s[tid] = 0.0f;
-  }
-  for (int c0 = rg.begin; c0 < rg.end; c0 += kTile) {
-    const int len = min(kTile, rg.end - c0);
-    stage_tile<VEC>(table, kv, kvh, D, c0, len, k_s, v_s);
-    // Rows past the split's end: zero weights must not meet stale (or never written) values.
-    for (int e = len * D + tid; e < kTile * D; e += kSplitThreads) v_s[e] = __float2half_rn(0.0f);
-    __syncthreads();
-    // Scores [16][kTile]: a warp per 16 positions.
-    if (warp < kTile / 16) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::fill_fragment(acc, 0.0f);
-      for (int k = 0; k < D; k += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, half, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, half, wmma::col_major> b;
-        wmma::load_matrix_sync(a, q_h + k, D);
-        wmma::load_matrix_sync(b, k_s + warp * 16 * D + k, D);
-        wmma::mma_sync(acc, a, b, acc);
-      }
-      wmma::store_matrix_sync(s_f + warp * 16, acc, kTile, wmma::mem_row_major);
-    }
-    __syncthreads();
-    // Online softmax per head (a warp per row); the accumulator's row takes the correction.
-    for (int g = warp; g < kMmaRows; g += kSplitWarps) {
-      half* pg = p_h + g * kTile;
-      if (g >= G) {
-        for (int j = lane; j < kTile; j += 32) pg[j] = __float2half_rn(0.0f);
-        continue;
-      }
-      float* sg = s_f + g * kTile;
-      float mx = -INFINITY;
-      for (int j = lane; j < kTile; j += 32) {
-        const float sc = j < len ? attn_score(sg[j], p.scale, p.softcap) : -INFINITY;
-        sg[j] = sc;
-        mx = fmaxf(mx, sc);
-      }
-      mx = warp_reduce(mx, MaxOp());
-      const float m_old = m_s[g], m_new = fmaxf(m_old, mx);
-      float sum = 0.0f;
-      for (int j = lane; j < kTile; j += 32) {
-        const half e = __float2half_rn(m_new == -INFINITY ? 0.0f : expf(sg[j] - m_new));
-        pg[j] = e;
-        sum += __half2float(e);  // the weights P V uses
-      }
-      sum = warp_reduce(sum, SumOp<float>());
-      const float c = m_new == -INFINITY ? 1.0f : expf(m_old - m_new);
-      for (int d = lane; d < D; d += 32) o_f[g * D + d] *= c;
-      if (lane == 0) {
-        l_s[g] = l_s[g] * c + sum;
-        m_s[g] = m_new;
-      }
-    }
-    __syncthreads();
-    // O [16][D] += P [16][kTile] V [kTile][D]: a warp per 16 columns.
-    for (int nt = warp; nt < D / 16; nt += kSplitWarps) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::load_matrix_sync(acc, o_f + nt * 16, D, wmma::mem_row_major);
-      for (int k = 0; k < kTile; k += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, half, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, half, wmma::row_major> b;
-        wmma::load_matrix_sync(a, p_h + k, kTile);
-        wmma::load_matrix_sync(b, v_s + k * D + nt * 16, D);
-        wmma::mma_sync(acc, a, b, acc);
-      }
-      wmma::store_matrix_sync(o_f + nt * 16, acc, D, wmma::mem_row_major);
-    }
-    __syncthreads();  // the next tile overwrites k_s, v_s, s_f and p_h
-  }
-  for (int e = tid; e < G * D; e += kSplitThreads) {
-    const int g = e / D, d = e % D;
-    out.acc[partial_index(r, H, kvh * G + g, out.splits, split) * D + d] = o_f[e];
-  }
-  if (tid < G) {
-    const size_t at = partial_index(r, H, kvh * G + tid, out.splits, split) * 2;
-    out.ml[at] = m_s[tid];
-    out.ml[at + 1] = l_s[tid];
-  }
-}
-
-template <int VEC>
-void launch_paged_mma(const float* q, int rows, const int* row_seq, const AttnSeq* seqs,
-                      const int* tables, KvPages kv, AttnParams p, SplitPartials out,
-                      cudaStream_t stream) {
-  const size_t smem = mma_smem_bytes(p.head_dim);
-  static bool raised = false;
-  if (!raised) {
-    check(cudaFuncSetAttribute(paged_attention_mma_kernel<VEC>,
-                               cudaFuncAttributeMaxDynamicSharedMemorySize, 160 * 1024),
-          "paged_attention_mma smem");
-    raised = true;
-  }
-  const dim3 grid(out.splits, p.num_kv_heads, rows);
-  paged_attention_mma_kernel<VEC>
-      <<<grid, kSplitThreads, smem, stream>>>(q, row_seq, seqs, tables, kv, p, out);
 }
 
 __global__ void combine_kernel(SplitPartials in, int rows, int heads, int width, float* out_f32,
@@ -400,10 +246,7 @@ void paged_attention_splits(const float* q, int rows, const int* row_seq, const 
                     reinterpret_cast<uintptr_t>(kv.k) % 16 == 0 &&
                     reinterpret_cast<uintptr_t>(kv.v) % 16 == 0;
   if (tensor_cores && paged_attention_tensor_cores(p)) {
-    if (wide)
-      launch_paged_mma<8>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
-    else
-      launch_paged_mma<2>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
+    paged_attention_mma(q, rows, row_seq, seqs, tables, kv, p, out, wide, stream);
   } else if (wide) {
     dispatch_group<8>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
   } else {

@@ -1,4 +1,6 @@
 // Writing fp32 K/V rows into fp16 pages of a paged store (the cache pool or the workspace).
+#include <algorithm>
+
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/launch_util.cuh"
 
@@ -24,7 +26,9 @@ __global__ void write_kv_rows_kernel(const float* k, const float* v, int dim, Ro
 void write_kv_rows(const float* k, const float* v, int n, int dim, RowMap map, KvPages pages,
                    cudaStream_t stream) {
   if (n <= 0 || dim <= 0) return;
-  write_kv_rows_kernel<<<n, detail::kThreads, 0, stream>>>(k, v, dim, map, pages);
+  // A decode step writes a row or a few: one element per thread, not a loop of dependent loads.
+  const int threads = n >= 128 ? detail::kThreads : std::min(1024, (dim + 31) / 32 * 32);
+  write_kv_rows_kernel<<<n, threads, 0, stream>>>(k, v, dim, map, pages);
   check(cudaGetLastError(), "write_kv_rows");
 }
 

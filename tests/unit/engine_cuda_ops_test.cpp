@@ -66,7 +66,7 @@ TEST_F(CudaDenseOps, EmbedScalesTableRows) {
 TEST_F(CudaDenseOps, RmsnormMatchesCpu) {
   unsigned seed = 10;
   for (int dim : {1, 64, 100, 4096, 16384}) {
-    for (int rows : {1, 3, 7}) {
+    for (int rows : {1, 3, 7, 130}) {  // 130: the narrower blocks of many rows
       for (bool one_plus : {false, true}) {
         for (bool in_place : {false, true}) {
           SCOPED_TRACE(::testing::Message() << "dim " << dim << " rows " << rows << " one_plus "
@@ -88,6 +88,27 @@ TEST_F(CudaDenseOps, RmsnormMatchesCpu) {
           }
         }
       }
+    }
+  }
+}
+
+// The residual add fused into the norm: x holds x + res afterwards, y its norm, as the two steps.
+TEST_F(CudaDenseOps, AddRmsnormEqualsAddThenRmsnorm) {
+  unsigned seed = 300;
+  for (int dim : {100, 4096, 9000}) {
+    for (int rows : {1, 5, 200}) {
+      SCOPED_TRACE(::testing::Message() << "dim " << dim << " rows " << rows);
+      const auto x = randn(static_cast<size_t>(rows) * dim, ++seed, 3.0f);
+      const auto res = randn(x.size(), ++seed, 2.0f), w = randn(dim, ++seed, 0.5f);
+      std::vector<float> sum(x.size()), ref(x.size());
+      for (size_t i = 0; i < x.size(); ++i) sum[i] = x[i] + res[i];
+      xq::rmsnorm(sum.data(), w.data(), ref.data(), rows, dim, 1e-6f, false);
+      DeviceBuf<float> d_x(x), d_r(res), d_w(w), d_y(x.size());
+      DeviceBuf<bf16> d_yb(x.size());
+      add_rmsnorm(d_x.get(), d_r.get(), d_w.get(), rows, dim, 1e-6f, false, d_y.get(), d_yb.get(),
+                  stream_);
+      EXPECT_EQ(d_x.download(), sum);
+      EXPECT_LT(rel_err(d_y.download(), ref), 1e-5);
     }
   }
 }

@@ -1,0 +1,197 @@
+// Paged attention on the tensor cores (see decode_ops.h for the contract): a block takes one query
+// row, one KV head and one split, and treats the GQA group's query heads as the rows of a 16-row
+// fp16 tile, so Q Kᵀ and P V are WMMA products with fp32 accumulation and the online softmax runs
+// between them on 16 x TILE scores. Where the pages allow 16-byte copies, the next tile's K and V
+// are copied asynchronously into a second buffer while this tile is scored.
+#include <mma.h>
+
+#include "kernels/cuda/page_tiles.cuh"
+#include "kernels/cuda/paged_attention_mma.h"
+#include "kernels/cuda/split_util.cuh"
+
+namespace xq::cuda {
+namespace {
+
+using namespace detail;
+
+constexpr int kMmaRows = 16;  // the query heads of a GQA group, padded to one WMMA tile
+
+// Shared memory: q [16][D] (fp16), BUFS x the tile's K and V rows [TILE][D] (fp16), the scores'
+// exponentials [16][TILE] (fp16), scores [16][TILE] (fp32), the output accumulator [16][D]
+// (fp32), and m, l per row.
+template <int TILE, int BUFS>
+size_t mma_smem_bytes(int dim) {
+  const size_t d = static_cast<size_t>(dim);
+  return sizeof(half) * (kMmaRows * d + 2 * BUFS * TILE * d + kMmaRows * TILE) +
+         sizeof(float) * (kMmaRows * TILE + kMmaRows * d + 2 * kMmaRows);
+}
+
+template <int VEC, int TILE, int BUFS>
+__device__ void load_tile(const int* table, const KvPages& kv, int kvh, int D, int c0, int len,
+                          half* k_s, half* v_s) {
+  if constexpr (BUFS == 2) {
+    stage_tile_async(table, kv, kvh, D, c0, len, k_s, v_s);
+    __pipeline_commit();
+  } else {
+    stage_tile<VEC>(table, kv, kvh, D, c0, len, k_s, v_s);
+  }
+  // Rows past the split's end: zero weights must not meet stale (or never written) values. The
+  // buffer is not being read: the last reads of it ended at a barrier.
+  for (int e = len * D + threadIdx.x; e < TILE * D; e += kSplitThreads)
+    v_s[e] = __float2half_rn(0.0f);
+}
+
+template <int VEC, int TILE, int BUFS>
+__global__ void __launch_bounds__(kSplitThreads)
+    paged_attention_mma_kernel(const float* q, const int* row_seq, const AttnSeq* seqs,
+                               const int* tables, KvPages kv, AttnParams p, SplitPartials out) {
+  using namespace nvcuda;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int r = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x;
+  const int D = p.head_dim, G = p.num_heads / p.num_kv_heads, H = p.num_heads;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  half* q_h = reinterpret_cast<half*>(smem);
+  half* kv_s = q_h + kMmaRows * D;  // buffer b: K at kv_s + 2 b TILE D, V after it
+  half* p_h = kv_s + 2 * BUFS * TILE * D;
+  float* s_f = reinterpret_cast<float*>(p_h + kMmaRows * TILE);
+  float* o_f = s_f + kMmaRows * TILE;
+  float* m_s = o_f + kMmaRows * D;
+  float* l_s = m_s + kMmaRows;
+
+  const AttnSeq s = seqs[row_seq[r]];
+  const int pos = s.start_pos + (r - s.q_row);
+  const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
+  const SplitRange rg = split_range(first, pos + 1, split, out.splits, TILE);
+  const int* table = tables + s.table;
+
+  const float* qr = q + (static_cast<size_t>(r) * H + kvh * G) * D;
+  for (int e = tid; e < kMmaRows * D; e += kSplitThreads) {
+    q_h[e] = __float2half_rn(e < G * D ? qr[e] : 0.0f);
+    o_f[e] = 0.0f;
+  }
+  if (tid < kMmaRows) {
+    m_s[tid] = -INFINITY;
+    l_s[tid] = 0.0f;
+  }
+  if (BUFS == 2 && rg.begin < rg.end)
+    load_tile<VEC, TILE, BUFS>(table, kv, kvh, D, rg.begin, min(TILE, rg.end - rg.begin), kv_s,
+                               kv_s + TILE * D);
+  int buf = 0;
+  for (int c0 = rg.begin; c0 < rg.end; c0 += TILE, buf ^= (BUFS - 1)) {
+    const int len = min(TILE, rg.end - c0);
+    half* k_s = kv_s + 2 * buf * TILE * D;
+    half* v_s = k_s + TILE * D;
+    if constexpr (BUFS == 2) {
+      const int next = c0 + TILE;
+      if (next < rg.end) {
+        half* k_n = kv_s + 2 * (buf ^ 1) * TILE * D;
+        load_tile<VEC, TILE, BUFS>(table, kv, kvh, D, next, min(TILE, rg.end - next), k_n,
+                                   k_n + TILE * D);
+        __pipeline_wait_prior(1);
+      } else {
+        __pipeline_wait_prior(0);
+      }
+    } else {
+      load_tile<VEC, TILE, BUFS>(table, kv, kvh, D, c0, len, k_s, v_s);
+    }
+    __syncthreads();
+    // Scores [16][TILE]: a warp per 16 positions.
+    if (warp < TILE / 16) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::fill_fragment(acc, 0.0f);
+      for (int k = 0; k < D; k += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, half, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, half, wmma::col_major> b;
+        wmma::load_matrix_sync(a, q_h + k, D);
+        wmma::load_matrix_sync(b, k_s + warp * 16 * D + k, D);
+        wmma::mma_sync(acc, a, b, acc);
+      }
+      wmma::store_matrix_sync(s_f + warp * 16, acc, TILE, wmma::mem_row_major);
+    }
+    __syncthreads();
+    // Online softmax per head (a warp per row); the accumulator's row takes the correction.
+    for (int g = warp; g < kMmaRows; g += kSplitWarps) {
+      half* pg = p_h + g * TILE;
+      if (g >= G) {
+        for (int j = lane; j < TILE; j += 32) pg[j] = __float2half_rn(0.0f);
+        continue;
+      }
+      float* sg = s_f + g * TILE;
+      float mx = -INFINITY;
+      for (int j = lane; j < TILE; j += 32) {
+        const float sc = j < len ? attn_score(sg[j], p.scale, p.softcap) : -INFINITY;
+        sg[j] = sc;
+        mx = fmaxf(mx, sc);
+      }
+      mx = warp_reduce(mx, MaxOp());
+      const float m_old = m_s[g], m_new = fmaxf(m_old, mx);
+      float sum = 0.0f;
+      for (int j = lane; j < TILE; j += 32) {
+        const half e = __float2half_rn(m_new == -INFINITY ? 0.0f : expf(sg[j] - m_new));
+        pg[j] = e;
+        sum += __half2float(e);  // the weights P V uses
+      }
+      sum = warp_reduce(sum, SumOp<float>());
+      const float c = m_new == -INFINITY ? 1.0f : expf(m_old - m_new);
+      for (int d = lane; d < D; d += 32) o_f[g * D + d] *= c;
+      if (lane == 0) {
+        l_s[g] = l_s[g] * c + sum;
+        m_s[g] = m_new;
+      }
+    }
+    __syncthreads();
+    // O [16][D] += P [16][TILE] V [TILE][D]: a warp per 16 columns.
+    for (int nt = warp; nt < D / 16; nt += kSplitWarps) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::load_matrix_sync(acc, o_f + nt * 16, D, wmma::mem_row_major);
+      for (int k = 0; k < TILE; k += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, half, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, half, wmma::row_major> b;
+        wmma::load_matrix_sync(a, p_h + k, TILE);
+        wmma::load_matrix_sync(b, v_s + k * D + nt * 16, D);
+        wmma::mma_sync(acc, a, b, acc);
+      }
+      wmma::store_matrix_sync(o_f + nt * 16, acc, D, wmma::mem_row_major);
+    }
+    __syncthreads();  // the buffers, s_f and p_h are written next
+  }
+  for (int e = tid; e < G * D; e += kSplitThreads) {
+    const int g = e / D, d = e % D;
+    out.acc[partial_index(r, H, kvh * G + g, out.splits, split) * D + d] = o_f[e];
+  }
+  if (tid < G) {
+    const size_t at = partial_index(r, H, kvh * G + tid, out.splits, split) * 2;
+    out.ml[at] = m_s[tid];
+    out.ml[at + 1] = l_s[tid];
+  }
+}
+
+template <int VEC, int TILE, int BUFS>
+void launch(const float* q, int rows, const int* row_seq, const AttnSeq* seqs, const int* tables,
+            KvPages kv, AttnParams p, SplitPartials out, cudaStream_t stream) {
+  const size_t smem = mma_smem_bytes<TILE, BUFS>(p.head_dim);
+  static bool raised = false;
+  if (!raised) {
+    check(cudaFuncSetAttribute(paged_attention_mma_kernel<VEC, TILE, BUFS>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, 160 * 1024),
+          "paged_attention_mma smem");
+    raised = true;
+  }
+  const dim3 grid(out.splits, p.num_kv_heads, rows);
+  paged_attention_mma_kernel<VEC, TILE, BUFS>
+      <<<grid, kSplitThreads, smem, stream>>>(q, row_seq, seqs, tables, kv, p, out);
+}
+
+}  // namespace
+
+void paged_attention_mma(const float* q, int rows, const int* row_seq, const AttnSeq* seqs,
+                         const int* tables, KvPages kv, AttnParams p, SplitPartials out,
+                         bool aligned, cudaStream_t stream) {
+  if (aligned) {
+    launch<8, 32, 2>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
+  } else {
+    launch<2, 64, 1>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
+  }
+}
+
+}  // namespace xq::cuda
