@@ -37,9 +37,7 @@ struct ChannelBlockLayout {
     if (group >= kPageRows) return (width + pages_per_block() - 1) / pages_per_block();
     return blocks_per_page() * width;
   }
-  size_t unit_words() const {
-    return (static_cast<size_t>(unit_rows()) * width * bits + 31) / 32;
-  }
+  size_t unit_words() const { return (static_cast<size_t>(unit_rows()) * width * bits + 31) / 32; }
   size_t unit_bytes() const { return 4 * unit_words(); }
   size_t params_bytes() const { return 4 * static_cast<size_t>(params_per_page()); }
   // A page's bytes of this segment (a multiple of 4).
