@@ -104,8 +104,8 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
         "--gpu-cache-memory {:.2f} GiB does not fit the {:.2f} GiB --gpu-memory-utilization {:.2f} "
         "leaves",
         gib(opts.gpu_cache_bytes), gib(budget), opts.gpu_memory_utilization));
-  format_->allocate(opts.gpu_cache_bytes > 0 ? opts.gpu_cache_bytes : budget);
-  cache_bytes_ = static_cast<double>(format_->pool().pages()) * page_all_layers;
+  cache_bytes_ = format_->allocate(opts.gpu_cache_bytes > 0 ? opts.gpu_cache_bytes : budget,
+                                   opts.max_num_seqs);
   spdlog::info(
       "GPU {}: {:.1f} GiB; weights {:.2f} GiB (bf16), workspace {:.2f} GiB, cache {:.2f} GiB in "
       "{} pages of {} tokens (--gpu-memory-utilization {:.2f})",
@@ -220,7 +220,13 @@ bool CudaModel::run_layers(std::span<const SeqInput> batch) {
   const bool remat = format_->rematerializes() && !step_fused_;
   StepLayout L = build_step_layout(seqs, remat ? remat_capacity_ : 0, cfg_.num_heads);
   reserve_rows(L.rows);
-  if (remat) reserve_remat(L.max_ws_rows);
+  if (remat) reserve_remat(std::max(L.max_ws_rows, L.rows));  // KIVI stages a step's values too
+  if (format_->layout().has_channel_blocks()) {
+    std::vector<int> slots;
+    for (const GpuSequence* c : caches) slots.push_back(c->window_slot());
+    chan_ = build_channel_step(L, seqs, slots, format_->layout().group,
+                               !format_->layout().value_window.empty());
+  }
   step_ints_.ensure(L.ints.size());
   check(cudaMemcpyAsync(step_ints_.get(), L.ints.data(), L.ints.size() * sizeof(int),
                         cudaMemcpyHostToDevice, stream_),
@@ -307,6 +313,8 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
     paged_attention(a_.q.get(), a_.attn.get(), rows, d + L.row_seq,
                     reinterpret_cast<const AttnSeq*>(d + L.seqs), d + L.tables, pages, p);
     timer_.mark("attention", stream_);
+  } else if (format_->kind() == GpuCacheKind::Kivi) {
+    kivi_attention(l, L, d, p);
   } else {
     const bool latent = format_->kind() == GpuCacheKind::XLatent;
     if (latent) {  // the new rows' latents [X U_k, X U_v]
@@ -319,6 +327,7 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
     else
       remat_attention(l, L, d, p);
     format_->write_rows(l, latent ? a_.z.get() : a_.x.get(), rows, new_rows, stream_);
+    append_channels(l, L, d, latent ? a_.z.get() : a_.x.get());
     timer_.mark("quantize", stream_);
   }
   to_bf16(a_.attn.get(), static_cast<size_t>(rows) * Q, a_.attnb.get(), stream_);
@@ -352,6 +361,7 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
                             stream_),
             "workspace clear");
     format_->read_rows(l, g.ws_rows, RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(), stream_);
+    read_channel_past(l, L, &g - L.groups.data(), d);
     timer_.mark("dequantize", stream_);
     remat_projection(l, false, g.ws_rows, r_.k32.get());
     timer_.mark("remat_k_matmul", stream_);
@@ -517,14 +527,14 @@ void CudaModel::summarize_logits(std::span<const SeqInput> batch,
     h.inv_t[r] = specs[r].inv_temperature;
     h.u01[r] = specs[r].u01;
   }
-  check(cudaMemcpyAsync(sum_inv_t_.get(), h.inv_t.data(), m * sizeof(float),
-                        cudaMemcpyHostToDevice, stream_),
+  check(cudaMemcpyAsync(sum_inv_t_.get(), h.inv_t.data(), m * sizeof(float), cudaMemcpyHostToDevice,
+                        stream_),
         "draw specs upload");
   check(cudaMemcpyAsync(sum_u01_.get(), h.u01.data(), m * sizeof(double), cudaMemcpyHostToDevice,
                         stream_),
         "draw specs upload");
-  LogitSummaries dev{sum_ids_.get(),   sum_vals_.get(),  sum_lse_.get(),
-                     sum_t_.get(),     sum_drawn_.get(), sum_drawn_logit_.get()};
+  LogitSummaries dev{sum_ids_.get(), sum_vals_.get(),  sum_lse_.get(),
+                     sum_t_.get(),   sum_drawn_.get(), sum_drawn_logit_.get()};
   summarize_logit_rows(logits_.get(), m, cfg_.vocab_size, static_cast<int>(listable), K,
                        sum_inv_t_.get(), sum_u01_.get(), dev, stream_);
   h.ids.resize(static_cast<size_t>(m) * K);

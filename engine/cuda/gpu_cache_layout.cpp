@@ -50,8 +50,8 @@ bool xquant_shape(const ModelConfig& cfg, const CacheOptions& opts, bool x_per_c
   const int kv = cfg.kv_dim(), lead = opts.latent_k_fp16_channels;
   // The latent is worth it where the two latents together are narrower than X (GQA); xquant-ch
   // groups X itself.
-  const bool latent = !x_per_channel && (opts.latent == "on" ||
-                                         (opts.latent == "auto" && 2 * kv < cfg.hidden_size));
+  const bool latent = !x_per_channel &&
+                      (opts.latent == "on" || (opts.latent == "auto" && 2 * kv < cfg.hidden_size));
   if (latent && kv > cfg.hidden_size)
     throw ConfigError("xquant latent: kv_dim exceeds hidden_size; the latent would be wider");
   if (lead > 0 && !latent)
@@ -64,7 +64,7 @@ bool xquant_shape(const ModelConfig& cfg, const CacheOptions& opts, bool x_per_c
   out.kind = latent ? GpuCacheKind::XLatent : GpuCacheKind::XQuant;
   out.row_width = latent ? 2 * kv : cfg.hidden_size;
   out.k_fp16_channels = latent ? lead : 0;
-  std::string name = !latent        ? (x_per_channel ? "xquant-ch:" : "xquant:")
+  std::string name = !latent       ? (x_per_channel ? "xquant-ch:" : "xquant:")
                      : k_per_token ? "xquant-latent-tok:"
                                    : "xquant-latent:";
   if (lead > 0) name.insert(name.size() - 1, "-k16x" + std::to_string(lead));

@@ -49,8 +49,8 @@ struct GpuCacheLayout {
   // KIVI with its fp16 window: per layer, where the last G values (a ring, position p at row
   // p % G) sit in a window slot. Empty otherwise.
   std::vector<size_t> value_window;
-  int group = 0;             // G
-  bool fp16_window = true;   // false: the unfilled block is read quantized as a partial block
+  int group = 0;                 // G
+  bool fp16_window = true;       // false: the unfilled block is read quantized as a partial block
   size_t window_slot_bytes = 0;  // one sequence's fp16 windows, all layers (0: no slots)
   // What the CPU format reports (and the scheduler keeps aside per sequence): the windows'
   // bytes beyond the per-token bytes of their tokens, which the pages already hold.
