@@ -194,12 +194,12 @@ TEST(GpuCacheLayout, PerChannelFormatsBytesAndWindowsEqualTheCpuFormats) {
         for (int group : {1, 4, 8, 16, 32, 64, 128}) {
           for (bool window : {true, false}) {
             const CacheOptions o = per_channel(f.format, bits, group, hp, window, f.lead);
-            const std::string what = f.format + " " + f.kind + " " + describe(o) + " window " +
-                                     std::to_string(window);
+            const std::string what =
+                f.format + " " + f.kind + " " + describe(o) + " window " + std::to_string(window);
             const auto cpu = make_cache_format(o, cfg, proj);
             const GpuCacheLayout gpu = gpu_cache_layout(cfg, o);
             EXPECT_EQ(gpu.name, cpu->name()) << what;
-            EXPECT_EQ(gpu.kind, kivi ? GpuCacheKind::Kivi
+            EXPECT_EQ(gpu.kind, kivi                   ? GpuCacheKind::Kivi
                                 : f.format == "latent" ? GpuCacheKind::XLatent
                                                        : GpuCacheKind::XQuant)
                 << what;
@@ -243,9 +243,8 @@ TEST(GpuCacheLayout, KiviPagesHoldValueRowsThenKeyBlocks) {
   EXPECT_EQ(g.value_window[1], 32u * 32 * 2 * 3);
   // Blocks of 4 tokens: 4 in a page, each with its own 32 scale/zero pairs and its word-aligned
   // codes (4 x 32 x 3 bits = 12 words).
-  const ChannelBlockLayout small = gpu_cache_layout(cfg, per_channel("kivi", 3, 4, {}, false))
-                                       .channel[0][0]
-                                       .layout;
+  const ChannelBlockLayout small =
+      gpu_cache_layout(cfg, per_channel("kivi", 3, 4, {}, false)).channel[0][0].layout;
   EXPECT_EQ(small.blocks_per_page(), 4);
   EXPECT_EQ(small.unit_words(), 12u);
   EXPECT_EQ(small.page_bytes(), 4u * 4 * 32 + 4 * 48);
