@@ -527,14 +527,14 @@ void CudaModel::summarize_logits(std::span<const SeqInput> batch,
     h.inv_t[r] = specs[r].inv_temperature;
     h.u01[r] = specs[r].u01;
   }
-  check(cudaMemcpyAsync(sum_inv_t_.get(), h.inv_t.data(), m * sizeof(float), cudaMemcpyHostToDevice,
-                        stream_),
+  check(cudaMemcpyAsync(sum_inv_t_.get(), h.inv_t.data(), m * sizeof(float),
+                        cudaMemcpyHostToDevice, stream_),
         "draw specs upload");
   check(cudaMemcpyAsync(sum_u01_.get(), h.u01.data(), m * sizeof(double), cudaMemcpyHostToDevice,
                         stream_),
         "draw specs upload");
-  LogitSummaries dev{sum_ids_.get(), sum_vals_.get(),  sum_lse_.get(),
-                     sum_t_.get(),   sum_drawn_.get(), sum_drawn_logit_.get()};
+  LogitSummaries dev{sum_ids_.get(),   sum_vals_.get(),  sum_lse_.get(),
+                     sum_t_.get(),     sum_drawn_.get(), sum_drawn_logit_.get()};
   summarize_logit_rows(logits_.get(), m, cfg_.vocab_size, static_cast<int>(listable), K,
                        sum_inv_t_.get(), sum_u01_.get(), dev, stream_);
   h.ids.resize(static_cast<size_t>(m) * K);
