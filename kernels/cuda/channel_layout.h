@@ -13,6 +13,10 @@
 // A page's part: fp16 scales[P'], fp16 zeros[P'] (P' = params_per_page()), then the code units;
 // a unit packs its rows' codes row-major, LSB-first (code of row r, channel c at bit
 // (r * width + c) * bits), in whole 32-bit words.
+// The bytes per token equal the CPU's (quantized_bytes(G * width, bits, G) / G) wherever the
+// block's pages divide its channels and its 16-row units fill whole words (widths a multiple of
+// m, bits * width even: every real model's K and X); otherwise (the K latent after one fp16
+// channel) a page rounds up by less than 6 bytes.
 #pragma once
 
 #include <cstddef>
