@@ -219,6 +219,7 @@ int run_ppl(const PplArgs& a) {
     for (Run& r : runs) {
       xq::EngineOptions o = eo;
       o.cache = r.opts;
+      o.max_num_seqs = 1;  // one sequence: a per-channel format's fp16 windows for one only
       xq::LoadedModel lm = xq::load_model(a.model, o);
       cfg = lm.model->config();
       r.format = &lm.model->cache_format();

@@ -129,8 +129,8 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
         "--gpu-cache-memory {:.2f} GiB does not fit the {:.2f} GiB --gpu-memory-utilization {:.2f} "
         "leaves",
         gib(opts.gpu_cache_bytes), gib(budget), opts.gpu_memory_utilization));
-  format_->allocate(opts.gpu_cache_bytes > 0 ? opts.gpu_cache_bytes : budget);
-  cache_bytes_ = static_cast<double>(format_->pool().pages()) * page_all_layers;
+  cache_bytes_ = format_->allocate(opts.gpu_cache_bytes > 0 ? opts.gpu_cache_bytes : budget,
+                                   opts.max_num_seqs);
   spdlog::info(
       "GPU {}: {:.1f} GiB; weights {:.2f} GiB (bf16), workspace {:.2f} GiB, cache {:.2f} GiB in "
       "{} pages of {} tokens (--gpu-memory-utilization {:.2f})",
@@ -244,8 +244,14 @@ bool CudaModel::run_layers(std::span<const SeqInput> batch) {
   const bool remat = format_->rematerializes() && !step_fused_;
   StepLayout L = build_step_layout(seqs, remat ? remat_capacity_ : 0, cfg_.num_heads);
   reserve_rows(L.rows);
-  if (remat) reserve_remat(L.max_ws_rows);
+  if (remat) reserve_remat(std::max(L.max_ws_rows, L.rows));  // KIVI stages a step's values too
   if (cl_) cl_->plan_step(L);
+  if (format_->layout().has_channel_blocks()) {
+    std::vector<int> slots;
+    for (const GpuSequence* c : caches) slots.push_back(c->window_slot());
+    chan_ = build_channel_step(L, seqs, slots, format_->layout().group,
+                               !format_->layout().value_window.empty());
+  }
   step_ints_.ensure(L.ints.size());
   check(cudaMemcpyAsync(step_ints_.get(), L.ints.data(), L.ints.size() * sizeof(int),
                         cudaMemcpyHostToDevice, stream_),
@@ -340,6 +346,8 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
     paged_attention(a_.q.get(), a_.attn.get(), rows, d + L.row_seq,
                     reinterpret_cast<const AttnSeq*>(d + L.seqs), d + L.tables, pages, p);
     timer_.mark("attention", stream_);
+  } else if (format_->kind() == GpuCacheKind::Kivi) {
+    kivi_attention(l, L, d, p);
   } else {
     const bool latent = format_->kind() == GpuCacheKind::XLatent;
     if (latent) {  // the new rows' latents [X U_k, X U_v]
@@ -351,8 +359,10 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
       fused_decode(l, L, d, p);
     else
       remat_attention(l, L, d, p);
-    if (!cl_)  // XQuant-CL wrote its deltas while rebuilding (ClAccumulator::layer_group)
+    if (!cl_) {  // XQuant-CL wrote its deltas while rebuilding (ClAccumulator::layer_group)
       format_->write_rows(l, latent ? a_.z.get() : a_.x.get(), rows, new_rows, stream_);
+      append_channels(l, L, d, latent ? a_.z.get() : a_.x.get());
+    }
     timer_.mark("quantize", stream_);
   }
   to_bf16(a_.attn.get(), static_cast<size_t>(rows) * Q, a_.attnb.get(), stream_);
@@ -387,10 +397,13 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
       check(cudaMemsetAsync(r_.x.get(), 0, static_cast<size_t>(g.ws_rows) * C * sizeof(bf16),
                             stream_),
             "workspace clear");
-    if (cl_)
+    if (cl_) {
       cl_->layer_group(l, gi, L, d, a_.x.get(), a_.h.get(), r_.x.get(), blas_, stream_);
-    else
-      format_->read_rows(l, g.ws_rows, RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(), stream_);
+    } else {
+      format_->read_rows(l, g.ws_rows, RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(),
+                         stream_);
+      read_channel_past(l, L, &g - L.groups.data(), d);
+    }
     timer_.mark("dequantize", stream_);
     remat_keys(l, g.ws_rows, d + g.ws_pos);
     if (!fold) {

@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "engine/cuda/channel_step.h"
 #include "engine/cuda/cl_accumulator.h"
 #include "engine/cuda/cuda_weights.h"
 #include "engine/cuda/gpu_cache.h"
@@ -73,6 +74,14 @@ class CudaModel : public Model {
   int fused_splits(int rows) const;
   void attention_block(int l, const StepLayout& L, const int* d);
   void remat_attention(int l, const StepLayout& L, const int* d, const AttnParams& p);
+  // The per-channel formats (engine/cuda/channel_attention.cpp): KIVI's step (K from per-channel
+  // blocks, V from per-token rows, both into the fp16 workspace, then paged attention); the
+  // per-channel columns of the cached row, appended after the step and read into the
+  // rematerialization workspace (r_.x) for a group.
+  void kivi_attention(int l, const StepLayout& L, const int* d, const AttnParams& p);
+  void append_channels(int l, const StepLayout& L, const int* d, const float* x);
+  void read_channel_past(int l, const StepLayout& L, size_t group, const int* d);
+  ChannelSeqs channel_seqs(const StepLayout& L, const int* d) const;
   void folded_values(int l, const StepLayout::Group& g, const int* d, const AttnParams& p,
                      const KvPages& ws);
   // K or V of `rows` cached rows in the remat workspace (X, or a latent half), fp32.
@@ -140,6 +149,7 @@ class CudaModel : public Model {
   int fold_rows_ = 0;  // new rows a folded group may have (decode: one per sequence)
   std::unique_ptr<GpuCacheFormat> format_;
   std::unique_ptr<ClAccumulator> cl_;  // XQuant-CL's running reconstruction of the step's rows
+  ChannelStep chan_;                   // this step's arrays of a per-channel format
   StageTimer timer_;
   double cache_bytes_ = 0;
 };

@@ -1,15 +1,18 @@
 // The cache formats the CUDA engine runs, in one pool of pages on the device: fp16 K/V (the
-// baseline), XQuant's X in per-token groups (2/3/4/8 bits, or fp16 at 16), and for GQA models
-// X on the SVD latents of Wk and Wv (X U_k and X U_v side by side in one row, both quantized
-// per token: the CPU's xquant-latent-tok, with its first K channels in fp16 if asked); the
-// first N layers may be at other bits (--cache-high-precision-layers); and XQuant-CL's per-token
-// cross-layer deltas, X-wide or on each layer's basis of [Wk; Wv], rebuilt through an fp32
-// accumulator (engine/cuda/cl_accumulator.h). Their layouts are in
+// baseline), XQuant's X in per-token groups (2/3/4/8 bits, or fp16 at 16) or per-channel blocks
+// of G tokens (xquant-ch), and for GQA models X on the SVD latents of Wk and Wv (X U_k and X U_v
+// side by side in one row; the V latent per token, the K latent per token or per channel, with
+// its first channels in fp16 if asked), KIVI (K per channel, V per token), and XQuant-CL's
+// per-token cross-layer deltas, X-wide or on each layer's basis of [Wk; Wv], rebuilt through an
+// fp32 accumulator (engine/cuda/cl_accumulator.h); the first N layers may be at other bits
+// (--cache-high-precision-layers). Their layouts are in
 // gpu_cache_layout.h. A page holds kPageRows positions of one sequence in every layer (layer
 // l's part of page p at base + pages * layer_offset[l] + p * page_bytes(l)), so one page table
 // serves all layers and a page is exactly one of the scheduler's blocks: 16 tokens at the
-// format's bytes per token. Sliding layers keep every row here (their pages are shared with the
-// global layers'), so the format claims no window discount.
+// format's bytes per token. The per-channel formats keep each running sequence's unfilled block
+// (and KIVI's last G values) in fp16 in a window slot of their own. Sliding layers keep every
+// row here (their pages are shared with the global layers'), so the format claims no window
+// discount.
 #pragma once
 
 #include <cstdint>
@@ -20,14 +23,17 @@
 #include "engine/cache/cache_format.h"
 #include "engine/cuda/device_buffer.h"
 #include "engine/cuda/gpu_cache_layout.h"
+#include "kernels/cuda/channel_ops.h"
 #include "kernels/cuda/cuda_ops.h"
 
 namespace xq::cuda {
 
-// The device pool and its free list (host side; one engine thread uses it).
+// The device pool and its free list (host side; one engine thread uses it), and the fp16
+// window slots of the per-channel formats (one per running sequence, layout.window_slot_bytes
+// each).
 class GpuPagePool {
  public:
-  GpuPagePool(GpuCacheLayout layout, int64_t pages);
+  GpuPagePool(GpuCacheLayout layout, int64_t pages, int window_slots = 0);
   // A free page; std::logic_error when none is left (the scheduler's block accounting, which
   // counts the same pages, keeps that from happening).
   int alloc();
@@ -37,13 +43,22 @@ class GpuPagePool {
   size_t page_bytes(int layer) const { return layout_.page_bytes(layer); }
   size_t page_bytes_all_layers() const { return layout_.page_bytes_all_layers(); }
   int64_t pages() const { return pages_; }
+  const GpuCacheLayout& layout() const { return layout_; }
   int64_t free_pages() const { return static_cast<int64_t>(free_.size()); }
+  // A free window slot; std::logic_error when none is left (the scheduler runs at most
+  // max_num_seqs sequences, and the pool has that many).
+  int alloc_window();
+  void release_window(int slot) { free_windows_.push_back(slot); }
+  uint8_t* window(int slot) const { return windows_.get() + slot * layout_.window_slot_bytes; }
+  uint8_t* windows() const { return windows_.get(); }
 
  private:
   GpuCacheLayout layout_;
   int64_t pages_;
   DeviceBuffer<uint8_t> mem_;
   std::vector<int> free_;
+  DeviceBuffer<uint8_t> windows_;
+  std::vector<int> free_windows_;
 };
 
 // One sequence: its pages (position p in pages()[p / kPageRows]) and how many tokens they hold.
@@ -63,11 +78,14 @@ class GpuSequence : public SequenceCache {
   // Called by the model once all layers hold the new rows.
   void set_tokens(int tokens) { tokens_ = tokens; }
   const std::vector<int>& pages() const { return pages_; }
+  // The sequence's window slot (per-channel formats, once it has rows; else -1).
+  int window_slot() const { return window_; }
 
  private:
   std::shared_ptr<GpuPagePool> pool_;
   std::vector<int> pages_;
   int tokens_ = 0;
+  int window_ = -1;
 };
 
 class GpuCacheFormat : public CacheFormat {
@@ -77,6 +95,7 @@ class GpuCacheFormat : public CacheFormat {
 
   std::string name() const override;
   double layer_bytes_per_token(int layer) const override;
+  double window_bytes_max() const override { return layout_.window_bytes_max; }
   std::unique_ptr<SequenceCache> new_sequence() const override;
   const ModelConfig& config() const override { return cfg_; }
 
@@ -84,15 +103,21 @@ class GpuCacheFormat : public CacheFormat {
   // The cached rows: X (XQuant), or [X U_k, X U_v] (XLatent, 2 * kv_dim wide), per layer.
   const GpuCacheLayout& layout() const { return layout_; }
   bool rematerializes() const { return kind() != GpuCacheKind::Kv16; }
-  // Allocates the pool: as many pages as `bytes` holds across all layers. Once, before any
-  // sequence is made.
-  void allocate(double bytes);
+  // Allocates the pool: `window_slots` window slots (per-channel formats), and as many pages as
+  // the rest of `bytes` holds across all layers. Once, before any sequence is made. Returns the
+  // bytes the scheduler may budget: the pages, and window_bytes_max() per slot (the slots' fp16
+  // rows beyond that are the pages' own bytes of those tokens, counted twice on the device).
+  double allocate(double bytes, int window_slots = 0);
   const GpuPagePool& pool() const { return *pool_; }
   bool allocated() const { return pool_ != nullptr; }
   // XQuant's rows of one layer: quantizes x[n, row_width] (fp32) into the pages `map` names, in
   // the layer's layout; read_rows dequantizes them back into out[n, row_width] (bf16).
   void write_rows(int layer, const float* x, int n, RowMap map, cudaStream_t stream) const;
   void read_rows(int layer, int n, RowMap map, bf16* out, cudaStream_t stream) const;
+  // The per-channel formats' stores: a layer's per-channel segment (its part of the pages, its
+  // rows in the window slots), and KIVI's value ring (layout: the value rows' width and G).
+  ChannelStore channel_store(int layer, const ChannelSegment& s) const;
+  ChannelStore value_ring(int layer) const;
 
  protected:
   bool forgets_outside_window() const override { return false; }

@@ -11,13 +11,15 @@
 
 #include "engine/cache/cache_format.h"
 #include "engine/cuda/gpu_cl_layout.h"
+#include "kernels/cuda/channel_layout.h"
 #include "kernels/cuda/row_layout.h"
 
 namespace xq::cuda {
 
 // XQuantCL: cross-layer deltas (X-wide or on each layer's basis of [Wk; Wv]), rebuilt into
-// X-wide rows through an accumulator (engine/cuda/cl_accumulator.h).
-enum class GpuCacheKind { Kv16, XQuant, XLatent, XQuantCL };
+// X-wide rows through an accumulator (engine/cuda/cl_accumulator.h). Kivi: K per channel in
+// blocks of G tokens, V per token (the row is [K | V], 2 kv_dim wide).
+enum class GpuCacheKind { Kv16, XQuant, XLatent, XQuantCL, Kivi };
 
 // Columns [col, col + layout.width) of the row a layer caches (X, or [X U_k, X U_v]) stored in
 // `layout`. A page's layer part holds its segments one after the other, kPageRows rows each:
@@ -26,6 +28,16 @@ struct RowSegment {
   int col = 0;
   QuantRowLayout layout;
   size_t offset = 0;
+};
+
+// Columns [col, col + layout.width) of the row in per-channel blocks (kernels/cuda/
+// channel_layout.h), at `offset` in the layer's part of a page after its row segments; the
+// unfilled block's rows wait in fp16 at window_offset of the sequence's window slot (G rows).
+struct ChannelSegment {
+  int col = 0;
+  ChannelBlockLayout layout;
+  size_t offset = 0;
+  size_t window_offset = 0;
 };
 
 struct GpuCacheLayout {
@@ -37,6 +49,17 @@ struct GpuCacheLayout {
   int k_fp16_channels = 0;  // the K latent's first channels kept in fp16
   // Per layer: its row's segments (empty for Kv16, one where the row is one quantized row).
   std::vector<std::vector<RowSegment>> segments;
+  // Per layer: its columns in per-channel blocks (none for most formats and 16-bit layers).
+  std::vector<std::vector<ChannelSegment>> channel;
+  // KIVI with its fp16 window: per layer, where the last G values (a ring, position p at row
+  // p % G) sit in a window slot. Empty otherwise.
+  std::vector<size_t> value_window;
+  int group = 0;                 // G
+  bool fp16_window = true;       // false: the unfilled block is read quantized as a partial block
+  size_t window_slot_bytes = 0;  // one sequence's fp16 windows, all layers (0: no slots)
+  // What the CPU format reports (and the scheduler keeps aside per sequence): the windows'
+  // bytes beyond the per-token bytes of their tokens, which the pages already hold.
+  double window_bytes_max = 0;
   // layer_offset[l]: the page bytes of layers [0, l), for l in [0, layers]. The pool keeps each
   // layer's parts of all pages together: layer l's part of page p at
   // pages * layer_offset[l] + p * page_bytes(l).
@@ -51,6 +74,7 @@ struct GpuCacheLayout {
   }
   // Whether every layer caches one quantized row (what the fused decode kernel reads).
   bool single_segment() const;
+  bool has_channel_blocks() const { return window_slot_bytes > 0; }
 };
 
 // Throws ConfigError, naming the flag, for a format or setting the GPU does not run.

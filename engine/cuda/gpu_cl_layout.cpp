@@ -40,8 +40,8 @@ void fill_cl_layout(const ModelConfig& cfg, const CacheOptions& opts, GpuCacheLa
     throw ConfigError(
         "cache format " + opts.format +
         " is not on the GPU engine yet: its deltas are grouped per channel over blocks of G "
-        "tokens with an fp16 window, which the GPU's pages of final per-token rows do not hold. "
-        "The GPU runs the per-token forms: xquant-cl (deltas on X, with the GQA latent by "
+        "tokens, and the GPU's per-channel blocks (kivi, xquant-ch) do not feed the cross-layer "
+        "accumulator yet. The GPU runs the per-token forms: xquant-cl (deltas on X, with the GQA latent by "
         "--xquant-latent), xquant-cl-residual and xquant-cl-normed; the -ch forms run with "
         "--device cpu");
   if (kind != "xquant-cl") throw ConfigError("cache format " + opts.format + " is not built yet");

@@ -2,11 +2,15 @@
 // (quantize / dequantize) on the same row: one block per row.
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/launch_util.cuh"
+#include "kernels/cuda/quant_math.cuh"
 
 namespace xq::cuda {
 namespace {
 
-constexpr float kHalfMax = 65504.0f;
+using detail::group_params;
+using detail::half_bits_to_float;
+using detail::quant_code;
+
 constexpr int kQuantThreads = 256;
 
 // A row layout's sizes, taken on the host (QuantRowLayout's members are host functions).
@@ -34,29 +38,6 @@ __device__ inline uint8_t* row_at(uint8_t* base, size_t page_bytes, size_t row_b
   return base + static_cast<size_t>(p) * page_bytes + static_cast<size_t>(map.slot[i]) * row_bytes;
 }
 
-// fp16 neighbours of a finite fp16 value (bit patterns, as quantizer.cpp steps them: both zeros
-// step to the smallest subnormal of the right sign).
-__device__ inline unsigned short half_step_down(unsigned short h) {
-  if ((h & 0x7fffu) == 0) return 0x8001u;
-  return (h & 0x8000u) ? h + 1 : h - 1;
-}
-__device__ inline unsigned short half_step_up(unsigned short h) {
-  if ((h & 0x7fffu) == 0) return 0x0001u;
-  return (h & 0x8000u) ? h - 1 : h + 1;
-}
-__device__ inline float half_bits_to_float(unsigned short h) {
-  return __half2float(__ushort_as_half(h));
-}
-// The largest fp16 <= f and the smallest fp16 >= f, for f within the fp16 range.
-__device__ inline unsigned short half_floor(float f) {
-  const unsigned short h = __half_as_ushort(__float2half_rn(f));
-  return half_bits_to_float(h) > f ? half_step_down(h) : h;
-}
-__device__ inline unsigned short half_ceil(float f) {
-  const unsigned short h = __half_as_ushort(__float2half_rn(f));
-  return half_bits_to_float(h) < f ? half_step_up(h) : h;
-}
-
 // The minimum of a group as the CPU's sequential std::min finds it: among equal values (+0 and
 // -0) the first one wins, which decides the sign of a zero point of 0.
 struct MinAt {
@@ -71,7 +52,6 @@ __device__ inline MinAt better_min(MinAt a, MinAt b) {
 __device__ void quantize_group(const float* x, int begin, int len, int bits, uint8_t* codes,
                                half* scale, half* zero) {
   const int lane = threadIdx.x & 31;
-  const int qmax = (1 << bits) - 1;
   MinAt lo{INFINITY, 0x7fffffff};
   float hi = -INFINITY;
   for (int k = lane; k < len; k += 32) {
@@ -85,29 +65,14 @@ __device__ void quantize_group(const float* x, int begin, int len, int bits, uin
     lo = better_min(lo, other);
     hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
   }
-  float l = lo.v, h = hi;
-  if (l > h) l = h = 0.0f;  // no finite value: NaN maps to 0, infinities saturate around it
-  l = fminf(fmaxf(l, -kHalfMax), kHalfMax);
-  h = fminf(fmaxf(h, -kHalfMax), kHalfMax);
-  const unsigned short zh = half_floor(l);
-  const float z = half_bits_to_float(zh);
-  const float step = __fdiv_rn(__fsub_rn(h, z), static_cast<float>(qmax));
-  const unsigned short sh = step > 0.0f ? half_ceil(fminf(step, kHalfMax)) : 0;
-  const float s = half_bits_to_float(sh);
+  const detail::GroupParams q = group_params(lo.v, hi, bits);
+  const float z = half_bits_to_float(q.zero), s = half_bits_to_float(q.scale);
   if (lane == 0) {
-    *scale = __ushort_as_half(sh);
-    *zero = __ushort_as_half(zh);
+    *scale = __ushort_as_half(q.scale);
+    *zero = __ushort_as_half(q.zero);
   }
-  for (int k = lane; k < len; k += 32) {
-    float v = x[begin + k];
-    if (isnan(v)) v = 0.0f;
-    int c = 0;
-    if (s > 0.0f) {
-      const float t = __fdiv_rn(__fsub_rn(fminf(fmaxf(v, -kHalfMax), kHalfMax), z), s);
-      c = static_cast<int>(fminf(fmaxf(rintf(t), 0.0f), static_cast<float>(qmax)));
-    }
-    codes[begin + k] = static_cast<uint8_t>(c);
-  }
+  for (int k = lane; k < len; k += 32)
+    codes[begin + k] = static_cast<uint8_t>(quant_code(x[begin + k], z, s, bits));
 }
 
 // Block per row: warps quantize groups into shared codes, then one thread per output word packs
@@ -203,7 +168,8 @@ __global__ void dequantize_rows8_kernel(const uint8_t* base, size_t page_bytes, 
     __align__(16) bf16 v[8];
 #pragma unroll
     for (int i = 0; i < 8; ++i)
-      v[i] = __float2bfloat16_rn(__fmaf_rn(sc, static_cast<float>((pair >> (i * bits)) & mask), ze));
+      v[i] =
+          __float2bfloat16_rn(__fmaf_rn(sc, static_cast<float>((pair >> (i * bits)) & mask), ze));
     o[c] = *reinterpret_cast<const uint4*>(v);
   }
 }
@@ -258,8 +224,8 @@ void dequantize_rows(const uint8_t* base, size_t page_bytes, QuantRowLayout layo
   const size_t stride = out_stride > 0 ? out_stride : layout.width;
   if (layout.bits != 16 && layout.width % 8 == 0 && layout.group % 8 == 0 && stride % 8 == 0 &&
       reinterpret_cast<uintptr_t>(out) % 16 == 0) {
-    dequantize_rows8_kernel<<<n, detail::kThreads, 0, stream>>>(base, page_bytes,
-                                                                shape_of(layout), map, out, stride);
+    dequantize_rows8_kernel<<<n, detail::kThreads, 0, stream>>>(base, page_bytes, shape_of(layout),
+                                                                map, out, stride);
   } else {
     dequantize_rows_kernel<<<n, detail::kThreads, 0, stream>>>(base, page_bytes, shape_of(layout),
                                                                map, out, stride);

@@ -1,11 +1,13 @@
 // The CUDA model against the CPU reference model on tiny random models (bf16 weights, so both
 // hold the same numbers): prefill, batched decode, chunked prefill, cache truncation, for the fp16
-// K/V cache and XQuant's X at 2 to 16 bits and the GQA latent, with high-precision first layers
-// and the K latent's fp16 channels, through the workspace path and the fused decode kernel;
-// XQuant-CL's per-token forms (X-wide, residual stream, the GQA latent, base bits, latent base,
-// high-precision layers, steps of several workspace groups with the accumulator kept or rebuilt);
-// CUDA graph replays against eager steps; each layer's bytes per token against the CPU format's;
-// and the GPU memory budget. Skips without a GPU.
+// K/V cache, XQuant's X at 2 to 16 bits and the GQA latent, with high-precision first layers
+// and the K latent's fp16 channels, through the workspace path and the fused decode kernel; the
+// per-channel formats (KIVI, xquant-ch, the per-channel K latent; G 8, 32 and 128, with and
+// without the fp16 window) over sequences that cross their blocks; XQuant-CL's per-token forms
+// (X-wide, residual stream, the GQA latent, base bits, latent base, high-precision layers, steps
+// of several workspace groups with the accumulator kept or rebuilt); CUDA graph replays against
+// eager steps; each layer's bytes per token against the CPU format's; and the GPU memory budget.
+// Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -48,6 +50,9 @@ struct Case {
   bool fused = false;           // XQ_CUDA_FUSED_DECODE=1 (head_dim 64, a tile width of that kernel)
   HighPrecisionLayers hp = {};  // the first layers at other bits
   int lead = 0;                 // the K latent's first channels in fp16
+  std::string latent_k = "token";  // "channel": the K latent per channel in blocks of G tokens
+  int group = 32;
+  bool window = true;  // --cache-fp16-window (the per-channel formats' unfilled block, KIVI's V)
   // XQuant-CL: the chain base's bits (0: the default) and the base on its basis too.
   int base_bits = 0;
   bool base_latent = false;
@@ -105,7 +110,10 @@ std::string case_name(const ::testing::TestParamInfo<Case>& i) {
          (i.param.base_bits > 0 ? "_base" + std::to_string(i.param.base_bits) : "") +
          (i.param.base_latent ? "_lb" : "") + (i.param.mha ? "_mha" : "") +
          (i.param.remat_rows > 0 ? "_ws" + std::to_string(i.param.remat_rows) : "") +
-         (i.param.acc_rows > 0 ? "_acc" + std::to_string(i.param.acc_rows) : "");
+         (i.param.acc_rows > 0 ? "_acc" + std::to_string(i.param.acc_rows) : "") +
+         (i.param.latent_k == "channel" ? "_kchannel" : "") +
+         (i.param.group != 32 ? "_g" + std::to_string(i.param.group) : "") +
+         (i.param.window ? "" : "_nowindow");
 }
 
 class CudaModelTest : public ::testing::TestWithParam<Case> {
@@ -133,9 +141,10 @@ class CudaModelTest : public ::testing::TestWithParam<Case> {
     CacheOptions cache;
     cache.format = GetParam().format;
     cache.bits = GetParam().bits;
-    cache.group_size = 32;
+    cache.group_size = GetParam().group;
     cache.latent = GetParam().latent ? "on" : "off";
-    cache.latent_k = "token";
+    cache.latent_k = GetParam().latent_k;
+    cache.fp16_window = GetParam().window;
     cache.high_precision = GetParam().hp;
     cache.latent_k_fp16_channels = GetParam().lead;
     cache.cl_base_bits = GetParam().base_bits;
@@ -228,13 +237,42 @@ TEST_P(CudaModelTest, PrefillDecodeAndChunksMatchTheCpuModel) {
   std::printf("worst relative error of the logits: %.3g\n", worst_);
 }
 
+TEST_P(CudaModelTest, LongSequencesCrossBlocksLikeTheCpuModel) {
+  const int V = cfg_.vocab_size;
+  // A prefill that fills blocks of 8 and 32 but not of 128, next to a short one.
+  step({0, 1}, {tokens(100, 11, V), tokens(7, 12, V)}, true, tol(), "long prefill");
+  // Decodes across position 128 (a block of 128 fills at a decode step).
+  for (int t = 0; t < 40; ++t)
+    step({0, 1}, {{(t * 7 + 1) % V}, {(t * 5 + 2) % V}}, false, tol(), "decode");
+  // Chunks of 48 of a new sequence, one filling a block of 128 in its middle, next to decodes.
+  const auto prompt = tokens(200, 13, V);
+  for (int c = 0; c < 200; c += 48) {
+    std::vector<int> chunk(prompt.begin() + c, prompt.begin() + std::min(200, c + 48));
+    step({2, 0, 1}, {chunk, {c % V}, {(c + 3) % V}}, true, tol(), "chunk");
+  }
+  for (int t = 0; t < 3; ++t)
+    step({2, 0, 1}, {{t + 1}, {t + 2}, {t + 3}}, false, tol(), "decode after chunks");
+  std::printf("worst relative error of the logits: %.3g\n", worst_);
+}
+
 // The scheduler budgets from these: each layer's bytes per token (its bits, its row's parts) are
 // the CPU format's, and a sequence holds whole pages of them.
 TEST_P(CudaModelTest, LayerBytesEqualTheCpuFormat) {
   const CacheFormat& g = gpu_->cache_format();
   const CacheFormat& c = cpu_->cache_format();
-  for (int l = 0; l < cfg_.num_layers; ++l)
-    EXPECT_DOUBLE_EQ(g.layer_bytes_per_token(l), c.layer_bytes_per_token(l)) << "layer " << l;
+  // The per-channel K latent after an odd number of fp16 channels splits a block's parameters
+  // unevenly over its pages: the GPU's pages round up by less than 6 bytes (gpu_cache_layout.h).
+  const bool uneven =
+      GetParam().lead % 2 == 1 && GetParam().latent_k == "channel" && GetParam().group > 16;
+  for (int l = 0; l < cfg_.num_layers; ++l) {
+    if (uneven) {
+      EXPECT_GE(g.layer_bytes_per_token(l), c.layer_bytes_per_token(l)) << "layer " << l;
+      EXPECT_LT(g.layer_bytes_per_token(l), c.layer_bytes_per_token(l) + 6.0 / 16) << l;
+    } else {
+      EXPECT_DOUBLE_EQ(g.layer_bytes_per_token(l), c.layer_bytes_per_token(l)) << "layer " << l;
+    }
+  }
+  EXPECT_DOUBLE_EQ(g.window_bytes_max(), c.window_bytes_max());
   EXPECT_EQ(g.name(), c.name());
   step({0}, {tokens(21, 8, cfg_.vocab_size)}, false, tol(), "prefill");
   double per_token = 0;
@@ -343,23 +381,43 @@ TEST_P(CudaModelTest, RowSummariesEqualTheWholeRows) {
 
 INSTANTIATE_TEST_SUITE_P(
     Formats, CudaModelTest,
-    ::testing::Values(Case{Arch::Llama, "fp16", 16}, Case{Arch::Llama, "xquant", 4},
-                      Case{Arch::Llama, "xquant", 8}, Case{Arch::Llama, "xquant", 4, true},
-                      Case{Arch::Llama, "xquant", 16, true}, Case{Arch::Gemma3, "fp16", 16},
-                      Case{Arch::Gemma3, "xquant", 4}, Case{Arch::Gemma3, "xquant", 4, true},
-                      Case{Arch::Llama, "xquant", 4, false, true},
-                      Case{Arch::Llama, "xquant", 16, true, true},
-                      Case{Arch::Gemma3, "xquant", 4, true, true},
-                      Case{Arch::Gemma3, "xquant", 3, false, true},
-                      // High-precision first layers (pages of mixed row sizes), X and latent.
-                      Case{Arch::Llama, "xquant", 16, false, false, {2, 8}},
-                      Case{Arch::Llama, "xquant", 2, false, false, {2, 4}},
-                      Case{Arch::Gemma3, "xquant", 3, false, true, {1, 8}},
-                      Case{Arch::Llama, "xquant", 4, true, false, {1, 8}},
-                      Case{Arch::Gemma3, "xquant", 4, true, true, {1, 8}},
-                      // The K latent's first channel in fp16 (rows in three parts).
-                      Case{Arch::Llama, "xquant", 16, true, false, {2, 8}, 1},
-                      Case{Arch::Gemma3, "xquant", 4, true, false, {}, 1}),
+    ::testing::Values(
+        Case{Arch::Llama, "fp16", 16}, Case{Arch::Llama, "xquant", 4},
+        Case{Arch::Llama, "xquant", 8}, Case{Arch::Llama, "xquant", 4, true},
+        Case{Arch::Llama, "xquant", 16, true}, Case{Arch::Gemma3, "fp16", 16},
+        Case{Arch::Gemma3, "xquant", 4}, Case{Arch::Gemma3, "xquant", 4, true},
+        Case{Arch::Llama, "xquant", 4, false, true}, Case{Arch::Llama, "xquant", 16, true, true},
+        Case{Arch::Gemma3, "xquant", 4, true, true}, Case{Arch::Gemma3, "xquant", 3, false, true},
+        // High-precision first layers (pages of mixed row sizes), X and latent.
+        Case{Arch::Llama, "xquant", 16, false, false, {2, 8}},
+        Case{Arch::Llama, "xquant", 2, false, false, {2, 4}},
+        Case{Arch::Gemma3, "xquant", 3, false, true, {1, 8}},
+        Case{Arch::Llama, "xquant", 4, true, false, {1, 8}},
+        Case{Arch::Gemma3, "xquant", 4, true, true, {1, 8}},
+        // The K latent's first channel in fp16 (rows in three parts).
+        Case{Arch::Llama, "xquant", 16, true, false, {2, 8}, 1},
+        Case{Arch::Gemma3, "xquant", 4, true, false, {}, 1},
+        // KIVI: keys per channel, values per token; the fp16 window on and off.
+        Case{Arch::Llama, "kivi", 4}, Case{Arch::Llama, "kivi", 8},
+        Case{Arch::Llama, "kivi", 2, false, false, {}, 0, "token", 32, false},
+        Case{Arch::Llama, "kivi", 3, false, false, {1, 8}, 0, "token", 128},
+        Case{Arch::Llama, "kivi", 4, false, false, {2, 4}, 0, "token", 128, false},
+        Case{Arch::Llama, "kivi", 4, false, false, {}, 0, "token", 8},
+        Case{Arch::Gemma3, "kivi", 4, false, false, {}, 0, "token", 32, false},
+        Case{Arch::Gemma3, "kivi", 3, false, false, {}, 0, "token", 128},
+        // xquant-ch: X per channel (16 bits: fp16 rows).
+        Case{Arch::Llama, "xquant-ch", 4}, Case{Arch::Llama, "xquant-ch", 16},
+        Case{Arch::Llama, "xquant-ch", 8, false, false, {}, 0, "token", 128, false},
+        Case{Arch::Llama, "xquant-ch", 3, false, false, {1, 16}, 0, "token", 32, false},
+        Case{Arch::Gemma3, "xquant-ch", 4, false, false, {}, 0, "token", 128},
+        Case{Arch::Gemma3, "xquant-ch", 2, false, false, {2, 4}, 0, "token", 8, false},
+        // The per-channel K latent, with and without its fp16 channel 0.
+        Case{Arch::Llama, "xquant", 4, true, false, {}, 0, "channel"},
+        Case{Arch::Llama, "xquant", 16, true, false, {}, 0, "channel"},
+        Case{Arch::Llama, "xquant", 8, true, false, {1, 4}, 1, "channel", 128},
+        Case{Arch::Llama, "xquant", 3, true, false, {}, 1, "channel", 32, false},
+        Case{Arch::Gemma3, "xquant", 4, true, false, {}, 0, "channel", 128, false},
+        Case{Arch::Gemma3, "xquant", 2, true, false, {2, 8}, 1, "channel", 32}),
     case_name);
 
 // XQuant-CL's per-token forms.
@@ -437,19 +495,23 @@ TEST(CudaModelBudget, CacheGetsWhatTheUtilizationLeaves) {
   }
 }
 
+// A small CUDA model's options: a cache of 16 MiB in `format` at `bits`.
+EngineOptions small_cache(const std::string& format, int bits) {
+  EngineOptions o;
+  o.device = "cuda";
+  o.gpu_cache_bytes = 16 << 20;
+  o.cache.format = format;
+  o.cache.bits = bits;
+  return o;
+}
+
 TEST(CudaModelBudget, FormatsTheGpuDoesNotRunAreRefusedClearly) {
   SKIP_WITHOUT_GPU();
   const ModelConfig cfg = tiny_config(Arch::Llama);
   const MemoryWeights w = random_weights(cfg, 3, true);
-  EngineOptions o;
-  o.device = "cuda";
-  o.gpu_cache_bytes = 16 << 20;
-  o.cache.format = "kivi";
-  o.cache.bits = 4;
-  EXPECT_THROW(make_model(cfg, w, o), ConfigError);
-  o.cache.format = "xquant";
-  o.cache.latent = "on";
-  o.cache.latent_k = "channel";
+  // Per-channel blocks need a G that tiles 16-token pages (the server takes powers of two).
+  EngineOptions o = small_cache("kivi", 4);
+  o.cache.group_size = 24;
   EXPECT_THROW(make_model(cfg, w, o), ConfigError);
   // XQuant-CL's per-channel forms, naming the per-token ones that run.
   o.cache.latent = "auto";
@@ -469,6 +531,40 @@ TEST(CudaModelBudget, FormatsTheGpuDoesNotRunAreRefusedClearly) {
     o.cache.format = f;
     EXPECT_NO_THROW(make_model(cfg, w, o)) << f;
   }
+}
+
+// The windows of the per-channel formats come off the cache bytes the scheduler budgets:
+// max_num_seqs x window_bytes_max() on top of the pages, as the scheduler reserves them.
+TEST(CudaModelBudget, PerChannelWindowsAreBudgetedPerSequence) {
+  SKIP_WITHOUT_GPU();
+  const ModelConfig cfg = tiny_config(Arch::Llama);
+  const MemoryWeights w = random_weights(cfg, 3, true);
+  EngineOptions o = small_cache("kivi", 2);
+  o.max_num_seqs = 4;
+  o.cache.group_size = 128;
+  auto m = make_model(cfg, w, o);
+  const CacheFormat& f = m->cache_format();
+  EXPECT_GT(f.window_bytes_max(), 0.0);
+  const double pages = (m->device_cache_bytes() - 4 * f.window_bytes_max()) /
+                       (16 * (f.layer_bytes_per_token(0) + f.layer_bytes_per_token(1)));
+  EXPECT_NEAR(pages, std::round(pages), 1e-6);
+  EXPECT_LE(m->device_cache_bytes(), 16 << 20);
+  // Four sequences hold their windows; a fifth running at once finds none.
+  std::vector<std::unique_ptr<SequenceCache>> seqs;
+  std::vector<float> logits;
+  for (int i = 0; i < 5; ++i) {
+    seqs.push_back(f.new_sequence());
+    const std::vector<int> prompt = tokens(3, i, cfg.vocab_size);
+    std::vector<SeqInput> in = {{seqs.back().get(), prompt, 0, false}};
+    if (i < 4)
+      m->forward(in, logits);
+    else
+      EXPECT_THROW(m->forward(in, logits), std::logic_error);
+  }
+  seqs[0]->truncate(0);  // preemption gives its window back
+  const std::vector<int> prompt = tokens(3, 9, cfg.vocab_size);
+  std::vector<SeqInput> in = {{seqs[4].get(), prompt, 0, false}};
+  EXPECT_NO_THROW(m->forward(in, logits));
 }
 
 }  // namespace

@@ -1,14 +1,18 @@
 // The GPU cache's layout (engine/cuda/gpu_cache_layout.h), which needs no GPU: each layer's bytes
 // per token equal the CPU format's for the same options (high-precision first layers, the GQA
-// latent, its fp16 K channels, groups that do or do not divide the latent), the layers' parts of
-// a page follow each other, a layer's row segments tile its part, and what the GPU does not run
-// is refused by name. XQuant-CL's per-token forms likewise (X-wide, residual stream, the GQA
-// latent with an X-wide or latent base, base bits, high-precision layers, sliding-window chains),
-// and where a step's workspace groups keep their accumulator rows.
+// latent, its fp16 K channels, groups that do or do not divide the latent; the per-channel
+// formats kivi, xquant-ch and the per-channel K latent at every G the GPU takes, with their fp16
+// windows' bytes), the layers' parts of a page follow each other, a layer's row segments and
+// per-channel segments tile its part, and what the GPU does not run is refused by name.
+// XQuant-CL's per-token forms likewise (X-wide, residual stream, the GQA latent with an X-wide or
+// latent base, base bits, high-precision layers, sliding-window chains), and where a step's
+// workspace groups keep their accumulator rows.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/cuda/gpu_cache_layout.h"
@@ -39,23 +43,44 @@ std::string describe(const CacheOptions& o) {
          std::to_string(o.latent_k_fp16_channels);
 }
 
-// Offsets are prefix sums, segments tile each layer's part in column order, and every offset
-// keeps the 4-byte alignment the kernels' packed words need.
+// Offsets are prefix sums; a layer's row segments, then its per-channel segments, tile its part
+// of a page, their columns tile the row, and every offset keeps the 4-byte alignment the
+// kernels' packed words need; window slots hold G fp16 rows of each per-channel segment (and of
+// KIVI's values, with its window).
 void expect_consistent(const GpuCacheLayout& g, const ModelConfig& cfg, const std::string& what) {
   ASSERT_EQ(g.layers(), cfg.num_layers) << what;
   EXPECT_EQ(g.layer_offset[0], 0u) << what;
-  size_t sum = 0;
+  size_t sum = 0, slot = 0;
   for (int l = 0; l < g.layers(); ++l) {
     EXPECT_EQ(g.layer_offset[l], sum) << what;
     EXPECT_EQ(g.layer_begin(l, 7), 7 * sum) << what;
     size_t at = 0;
-    int col = 0;
+    std::vector<std::pair<int, int>> cols;  // (col, width)
     for (const RowSegment& s : g.segments[l]) {
       EXPECT_EQ(s.offset, at) << what << " layer " << l;
-      EXPECT_EQ(s.col, col) << what << " layer " << l;
       EXPECT_EQ(s.offset % 4, 0u) << what;
       at += s.layout.bytes() * kPageRows;
-      col += s.layout.width;
+      cols.push_back({s.col, s.layout.width});
+    }
+    if (!g.channel.empty()) {
+      for (const ChannelSegment& c : g.channel[l]) {
+        EXPECT_EQ(c.offset, at) << what << " layer " << l;
+        EXPECT_EQ(c.offset % 4, 0u) << what;
+        EXPECT_EQ(c.window_offset, slot) << what << " layer " << l;
+        at += c.layout.page_bytes();
+        slot += (static_cast<size_t>(g.group) * c.layout.width * 2 + 15) / 16 * 16;
+        cols.push_back({c.col, c.layout.width});
+      }
+      if (!g.value_window.empty()) {
+        EXPECT_EQ(g.value_window[l], slot) << what << " layer " << l;
+        slot += (static_cast<size_t>(g.group) * cfg.kv_dim() * 2 + 15) / 16 * 16;
+      }
+    }
+    std::sort(cols.begin(), cols.end());
+    int col = 0;
+    for (const auto& [c, w] : cols) {
+      EXPECT_EQ(c, col) << what << " layer " << l;
+      col += w;
     }
     EXPECT_EQ(at, g.page_bytes(l)) << what << " layer " << l;
     EXPECT_EQ(col, g.row_width) << what << " layer " << l;
@@ -63,6 +88,7 @@ void expect_consistent(const GpuCacheLayout& g, const ModelConfig& cfg, const st
     sum += g.page_bytes(l);
   }
   EXPECT_EQ(g.page_bytes_all_layers(), sum) << what;
+  EXPECT_EQ(g.window_slot_bytes, slot) << what;  // each window 16-byte aligned
 }
 
 TEST(GpuCacheLayout, LayerBytesAndNamesEqualTheCpuFormats) {
@@ -138,6 +164,108 @@ TEST(GpuCacheLayout, Fp16KeepsKAndVPerLayer) {
     EXPECT_EQ(g.page_bytes(l), size_t{2} * 2 * cfg.kv_dim() * kPageRows);
 }
 
+CacheOptions per_channel(const std::string& format, int bits, int group, HighPrecisionLayers hp,
+                         bool window, int lead = 0) {
+  CacheOptions o = xquant(bits, group, hp, format == "latent", lead);
+  o.format = format == "latent" ? "xquant" : format;
+  o.latent_k = "channel";
+  o.fp16_window = window;
+  return o;
+}
+
+// The per-channel formats: a page's bytes are the CPU's per-token bytes of its 16 tokens, and
+// the fp16 windows the scheduler keeps aside per sequence are the CPU's. Where a block's
+// parameters or its 16 tokens' codes cannot be split evenly over its pages (a channel count
+// that the block's pages do not divide, as the K latent's after an odd number of fp16
+// channels), a page rounds up by less than 6 bytes (3/8 of a byte per token).
+TEST(GpuCacheLayout, PerChannelFormatsBytesAndWindowsEqualTheCpuFormats) {
+  struct Form {
+    const char* kind;
+    std::string format;
+    int lead;
+  };
+  for (const Form& f : {Form{"mha", "kivi", 0}, Form{"gqa", "kivi", 0}, Form{"mha", "xquant-ch", 0},
+                        Form{"gqa", "xquant-ch", 0}, Form{"gqa", "latent", 0},
+                        Form{"gqa", "latent", 1}, Form{"gqa", "latent", 4}}) {
+    const ModelConfig cfg = make_config(f.kind);
+    const TestProjector proj(cfg, false);
+    const bool kivi = f.format == "kivi";
+    std::vector<int> widths = {16, 8, 4, 3, 2};
+    if (kivi) widths.erase(widths.begin());  // KIVI has no 16-bit form on the CPU either
+    for (int bits : widths) {
+      for (HighPrecisionLayers hp :
+           {HighPrecisionLayers{0, 4}, HighPrecisionLayers{1, 4}, HighPrecisionLayers{2, 8}}) {
+        for (int group : {1, 4, 8, 16, 32, 64, 128}) {
+          for (bool window : {true, false}) {
+            const CacheOptions o = per_channel(f.format, bits, group, hp, window, f.lead);
+            const std::string what =
+                f.format + " " + f.kind + " " + describe(o) + " window " + std::to_string(window);
+            const auto cpu = make_cache_format(o, cfg, proj);
+            const GpuCacheLayout gpu = gpu_cache_layout(cfg, o);
+            EXPECT_EQ(gpu.name, cpu->name()) << what;
+            EXPECT_EQ(gpu.kind, kivi                   ? GpuCacheKind::Kivi
+                                : f.format == "latent" ? GpuCacheKind::XLatent
+                                                       : GpuCacheKind::XQuant)
+                << what;
+            for (int l = 0; l < cfg.num_layers; ++l) {
+              const double got = static_cast<double>(gpu.page_bytes(l)) / kPageRows;
+              const double want = cpu->layer_bytes_per_token(l);
+              const int width = f.format == "latent" ? cfg.kv_dim() - f.lead : 0;
+              const int pages = group / kPageRows;
+              if (width > 0 && pages > 1 && width % pages != 0) {
+                EXPECT_GE(got, want) << what << " layer " << l;
+                EXPECT_LT(got - want, 6.0 / kPageRows) << what << " layer " << l;
+              } else {
+                EXPECT_DOUBLE_EQ(got, want) << what << " layer " << l;
+              }
+            }
+            EXPECT_DOUBLE_EQ(gpu.window_bytes_max, cpu->window_bytes_max()) << what;
+            bool blocks = false;
+            for (const auto& c : gpu.channel) blocks = blocks || !c.empty();
+            EXPECT_EQ(gpu.has_channel_blocks(), blocks) << what;
+            EXPECT_FALSE(gpu.single_segment() && gpu.has_channel_blocks()) << what;
+            expect_consistent(gpu, cfg, what);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(GpuCacheLayout, KiviPagesHoldValueRowsThenKeyBlocks) {
+  const ModelConfig cfg = make_config("gqa");  // kv_dim 32
+  const GpuCacheLayout g = gpu_cache_layout(cfg, per_channel("kivi", 2, 32, {1, 4}, true));
+  // Layer 1 at 2 bits: a value row is 2 words + 1 fp16 pair = 12 bytes; a key block of 32
+  // tokens spans 2 pages, each with the parameters of 16 channels (64 bytes) and its 16 tokens'
+  // codes (16 x 32 x 2 bits = 32 words): 192 + 64 + 128 bytes a page, 24 a token.
+  EXPECT_EQ(g.page_bytes(1), 384u);
+  EXPECT_EQ(g.channel[1][0].offset, 192u);
+  EXPECT_EQ(g.channel[1][0].layout.params_per_page(), 16);
+  EXPECT_EQ(g.segments[1][0].col, 32);
+  // The windows: per layer 32 fp16 key rows, then the ring of 32 values.
+  EXPECT_EQ(g.window_slot_bytes, 3u * 2 * 32 * 32 * 2);
+  EXPECT_EQ(g.value_window[1], 32u * 32 * 2 * 3);
+  // Blocks of 4 tokens: 4 in a page, each with its own 32 scale/zero pairs and its word-aligned
+  // codes (4 x 32 x 3 bits = 12 words).
+  const ChannelBlockLayout small =
+      gpu_cache_layout(cfg, per_channel("kivi", 3, 4, {}, false)).channel[0][0].layout;
+  EXPECT_EQ(small.blocks_per_page(), 4);
+  EXPECT_EQ(small.unit_words(), 12u);
+  EXPECT_EQ(small.page_bytes(), 4u * 4 * 32 + 4 * 48);
+}
+
+TEST(GpuCacheLayout, SixteenBitChannelLayersAreFp16Rows) {
+  const ModelConfig cfg = make_config("gqa");
+  const GpuCacheLayout ch = gpu_cache_layout(cfg, per_channel("xquant-ch", 3, 32, {1, 16}, true));
+  EXPECT_TRUE(ch.channel[0].empty());
+  ASSERT_EQ(ch.segments[0].size(), 1u);
+  EXPECT_EQ(ch.segments[0][0].layout.bits, 16);
+  ASSERT_EQ(ch.channel[1].size(), 1u);
+  EXPECT_TRUE(ch.segments[1].empty());
+  // Every layer at 16 bits: no blocks, no window slots (as the CPU has no window then).
+  EXPECT_FALSE(gpu_cache_layout(cfg, per_channel("latent", 16, 32, {}, true)).has_channel_blocks());
+}
+
 void expect_refused(const ModelConfig& cfg, const CacheOptions& o, const std::string& words) {
   try {
     gpu_cache_layout(cfg, o);
@@ -149,17 +277,18 @@ void expect_refused(const ModelConfig& cfg, const CacheOptions& o, const std::st
 
 TEST(GpuCacheLayout, RefusesWhatTheGpuDoesNotRunByName) {
   const ModelConfig gqa = make_config("gqa"), mha = make_config("mha");
-  CacheOptions o = xquant(2, 16, {}, true);
-  o.latent_k = "channel";
-  expect_refused(gqa, o, "--xquant-latent-k channel");
-  o.latent = "off";  // no latent: the K latent's grouping does not apply (as on the CPU)
-  EXPECT_NO_THROW(gpu_cache_layout(gqa, o));
   expect_refused(mha, xquant(2, 16, {}, false, 1), "fp16 K latent channels");
   expect_refused(gqa, xquant(2, 16, {}, true, 32), "fp16 K latent channels");
   expect_refused(gqa, xquant(2, 16, {3, 4}, true), "high-precision layers");
   expect_refused(gqa, xquant(5, 16, {}, true), "bits");
   expect_refused(gqa, xquant(2, 16, {1, 5}, true), "high-precision bits");
-  for (const char* f : {"kivi", "xquant-ch", "xquant-cl-ch", "xquant-cl-ch-normed"}) {
+  expect_refused(gqa, per_channel("kivi", 16, 32, {}, true), "kivi cache: bits");
+  expect_refused(gqa, per_channel("kivi", 4, 32, {1, 16}, true), "kivi cache: bits");
+  // Per-channel blocks need G to tile pages; per-token rows take any G.
+  for (const char* f : {"kivi", "xquant-ch", "latent"})
+    expect_refused(gqa, per_channel(f, 4, 24, {}, true), "--cache-group-size 24");
+  EXPECT_NO_THROW(gpu_cache_layout(gqa, xquant(4, 24, {}, true)));
+  for (const char* f : {"xquant-cl-ch", "xquant-cl-ch-normed"}) {
     CacheOptions other = xquant(2, 16, {}, false);
     other.format = f;
     expect_refused(mha, other, "not on the GPU engine yet");
