@@ -18,30 +18,31 @@ __device__ inline size_t page_row_offset(const int* table, const KvPages& kv, in
          static_cast<size_t>(at % kPageRows) * kv.row_stride + static_cast<size_t>(kvh) * D;
 }
 
-// Copies the tile's rows [c0, c0 + len) of K and V (head kvh) into k_s, v_s, VEC halves per load.
+// Copies the tile's rows [c0, c0 + len) of K and V (head kvh) into k_s, v_s (rows `ld` halves
+// apart), VEC halves per load.
 template <int VEC>
 __device__ void stage_tile(const int* table, const KvPages& kv, int kvh, int D, int c0, int len,
-                           half* k_s, half* v_s) {
+                           half* k_s, half* v_s, int ld) {
   using Vec = typename std::conditional<VEC == 8, uint4, uint32_t>::type;
   const int vecs = D / VEC;
   for (int e = threadIdx.x; e < len * vecs; e += kSplitThreads) {
     const int j = e / vecs, c = (e % vecs) * VEC;
     const size_t off = page_row_offset(table, kv, kvh, D, c0 + j) + c;
-    *reinterpret_cast<Vec*>(k_s + j * D + c) = *reinterpret_cast<const Vec*>(kv.k + off);
-    *reinterpret_cast<Vec*>(v_s + j * D + c) = *reinterpret_cast<const Vec*>(kv.v + off);
+    *reinterpret_cast<Vec*>(k_s + j * ld + c) = *reinterpret_cast<const Vec*>(kv.k + off);
+    *reinterpret_cast<Vec*>(v_s + j * ld + c) = *reinterpret_cast<const Vec*>(kv.v + off);
   }
 }
 
 // The same with asynchronous 16-byte copies (rows 16-byte aligned): the caller commits them as
 // one group and waits before reading, so the next tile's loads overlap this tile's math.
 __device__ inline void stage_tile_async(const int* table, const KvPages& kv, int kvh, int D, int c0,
-                                        int len, half* k_s, half* v_s) {
+                                        int len, half* k_s, half* v_s, int ld) {
   const int vecs = D / 8;
   for (int e = threadIdx.x; e < len * vecs; e += kSplitThreads) {
     const int j = e / vecs, c = (e % vecs) * 8;
     const size_t off = page_row_offset(table, kv, kvh, D, c0 + j) + c;
-    __pipeline_memcpy_async(k_s + j * D + c, kv.k + off, 16);
-    __pipeline_memcpy_async(v_s + j * D + c, kv.v + off, 16);
+    __pipeline_memcpy_async(k_s + j * ld + c, kv.k + off, 16);
+    __pipeline_memcpy_async(v_s + j * ld + c, kv.v + off, 16);
   }
 }
 

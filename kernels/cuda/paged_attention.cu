@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(kSplitThreads)
 
   for (int c0 = rg.begin; c0 < rg.end; c0 += kTile) {
     const int len = min(kTile, rg.end - c0);
-    stage_tile<VEC>(table, kv, kvh, D, c0, len, k_s, v_s);
+    stage_tile<VEC>(table, kv, kvh, D, c0, len, k_s, v_s, D);
     __syncthreads();
     // Scores: a warp per position, lanes over half2 pairs of dimensions, all heads at once.
     for (int j = warp; j < len; j += kSplitWarps) {

@@ -15,29 +15,32 @@ namespace {
 using namespace detail;
 
 constexpr int kMmaRows = 16;  // the query heads of a GQA group, padded to one WMMA tile
+// Shared-memory rows are padded by 16 bytes: with rows a multiple of 128 bytes apart, the
+// fragment loads of a column of rows all hit one bank.
+constexpr int kPadHalves = 8, kPadFloats = 4;
 
 // Shared memory: q [16][D] (fp16), BUFS x the tile's K and V rows [TILE][D] (fp16), the scores'
 // exponentials [16][TILE] (fp16), scores [16][TILE] (fp32), the output accumulator [16][D]
 // (fp32), and m, l per row.
 template <int TILE, int BUFS>
 size_t mma_smem_bytes(int dim) {
-  const size_t d = static_cast<size_t>(dim);
-  return sizeof(half) * (kMmaRows * d + 2 * BUFS * TILE * d + kMmaRows * TILE) +
-         sizeof(float) * (kMmaRows * TILE + kMmaRows * d + 2 * kMmaRows);
+  const size_t dh = static_cast<size_t>(dim) + kPadHalves, df = dim + kPadFloats;
+  return sizeof(half) * (kMmaRows * dh + 2 * BUFS * TILE * dh + kMmaRows * (TILE + kPadHalves)) +
+         sizeof(float) * (kMmaRows * (TILE + kPadFloats) + kMmaRows * df + 2 * kMmaRows);
 }
 
 template <int VEC, int TILE, int BUFS>
 __device__ void load_tile(const int* table, const KvPages& kv, int kvh, int D, int c0, int len,
-                          half* k_s, half* v_s) {
+                          half* k_s, half* v_s, int ld) {
   if constexpr (BUFS == 2) {
-    stage_tile_async(table, kv, kvh, D, c0, len, k_s, v_s);
+    stage_tile_async(table, kv, kvh, D, c0, len, k_s, v_s, ld);
     __pipeline_commit();
   } else {
-    stage_tile<VEC>(table, kv, kvh, D, c0, len, k_s, v_s);
+    stage_tile<VEC>(table, kv, kvh, D, c0, len, k_s, v_s, ld);
   }
   // Rows past the split's end: zero weights must not meet stale (or never written) values. The
   // buffer is not being read: the last reads of it ended at a barrier.
-  for (int e = len * D + threadIdx.x; e < TILE * D; e += kSplitThreads)
+  for (int e = len * ld + threadIdx.x; e < TILE * ld; e += kSplitThreads)
     v_s[e] = __float2half_rn(0.0f);
 }
 
@@ -50,12 +53,15 @@ __global__ void __launch_bounds__(kSplitThreads)
   const int r = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x;
   const int D = p.head_dim, G = p.num_heads / p.num_kv_heads, H = p.num_heads;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  // Row strides (padded): q, K, V rows; o rows; score rows (fp32) and weight rows (fp16).
+  const int ldh = D + kPadHalves, ldo = D + kPadFloats;
+  constexpr int lds = TILE + kPadFloats, ldp = TILE + kPadHalves;
   half* q_h = reinterpret_cast<half*>(smem);
-  half* kv_s = q_h + kMmaRows * D;  // buffer b: K at kv_s + 2 b TILE D, V after it
-  half* p_h = kv_s + 2 * BUFS * TILE * D;
-  float* s_f = reinterpret_cast<float*>(p_h + kMmaRows * TILE);
-  float* o_f = s_f + kMmaRows * TILE;
-  float* m_s = o_f + kMmaRows * D;
+  half* kv_s = q_h + kMmaRows * ldh;  // buffer b: K at kv_s + 2 b TILE ldh, V after it
+  half* p_h = kv_s + 2 * BUFS * TILE * ldh;
+  float* s_f = reinterpret_cast<float*>(p_h + kMmaRows * ldp);
+  float* o_f = s_f + kMmaRows * lds;
+  float* m_s = o_f + kMmaRows * ldo;
   float* l_s = m_s + kMmaRows;
 
   const AttnSeq s = seqs[row_seq[r]];
@@ -66,8 +72,9 @@ __global__ void __launch_bounds__(kSplitThreads)
 
   const float* qr = q + (static_cast<size_t>(r) * H + kvh * G) * D;
   for (int e = tid; e < kMmaRows * D; e += kSplitThreads) {
-    q_h[e] = __float2half_rn(e < G * D ? qr[e] : 0.0f);
-    o_f[e] = 0.0f;
+    const int g = e / D, d = e % D;
+    q_h[g * ldh + d] = __float2half_rn(g < G ? qr[e] : 0.0f);
+    o_f[g * ldo + d] = 0.0f;
   }
   if (tid < kMmaRows) {
     m_s[tid] = -INFINITY;
@@ -75,24 +82,24 @@ __global__ void __launch_bounds__(kSplitThreads)
   }
   if (BUFS == 2 && rg.begin < rg.end)
     load_tile<VEC, TILE, BUFS>(table, kv, kvh, D, rg.begin, min(TILE, rg.end - rg.begin), kv_s,
-                               kv_s + TILE * D);
+                               kv_s + TILE * ldh, ldh);
   int buf = 0;
   for (int c0 = rg.begin; c0 < rg.end; c0 += TILE, buf ^= (BUFS - 1)) {
     const int len = min(TILE, rg.end - c0);
-    half* k_s = kv_s + 2 * buf * TILE * D;
-    half* v_s = k_s + TILE * D;
+    half* k_s = kv_s + 2 * buf * TILE * ldh;
+    half* v_s = k_s + TILE * ldh;
     if constexpr (BUFS == 2) {
       const int next = c0 + TILE;
       if (next < rg.end) {
-        half* k_n = kv_s + 2 * (buf ^ 1) * TILE * D;
+        half* k_n = kv_s + 2 * (buf ^ 1) * TILE * ldh;
         load_tile<VEC, TILE, BUFS>(table, kv, kvh, D, next, min(TILE, rg.end - next), k_n,
-                                   k_n + TILE * D);
+                                   k_n + TILE * ldh, ldh);
         __pipeline_wait_prior(1);
       } else {
         __pipeline_wait_prior(0);
       }
     } else {
-      load_tile<VEC, TILE, BUFS>(table, kv, kvh, D, c0, len, k_s, v_s);
+      load_tile<VEC, TILE, BUFS>(table, kv, kvh, D, c0, len, k_s, v_s, ldh);
     }
     __syncthreads();
     // Scores [16][TILE]: a warp per 16 positions.
@@ -102,21 +109,21 @@ __global__ void __launch_bounds__(kSplitThreads)
       for (int k = 0; k < D; k += 16) {
         wmma::fragment<wmma::matrix_a, 16, 16, 16, half, wmma::row_major> a;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, half, wmma::col_major> b;
-        wmma::load_matrix_sync(a, q_h + k, D);
-        wmma::load_matrix_sync(b, k_s + warp * 16 * D + k, D);
+        wmma::load_matrix_sync(a, q_h + k, ldh);
+        wmma::load_matrix_sync(b, k_s + warp * 16 * ldh + k, ldh);
         wmma::mma_sync(acc, a, b, acc);
       }
-      wmma::store_matrix_sync(s_f + warp * 16, acc, TILE, wmma::mem_row_major);
+      wmma::store_matrix_sync(s_f + warp * 16, acc, lds, wmma::mem_row_major);
     }
     __syncthreads();
     // Online softmax per head (a warp per row); the accumulator's row takes the correction.
     for (int g = warp; g < kMmaRows; g += kSplitWarps) {
-      half* pg = p_h + g * TILE;
+      half* pg = p_h + g * ldp;
       if (g >= G) {
         for (int j = lane; j < TILE; j += 32) pg[j] = __float2half_rn(0.0f);
         continue;
       }
-      float* sg = s_f + g * TILE;
+      float* sg = s_f + g * lds;
       float mx = -INFINITY;
       for (int j = lane; j < TILE; j += 32) {
         const float sc = j < len ? attn_score(sg[j], p.scale, p.softcap) : -INFINITY;
@@ -133,7 +140,7 @@ __global__ void __launch_bounds__(kSplitThreads)
       }
       sum = warp_reduce(sum, SumOp<float>());
       const float c = m_new == -INFINITY ? 1.0f : expf(m_old - m_new);
-      for (int d = lane; d < D; d += 32) o_f[g * D + d] *= c;
+      for (int d = lane; d < D; d += 32) o_f[g * ldo + d] *= c;
       if (lane == 0) {
         l_s[g] = l_s[g] * c + sum;
         m_s[g] = m_new;
@@ -143,21 +150,21 @@ __global__ void __launch_bounds__(kSplitThreads)
     // O [16][D] += P [16][TILE] V [TILE][D]: a warp per 16 columns.
     for (int nt = warp; nt < D / 16; nt += kSplitWarps) {
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::load_matrix_sync(acc, o_f + nt * 16, D, wmma::mem_row_major);
+      wmma::load_matrix_sync(acc, o_f + nt * 16, ldo, wmma::mem_row_major);
       for (int k = 0; k < TILE; k += 16) {
         wmma::fragment<wmma::matrix_a, 16, 16, 16, half, wmma::row_major> a;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, half, wmma::row_major> b;
-        wmma::load_matrix_sync(a, p_h + k, TILE);
-        wmma::load_matrix_sync(b, v_s + k * D + nt * 16, D);
+        wmma::load_matrix_sync(a, p_h + k, ldp);
+        wmma::load_matrix_sync(b, v_s + k * ldh + nt * 16, ldh);
         wmma::mma_sync(acc, a, b, acc);
       }
-      wmma::store_matrix_sync(o_f + nt * 16, acc, D, wmma::mem_row_major);
+      wmma::store_matrix_sync(o_f + nt * 16, acc, ldo, wmma::mem_row_major);
     }
     __syncthreads();  // the buffers, s_f and p_h are written next
   }
   for (int e = tid; e < G * D; e += kSplitThreads) {
     const int g = e / D, d = e % D;
-    out.acc[partial_index(r, H, kvh * G + g, out.splits, split) * D + d] = o_f[e];
+    out.acc[partial_index(r, H, kvh * G + g, out.splits, split) * D + d] = o_f[g * ldo + d];
   }
   if (tid < G) {
     const size_t at = partial_index(r, H, kvh * G + tid, out.splits, split) * 2;

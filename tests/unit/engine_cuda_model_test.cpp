@@ -204,6 +204,12 @@ class CudaModelTest : public ::testing::TestWithParam<Case> {
     const Case& c = GetParam();
     const int low = c.hp.layers > 0 ? std::min(c.bits, c.hp.bits) : c.bits;
     if (c.format.rfind("xquant-cl", 0) == 0 && c.latent && low == 16) return 5e-2;
+    // Codes near a rounding boundary land on either side of it when the inputs differ by bf16
+    // (the GPU's activations): KIVI quantizes K itself, and the per-channel K latent without its
+    // fp16 window reads every block quantized, so both see more of those flips (measured on an
+    // H200: KIVI 4-bit 0.053-0.076, the 3-bit channel latent 0.24 over 150 tokens).
+    if (c.format == "kivi" && low == 4) return 0.1;
+    if (c.latent && c.latent_k == "channel" && !c.window && low <= 3) return 0.3;
     if (c.latent && low <= 4) return 0.2;
     if (low == 2) return 0.3;
     if (low == 3) return 0.1;
