@@ -33,7 +33,7 @@ MODEL=/tmp/xq/model-l$LAYERS-h$HIDDEN${VOCAB:+-v$VOCAB}
 [ -d "$MODEL" ] || python3 tests/python/make_test_model.py "$MODEL" --layers "$LAYERS" \
   --hidden "$HIDDEN" --intermediate $((HIDDEN * 11 / 4)) --heads 16 --kv-heads 4 --dtype bf16 \
   --max-pos $((MAX_MODEL_LEN > 8192 ? MAX_MODEL_LEN : 8192)) \
-  ${VOCAB:+--padded-vocab $VOCAB} >/dev/null
+  ${VOCAB:+--padded-vocab $VOCAB} >/dev/null || { echo "gpu_serving: no model made"; exit 1; }
 FORMATS=("$@")
 [ ${#FORMATS[@]} -gt 0 ] || FORMATS=("fp16" "xquant --cache-bits 4" "xquant --cache-bits 2")
 ROWS=()
@@ -46,6 +46,10 @@ for temp in ${TEMPERATURES:-0}; do
     >"$OUT/server_$tag.log" 2>&1 &
   pid=$!
   for _ in $(seq 300); do grep -q "listening on" "$OUT/server_$tag.log" && break; sleep 0.2; done
+  if ! grep -q "listening on" "$OUT/server_$tag.log"; then
+    echo "gpu_serving: the server ($f) did not start:"; tail -5 "$OUT/server_$tag.log"
+    kill $pid 2>/dev/null; wait $pid 2>/dev/null; continue
+  fi
   python3 bench/serving_bench.py --url http://127.0.0.1:8200 --concurrency "$CONCURRENCY" \
     --requests "$REQUESTS" --prompt-tokens "$PROMPT" --max-tokens "$MAX_TOKENS" --keep-alive \
     --temperature "$temp" \

@@ -19,7 +19,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+try:
+    from safetensors.torch import save_file
+except ImportError:  # a GPU machine's Python may have torch without safetensors
+
+    def save_file(tensors, path, metadata=None):
+        """The safetensors format by hand: an 8-byte header size, a JSON header, the data."""
+        names = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32"}
+        header, blobs, at = {}, [], 0
+        for name, t in tensors.items():
+            b = t.contiguous().view(torch.uint8).numpy().tobytes()
+            header[name] = {"dtype": names[t.dtype], "shape": list(t.shape),
+                            "data_offsets": [at, at + len(b)]}
+            blobs.append(b)
+            at += len(b)
+        if metadata:
+            header["__metadata__"] = metadata
+        raw = json.dumps(header).encode()
+        raw += b" " * (-len(raw) % 8)
+        with open(path, "wb") as f:
+            f.write(len(raw).to_bytes(8, "little"))
+            f.write(raw)
+            for b in blobs:
+                f.write(b)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_test_tokenizer import write_tokenizer  # noqa: E402
