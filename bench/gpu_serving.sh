@@ -8,9 +8,10 @@
 # the draws what they would); TEMPERATURES > 0 sample every token (the OpenAI API's default is 1).
 # The load: CONCURRENCY (64) clients, REQUESTS (256) requests of PROMPT (256) words and
 # MAX_TOKENS (128) generated tokens, --max-model-len MAX_MODEL_LEN (4096); SERVER_FLAGS go to
-# every server. Where capacity decides (more long sequences than an fp16 cache holds):
+# every server (--max-num-seqs is CONCURRENCY already). Where capacity decides (more long
+# sequences than an fp16 cache holds):
 #   CONCURRENCY=128 REQUESTS=256 PROMPT=6000 MAX_TOKENS=256 MAX_MODEL_LEN=8192 \
-#     SERVER_FLAGS="--gpu-cache-memory 8GiB --max-num-seqs 128" ./bench/gpu_serving.sh \
+#     SERVER_FLAGS="--gpu-cache-memory 8GiB" ./bench/gpu_serving.sh \
 #     fp16 "xquant --cache-bits 4" "xquant --cache-bits 2"
 # DEVICE=cpu BIN=build/release/xquant-server LAYERS=2 HIDDEN=256 try the plumbing without a GPU.
 set -uo pipefail
@@ -29,11 +30,15 @@ fi
 CUDA_LIBS=$(dirname "$(find / -name 'libcublasLt.so.13*' -not -path '*/proc/*' 2>/dev/null | head -1)")
 export LD_LIBRARY_PATH="/tmp/xq/lib:${CUDA_LIBS}:${LD_LIBRARY_PATH:-}"
 VOCAB="${VOCAB:-}"
+# The packed test model's tokenizer where there is one (a GPU machine's Python may lack the
+# `tokenizers` package that training one needs).
+TOKENIZER_FROM="${TOKENIZER_FROM:-$([ -f .gpu/model/tokenizer.json ] && echo .gpu/model)}"
 MODEL=/tmp/xq/model-l$LAYERS-h$HIDDEN${VOCAB:+-v$VOCAB}
 [ -d "$MODEL" ] || python3 tests/python/make_test_model.py "$MODEL" --layers "$LAYERS" \
   --hidden "$HIDDEN" --intermediate $((HIDDEN * 11 / 4)) --heads 16 --kv-heads 4 --dtype bf16 \
   --max-pos $((MAX_MODEL_LEN > 8192 ? MAX_MODEL_LEN : 8192)) \
-  ${VOCAB:+--padded-vocab $VOCAB} >/dev/null || { echo "gpu_serving: no model made"; exit 1; }
+  ${VOCAB:+--padded-vocab $VOCAB} ${TOKENIZER_FROM:+--tokenizer-from $TOKENIZER_FROM} >/dev/null \
+  || { echo "gpu_serving: no model made"; exit 1; }
 FORMATS=("$@")
 [ ${#FORMATS[@]} -gt 0 ] || FORMATS=("fp16" "xquant --cache-bits 4" "xquant --cache-bits 2")
 ROWS=()

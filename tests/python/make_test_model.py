@@ -44,7 +44,6 @@ except ImportError:  # a GPU machine's Python may have torch without safetensors
                 f.write(b)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_test_tokenizer import write_tokenizer  # noqa: E402
 
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 HF_DTYPE_NAMES = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
@@ -198,15 +197,26 @@ def make_test_model(out, arch="llama", layers=2, hidden=64, intermediate=128, he
                     kv_heads=2, head_dim=None, tie=False, bias=False, rope_scaling="none",
                     dtype="f32", tokenizer="bpe", vocab=512, seed=0, max_pos=2048, shards=1,
                     sliding_window=None, final_softcap=30.0, attn_softcap=0.0,
-                    padded_vocab=None) -> Path:
+                    padded_vocab=None, tokenizer_from=None) -> Path:
     """Writes the model into `out` and returns its path. `padded_vocab`: the model's vocab_size
     when larger than the tokenizer's (real checkpoints pad it: Qwen2.5's is 151936 for 151665
-    tokens), which also makes a sampling-sized vocabulary without training a tokenizer for it."""
+    tokens), which also makes a sampling-sized vocabulary without training a tokenizer for it.
+    `tokenizer_from`: a test model whose tokenizer files to copy instead of training one (where
+    the `tokenizers` package is missing, as on a GPU machine)."""
     a = argparse.Namespace(**{k: v for k, v in locals().items() if k != "out"})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    vocab_size = write_tokenizer(out, tokenizer, vocab, seed)
-    bos, eos = _special_ids(out)
+    if tokenizer_from:
+        src = Path(tokenizer_from)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            (out / name).write_bytes((src / name).read_bytes())
+        src_cfg = json.loads((src / "config.json").read_text())
+        vocab_size, bos, eos = (src_cfg[k] for k in ("vocab_size", "bos_token_id", "eos_token_id"))
+    else:
+        from make_test_tokenizer import write_tokenizer
+
+        vocab_size = write_tokenizer(out, tokenizer, vocab, seed)
+        bos, eos = _special_ids(out)
     cfg = _config(a, max(vocab_size, padded_vocab or 0), bos, eos)
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
     gen = {"bos_token_id": bos, "eos_token_id": eos, "do_sample": False}
@@ -241,6 +251,8 @@ def main() -> None:
                     help="gemma3: default 16; mistral: a window on every layer (v0.1)")
     ap.add_argument("--final-softcap", type=float, default=30.0)
     ap.add_argument("--attn-softcap", type=float, default=0.0)
+    ap.add_argument("--tokenizer-from", default=None,
+                    help="copy this test model's tokenizer instead of training one")
     a = ap.parse_args()
     kw = {k: v for k, v in vars(a).items() if k != "out"}
     out = make_test_model(a.out, **kw)
