@@ -74,6 +74,14 @@ std::vector<bool> gemma3_layer_pattern(const JsonFields& f, int num_layers) {
   return sliding;
 }
 
+// num_hidden_layers, checked before the per-layer tables are built from it.
+int checked_layer_count(const JsonFields& f, int n) {
+  if (n < 1 || n > ModelConfig::kMaxLayers)
+    throw ConfigError("field '" + f.name("num_hidden_layers") + "' is " + std::to_string(n) +
+                      ", out of range (1 to " + std::to_string(ModelConfig::kMaxLayers) + ")");
+  return n;
+}
+
 ModelConfig parse_llama_family(const JsonFields& f, const std::string& model_type) {
   ModelConfig c;
   c.model_type = model_type;
@@ -81,7 +89,7 @@ ModelConfig parse_llama_family(const JsonFields& f, const std::string& model_typ
   c.vocab_size = f.get_int("vocab_size");
   c.hidden_size = f.get_int("hidden_size");
   c.intermediate_size = f.get_int("intermediate_size");
-  c.num_layers = f.get_int("num_hidden_layers");
+  c.num_layers = checked_layer_count(f, f.get_int("num_hidden_layers"));
   c.num_heads = f.get_int("num_attention_heads");
   c.num_kv_heads = f.get_int("num_key_value_heads", c.num_heads);
   // head_dim is absent in most configs; a 0 heads count is reported by validate().
@@ -119,7 +127,7 @@ ModelConfig parse_gemma3_text(const JsonFields& f) {
   c.vocab_size = f.get_int("vocab_size", 262208);
   c.hidden_size = f.get_int("hidden_size", 2304);
   c.intermediate_size = f.get_int("intermediate_size", 9216);
-  c.num_layers = f.get_int("num_hidden_layers", 26);
+  c.num_layers = checked_layer_count(f, f.get_int("num_hidden_layers", 26));
   c.num_heads = f.get_int("num_attention_heads", 8);
   c.num_kv_heads = f.get_int("num_key_value_heads", 4);
   c.head_dim = f.get_int("head_dim", 256);

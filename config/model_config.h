@@ -27,6 +27,11 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
+  // Per-layer tables are built from the layer count before any weight is looked up, so a
+  // corrupt count (config.json's num_hidden_layers, GGUF's block_count) is refused rather than
+  // becoming a billion-step loop; the largest real models have under 200 layers.
+  static constexpr int kMaxLayers = 4096;
+
   std::string model_type;  // as written in config.json ("llama", "qwen2", "gemma3_text", ...)
   Arch arch = Arch::Llama;
   int vocab_size = 0;

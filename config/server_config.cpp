@@ -241,6 +241,11 @@ void add_flags(CLI::App& app, ServerConfig& c, RawFlags& sizes, int& model_len) 
                  "Seconds SIGTERM waits for running requests")
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
+  app.add_option("--engine-stall-timeout", c.engine_stall_timeout_s,
+                 "Seconds the engine may go without finishing a step while requests wait before "
+                 "/health answers 503 (a hung device or a step far too large for it)")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->capture_default_str();
   app.add_option("--stream-interval", c.stream_interval,
                  "Tokens per streamed chunk after the first, which is sent at once (1: every "
                  "token as it comes; larger: fewer chunks, less server work per token)")

@@ -47,6 +47,8 @@ struct ServerConfig {
   int max_connections = 0;
   int max_queued_requests = 0;     // requests waiting to start at most, then 503 (0: no limit)
   double shutdown_grace_s = 10.0;  // how long SIGTERM waits for running requests
+  // /health fails (503) once the engine has had work waiting this long without finishing a step.
+  double engine_stall_timeout_s = 120.0;
   // Tokens per streamed chunk after a choice's first (sent at once); the last chunk takes what
   // is left. Larger values cut the per-token cost of events, SSE chunks and socket writes.
   int stream_interval = 1;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <ctime>
 #include <span>
+#include <sstream>
 
 #include "scheduler/batch_planner.h"
 #include "scheduler/sequence.h"
@@ -198,13 +199,16 @@ int EngineLoop::queued() const {
   return impl_->stats.waiting + static_cast<int>(impl_->incoming.size());
 }
 
-std::string EngineLoop::health_problem(std::chrono::seconds stall) const {
+std::string EngineLoop::health_problem(std::chrono::milliseconds stall) const {
   std::lock_guard lk(impl_->mu);
   if (impl_->thread_dead) return "the engine thread has stopped";
   const bool work = !impl_->incoming.empty() || impl_->busy;
-  if (work && Clock::now() - impl_->last_step_end > stall)
-    return "the engine has not finished a step for over " + std::to_string(stall.count()) +
+  if (work && Clock::now() - impl_->last_step_end > stall) {
+    std::ostringstream seconds;  // "1", "0.5": the limit as the flag gave it
+    seconds << std::chrono::duration<double>(stall).count();
+    return "the engine has not finished a step for over " + seconds.str() +
            " s with requests waiting";
+  }
   return {};
 }
 

@@ -71,7 +71,7 @@ class EngineLoop {
   int queued() const;
   // Empty when the engine thread is alive and, with work waiting, finished a step within
   // `stall`; otherwise why not (for /health).
-  std::string health_problem(std::chrono::seconds stall) const;
+  std::string health_problem(std::chrono::milliseconds stall) const;
 
   const Tokenizer& tokenizer() const { return *model_.tokenizer; }
   const ModelConfig& model_config() const { return model_.model->config(); }

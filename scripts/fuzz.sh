@@ -9,7 +9,7 @@
 #                                      corpus only; skipped with a message when clang is missing
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ALL=(request_parsers chat_template tokenizer hf_tokenizer gguf safetensors)
+ALL=(request_parsers chat_template tokenizer hf_tokenizer gguf safetensors model_config http)
 CI=0
 if [ "${1:-}" = "--ci" ]; then
   CI=1

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone: dependencies, build, C++ unit tests, Python tests
 # (float64 references, the real binary over HTTP with the official openai client), then the
-# parser, tokenizer, model-file, sampler and scheduler unit tests again under ASan + UBSan and
-# every libFuzzer target for 20 s over the committed corpus (both with clang; skipped without).
+# parser, tokenizer, model-file, sampler and scheduler unit tests and the server's HTTP tests
+# again under ASan + UBSan, and every libFuzzer target for 20 s over the committed corpus (both
+# with clang; skipped without).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh --with-fuzz

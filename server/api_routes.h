@@ -40,7 +40,7 @@ struct ApiContext {
   IdSource* ids = nullptr;
   int64_t started = 0;  // unix time, the model's `created`
   // /health fails once the engine has had work waiting this long without finishing a step.
-  std::chrono::seconds health_stall{120};
+  std::chrono::milliseconds health_stall{120'000};  // --engine-stall-timeout
 };
 
 Router make_api_router(ApiContext& ctx);

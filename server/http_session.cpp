@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdio>
 
+#include "server/http_wire.h"
 #include "server/logging.h"
 #include "server/request_id.h"
 
@@ -23,10 +24,6 @@ constexpr size_t kLingerBytes = size_t{256} << 20;
 constexpr auto kLingerTime = std::chrono::seconds(5);
 
 std::string_view view(beast::string_view s) { return {s.data(), s.size()}; }
-
-bool is_parse_error(const beast::error_code& ec) {
-  return ec.category() == http::make_error_code(http::error::bad_method).category();
-}
 
 }  // namespace
 
@@ -70,8 +67,7 @@ void HttpSession::read_request() {
                        .count();
   cors_headers_.clear();
   parser_.emplace();
-  parser_->body_limit(env_.opts.max_body_bytes);
-  parser_->header_limit(static_cast<uint32_t>(env_.opts.max_header_bytes));
+  limit_parser(*parser_, env_.opts.max_body_bytes, env_.opts.max_header_bytes);
   stream_.expires_after(env_.opts.idle_timeout);
   http::async_read_header(
       stream_, buffer_, *parser_,
@@ -99,16 +95,8 @@ void HttpSession::on_read(beast::error_code ec) {
   if (!ec) return handle();
   const auto& head = parser_->get();
   begin_request(view(head.method_string()), view(head.target()), view(head["X-Request-Id"]));
-  if (ec == http::error::body_limit)
-    return send_reply(error_reply(body_too_large(env_.opts.max_body_bytes)), true, true);
-  if (ec == http::error::header_limit)
-    return send_reply(
-        error_reply(ApiError(431, "invalid_request_error", "Request headers are too large", {},
-                             "request_header_fields_too_large")),
-        true, true);
-  if (is_parse_error(ec) && ec != http::error::end_of_stream && ec != http::error::partial_message)
-    return send_reply(error_reply(invalid_request("Malformed HTTP request: " + ec.message())), true,
-                      true);
+  if (auto reply = read_failure_reply(ec, env_.opts.max_body_bytes))
+    return send_reply(*reply, true, true);
   close();  // end of stream, timeout, reset
 }
 
@@ -117,8 +105,7 @@ void HttpSession::handle() {
   req_ = parser_->release();
   keep_alive_ = req_.keep_alive();
   head_ = req_.method() == http::verb::head;
-  HttpRequestIn in{std::string(req_.method_string()), std::string(req_.target()),
-                   std::string(req_[http::field::authorization]), std::move(req_.body())};
+  HttpRequestIn in = request_in(req_);
   const std::string origin(req_[http::field::origin]);
   cors_headers_ = env_.cors.reply_headers(origin);
   begin_request(view(req_.method_string()), view(req_.target()), view(req_["X-Request-Id"]));
@@ -186,12 +173,7 @@ void HttpSession::send_reply(const HttpReply& reply, bool close_after, bool ling
     self->read_request();
   };
   auto head = [&](auto& res) {
-    res.set(http::field::server, "xquant-server");
-    res.set("X-Request-Id", request_id_);
-    res.set(http::field::content_type, reply.content_type);
-    res.keep_alive(!close_after);
-    for (const auto& [name, value] : reply.headers) res.set(name, value);
-    for (const auto& [name, value] : cors_headers_) res.set(name, value);
+    set_reply_head(res, reply, request_id_, cors_headers_, !close_after);
   };
   stream_.expires_after(env_.opts.write_timeout);
   const auto status = static_cast<http::status>(reply.status);

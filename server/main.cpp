@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <iostream>
@@ -172,6 +173,8 @@ int serve(const ServerConfig& cfg) {
   ctx.metrics = &metrics;
   ctx.ids = &ids;
   ctx.started = static_cast<int64_t>(std::time(nullptr));
+  ctx.health_stall = std::chrono::milliseconds(
+      static_cast<int64_t>(std::llround(cfg.engine_stall_timeout_s * 1000)));
   const Router router = make_api_router(ctx);
 
   HttpOptions http;

@@ -24,8 +24,12 @@ class IcuRegex {
   IcuRegex(IcuRegex&&) noexcept;
 
   // Non-overlapping matches of the pattern in `text` (valid UTF-8), as [begin, end) byte
-  // offsets, in order; empty matches are left out.
+  // offsets, in order; empty matches are left out. Throws TokenizerError naming the pattern
+  // when matching takes more than cpu_budget_seconds() (a pattern that backtracks without bound).
   std::vector<std::pair<size_t, size_t>> find_all(std::string_view text) const;
+  // The CPU time allowed on a text of `bytes`: tens of times what the split patterns of real
+  // tokenizers take.
+  static double cpu_budget_seconds(size_t bytes);
 
   const std::string& pattern() const { return pattern_; }
 

@@ -114,9 +114,9 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   c.num_layers = m.require_int("block_count");
   // Per-layer tables are built from it before any tensor is looked up: a corrupt count must not
   // become a billion-entry loop.
-  if (c.num_layers < 1 || c.num_layers > 4096)
+  if (c.num_layers < 1 || c.num_layers > ModelConfig::kMaxLayers)
     throw ConfigError(m.where() + "block_count " + std::to_string(c.num_layers) +
-                      " is out of range (1 to 4096)");
+                      " is out of range (1 to " + std::to_string(ModelConfig::kMaxLayers) + ")");
   c.num_heads = m.require_int("attention.head_count");
   c.num_kv_heads = m.get_int("attention.head_count_kv", c.num_heads);
   c.head_dim = m.get_int("attention.key_length", c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);

@@ -1,6 +1,7 @@
 """Limits under load (issue 10), each on a server of its own: descriptors running out, the
-connection cap, a huge prompt next to /health, the queue cap, and the SIGTERM drain. The real
-binary on loopback with a small generated model; raw sockets where the wire matters.
+connection cap, a huge prompt next to /health, /health during a stalled engine step, the queue
+cap, and the SIGTERM drain. The real binary on loopback with a small generated model; raw sockets
+where the wire matters.
 
 The binary comes from $XQ_BUILD_DIR like in test_server_http.py; the tests skip when missing.
 """
@@ -144,6 +145,52 @@ def test_huge_prompt_does_not_stall_health(model_dir, tmp_path):
     assert result["r"].json()["error"]["code"] == "context_length_exceeded"
     assert max(times) < 0.5, times
     assert len(times) >= 3, "the prompt was handled too fast to tell"
+    assert server.stop() == 0
+
+
+STALL_PROMPT = 1536  # token ids prefilled in one step: seconds of one core on slow_model_dir
+
+
+def test_health_is_503_while_a_step_stalls_and_200_after(slow_model_dir, tmp_path):
+    """/health fails while the engine has had work for longer than --engine-stall-timeout
+    without finishing a step, and recovers when the step ends. The stall is a real one: a long
+    prompt prefilled in a single step on one thread. That step is timed first on a server with
+    the default limit, and the limit set to a quarter of it, so that the test holds on slow and
+    fast machines alike."""
+    flags = ("--threads", "1", "--max-num-seqs", "1",
+             "--max-num-batched-tokens", str(STALL_PROMPT))
+    body = {"prompt": [3 + i % 500 for i in range(STALL_PROMPT)], "max_tokens": 1}
+    server = start(slow_model_dir, tmp_path, *flags)
+    t0 = time.monotonic()
+    assert requests.post(server.url + "/v1/completions", json=body, timeout=120).ok
+    step = time.monotonic() - t0
+    assert server.stop() == 0
+    limit = max(0.1, round(step / 4, 2))
+    server = start(slow_model_dir, tmp_path, *flags, "--engine-stall-timeout", str(limit))
+    result = {}
+    sent = time.monotonic()
+    t = threading.Thread(target=lambda: result.update(
+        r=requests.post(server.url + "/v1/completions", json=body, timeout=120)))
+    t.start()
+    polls = []  # (seconds since the request was sent, once answered; status; body)
+    try:
+        while t.is_alive():
+            r = requests.get(server.url + "/health", timeout=10)
+            polls.append((time.monotonic() - sent, r.status_code, r.text))
+            time.sleep(0.05)
+    finally:
+        t.join()
+    assert result["r"].status_code == 200, result["r"].text
+    stalled = [p for p in polls if p[1] == 503]
+    assert stalled, f"no 503 within a {step:.2f} s step at a {limit} s limit: {polls}"
+    assert {p[1] for p in polls} <= {200, 503}, polls
+    # A stall is reported only past the limit, counted from when the step began.
+    assert min(p[0] for p in stalled) > limit, (limit, polls)
+    err = json.loads(stalled[-1][2])["error"]
+    assert err["type"] == "service_unavailable"
+    assert f"has not finished a step for over {limit:g} s with requests waiting" in err["message"]
+    after = requests.get(server.url + "/health", timeout=10)
+    assert after.status_code == 200, after.text
     assert server.stop() == 0
 
 

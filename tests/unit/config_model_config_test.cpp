@@ -475,6 +475,26 @@ TEST(ParseHfConfig, GemmaLayerTypesErrors) {
   EXPECT_NE(msg.find("num_key_value_heads"), std::string::npos) << msg;
 }
 
+// The model_config fuzzer's first finding: a num_hidden_layers of 2e9 built a 2e9-entry
+// per-layer table (Gemma 3's pattern, Qwen2's window layers) for seconds before anything else.
+TEST(ParseHfConfig, LayerCountBeyondTheLimitIsRefusedFirst) {
+  json gemma = json::parse(kGemma3_270m);
+  gemma.erase("layer_types");
+  gemma["num_hidden_layers"] = 2000000000;
+  json qwen = small_llama();
+  qwen["model_type"] = "qwen2";
+  qwen["use_sliding_window"] = true;
+  qwen["sliding_window"] = 8;
+  qwen["num_hidden_layers"] = ModelConfig::kMaxLayers + 1;
+  for (const json& j : {gemma, qwen}) {
+    const std::string msg = error_of([&] { parse_hf_config(j); });
+    EXPECT_NE(msg.find("num_hidden_layers"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("out of range (1 to 4096)"), std::string::npos) << msg;
+  }
+  qwen["num_hidden_layers"] = ModelConfig::kMaxLayers;
+  EXPECT_EQ(parse_hf_config(qwen).layer_is_sliding.size(), size_t{4096});
+}
+
 TEST(ParseHfConfig, NestedFieldErrorsCarryThePath) {
   json j = json::parse(kGemma3_4b);
   j["text_config"]["hidden_size"] = "wide";

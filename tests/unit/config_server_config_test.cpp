@@ -198,6 +198,25 @@ TEST(ServerConfig, ConnectionAndQueueLimitsFromFlagsOrEnvironment) {
   unsetenv("XQ_MAX_QUEUED_REQUESTS");
 }
 
+TEST(ServerConfig, EngineStallTimeoutFromFlagEnvironmentOrFile) {
+  EXPECT_DOUBLE_EQ(parse({"--model", "m"}).config->engine_stall_timeout_s, 120.0);
+  EXPECT_DOUBLE_EQ(
+      parse({"--model", "m", "--engine-stall-timeout", "0.5"}).config->engine_stall_timeout_s, 0.5);
+  setenv("XQ_ENGINE_STALL_TIMEOUT", "30", 1);
+  EXPECT_DOUBLE_EQ(parse({"--model", "m"}).config->engine_stall_timeout_s, 30.0);
+  unsetenv("XQ_ENGINE_STALL_TIMEOUT");
+  const std::string path = ::testing::TempDir() + "/xq_stall.yaml";
+  FILE* f = std::fopen(path.c_str(), "wb");
+  std::fputs("model: m\nengine-stall-timeout: 7.5\n", f);
+  std::fclose(f);
+  EXPECT_DOUBLE_EQ(parse({"--config", path}).config->engine_stall_timeout_s, 7.5);
+  for (const char* bad : {"0", "-1", "soon"}) {
+    ServerArgs a = parse({"--model", "m", "--engine-stall-timeout", bad});
+    EXPECT_EQ(a.exit_code, 2) << bad;
+    EXPECT_NE(a.message.find("--engine-stall-timeout"), std::string::npos) << a.message;
+  }
+}
+
 TEST(ServerConfig, HelpExitsZeroWithTheFlags) {
   ServerArgs a = parse({"--help"});
   EXPECT_FALSE(a.config);

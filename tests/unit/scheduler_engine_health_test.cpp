@@ -175,6 +175,8 @@ TEST_F(EngineHealth, AStepWithWorkWaitingPastTheLimitIsAStallUntilItEnds) {
   EXPECT_NE(stalled.find("has not finished a step for over 1 s with requests waiting"),
             std::string::npos)
       << stalled;
+  // A limit below a second (--engine-stall-timeout 0.5) is named as given.
+  EXPECT_NE(loop_->health_problem(500ms).find("for over 0.5 s"), std::string::npos);
   gated_->release();
   ASSERT_TRUE(ev.wait_finished());
   EXPECT_EQ(ev.last.finish_reason, "length");
