@@ -18,6 +18,21 @@ __device__ inline size_t page_row_offset(const int* table, const KvPages& kv, in
          static_cast<size_t>(at % kPageRows) * kv.row_stride + static_cast<size_t>(kvh) * D;
 }
 
+// Query row r's split `split` of `splits`: the positions [rg.begin, rg.end) of its sequence it
+// scores (causal, inside its window; whole tiles of `tile`) and the sequence's page table.
+struct RowSplit {
+  SplitRange rg;
+  const int* table;
+};
+__device__ inline RowSplit row_split(const int* row_seq, const AttnSeq* seqs, const int* tables,
+                                     const AttnParams& p, int r, int split, int splits,
+                                     int tile) {
+  const AttnSeq s = seqs[row_seq[r]];
+  const int pos = s.start_pos + (r - s.q_row);
+  const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
+  return {split_range(first, pos + 1, split, splits, tile), tables + s.table};
+}
+
 // Copies the tile's rows [c0, c0 + len) of K and V (head kvh) into k_s, v_s (rows `ld` halves
 // apart), VEC halves per load.
 template <int VEC>

@@ -47,11 +47,9 @@ __global__ void __launch_bounds__(kSplitThreads)
   float* corr_s = l_s + kMaxGroup;
   float* red_s = corr_s + kMaxGroup;
 
-  const AttnSeq s = seqs[row_seq[r]];
-  const int pos = s.start_pos + (r - s.q_row);
-  const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
-  const SplitRange rg = split_range(first, pos + 1, split, out.splits, kTile);
-  const int* table = tables + s.table;
+  const RowSplit rs = row_split(row_seq, seqs, tables, p, r, split, out.splits, kTile);
+  const SplitRange rg = rs.rg;
+  const int* table = rs.table;
 
   for (int e = tid; e < G * D; e += kSplitThreads)
     q_s[e] = q[(static_cast<size_t>(r) * H + kvh * G) * D + e];

@@ -64,11 +64,9 @@ __global__ void __launch_bounds__(kSplitThreads)
   float* m_s = o_f + kMmaRows * ldo;
   float* l_s = m_s + kMmaRows;
 
-  const AttnSeq s = seqs[row_seq[r]];
-  const int pos = s.start_pos + (r - s.q_row);
-  const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
-  const SplitRange rg = split_range(first, pos + 1, split, out.splits, TILE);
-  const int* table = tables + s.table;
+  const RowSplit rs = row_split(row_seq, seqs, tables, p, r, split, out.splits, TILE);
+  const SplitRange rg = rs.rg;
+  const int* table = rs.table;
 
   const float* qr = q + (static_cast<size_t>(r) * H + kvh * G) * D;
   for (int e = tid; e < kMmaRows * D; e += kSplitThreads) {
