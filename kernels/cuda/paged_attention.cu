@@ -1,9 +1,9 @@
 // Split-context paged attention over the fp16 cache, and the merge of splits (decode_ops.h). A
 // block takes one query row, one KV head and one split: each tile's K and V rows are staged in
 // shared memory with every load issued at once (16-byte loads where the pages allow), and each
-// row is scored against every query head of the GQA group: with tensor cores (the group's heads
-// as the rows of a 16-row fp16 tile: Q Kᵀ and P V as WMMA products, fp32 accumulation), or on
-// the CUDA cores in fp32 where the head size is not a multiple of 16.
+// row is scored against every query head of the GQA group on the CUDA cores in fp32. Head sizes
+// that are a multiple of 16 go to the tensor-core kernel (paged_attention_mma.cu) unless asked
+// otherwise.
 #include <algorithm>
 #include <type_traits>
 
