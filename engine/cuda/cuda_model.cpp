@@ -450,10 +450,18 @@ void CudaModel::folded_values(int l, const StepLayout::Group& g, const int* d, c
   timer_.mark("fold_project", stream_);
 }
 
-void CudaModel::remat_values(int l, int rows) {
+CudaModel::RematOperand CudaModel::remat_operand(int l, bool values) const {
   const CudaLayer& W = w_.layers[l];
   const int H = cfg_.hidden_size, KV = cfg_.kv_dim();
-  const size_t n = static_cast<size_t>(rows) * KV;
+  // The latent: K = (X U_k^T)(Wk U_k^T)^T from the row's first half, V likewise from its second.
+  if (format_->kind() == GpuCacheKind::XLatent)
+    return {r_.x.get() + (values ? KV : 0), 2 * KV, KV, values ? W.wv_lat.get() : W.wk_lat.get()};
+  return {r_.x.get(), H, H, values ? W.wv.get() : W.wk.get()};
+}
+
+void CudaModel::remat_values(int l, int rows) {
+  const CudaLayer& W = w_.layers[l];
+  const size_t n = static_cast<size_t>(rows) * cfg_.kv_dim();
   if (!W.bv.empty()) {  // the bias is added in fp32
     remat_projection(l, true, rows, r_.v32.get());
     to_half(r_.v32.get(), n, r_.v.get(), stream_);
@@ -462,17 +470,13 @@ void CudaModel::remat_values(int l, int rows) {
   // The matmul rounds to bf16 (into the fp32 buffer's memory) and one pass makes the fp16
   // workspace rows: a third of the traffic of fp32 out and back.
   bf16* vb = reinterpret_cast<bf16*>(r_.v32.get());
-  if (format_->kind() == GpuCacheKind::XLatent) {
-    matmul_nt_strided(blas_, r_.x.get() + KV, 2 * KV, W.wv_lat.get(), vb, rows, KV, KV);
-  } else {
-    matmul_nt_strided(blas_, r_.x.get(), H, W.wv.get(), vb, rows, H, KV);
-  }
+  const RematOperand o = remat_operand(l, true);
+  matmul_nt_strided(blas_, o.x, o.ld, o.w, vb, rows, o.in, cfg_.kv_dim());
   bf16_to_half(vb, n, r_.v.get(), stream_);
 }
 
 void CudaModel::remat_keys(int l, int rows, const int* pos) {
   const CudaLayer& W = w_.layers[l];
-  const int KV = cfg_.kv_dim();
   if (!W.bk.empty() || !W.k_norm.empty()) {  // bias and k-norm in fp32
     remat_projection(l, false, rows, r_.k32.get());
     timer_.mark("remat_k_matmul", stream_);
@@ -482,30 +486,20 @@ void CudaModel::remat_keys(int l, int rows, const int* pos) {
   }
   // The matmul rounds to bf16 and RoPE reads that: half the bytes of an fp32 round trip.
   bf16* kb = reinterpret_cast<bf16*>(r_.k32.get());
-  if (format_->kind() == GpuCacheKind::XLatent) {
-    matmul_nt_strided(blas_, r_.x.get(), 2 * KV, W.wk_lat.get(), kb, rows, KV, KV);
-  } else {
-    matmul_nt_strided(blas_, r_.x.get(), cfg_.hidden_size, W.wk.get(), kb, rows,
-                      cfg_.hidden_size, KV);
-  }
+  const RematOperand o = remat_operand(l, false);
+  matmul_nt_strided(blas_, o.x, o.ld, o.w, kb, rows, o.in, cfg_.kv_dim());
   timer_.mark("remat_k_matmul", stream_);
-  rope_to_half(kb, rows, cfg_.num_kv_heads, cfg_.head_dim, KV, pos, rope_angles(l), r_.k.get(),
-               stream_);
+  rope_to_half(kb, rows, cfg_.num_kv_heads, cfg_.head_dim, cfg_.kv_dim(), pos, rope_angles(l),
+               r_.k.get(), stream_);
   timer_.mark("remat_k_rope", stream_);
 }
 
 void CudaModel::remat_projection(int l, bool values, int rows, float* out) {
   const CudaLayer& W = w_.layers[l];
-  const int H = cfg_.hidden_size, KV = cfg_.kv_dim();
   const DeviceBuffer<float>& bias = values ? W.bv : W.bk;
-  if (format_->kind() == GpuCacheKind::XLatent) {
-    // K = (X U_k^T)(Wk U_k^T)^T from the row's first half, V likewise from its second.
-    matmul_nt_strided(blas_, r_.x.get() + (values ? KV : 0), 2 * KV,
-                      values ? W.wv_lat.get() : W.wk_lat.get(), out, rows, KV, KV);
-    if (!bias.empty()) add_bias(out, bias.get(), rows, KV, stream_);
-  } else {
-    project(bias, r_.x.get(), values ? W.wv : W.wk, out, rows, H, KV);
-  }
+  const RematOperand o = remat_operand(l, values);
+  matmul_nt_strided(blas_, o.x, o.ld, o.w, out, rows, o.in, cfg_.kv_dim());
+  if (!bias.empty()) add_bias(out, bias.get(), rows, cfg_.kv_dim(), stream_);
 }
 
 void CudaModel::mlp_block(int l, int rows) {

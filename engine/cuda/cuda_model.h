@@ -84,7 +84,15 @@ class CudaModel : public Model {
   ChannelSeqs channel_seqs(const StepLayout& L, const int* d) const;
   void folded_values(int l, const StepLayout::Group& g, const int* d, const AttnParams& p,
                      const KvPages& ws);
-  // K or V of `rows` cached rows in the remat workspace (X, or a latent half), fp32.
+  // The K or V rebuild's input in the remat workspace (X, or a latent half: rows `ld` apart,
+  // `in` wide) and the matrix it is multiplied by.
+  struct RematOperand {
+    const bf16* x;
+    int ld, in;
+    const bf16* w;
+  };
+  RematOperand remat_operand(int l, bool values) const;
+  // K or V of `rows` cached rows in the remat workspace, fp32.
   void remat_projection(int l, bool values, int rows, float* out);
   // V of `rows` cached rows into the fp16 workspace (r_.v); K, with RoPE at `pos`, into r_.k.
   void remat_values(int l, int rows);
