@@ -69,49 +69,29 @@ void CudaModel::summarize_logits(std::span<const SeqInput> batch,
                                 std::to_string(summary_rows_) + " summarized)");
   head_rows(0, m);
   const int K = kSummaryCandidates;
-  SummaryHost& h = summary_host_;
-  h.inv_t.resize(m);
-  h.u01.resize(m);
+  SummaryBuffers& b = summaries_;
+  float* inv_t = b.inv_t(m);
+  double* u01 = b.u01();
   for (int r = 0; r < m; ++r) {
-    h.inv_t[r] = specs[r].inv_temperature;
-    h.u01[r] = specs[r].u01;
+    inv_t[r] = specs[r].inv_temperature;
+    u01[r] = specs[r].u01;
   }
-  check(cudaMemcpyAsync(sum_inv_t_.get(), h.inv_t.data(), m * sizeof(float),
-                        cudaMemcpyHostToDevice, stream_),
-        "draw specs upload");
-  check(cudaMemcpyAsync(sum_u01_.get(), h.u01.data(), m * sizeof(double), cudaMemcpyHostToDevice,
-                        stream_),
-        "draw specs upload");
-  LogitSummaries dev{sum_ids_.get(),   sum_vals_.get(),  sum_lse_.get(),
-                     sum_t_.get(),     sum_drawn_.get(), sum_drawn_logit_.get()};
+  b.upload(m, stream_);
   summarize_logit_rows(logits_.get(), m, cfg_.vocab_size, static_cast<int>(listable), K,
-                       sum_inv_t_.get(), sum_u01_.get(), dev, stream_);
-  h.ids.resize(static_cast<size_t>(m) * K);
-  h.vals.resize(static_cast<size_t>(m) * K);
-  h.lse.resize(m);
-  h.sum_t.resize(m);
-  h.drawn.resize(m);
-  h.drawn_logit.resize(m);
-  auto down = [&](void* dst, const void* src, size_t bytes) {
-    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "summary download");
-  };
-  down(h.ids.data(), sum_ids_.get(), h.ids.size() * sizeof(int));
-  down(h.vals.data(), sum_vals_.get(), h.vals.size() * sizeof(float));
-  down(h.lse.data(), sum_lse_.get(), m * sizeof(double));
-  down(h.sum_t.data(), sum_t_.get(), m * sizeof(double));
-  down(h.drawn.data(), sum_drawn_.get(), m * sizeof(int));
-  down(h.drawn_logit.data(), sum_drawn_logit_.get(), m * sizeof(float));
+                       b.dev_inv_t(m), b.dev_u01(), b.scratch(), b.device(m), stream_);
+  b.download(m, stream_);
   timer_.mark("logits", stream_);
   check(cudaStreamSynchronize(stream_), "forward");
   summarized_rows_ = m;
   out.resize(m);
+  const LogitSummaries h = b.host(m);
   for (int r = 0; r < m; ++r) {
     RowSummary& s = out[r];
     s.ids.clear();
     s.logits.clear();
     for (int i = 0; i < K && h.ids[r * K + i] >= 0; ++i) {
       s.ids.push_back(h.ids[r * K + i]);
-      s.logits.push_back(h.vals[r * K + i]);
+      s.logits.push_back(h.logits[r * K + i]);
     }
     s.lse = h.lse[r];
     s.sum_t = h.sum_t[r];

@@ -99,15 +99,7 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   picked_.reset(static_cast<size_t>(summary_rows_) * cfg_.hidden_size);
   logits_.reset(static_cast<size_t>(summary_rows_) * cfg_.vocab_size);
   host_logits_.reset(static_cast<size_t>(kLogitRows) * cfg_.vocab_size);
-  const size_t cands = static_cast<size_t>(summary_rows_) * kSummaryCandidates;
-  sum_ids_.reset(cands);
-  sum_vals_.reset(cands);
-  sum_lse_.reset(summary_rows_);
-  sum_t_.reset(summary_rows_);
-  sum_drawn_.reset(summary_rows_);
-  sum_drawn_logit_.reset(summary_rows_);
-  sum_inv_t_.reset(summary_rows_);
-  sum_u01_.reset(summary_rows_);
+  summaries_.reserve(summary_rows_, kSummaryCandidates, cfg_.vocab_size);
   check(cudaDeviceSynchronize(), "load");
 
   // The cache gets what --gpu-memory-utilization leaves: memory in use now (this process's

@@ -18,6 +18,7 @@
 #include "engine/cuda/gpu_cache.h"
 #include "engine/cuda/graph_cache.h"
 #include "engine/cuda/pinned_buffer.h"
+#include "engine/cuda/summary_buffers.h"
 #include "engine/cuda/stage_timer.h"
 #include "engine/cuda/step_layout.h"
 #include "engine/model/model.h"
@@ -140,15 +141,7 @@ class CudaModel : public Model {
   DeviceBuffer<int> step_ints_, pick_rows_;
   DeviceBuffer<float> picked_, logits_;
   PinnedBuffer<float> host_logits_;  // where logits_ lands on the host, at full bus speed
-  // Row summaries: the device's arrays and the host's copies.
-  DeviceBuffer<int> sum_ids_, sum_drawn_;
-  DeviceBuffer<float> sum_vals_, sum_drawn_logit_, sum_inv_t_;
-  DeviceBuffer<double> sum_lse_, sum_t_, sum_u01_;
-  struct SummaryHost {
-    std::vector<int> ids, drawn;
-    std::vector<float> vals, drawn_logit, inv_t;
-    std::vector<double> lse, sum_t, u01;
-  } summary_host_;
+  SummaryBuffers summaries_;  // row summaries: specs up, summaries down, scratch
   int summary_rows_ = 0;     // logits rows a summarized step keeps on the device
   int summarized_rows_ = 0;  // rows of the last step's logits_ that copy_logit_rows may read
   int pick_count_ = 0;       // logits rows of the step

@@ -5,6 +5,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
+
 namespace xq::cuda {
 
 inline constexpr int kMaxSummaryCandidates = 64;
@@ -23,9 +25,13 @@ struct LogitSummaries {
   float* drawn_logit = nullptr;
 };
 
-// k <= kMaxSummaryCandidates.
+// The device scratch summarize_logit_rows needs for `rows` rows (per chunk of ids: sums and
+// k candidates).
+size_t summary_scratch_bytes(int rows, int vocab, int k);
+
+// k <= kMaxSummaryCandidates; `scratch` holds summary_scratch_bytes(rows, vocab, k) bytes.
 void summarize_logit_rows(const float* logits, int rows, int vocab, int listable, int k,
-                          const float* inv_t, const double* u01, LogitSummaries out,
-                          cudaStream_t stream);
+                          const float* inv_t, const double* u01, void* scratch,
+                          LogitSummaries out, cudaStream_t stream);
 
 }  // namespace xq::cuda

@@ -35,9 +35,10 @@ void expect_matches_host(const Rows& in, cudaStream_t stream) {
   DeviceBuf<int> ids(static_cast<size_t>(rows) * k), drawn(rows);
   DeviceBuf<float> vals(static_cast<size_t>(rows) * k), drawn_logit(rows);
   DeviceBuf<double> lse(rows), sum_t(rows);
+  DeviceBuf<uint8_t> scratch(summary_scratch_bytes(rows, in.vocab, k));
   LogitSummaries out{ids.get(), vals.get(), lse.get(), sum_t.get(), drawn.get(), drawn_logit.get()};
-  summarize_logit_rows(logits.get(), rows, in.vocab, in.listable, k, inv_t.get(), u01.get(), out,
-                       stream);
+  summarize_logit_rows(logits.get(), rows, in.vocab, in.listable, k, inv_t.get(), u01.get(),
+                       scratch.get(), out, stream);
   const std::vector<int> g_ids = ids.download(), g_drawn = drawn.download();
   const std::vector<float> g_vals = vals.download(), g_dl = drawn_logit.download();
   const std::vector<double> g_lse = lse.download(), g_sum = sum_t.download();
@@ -109,6 +110,19 @@ TEST_F(CudaSampleRows, TiesAreOrderedById) {
   for (float& x : in.logits) x = std::round(x * 4.0f) / 4.0f;
   std::fill(in.logits.begin(), in.logits.begin() + 50000, 0.5f);
   expect_matches_host(in, stream_);
+}
+
+TEST_F(CudaSampleRows, MaskedIdsAndFewListableIds) {
+  // Rows of -inf but for a few ids in different chunks (a grammar or logit_bias mask), one row
+  // with a single listable id, and a vocabulary that is a whole number of chunks.
+  Rows in = random_rows(5, 4096, 4096, 64, 6, 2.0f);
+  for (int r = 0; r < 3; ++r) {
+    float* row = in.logits.data() + static_cast<size_t>(r) * in.vocab;
+    for (int i = 0; i < in.vocab; ++i)
+      if (i % 997 != r) row[i] = -INFINITY;
+  }
+  expect_matches_host(in, stream_);
+  expect_matches_host(random_rows(6, 3000, 1, 8, 7, 2.0f), stream_);
 }
 
 }  // namespace
