@@ -11,6 +11,7 @@
 #include "engine/cache/layer_attention.h"
 #include "engine/model/rope_freqs.h"
 #include "kernels/cuda/sample_ops.h"
+#include "kernels/cuda/skinny_matmul.h"
 
 namespace xq::cuda {
 namespace {
@@ -314,10 +315,15 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
   // One product for Q, K and V into the stacked-product buffer, then the columns apart.
   matmul_nt(blas_, a_.xb.get(), W.wqkv.get(), a_.gate.get(), rows, H, Q + 2 * KV);
   const auto bias = [](const DeviceBuffer<float>& b) { return b.empty() ? nullptr : b.get(); };
-  split_qkv(a_.gate.get(), rows, Q, KV, bias(W.bq), bias(W.bk), bias(W.bv), a_.q.get(),
-            a_.k.get(), a_.v.get(), stream_);
-  norm_rope(l, a_.q.get(), rows, cfg_.num_heads, W.q_norm, d + L.pos);
-  norm_rope(l, a_.k.get(), rows, cfg_.num_kv_heads, W.k_norm, d + L.pos);
+  if (W.q_norm.empty() && W.k_norm.empty()) {
+    qkv_rope(a_.gate.get(), rows, Q, KV, cfg_.head_dim, bias(W.bq), bias(W.bk), bias(W.bv),
+             d + L.pos, rope_angles(l), a_.q.get(), a_.k.get(), a_.v.get(), stream_);
+  } else {  // the norms come between the split and RoPE
+    split_qkv(a_.gate.get(), rows, Q, KV, bias(W.bq), bias(W.bk), bias(W.bv), a_.q.get(),
+              a_.k.get(), a_.v.get(), stream_);
+    norm_rope(l, a_.q.get(), rows, cfg_.num_heads, W.q_norm, d + L.pos);
+    norm_rope(l, a_.k.get(), rows, cfg_.num_kv_heads, W.k_norm, d + L.pos);
+  }
   timer_.mark("qkv", stream_);
 
   AttnParams p;
@@ -329,14 +335,16 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
   p.softcap = cfg_.attn_logit_softcap;
   const GpuPagePool& pool = format_->pool();
   const RowMap new_rows{d + L.new_page, d + L.new_slot};
+  bool attn_bf16 = false;  // the attention wrote the o-projection's bf16 operand itself
   if (format_->kind() == GpuCacheKind::Kv16) {
     // A page's layer part: its K rows, then its V rows.
     half* base = reinterpret_cast<half*>(pool.layer_base(l));
     const KvPages pages{base, base + static_cast<size_t>(kPageRows) * KV, pool.page_bytes(l) / 2,
                         KV};
     write_kv_rows(a_.k.get(), a_.v.get(), rows, KV, new_rows, pages, stream_);
-    paged_attention(a_.q.get(), a_.attn.get(), rows, d + L.row_seq,
-                    reinterpret_cast<const AttnSeq*>(d + L.seqs), d + L.tables, pages, p);
+    attn_bf16 = paged_attention(a_.q.get(), a_.attn.get(), rows, d + L.row_seq,
+                                reinterpret_cast<const AttnSeq*>(d + L.seqs), d + L.tables, pages,
+                                p, a_.attnb.get());
     timer_.mark("attention", stream_);
   } else if (format_->kind() == GpuCacheKind::Kivi) {
     kivi_attention(l, L, d, p);
@@ -357,7 +365,7 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
     }
     timer_.mark("quantize", stream_);
   }
-  to_bf16(a_.attn.get(), static_cast<size_t>(rows) * Q, a_.attnb.get(), stream_);
+  if (!attn_bf16) to_bf16(a_.attn.get(), static_cast<size_t>(rows) * Q, a_.attnb.get(), stream_);
   project(W.bo, a_.attnb.get(), W.wo, a_.o.get(), rows, Q, H);
   if (gemma)
     rmsnorm(a_.o.get(), W.post_attn_norm.get(), rows, H, cfg_.rms_norm_eps, true, a_.o.get(),
@@ -498,8 +506,12 @@ void CudaModel::mlp_block(int l, int rows) {
   const CudaLayer& W = w_.layers[l];
   const int H = cfg_.hidden_size, I = cfg_.intermediate_size;
   const bool gemma = cfg_.arch == Arch::Gemma3;
-  project(kNoBias, a_.xb.get(), W.w_gate_up, a_.gate.get(), rows, H, 2 * I);
-  gated_act(a_.gate.get(), a_.gate.get() + I, rows, I, 2 * I, gemma, a_.act.get(), stream_);
+  if (skinny_matmul_on() && skinny_matmul_fits(a_.xb.get(), W.w_gate_up.get(), rows, H)) {
+    skinny_gated(a_.xb.get(), W.w_gate_up.get(), a_.act.get(), rows, H, I, gemma, stream_);
+  } else {
+    project(kNoBias, a_.xb.get(), W.w_gate_up, a_.gate.get(), rows, H, 2 * I);
+    gated_act(a_.gate.get(), a_.gate.get() + I, rows, I, 2 * I, gemma, a_.act.get(), stream_);
+  }
   project(kNoBias, a_.act.get(), W.w_down, a_.o.get(), rows, I, H);
   if (gemma)
     rmsnorm(a_.o.get(), W.post_mlp_norm.get(), rows, H, cfg_.rms_norm_eps, true, a_.o.get(),

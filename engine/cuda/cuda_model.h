@@ -66,9 +66,11 @@ class CudaModel : public Model {
   // to `rows` rows (`decode_rows` for the fused decode); then the fp16 K/V attention, and
   // XQuant's fused decode for steps of one new row per sequence.
   void setup_attention_paths(int rows, int decode_rows);
-  void paged_attention(const float* q, float* out, int rows, const int* row_seq,
+  // Writes `out` (fp32 rows), or where out_bf16 is given and the split kernels run, out_bf16
+  // in the same layout instead (returns true then).
+  bool paged_attention(const float* q, float* out, int rows, const int* row_seq,
                        const AttnSeq* seqs, const int* tables, const KvPages& pages,
-                       const AttnParams& p);
+                       const AttnParams& p, bf16* out_bf16 = nullptr);
   void fused_decode(int l, const StepLayout& L, const int* d, const AttnParams& p);
   // The split counts this step's kernels take for `rows` query rows (0: that kernel is unused).
   int paged_splits(int rows) const;

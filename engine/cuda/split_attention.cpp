@@ -80,18 +80,23 @@ void CudaModel::setup_attention_paths(int rows, int decode_rows) {
   split_ml_.reset(floats == 0 ? 0 : 2 * floats / std::max(1, cfg_.head_dim));
 }
 
-void CudaModel::paged_attention(const float* q, float* out, int rows, const int* row_seq,
+bool CudaModel::paged_attention(const float* q, float* out, int rows, const int* row_seq,
                                 const AttnSeq* seqs, const int* tables, const KvPages& pages,
-                                const AttnParams& p) {
+                                const AttnParams& p, bf16* out_bf16) {
   const int H = cfg_.num_heads, D = cfg_.head_dim;
   const int splits = paged_attention_supported(p) ? paged_splits(rows) : 0;
   if (splits == 0) {
     attention(q, out, rows, row_seq, seqs, tables, pages, p, stream_);
-    return;
+    return false;
   }
   SplitPartials parts{split_ml_.get(), split_acc_.get(), splits};
   paged_attention_splits(q, rows, row_seq, seqs, tables, pages, p, parts, stream_, attn_mma_);
+  if (out_bf16) {
+    attention_combine(parts, rows, H, D, nullptr, out_bf16, stream_, true);
+    return true;
+  }
   attention_combine(parts, rows, H, D, out, nullptr, stream_);
+  return false;
 }
 
 int CudaModel::paged_splits(int rows) const {

@@ -85,6 +85,11 @@ void gated_act(const float* gate, const float* up, int rows, int width, int stri
 // each plus its bias where one is given (null: none).
 void split_qkv(const float* y, int rows, int q, int kv, const float* bq, const float* bk,
                const float* bv, float* out_q, float* out_k, float* out_v, cudaStream_t stream);
+// split_qkv, then rope() of the q heads (q / head_dim of them) and the k heads, in one pass:
+// for models without q/k norms.
+void qkv_rope(const float* y, int rows, int q, int kv, int head_dim, const float* bq,
+              const float* bk, const float* bv, const int* pos, RopeAngles angles, float* out_q,
+              float* out_k, float* out_v, cudaStream_t stream);
 
 // x = cap * tanh(x / cap); cap <= 0 does nothing.
 void softcap(float* x, size_t n, float cap, cudaStream_t stream);

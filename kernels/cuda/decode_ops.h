@@ -42,9 +42,10 @@ void paged_attention_splits(const float* q, int rows, const int* row_seq, const 
                             cudaStream_t stream, bool tensor_cores = true);
 
 // Merges the splits of every (row, head). Exactly one output: out_f32 rows [rows][heads * width]
-// (out_f32 + r * heads * width + h * width), or out_bf16 head-major [heads][rows][width].
+// (out_f32 + r * heads * width + h * width), or out_bf16 head-major [heads][rows][width] (or,
+// with bf16_rows, in the rows' layout of out_f32).
 void attention_combine(SplitPartials in, int rows, int heads, int width, float* out_f32,
-                       bf16* out_bf16, cudaStream_t stream);
+                       bf16* out_bf16, cudaStream_t stream, bool bf16_rows = false);
 
 // XQuant decode: each sequence of `seqs` has one new query row (n == 1) at position start_pos;
 // its cached rows [0, start_pos) are packed `layout` rows in pages (layer base `base`, one

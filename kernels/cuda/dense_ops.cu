@@ -16,6 +16,8 @@ using detail::kThreads;
 
 __global__ void embed_kernel(const bf16* table, const int* tokens, int hidden, float scale,
                              float* h) {
+  detail::pdl_wait();
+  detail::pdl_launch_dependents();
   const size_t r = blockIdx.x;
   const bf16* src = table + static_cast<size_t>(tokens[r]) * hidden;
   for (int j = threadIdx.x; j < hidden; j += blockDim.x) {
@@ -31,6 +33,8 @@ constexpr int kNormCache = 8;
 
 __global__ void rmsnorm_kernel(float* x, const float* res, const float* w, int dim, float eps,
                                bool one_plus, float* y, bf16* y_bf16) {
+  detail::pdl_wait();
+  detail::pdl_launch_dependents();
   __shared__ double scratch[32];
   const size_t base = static_cast<size_t>(blockIdx.x) * dim;
   const int tid = threadIdx.x, step = blockDim.x;
@@ -77,6 +81,8 @@ __global__ void add_bias_kernel(float* y, const float* bias, int dim, size_t n) 
 }
 
 __global__ void add_kernel(float* y, const float* x, size_t n) {
+  detail::pdl_wait();
+  detail::pdl_launch_dependents();
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     y[i] += x[i];
@@ -113,6 +119,8 @@ __device__ __forceinline__ float load_f(const bf16* x, size_t i) { return __bflo
 template <class In, class Index>
 __global__ void rope_kernel(const In* x, float* x_out, int rows, int heads, int head_dim,
                             int row_stride, const int* pos, RopeAngles ra, half* out) {
+  detail::pdl_wait();
+  detail::pdl_launch_dependents();
   const Index hd2 = head_dim / 2;
   const Index n = static_cast<Index>(rows) * heads * hd2;
   for (Index e = blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x; e < n;
@@ -146,17 +154,19 @@ void launch_rope(const In* x, float* x_out, int rows, int heads, int head_dim, i
   if (rows <= 0 || heads <= 0 || head_dim < 2) return;
   const size_t n = static_cast<size_t>(rows) * heads * (head_dim / 2);
   if (n < (size_t{1} << 31)) {
-    rope_kernel<In, unsigned><<<grid_for(n), kThreads, 0, stream>>>(
-        x, x_out, rows, heads, head_dim, row_stride, pos, ra, out);
+    detail::launch_pdl(rope_kernel<In, unsigned>, grid_for(n), kThreads, 0, stream, x, x_out,
+                       rows, heads, head_dim, row_stride, pos, ra, out);
   } else {
-    rope_kernel<In, size_t><<<grid_for(n), kThreads, 0, stream>>>(
-        x, x_out, rows, heads, head_dim, row_stride, pos, ra, out);
+    detail::launch_pdl(rope_kernel<In, size_t>, grid_for(n), kThreads, 0, stream, x, x_out,
+                       rows, heads, head_dim, row_stride, pos, ra, out);
   }
   check(cudaGetLastError(), "rope");
 }
 
 __global__ void gated_act_kernel(const float* gate, const float* up, int width, int stride,
                                  size_t n, bool gelu, bf16* out) {
+  detail::pdl_wait();
+  detail::pdl_launch_dependents();
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
   for (size_t o = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; o < n;
        o += static_cast<size_t>(gridDim.x) * blockDim.x) {
@@ -174,6 +184,8 @@ __global__ void gated_act_kernel(const float* gate, const float* up, int width, 
 
 __global__ void split_qkv_kernel(const float* y, int q, int kv, const float* bq, const float* bk,
                                  const float* bv, size_t n, float* oq, float* ok, float* ov) {
+  detail::pdl_wait();
+  detail::pdl_launch_dependents();
   const int width = q + 2 * kv;
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
@@ -190,6 +202,44 @@ __global__ void split_qkv_kernel(const float* y, int q, int kv, const float* bq,
   }
 }
 
+// split_qkv and RoPE of Q and K in one pass (models without q/k norms): a thread per output
+// value; a rotated value reads its pair's partner too.
+__global__ void qkv_rope_kernel(const float* y, int q, int kv, int head_dim, const float* bq,
+                                const float* bk, const float* bv, size_t n, const int* pos,
+                                RopeAngles ra, float* oq, float* ok, float* ov) {
+  detail::pdl_wait();
+  detail::pdl_launch_dependents();
+  const int width = q + 2 * kv, hd2 = head_dim / 2;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const size_t r = i / width;
+    const int c = static_cast<int>(i % width);
+    const float* row = y + r * width;
+    if (c >= q + kv) {
+      ov[r * kv + c - q - kv] = bv ? row[c] + bv[c - q - kv] : row[c];
+      continue;
+    }
+    const bool is_q = c < q;
+    const int base = is_q ? 0 : q, cc = c - base, d = cc % head_dim;
+    const float* b = is_q ? bq : bk;
+    const int partner = d < hd2 ? cc + hd2 : cc - hd2;
+    const float self = b ? row[c] + b[cc] : row[c];
+    const float other = b ? row[base + partner] + b[partner] : row[base + partner];
+    float v = self;
+    const int p = pos[r];
+    if (p >= 0) {
+      const int k = d < hd2 ? d : d - hd2;
+      const float2 cs = p < ra.table_positions ? ra.table[static_cast<size_t>(p) * hd2 + k]
+                                               : rope_angle(p, k, ra.inv_freq);
+      v = d < hd2 ? self * cs.x - other * cs.y : self * cs.x + other * cs.y;
+    }
+    if (is_q)
+      oq[r * q + cc] = v;
+    else
+      ok[r * kv + cc] = v;
+  }
+}
+
 __global__ void softcap_kernel(float* x, size_t n, float cap) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
@@ -198,6 +248,8 @@ __global__ void softcap_kernel(float* x, size_t n, float cap) {
 }
 
 __global__ void to_bf16_kernel(const float* x, size_t n, bf16* y) {
+  detail::pdl_wait();
+  detail::pdl_launch_dependents();
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     y[i] = __float2bfloat16_rn(x[i]);
@@ -236,7 +288,7 @@ __global__ void gather_rows_kernel(const float* x, const int* rows, int dim, flo
 void embed(const bf16* table, const int* tokens, int rows, int hidden, float scale, float* h,
            cudaStream_t stream) {
   if (rows <= 0 || hidden <= 0) return;
-  embed_kernel<<<rows, kThreads, 0, stream>>>(table, tokens, hidden, scale, h);
+  detail::launch_pdl(embed_kernel, rows, kThreads, 0, stream, table, tokens, hidden, scale, h);
   check(cudaGetLastError(), "embed");
 }
 
@@ -254,16 +306,16 @@ unsigned norm_threads(int rows, int dim) {
 void rmsnorm(const float* x, const float* w, int rows, int dim, float eps, bool one_plus, float* y,
              bf16* y_bf16, cudaStream_t stream) {
   if (rows <= 0 || dim <= 0) return;
-  rmsnorm_kernel<<<rows, norm_threads(rows, dim), 0, stream>>>(const_cast<float*>(x), nullptr, w,
-                                                               dim, eps, one_plus, y, y_bf16);
+  detail::launch_pdl(rmsnorm_kernel, rows, norm_threads(rows, dim), 0, stream,
+                     const_cast<float*>(x), nullptr, w, dim, eps, one_plus, y, y_bf16);
   check(cudaGetLastError(), "rmsnorm");
 }
 
 void add_rmsnorm(float* x, const float* res, const float* w, int rows, int dim, float eps,
                  bool one_plus, float* y, bf16* y_bf16, cudaStream_t stream) {
   if (rows <= 0 || dim <= 0) return;
-  rmsnorm_kernel<<<rows, norm_threads(rows, dim), 0, stream>>>(x, res, w, dim, eps, one_plus, y,
-                                                               y_bf16);
+  detail::launch_pdl(rmsnorm_kernel, rows, norm_threads(rows, dim), 0, stream, x, res, w, dim,
+                     eps, one_plus, y, y_bf16);
   check(cudaGetLastError(), "add_rmsnorm");
 }
 
@@ -276,7 +328,7 @@ void add_bias(float* y, const float* bias, int rows, int dim, cudaStream_t strea
 
 void add(float* y, const float* x, size_t n, cudaStream_t stream) {
   if (n == 0) return;
-  add_kernel<<<grid_for(n), kThreads, 0, stream>>>(y, x, n);
+  detail::launch_pdl(add_kernel, grid_for(n), kThreads, 0, stream, y, x, n);
   check(cudaGetLastError(), "add");
 }
 
@@ -307,7 +359,8 @@ void gated_act(const float* gate, const float* up, int rows, int width, int stri
                bf16* out, cudaStream_t stream) {
   if (rows <= 0 || width <= 0) return;
   const size_t n = static_cast<size_t>(rows) * width;
-  gated_act_kernel<<<grid_for(n), kThreads, 0, stream>>>(gate, up, width, stride, n, gelu, out);
+  detail::launch_pdl(gated_act_kernel, grid_for(n), kThreads, 0, stream, gate, up, width, stride, n,
+                     gelu, out);
   check(cudaGetLastError(), "gated_act");
 }
 
@@ -315,9 +368,19 @@ void split_qkv(const float* y, int rows, int q, int kv, const float* bq, const f
                const float* bv, float* out_q, float* out_k, float* out_v, cudaStream_t stream) {
   if (rows <= 0) return;
   const size_t n = static_cast<size_t>(rows) * (q + 2 * kv);
-  split_qkv_kernel<<<grid_for(n), kThreads, 0, stream>>>(y, q, kv, bq, bk, bv, n, out_q, out_k,
-                                                          out_v);
+  detail::launch_pdl(split_qkv_kernel, grid_for(n), kThreads, 0, stream, y, q, kv, bq, bk, bv, n,
+                     out_q, out_k, out_v);
   check(cudaGetLastError(), "split_qkv");
+}
+
+void qkv_rope(const float* y, int rows, int q, int kv, int head_dim, const float* bq,
+              const float* bk, const float* bv, const int* pos, RopeAngles angles, float* out_q,
+              float* out_k, float* out_v, cudaStream_t stream) {
+  if (rows <= 0) return;
+  const size_t n = static_cast<size_t>(rows) * (q + 2 * kv);
+  detail::launch_pdl(qkv_rope_kernel, grid_for(n), kThreads, 0, stream, y, q, kv, head_dim, bq, bk,
+                     bv, n, pos, angles, out_q, out_k, out_v);
+  check(cudaGetLastError(), "qkv_rope");
 }
 
 void softcap(float* x, size_t n, float cap, cudaStream_t stream) {
@@ -328,7 +391,7 @@ void softcap(float* x, size_t n, float cap, cudaStream_t stream) {
 
 void to_bf16(const float* x, size_t n, bf16* y, cudaStream_t stream) {
   if (n == 0) return;
-  to_bf16_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, n, y);
+  detail::launch_pdl(to_bf16_kernel, grid_for(n), kThreads, 0, stream, x, n, y);
   check(cudaGetLastError(), "to_bf16");
 }
 
@@ -356,12 +419,7 @@ void gather_rows(const float* x, const int* rows, int n, int dim, float* y, cuda
 void matmul_nt(cublasHandle_t handle, const bf16* x, const bf16* w, float* y, int n, int in,
                int out) {
   if (n <= 0 || out <= 0) return;
-  // XQ_CUDA_SKINNY=0 leaves every product to cuBLAS (for side-by-side measurements).
-  static const bool skinny = [] {
-    const char* v = std::getenv("XQ_CUDA_SKINNY");
-    return v == nullptr || std::string(v) != "0";
-  }();
-  if (skinny && skinny_matmul_fits(x, w, n, in)) {
+  if (skinny_matmul_on() && skinny_matmul_fits(x, w, n, in)) {
     cudaStream_t stream = nullptr;
     check(cublasGetStream(handle, &stream), "cublasGetStream");
     skinny_matmul(x, w, y, n, in, out, stream);

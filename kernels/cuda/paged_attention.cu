@@ -131,7 +131,9 @@ __global__ void __launch_bounds__(kSplitThreads)
 }
 
 __global__ void combine_kernel(SplitPartials in, int rows, int heads, int width, float* out_f32,
-                               bf16* out_bf16) {
+                               bf16* out_bf16, bool bf16_rows) {
+  detail::pdl_wait();
+  detail::pdl_launch_dependents();
   __shared__ float w_s[kMaxSplits];
   __shared__ float inv_s;
   const int r = blockIdx.x, h = blockIdx.y, S = in.splits;
@@ -159,7 +161,9 @@ __global__ void combine_kernel(SplitPartials in, int rows, int heads, int width,
     if (out_f32) {
       out_f32[(static_cast<size_t>(r) * heads + h) * width + c] = v;
     } else {
-      out_bf16[(static_cast<size_t>(h) * rows + r) * width + c] = __float2bfloat16_rn(v);
+      const size_t at = bf16_rows ? (static_cast<size_t>(r) * heads + h) * width + c
+                                  : (static_cast<size_t>(h) * rows + r) * width + c;
+      out_bf16[at] = __float2bfloat16_rn(v);
     }
   }
 }
@@ -254,14 +258,15 @@ void paged_attention_splits(const float* q, int rows, const int* row_seq, const 
 }
 
 void attention_combine(SplitPartials in, int rows, int heads, int width, float* out_f32,
-                       bf16* out_bf16, cudaStream_t stream) {
+                       bf16* out_bf16, cudaStream_t stream, bool bf16_rows) {
   if (rows <= 0) return;
   if ((out_f32 == nullptr) == (out_bf16 == nullptr))
     throw CudaError("attention_combine: exactly one of out_f32 and out_bf16");
   if (in.splits < 1 || in.splits > kMaxSplits)
     throw CudaError("attention_combine: splits must be in [1, 64]");
   const dim3 grid(rows, heads);
-  combine_kernel<<<grid, 128, 0, stream>>>(in, rows, heads, width, out_f32, out_bf16);
+  detail::launch_pdl(combine_kernel, grid, 128, 0, stream, in, rows, heads, width, out_f32,
+                     out_bf16, bf16_rows);
   check(cudaGetLastError(), "attention_combine");
 }
 

@@ -48,6 +48,8 @@ template <int VEC, int TILE, int BUFS>
 __global__ void __launch_bounds__(kSplitThreads)
     paged_attention_mma_kernel(const float* q, const int* row_seq, const AttnSeq* seqs,
                                const int* tables, KvPages kv, AttnParams p, SplitPartials out) {
+  pdl_wait();
+  pdl_launch_dependents();
   using namespace nvcuda;
   extern __shared__ __align__(128) unsigned char smem[];
   const int r = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x;
@@ -183,8 +185,8 @@ void launch(const float* q, int rows, const int* row_seq, const AttnSeq* seqs, c
     raised = true;
   }
   const dim3 grid(out.splits, p.num_kv_heads, rows);
-  paged_attention_mma_kernel<VEC, TILE, BUFS>
-      <<<grid, kSplitThreads, smem, stream>>>(q, row_seq, seqs, tables, kv, p, out);
+  launch_pdl(paged_attention_mma_kernel<VEC, TILE, BUFS>, grid, kSplitThreads, smem, stream, q,
+             row_seq, seqs, tables, kv, p, out);
 }
 
 }  // namespace

@@ -10,6 +10,8 @@ namespace {
 // One block per batch row; rows the map skips (negative page) are not touched.
 __global__ void write_kv_rows_kernel(const float* k, const float* v, int dim, RowMap map,
                                      KvPages pages) {
+  detail::pdl_wait();
+  detail::pdl_launch_dependents();
   const int p = map.page[blockIdx.x];
   if (p < 0) return;
   const size_t at = static_cast<size_t>(p) * pages.page_stride +
@@ -28,7 +30,7 @@ void write_kv_rows(const float* k, const float* v, int n, int dim, RowMap map, K
   if (n <= 0 || dim <= 0) return;
   // A decode step writes a row or a few: one element per thread, not a loop of dependent loads.
   const int threads = n >= 128 ? detail::kThreads : std::min(1024, (dim + 31) / 32 * 32);
-  write_kv_rows_kernel<<<n, threads, 0, stream>>>(k, v, dim, map, pages);
+  detail::launch_pdl(write_kv_rows_kernel, n, threads, 0, stream, k, v, dim, map, pages);
   check(cudaGetLastError(), "write_kv_rows");
 }
 

@@ -13,6 +13,7 @@
 #include "kernels/cpu/half.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cuda/skinny_matmul.h"
 #include "tests/unit/cuda_test_support.h"
 #include "tests/unit/test_random.h"
 
@@ -350,6 +351,72 @@ TEST_F(CudaDenseOps, MatmulNtMatchesCpuOnBf16Inputs) {
     }
   }
   cublasDestroy(handle);
+}
+
+// The fused split + bias + RoPE equals split_qkv then rope() of the q and k heads, including rows
+// at negative positions (left unrotated) and positions past the cos/sin table.
+TEST_F(CudaDenseOps, QkvRopeEqualsSplitThenRope) {
+  const int rows = 5, head_dim = 64, q = 4 * head_dim, kv = 2 * head_dim, w = q + 2 * kv;
+  const std::vector<int> pos = {0, 3, -1, 40, 5000};
+  RopeFreqParams fp;
+  fp.head_dim = head_dim;
+  fp.theta = 5e5;
+  const auto inv_freq = rope_inv_freq(fp);
+  const auto y = randn(size_t{rows} * w, 90), bq = randn(q, 91), bk = randn(kv, 92),
+             bv = randn(kv, 93);
+  auto rq = std::vector<float>(size_t{rows} * q), rk = std::vector<float>(size_t{rows} * kv),
+       rv = rk;
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < q; ++c) rq[r * q + c] = y[r * w + c] + bq[c];
+    for (int c = 0; c < kv; ++c) {
+      rk[r * kv + c] = y[r * w + q + c] + bk[c];
+      rv[r * kv + c] = y[r * w + q + kv + c] + bv[c];
+    }
+  }
+  auto want_q = rq, want_k = rk;
+  rope_apply(want_q.data(), rows, q / head_dim, head_dim, q, pos.data(), inv_freq);
+  rope_apply(want_k.data(), rows, kv / head_dim, head_dim, kv, pos.data(), inv_freq);
+  std::copy(rq.begin() + 2 * q, rq.begin() + 3 * q, want_q.begin() + 2 * q);  // pos -1
+  std::copy(rk.begin() + 2 * kv, rk.begin() + 3 * kv, want_k.begin() + 2 * kv);
+  DeviceBuf<float> d_y(y), d_bq(bq), d_bk(bk), d_bv(bv), d_q(rq.size()), d_k(rk.size()),
+      d_v(rv.size());
+  DeviceBuf<int> d_pos(pos);
+  DeviceBuf<double> d_freq(inv_freq);
+  const int table_positions = 64;  // position 5000 is computed, the others looked up
+  DeviceBuf<float2> d_table(static_cast<size_t>(table_positions) * head_dim / 2);
+  rope_table(d_freq.get(), head_dim, table_positions, d_table.get(), stream_);
+  qkv_rope(d_y.get(), rows, q, kv, head_dim, d_bq.get(), d_bk.get(), d_bv.get(), d_pos.get(),
+           RopeAngles{d_freq.get(), d_table.get(), table_positions}, d_q.get(), d_k.get(),
+           d_v.get(), stream_);
+  EXPECT_LT(rel_err(d_q.download(), want_q), 1e-5);
+  EXPECT_LT(rel_err(d_k.download(), want_k), 1e-5);
+  EXPECT_EQ(d_v.download(), rv);
+  const auto gq = d_q.download();
+  for (int c = 0; c < q; ++c) ASSERT_EQ(gq[2 * q + c], rq[2 * q + c]);
+}
+
+// The gate-up product with the gated activation fused gives matmul_nt then silu / gelu-tanh.
+TEST_F(CudaDenseOps, SkinnyGatedMatchesMatmulThenActivation) {
+  for (int n : {1, 3, 8}) {
+    for (int in : {64, 1032}) {
+      for (bool gelu : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << n << "x" << in << " gelu " << gelu);
+        const int width = 77;
+        const auto xb = to_bf16_host(randn(static_cast<size_t>(n) * in, 100 + n)),
+                   wb = to_bf16_host(randn(size_t{2} * width * in, 101));
+        const auto xf = bf16_to_floats(xb), wf = bf16_to_floats(wb);
+        std::vector<float> y(static_cast<size_t>(n) * 2 * width), ref(static_cast<size_t>(n) * width);
+        xq::matmul_nt(xf.data(), wf.data(), nullptr, y.data(), n, in, 2 * width);
+        for (int r = 0; r < n; ++r)
+          (gelu ? gelu_tanh_mul : silu_mul)(y.data() + r * 2 * width,
+                                            y.data() + r * 2 * width + width,
+                                            ref.data() + r * width, width);
+        DeviceBuf<bf16> d_x(xb), d_w(wb), d_act(ref.size());
+        skinny_gated(d_x.get(), d_w.get(), d_act.get(), n, in, width, gelu, stream_);
+        EXPECT_LT(rel_err(bf16_to_floats(d_act.download()), ref), 3e-3);
+      }
+    }
+  }
 }
 
 }  // namespace
