@@ -3,9 +3,10 @@
 // K/V cache, XQuant's X at 2 to 16 bits and the GQA latent, with high-precision first layers
 // and the K latent's fp16 channels, through the workspace path and the fused decode kernel; the
 // per-channel formats (KIVI, xquant-ch, the per-channel K latent; G 8, 32 and 128, with and
-// without the fp16 window) over sequences that cross their blocks; XQuant-CL's per-token forms
-// (X-wide, residual stream, the GQA latent, base bits, latent base, high-precision layers, steps
-// of several workspace groups with the accumulator kept or rebuilt); CUDA graph replays against
+// without the fp16 window) over sequences that cross their blocks; XQuant-CL's per-token and
+// per-channel (-ch) forms (X-wide, residual stream, the GQA latent, base bits, latent base,
+// high-precision layers, G 8 to 128, steps of several workspace groups with the accumulator kept
+// or rebuilt); CUDA graph replays against
 // eager steps; each layer's bytes per token against the CPU format's; and the GPU memory budget.
 // Skips without a GPU.
 #include <gtest/gtest.h>

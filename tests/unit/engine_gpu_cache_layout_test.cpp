@@ -4,9 +4,10 @@
 // formats kivi, xquant-ch and the per-channel K latent at every G the GPU takes, with their fp16
 // windows' bytes), the layers' parts of a page follow each other, a layer's row segments and
 // per-channel segments tile its part, and what the GPU does not run is refused by name.
-// XQuant-CL's per-token forms likewise (X-wide, residual stream, the GQA latent with an X-wide or
-// latent base, base bits, high-precision layers, sliding-window chains), and where a step's
-// workspace groups keep their accumulator rows.
+// XQuant-CL's forms likewise (per token and per channel, X-wide, residual stream, the GQA latent
+// with an X-wide or latent base, base bits, high-precision layers, sliding-window chains; the -ch
+// forms' windows of S and their bytes), and where a step's workspace groups keep their
+// accumulator rows.
 #include <gtest/gtest.h>
 
 #include <algorithm>
