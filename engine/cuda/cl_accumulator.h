@@ -69,9 +69,9 @@ class ClAccumulator {
   const GpuCacheFormat& format_;
   const CudaWeights& w_;
   int acc_rows_ = 0, rows_ = 0, group_rows_ = 0;
-  DeviceBuffer<float> acc_;    // [chains][acc_rows_][hidden]
-  ChannelStep chan_;   // -ch forms: the step's per-channel indices
-  ClBlockStep blocks_;  // -ch forms: the step's filled blocks
+  DeviceBuffer<float> acc_;  // [chains][acc_rows_][hidden]
+  ChannelStep chan_;         // -ch forms: the step's per-channel indices
+  ClBlockStep blocks_;       // -ch forms: the step's filled blocks
   // The new rows' deltas [rows, hidden]; -ch forms: the filled blocks' [blocks G, hidden].
   DeviceBuffer<float> delta_;
   DeviceBuffer<bf16> delta_b_;

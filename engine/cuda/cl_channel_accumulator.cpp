@@ -75,8 +75,8 @@ void ClAccumulator::layer_group_channel(int l, int gi, const StepLayout& L, cons
       // Staged block j is rows [j G, j G + G) of `stored`, named by its stand-in sequence j.
       const ChannelSeqs staged{reinterpret_cast<const AttnSeq*>(d + blocks_.seqs), d + L.tables,
                                d + blocks_.slots};
-      quantize_channel_blocks(stored, width, format_.channel_store(l, layout.channel[l][0]),
-                              staged, d + blocks_.blocks + 2 * first, count, stream);
+      quantize_channel_blocks(stored, width, format_.channel_store(l, layout.channel[l][0]), staged,
+                              d + blocks_.blocks + 2 * first, count, stream);
     } else {
       const GpuPagePool& pool = format_.pool();
       quantize_rows(stored + r0 * width, static_cast<int>(n), layout.segments[l][0].layout,

@@ -4,7 +4,8 @@
 // side by side in one row; the V latent per token, the K latent per token or per channel, with
 // its first channels in fp16 if asked), KIVI (K per channel, V per token), and XQuant-CL's
 // cross-layer deltas per token or (-ch) per channel in blocks of G tokens, X-wide or on each
-// layer's basis of [Wk; Wv], rebuilt through an fp32 accumulator (engine/cuda/cl_accumulator.h); the first N layers may be at other bits
+// layer's basis of [Wk; Wv], rebuilt through an fp32 accumulator (engine/cuda/cl_accumulator.h);
+// the first N layers may be at other bits
 // (--cache-high-precision-layers). Their layouts are in
 // gpu_cache_layout.h. A page holds kPageRows positions of one sequence in every layer (layer
 // l's part of page p at base + pages * layer_offset[l] + p * page_bytes(l)), so one page table

@@ -54,8 +54,8 @@ void place_cl_windows(const ModelConfig& cfg, GpuCacheLayout& out) {
 double cl_layer_bytes(const GpuCacheLayout& out, int l) {
   for (const ChannelSegment& c : out.channel[l]) {
     const ChannelBlockLayout& b = c.layout;
-    return static_cast<double>(quantized_bytes(static_cast<size_t>(b.group) * b.width, b.bits,
-                                               b.group)) /
+    return static_cast<double>(
+               quantized_bytes(static_cast<size_t>(b.group) * b.width, b.bits, b.group)) /
            b.group;
   }
   return static_cast<double>(out.segments[l][0].layout.bytes());

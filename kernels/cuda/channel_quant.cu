@@ -273,7 +273,7 @@ void quantize_channel_blocks(const float* x, int x_stride, ChannelStore store, C
   const dim3 grid(num_blocks, channel_chunks(sh.width));
   block_params_kernel<<<grid, kChannelThreads, 0, stream>>>(x, x_stride, store, sh, seqs, blocks);
   block_codes_kernel<<<num_blocks * sh.per_block, kChannelThreads, 0, stream>>>(x, x_stride, store,
-                                                                              sh, seqs, blocks);
+                                                                                sh, seqs, blocks);
   check(cudaGetLastError(), "quantize_channel_blocks");
 }
 

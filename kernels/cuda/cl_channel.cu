@@ -27,7 +27,8 @@ __global__ void block_deltas_kernel(const float* src, int src_stride, ClWindow w
   const AttnSeq a = seqs.seqs[i];
   const int W = win.width;
   const bool in_window = p < a.start_pos;
-  const float* s = in_window ? src : src + static_cast<size_t>(a.q_row + p - a.start_pos) * src_stride;
+  const float* s =
+      in_window ? src : src + static_cast<size_t>(a.q_row + p - a.start_pos) * src_stride;
   const float* below = acc + static_cast<size_t>(ws_row[i - seq_begin] + p) * W;
   float* o = out + (static_cast<size_t>(first + j) * G + t) * W;
   for (int c = threadIdx.x; c < W; c += blockDim.x) {

@@ -18,20 +18,17 @@
 #include "engine/cuda/channel_step.h"
 #include "engine/cuda/gpu_cache_layout.h"
 #include "engine/cuda/step_layout.h"
+#include "tests/unit/cuda_cl_plan_host.h"
 
 namespace xq::cuda {
 namespace {
 
-constexpr int kHidden = 8;
+using cl_plan_host::config;
+using cl_plan_host::kHidden;
+using cl_plan_host::quant;
+using cl_plan_host::source;
+
 constexpr int kSlots = 8;
-
-float quant(float v) { return std::round(v * 8.0f) / 8.0f; }  // lossy, exact in float
-
-// Out of line: inlined at two call sites, the compiler may contract its products differently,
-// and the window's rows are compared bit for bit.
-[[gnu::noinline]] float source(int seq, int pos, int layer, int j) {
-  return std::sin(0.37f * seq + 0.11f * pos + 0.7f * layer + 0.05f * j) * (1.0f + layer);
-}
 
 // The GPU cache on the host: per layer, rows by (page, slot); per layer and window slot, G rows.
 struct HostCl {
@@ -64,9 +61,9 @@ void add_layer(HostCl& h, const Step& s, int m, int gi, float* acc, bool accumul
     if (i < 0 || p < 0) continue;
     const int end = s.seq(i)[2] + s.seq(i)[1];
     if (p >= end - end % h.group) continue;
-    const float* v = &h.store[m][(static_cast<size_t>(d[g.cache_page + r]) * kPageRows +
-                                  d[g.src_slot + r]) *
-                                 kHidden];
+    const float* v =
+        &h.store[m][(static_cast<size_t>(d[g.cache_page + r]) * kPageRows + d[g.src_slot + r]) *
+                    kHidden];
     for (int j = 0; j < kHidden; ++j)
       acc[r * kHidden + j] = (accumulate ? acc[r * kHidden + j] : 0.0f) + v[j];
   }
@@ -84,7 +81,8 @@ std::vector<float> layer_group(HostCl& h, const Step& s, int l, int gi,
   if (!places[gi].resident && p >= 0) {
     std::vector<int> chain;
     for (int m = p; m >= 0; m = h.shape.prev[m]) chain.push_back(m);
-    for (size_t k = chain.size(); k-- > 0;) add_layer(h, s, chain[k], gi, acc, k + 1 < chain.size());
+    for (size_t k = chain.size(); k-- > 0;)
+      add_layer(h, s, chain[k], gi, acc, k + 1 < chain.size());
   }
   // Staged deltas of the group's filled blocks, stored through their stand-in sequences.
   for (int j = s.b.group_first[gi]; j < s.b.group_first[gi + 1]; ++j) {
@@ -113,7 +111,8 @@ std::vector<float> layer_group(HostCl& h, const Step& s, int l, int gi,
   add_layer(h, s, l, gi, acc, p >= 0);
   std::vector<float> out(static_cast<size_t>(g.ws_rows) * kHidden, 0.0f);
   for (int r = 0; r < g.ws_rows; ++r)
-    if (d[g.ws_pos + r] >= 0) std::copy(acc + r * kHidden, acc + (r + 1) * kHidden, &out[r * kHidden]);
+    if (d[g.ws_pos + r] >= 0)
+      std::copy(acc + r * kHidden, acc + (r + 1) * kHidden, &out[r * kHidden]);
   // The window's rows over them, then the step's rows past its last filled block into it.
   for (int i = g.seq_begin; i < g.seq_end; ++i) {
     const int start = s.seq(i)[2], ws0 = d[g.seq_x_row + i - g.seq_begin];
@@ -233,24 +232,11 @@ void run_steps(const ModelConfig& cfg, const CacheOptions& opts, int ws_rows, in
   }
 }
 
-ModelConfig config(bool sliding) {
-  ModelConfig cfg;
-  cfg.num_layers = 5;
-  cfg.hidden_size = kHidden;
-  cfg.num_heads = 2;
-  cfg.num_kv_heads = 2;
-  cfg.head_dim = 4;
-  if (sliding) {
-    cfg.sliding_window = 8;
-    cfg.layer_is_sliding = {true, false, true, true, false};
-  }
-  return cfg;
-}
-
 // Prefills that fill blocks or not, decodes that fill one, chunks that start inside a block.
 const std::vector<std::vector<std::pair<int, int>>> kSteps = {
-    {{0, 5}, {1, 19}, {2, 33}}, {{0, 1}, {1, 1}, {2, 1}}, {{0, 2}, {1, 1}, {2, 1}},
-    {{3, 13}, {0, 1}},          {{3, 16}, {2, 1}, {1, 1}}, {{3, 40}, {0, 1}, {1, 1}},
+    {{0, 5}, {1, 19}, {2, 33}},      {{0, 1}, {1, 1}, {2, 1}},
+    {{0, 2}, {1, 1}, {2, 1}},        {{3, 13}, {0, 1}},
+    {{3, 16}, {2, 1}, {1, 1}},       {{3, 40}, {0, 1}, {1, 1}},
     {{0, 1}, {1, 1}, {2, 1}, {3, 1}}};
 
 TEST(CudaClChannelPlan, RebuiltRowsAreTheChainOrTheWindow) {
@@ -265,9 +251,9 @@ TEST(CudaClChannelPlan, RebuiltRowsAreTheChainOrTheWindow) {
         o.high_precision = hp;
         // Accumulator rows for every group, for the first ones only, for none.
         for (int acc : {1024, 64, 32}) {
-          SCOPED_TRACE(::testing::Message() << "sliding " << sliding << " hp " << hp.layers << "@"
-                                            << hp.bits << " G " << group << " accumulator rows "
-                                            << acc);
+          SCOPED_TRACE(::testing::Message()
+                       << "sliding " << sliding << " hp " << hp.layers << "@" << hp.bits << " G "
+                       << group << " accumulator rows " << acc);
           run_steps(config(sliding), o, 32, acc, kSteps);
         }
       }

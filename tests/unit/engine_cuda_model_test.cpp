@@ -502,11 +502,7 @@ INSTANTIATE_TEST_SUITE_P(
              .latent = true,
              .base_latent = true},
         // Table 4's shape, blocks of 128 (a decode fills one), mixed 16-bit and blocked layers.
-        Case{.arch = Arch::Llama,
-             .format = "xquant-cl-ch",
-             .bits = 3,
-             .hp = {2, 4},
-             .group = 128},
+        Case{.arch = Arch::Llama, .format = "xquant-cl-ch", .bits = 3, .hp = {2, 4}, .group = 128},
         Case{.arch = Arch::Llama,
              .format = "xquant-cl-ch-normed",
              .bits = 2,

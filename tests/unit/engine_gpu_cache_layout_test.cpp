@@ -324,9 +324,9 @@ TEST(GpuCacheLayout, ClLayerBytesAndNamesEqualTheCpuFormats) {
   for (const char* kind : {"mha", "gqa", "sliding"}) {
     const ModelConfig cfg = make_config(kind);
     const TestProjector proj(cfg, std::string(kind) == "sliding");
-    for (const std::string format : {"xquant-cl", "xquant-cl-residual", "xquant-cl-normed",
-                                     "xquant-cl-ch", "xquant-cl-ch-residual",
-                                     "xquant-cl-ch-normed"}) {
+    for (const std::string format :
+         {"xquant-cl", "xquant-cl-residual", "xquant-cl-normed", "xquant-cl-ch",
+          "xquant-cl-ch-residual", "xquant-cl-ch-normed"}) {
       const bool ch = format.rfind("xquant-cl-ch", 0) == 0;
       for (const char* latent : {"off", "auto", "on"}) {
         for (int bits : {2, 3, 4, 8, 16}) {
@@ -380,8 +380,8 @@ TEST(GpuCacheLayout, ClLayerBytesAndNamesEqualTheCpuFormats) {
                   // The -ch forms' windows: every layer's G rows of S, X-wide, apart.
                   EXPECT_EQ(gpu.has_channel_blocks(), ch) << what;
                   if (ch) {
-                    const size_t row = static_cast<size_t>(cfg.hidden_size) *
-                                       (gpu.cl.residual ? 4 : 2);
+                    const size_t row =
+                        static_cast<size_t>(cfg.hidden_size) * (gpu.cl.residual ? 4 : 2);
                     EXPECT_EQ(gpu.cl.window_value_bytes * cfg.hidden_size, row) << what;
                     ASSERT_EQ(gpu.cl.window_offset.size(), static_cast<size_t>(cfg.num_layers));
                     for (int l = 0; l < cfg.num_layers; ++l) {
