@@ -79,11 +79,12 @@ free, total = metric(8103, "xquant:cache_blocks_free"), metric(8103, "xquant:cac
 print(f"preemption: 64/64 finished, {pre:.0f} preemptions, blocks free {free:.0f}/{total:.0f}, "
       f"{same}/64 outputs equal to the request run alone")
 PY
-# The paper's Table 4 setting on both devices (2 bits, the first 3 layers at 4), for xquant and
-# xquant-cl (X-wide deltas on this MHA model): the GPU's per-layer pages must cost the CPU
-# format's bytes per token; greedy completions compared.
+# The paper's Table 4 setting on both devices (2 bits, the first 3 layers at 4), for xquant,
+# xquant-cl (X-wide deltas on this MHA model) and xquant-cl-ch (per-channel deltas of the
+# residual stream): the GPU's per-layer pages must cost the CPU format's bytes per token;
+# greedy completions compared.
 port=8104
-for fmt in xquant xquant-cl; do
+for fmt in xquant xquant-cl xquant-cl-ch; do
   HP=(--cache "$fmt" --cache-bits 2 --cache-high-precision-layers 3 --cache-high-precision-bits 4)
   serve cuda $port --gpu-cache-memory 1GiB "${HP[@]}" && serve cpu $((port + 1)) "${HP[@]}" &&
     GPU_PORT=$port FMT=$fmt python3 - <<'PY' | tee -a "$OUT/server_compare.txt"

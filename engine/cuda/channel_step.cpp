@@ -50,4 +50,48 @@ ChannelStep build_channel_step(StepLayout& L, const std::vector<StepSeq>& seqs,
   return c;
 }
 
+ClBlockStep build_cl_block_step(StepLayout& L, const ChannelStep& c, int group) {
+  std::vector<int>& v = L.ints;
+  ClBlockStep out;
+  out.num_blocks = c.num_blocks;
+  // The sequences' own AttnSeq (q_row, n, start, table), their slots, and the blocks (i, b).
+  std::vector<int> seq_of(c.num_blocks), block_of(c.num_blocks);
+  for (int j = 0; j < c.num_blocks; ++j) {
+    seq_of[j] = v[c.blocks + 2 * j];
+    block_of[j] = v[c.blocks + 2 * j + 1];
+  }
+  out.seqs = v.size();
+  for (int j = 0; j < c.num_blocks; ++j) {
+    const int table = v[L.seqs + 4 * seq_of[j] + 3];
+    v.insert(v.end(), {j * group, group, block_of[j] * group, table});
+  }
+  out.blocks = v.size();
+  for (int j = 0; j < c.num_blocks; ++j) v.insert(v.end(), {j, block_of[j]});
+  out.slots = v.size();
+  for (int j = 0; j < c.num_blocks; ++j) {
+    const int slot = v[c.slots + seq_of[j]];
+    v.push_back(slot);
+  }
+  out.row_page = v.size();
+  for (int j = 0; j < c.num_blocks; ++j) {
+    const int table = v[L.seqs + 4 * seq_of[j] + 3];
+    for (int p = block_of[j] * group; p < (block_of[j] + 1) * group; ++p) {
+      const int page = v[L.tables + table + p / kPageRows];
+      v.push_back(page);
+    }
+  }
+  out.row_slot = v.size();
+  for (int j = 0; j < c.num_blocks; ++j)
+    for (int p = block_of[j] * group; p < (block_of[j] + 1) * group; ++p)
+      v.push_back(p % kPageRows);
+  int j = 0;
+  for (const StepLayout::Group& g : L.groups) {
+    while (j < c.num_blocks && seq_of[j] < g.seq_begin) ++j;
+    out.group_first.push_back(j);
+    while (j < c.num_blocks && seq_of[j] < g.seq_end) ++j;
+  }
+  out.group_first.push_back(c.num_blocks);
+  return out;
+}
+
 }  // namespace xq::cuda

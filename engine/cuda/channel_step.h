@@ -25,4 +25,20 @@ struct ChannelStep {
 ChannelStep build_channel_step(StepLayout& L, const std::vector<StepSeq>& seqs,
                                const std::vector<int>& slots, int group, bool value_ring);
 
+// XQuant-CL's -ch forms: the blocks the step fills (c's, in sequence order), each staged as G
+// rows of deltas of its own (block j at staged rows [j G, j G + G)) and quantized from there
+// through a stand-in sequence per block whose start is the block's first position.
+struct ClBlockStep {
+  size_t seqs = 0;                    // per block j: AttnSeq {j G, G, b G, its sequence's table}
+  size_t blocks = 0;                  // per block j: (j, b)
+  size_t slots = 0;                   // per block j: its sequence's window slot
+  size_t row_page = 0, row_slot = 0;  // per staged row j G + t: position b G + t's cache row
+  int num_blocks = 0;
+  // group_first[gi]: group gi's first block (blocks follow their sequences, so a group's are
+  // consecutive), and group_first.back() = num_blocks.
+  std::vector<int> group_first;
+};
+
+ClBlockStep build_cl_block_step(StepLayout& L, const ChannelStep& c, int group);
+
 }  // namespace xq::cuda

@@ -1,6 +1,7 @@
 #include "engine/cuda/cl_accumulator.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "kernels/cuda/cl_ops.h"
 
@@ -35,15 +36,25 @@ size_t ClAccumulator::bytes() const {
   return acc_.bytes() + delta_.bytes() + delta_b_.bytes() + z_.bytes() + zb_.bytes();
 }
 
-void ClAccumulator::plan_step(const StepLayout& L) {
+void ClAccumulator::plan_step(StepLayout& L, const ChannelStep* chan) {
   std::vector<int> group_rows;
   for (const StepLayout::Group& g : L.groups) group_rows.push_back(g.ws_rows);
-  reserve(L.rows, L.max_ws_rows);
+  int staged = L.rows;
+  if (format_.layout().cl.per_channel) {
+    if (chan == nullptr) throw std::logic_error("XQuant-CL -ch: a step without its blocks");
+    chan_ = *chan;
+    blocks_ = build_cl_block_step(L, chan_, format_.layout().group);
+    staged = blocks_.num_blocks * format_.layout().group;
+  }
+  reserve(staged, L.max_ws_rows);
   places_ = place_cl_groups(group_rows, acc_rows_);
 }
 
-void ClAccumulator::add_layer(int m, const StepLayout::Group& g, const int* d, float* acc,
+void ClAccumulator::add_layer(int m, const StepLayout& L, int gi, const int* d, float* acc,
                               bool accumulate, cublasHandle_t blas, cudaStream_t stream) {
+  if (!format_.layout().channel[m].empty())
+    return add_channel_layer(m, L, gi, d, acc, accumulate, blas, stream);
+  const StepLayout::Group& g = L.groups[gi];
   const GpuPagePool& pool = format_.pool();
   const QuantRowLayout& rl = format_.layout().segments[m][0].layout;
   const RowMap rows{d + g.cache_page, d + g.src_slot};
@@ -60,22 +71,33 @@ void ClAccumulator::add_layer(int m, const StepLayout::Group& g, const int* d, f
   matmul_nn_add(blas, zb_.get(), w_.layers[m].u_kv.get(), acc, g.ws_rows, rl.width, H, accumulate);
 }
 
+float* ClAccumulator::group_acc(int l, int gi) const {
+  const size_t H = cfg_.hidden_size;
+  const size_t chain = format_.layout().cl.chain[l];
+  return acc_.get() + (chain * acc_rows_ + places_.at(gi).offset) * H;
+}
+
+void ClAccumulator::rebuild_below(int l, const StepLayout& L, int gi, const int* d, float* acc,
+                                  cublasHandle_t blas, cudaStream_t stream) {
+  const ClShape& s = format_.layout().cl;
+  if (places_.at(gi).resident || s.prev[l] < 0) return;
+  // A_p from scratch: the chain's base, then each later layer of the chain up to p.
+  std::vector<int> chain;
+  for (int m = s.prev[l]; m >= 0; m = s.prev[m]) chain.push_back(m);
+  for (size_t i = chain.size(); i-- > 0;)
+    add_layer(chain[i], L, gi, d, acc, i + 1 < chain.size(), blas, stream);
+}
+
 void ClAccumulator::layer_group(int l, int gi, const StepLayout& L, const int* d,
                                 const float* x_new, const float* residual_new, bf16* x,
                                 cublasHandle_t blas, cudaStream_t stream) {
   const ClShape& s = format_.layout().cl;
+  if (s.per_channel) return layer_group_channel(l, gi, L, d, x_new, residual_new, x, blas, stream);
   const StepLayout::Group& g = L.groups[gi];
-  const ClGroupRows place = places_.at(gi);
   const size_t H = cfg_.hidden_size;
-  float* acc = acc_.get() + (static_cast<size_t>(s.chain[l]) * acc_rows_ + place.offset) * H;
+  float* acc = group_acc(l, gi);
   const int p = s.prev[l];
-  if (!place.resident && p >= 0) {
-    // A_p from scratch: the chain's base, then each later layer of the chain up to p.
-    std::vector<int> chain;
-    for (int m = p; m >= 0; m = s.prev[m]) chain.push_back(m);
-    for (size_t i = chain.size(); i-- > 0;)
-      add_layer(chain[i], g, d, acc, i + 1 < chain.size(), blas, stream);
-  }
+  rebuild_below(l, L, gi, d, acc, blas, stream);
   // The new rows' deltas against their own A_p (nothing for a chain's start), on the layer's
   // basis where it has one, into the cache.
   const float* src = (s.residual ? residual_new : x_new) + static_cast<size_t>(g.row_begin) * H;
@@ -93,7 +115,7 @@ void ClAccumulator::layer_group(int l, int gi, const StepLayout& L, const int* d
   const RowMap new_rows{d + L.new_page + g.row_begin, d + L.new_slot + g.row_begin};
   quantize_rows(stored, g.rows, rl, pool.layer_base(l), pool.page_bytes(l), new_rows, stream);
   // A_l of every row, past and new, then what K and V are rebuilt from.
-  add_layer(l, g, d, acc, p >= 0, blas, stream);
+  add_layer(l, L, gi, d, acc, p >= 0, blas, stream);
   const bool gemma = cfg_.arch == Arch::Gemma3;
   cl_rebuilt_rows(acc, g.ws_rows, static_cast<int>(H), d + g.ws_pos,
                   s.residual ? w_.layers[l].attn_norm.get() : nullptr, cfg_.rms_norm_eps, gemma, x,

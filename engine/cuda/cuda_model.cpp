@@ -238,13 +238,14 @@ bool CudaModel::run_layers(std::span<const SeqInput> batch) {
   StepLayout L = build_step_layout(seqs, remat ? remat_capacity_ : 0, cfg_.num_heads);
   reserve_rows(L.rows);
   if (remat) reserve_remat(std::max(L.max_ws_rows, L.rows));  // KIVI stages a step's values too
-  if (cl_) cl_->plan_step(L);
-  if (format_->layout().has_channel_blocks()) {
+  const bool channel = format_->layout().has_channel_blocks();
+  if (channel) {
     std::vector<int> slots;
     for (const GpuSequence* c : caches) slots.push_back(c->window_slot());
     chan_ = build_channel_step(L, seqs, slots, format_->layout().group,
                                !format_->layout().value_window.empty());
   }
+  if (cl_) cl_->plan_step(L, channel ? &chan_ : nullptr);
   step_ints_.ensure(L.ints.size());
   check(cudaMemcpyAsync(step_ints_.get(), L.ints.data(), L.ints.size() * sizeof(int),
                         cudaMemcpyHostToDevice, stream_),

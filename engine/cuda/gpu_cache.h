@@ -3,14 +3,16 @@
 // of G tokens (xquant-ch), and for GQA models X on the SVD latents of Wk and Wv (X U_k and X U_v
 // side by side in one row; the V latent per token, the K latent per token or per channel, with
 // its first channels in fp16 if asked), KIVI (K per channel, V per token), and XQuant-CL's
-// per-token cross-layer deltas, X-wide or on each layer's basis of [Wk; Wv], rebuilt through an
-// fp32 accumulator (engine/cuda/cl_accumulator.h); the first N layers may be at other bits
+// cross-layer deltas per token or (-ch) per channel in blocks of G tokens, X-wide or on each
+// layer's basis of [Wk; Wv], rebuilt through an fp32 accumulator (engine/cuda/cl_accumulator.h);
+// the first N layers may be at other bits
 // (--cache-high-precision-layers). Their layouts are in
 // gpu_cache_layout.h. A page holds kPageRows positions of one sequence in every layer (layer
 // l's part of page p at base + pages * layer_offset[l] + p * page_bytes(l)), so one page table
 // serves all layers and a page is exactly one of the scheduler's blocks: 16 tokens at the
 // format's bytes per token. The per-channel formats keep each running sequence's unfilled block
-// (and KIVI's last G values) in fp16 in a window slot of their own. Sliding layers keep every
+// (and KIVI's last G values) in fp16 in a window slot of their own (xquant-cl-ch: every layer's
+// newest rows of S, fp16 X or the fp32 residual stream). Sliding layers keep every
 // row here (their pages are shared with the global layers'), so the format claims no window
 // discount.
 #pragma once

@@ -186,12 +186,14 @@ GpuCacheLayout gpu_cache_layout(const ModelConfig& cfg, const CacheOptions& opts
     out.window_slot_bytes = slot;
   } else if (opts.format.rfind("xquant-cl", 0) == 0) {
     fill_cl_layout(cfg, opts, out);
-    out.channel.assign(layers, {});
-    for (int l = 0; l < layers; ++l) page_bytes[l] = out.segments[l][0].layout.bytes() * kPageRows;
+    for (int l = 0; l < layers; ++l) {
+      for (const RowSegment& r : out.segments[l]) page_bytes[l] += r.layout.bytes() * kPageRows;
+      for (const ChannelSegment& c : out.channel[l]) page_bytes[l] += c.layout.page_bytes();
+    }
   } else {
     throw ConfigError("cache format " + opts.format +
                       " is not on the GPU engine (it runs fp16, kivi, xquant, xquant-ch and the "
-                      "per-token xquant-cl forms; the others run with --device cpu)");
+                      "xquant-cl forms; the others run with --device cpu)");
   }
   out.layer_offset.assign(1, 0);
   for (size_t b : page_bytes) out.layer_offset.push_back(out.layer_offset.back() + b);

@@ -16,7 +16,8 @@
 
 namespace xq::cuda {
 
-// XQuantCL: cross-layer deltas (X-wide or on each layer's basis of [Wk; Wv]), rebuilt into
+// XQuantCL: cross-layer deltas (X-wide or on each layer's basis of [Wk; Wv]; per token, or per
+// channel in blocks of G tokens for the -ch forms), rebuilt into
 // X-wide rows through an accumulator (engine/cuda/cl_accumulator.h). Kivi: K per channel in
 // blocks of G tokens, V per token (the row is [K | V], 2 kv_dim wide).
 enum class GpuCacheKind { Kv16, XQuant, XLatent, XQuantCL, Kivi };

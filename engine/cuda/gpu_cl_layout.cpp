@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "engine/cache/quantizer.h"
 #include "engine/cache/xquant_cl_cache.h"
 #include "engine/cuda/gpu_cache_layout.h"
 
@@ -22,7 +23,43 @@ void check_bits(const char* what, int bits, int group) {
                       std::to_string(group));
 }
 
+// The -ch forms' windows: every layer's newest < G rows of S (X-wide whatever the layer stores;
+// fp16 X, or the fp32 residual stream as cl_window_value_bytes) in the sequence's slot, and the
+// window bytes the CPU format reports: (G - 1) rows of S beyond their per-token bytes per layer.
+void place_cl_windows(const ModelConfig& cfg, GpuCacheLayout& out) {
+  ClShape& s = out.cl;
+  const int G = out.group, H = cfg.hidden_size;
+  s.window_value_bytes = s.residual ? 4 : 2;
+  size_t slot = 0;
+  double per_token_beyond = 0;
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    for (ChannelSegment& c : out.channel[l]) {
+      if (!c.layout.group_fits_pages())
+        throw ConfigError("--cache-group-size " + std::to_string(G) +
+                          ": the GPU's per-channel blocks (kivi, xquant-ch, xquant-cl-ch, "
+                          "--xquant-latent-k channel) need a group size that is a multiple of 16 "
+                          "or divides 16 (1, 2, 4, 8, 16, 32, 64, 128, ...)");
+      c.window_offset = slot;
+    }
+    s.window_offset.push_back(slot);
+    slot += (static_cast<size_t>(G) * H * s.window_value_bytes + 15) / 16 * 16;
+    per_token_beyond += static_cast<double>(s.window_value_bytes) * H - cl_layer_bytes(out, l);
+  }
+  out.window_slot_bytes = slot;
+  out.window_bytes_max = (G - 1) * per_token_beyond;
+}
+
 }  // namespace
+
+double cl_layer_bytes(const GpuCacheLayout& out, int l) {
+  for (const ChannelSegment& c : out.channel[l]) {
+    const ChannelBlockLayout& b = c.layout;
+    return static_cast<double>(
+               quantized_bytes(static_cast<size_t>(b.group) * b.width, b.bits, b.group)) /
+           b.group;
+  }
+  return static_cast<double>(out.segments[l][0].layout.bytes());
+}
 
 void fill_cl_layout(const ModelConfig& cfg, const CacheOptions& opts, GpuCacheLayout& out) {
   check_cache_options(opts, cfg);
@@ -36,24 +73,26 @@ void fill_cl_layout(const ModelConfig& cfg, const CacheOptions& opts, GpuCacheLa
     kind.resize(kind.size() - 7);
     residual = 0;
   }
-  if (kind == "xquant-cl-ch")
+  const bool per_channel = kind == "xquant-cl-ch";
+  if (kind != "xquant-cl" && !per_channel)
+    throw ConfigError("cache format " + opts.format + " is not built yet");
+  if (per_channel && !opts.fp16_window)
     throw ConfigError(
         "cache format " + opts.format +
-        " is not on the GPU engine yet: its deltas are grouped per channel over blocks of G "
-        "tokens, and the GPU's per-channel blocks (kivi, xquant-ch) do not feed the cross-layer "
-        "accumulator yet. The GPU runs the per-token forms: xquant-cl (deltas on X, with the GQA latent by "
-        "--xquant-latent), xquant-cl-residual and xquant-cl-normed; the -ch forms run with "
-        "--device cpu");
-  if (kind != "xquant-cl") throw ConfigError("cache format " + opts.format + " is not built yet");
+        " with --cache-fp16-window off is not on the GPU engine yet (reading the unfilled "
+        "block quantized walks the whole chain per layer); the GPU runs it with the fp16 "
+        "window, and --device cpu runs it without");
   if (opts.latent != "on" && opts.latent != "off" && opts.latent != "auto")
     throw ConfigError("xquant latent must be on, off or auto, got '" + opts.latent + "'");
   const int H = cfg.hidden_size, kv = cfg.kv_dim(), G = opts.group_size;
-  // The per-token form's default stream is X (cl_default_residual(false)); "auto" gives the
-  // latent to the forms on X where the two latents together are narrower than X.
-  const bool on_x = residual != 1;
+  // As make_cache_format: without a suffix, the grouping's default stream
+  // (cl_default_residual); "auto" gives the latent to the forms on X where the two latents
+  // together are narrower than X, "on" to the default-named forms too (which then take X).
+  const bool on_x = residual == -1 ? !cl_default_residual(per_channel) : residual == 0;
   const bool latent = opts.latent == "on" || (on_x && opts.latent == "auto" && 2 * kv < H);
   ClShape& s = out.cl;
-  s.residual = residual == 1;
+  s.residual = residual == -1 ? !latent && cl_default_residual(per_channel) : residual == 1;
+  s.per_channel = per_channel;
   s.latent = latent;
   if (latent && s.residual)
     throw ConfigError(
@@ -88,20 +127,33 @@ void fill_cl_layout(const ModelConfig& cfg, const CacheOptions& opts, GpuCacheLa
   out.kind = GpuCacheKind::XQuantCL;
   out.row_width = H;  // the rebuilt rows K and V are projected from are X-wide
   out.segments.clear();
+  out.channel.clear();
+  out.group = G;
+  out.fp16_window = opts.fp16_window;
   for (int l = 0; l < cfg.num_layers; ++l) {
     const bool start = s.prev[l] < 0 && l >= hp.layers - 1;
     const int bits = start ? base_bits : hp.of(l, opts.bits);
     const bool x_wide = s.prev[l] < 0 && chained_to[l] && !opts.cl_base_latent;
     s.on_basis.push_back(latent && !x_wide);
+    s.bits.push_back(bits);
     s.chain.push_back(cfg.sliding_window > 0 && cfg.is_sliding(l) ? 1 : 0);
     const int width = s.on_basis.back() ? 2 * kv : H;
-    out.segments.push_back({{0, {width, bits, G}, 0}});
+    // The -ch forms' layers below 16 bits keep their deltas in per-channel blocks; at 16 bits
+    // a block is its fp16 rows, which per-token rows hold just as well (as on the CPU).
+    if (per_channel && bits != 16) {
+      out.segments.push_back({});
+      out.channel.push_back({{0, {width, bits, G}, 0, 0}});
+    } else {
+      out.segments.push_back({{0, {width, bits, G}, 0}});
+      out.channel.push_back({});
+    }
   }
-  std::string name = "xquant-cl";
+  if (per_channel) place_cl_windows(cfg, out);
+  std::string name = per_channel ? "xquant-cl-ch" : "xquant-cl";
   if (latent) {
     name += opts.cl_base_latent ? "-latent-lb" : "-latent";
-  } else if (s.residual) {
-    name += "-residual";
+  } else if (s.residual != cl_default_residual(per_channel)) {
+    name += s.residual ? "-residual" : "-normed";
   }
   out.name = name + ":" + std::to_string(opts.bits);
 }

@@ -37,6 +37,14 @@ void append_channel_rows(const float* x, int x_stride, int rows, const int* row_
                          ChannelStore store, ChannelSeqs seqs, const int* blocks, int num_blocks,
                          cudaStream_t stream);
 
+// The block part of append_channel_rows alone: quantizes the `num_blocks` blocks (blocks[2 j]
+// the sequence, blocks[2 j + 1] the block index) from rows of x as append_channel_rows does (a
+// block position before its sequence's start comes from the window). XQuant-CL stages each
+// block's deltas as rows of its own, naming them by a sequence per block whose start is the
+// block's first position.
+void quantize_channel_blocks(const float* x, int x_stride, ChannelStore store, ChannelSeqs seqs,
+                             const int* blocks, int num_blocks, cudaStream_t stream);
+
 // Dequantized rows of the filled blocks into out (bf16 or fp16; row r at out + r * out_stride):
 // workspace row r holds position pos[r] of sequence seq[r] (seq[r] < 0: skipped, as are
 // positions in a block the sequence's start has not filled).
@@ -44,6 +52,14 @@ void read_channel_blocks(ChannelStore store, ChannelSeqs seqs, const int* seq, c
                          int rows, bf16* out, int out_stride, cudaStream_t stream);
 void read_channel_blocks(ChannelStore store, ChannelSeqs seqs, const int* seq, const int* pos,
                          int rows, half* out, int out_stride, cudaStream_t stream);
+
+// As read_channel_blocks, after the step quantized its blocks: every block filled by the end of
+// the step (positions below end - end % G, end = start + n), added to acc in fp32 (accumulate
+// false: written; other rows left alone), or written as bf16. XQuant-CL's chain reads these.
+void add_step_blocks(ChannelStore store, ChannelSeqs seqs, const int* seq, const int* pos, int rows,
+                     float* acc, int acc_stride, bool accumulate, cudaStream_t stream);
+void read_step_blocks(ChannelStore store, ChannelSeqs seqs, const int* seq, const int* pos,
+                      int rows, bf16* out, int out_stride, cudaStream_t stream);
 
 // Each sequence i in [first, first + count)'s window rows into out rows ws_row[i - first] + p:
 // positions p in [start - start % G, start) (its unfilled block; quantized: read as a partial

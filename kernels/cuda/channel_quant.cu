@@ -148,13 +148,26 @@ __device__ inline half out_value<half>(float v) {
   return __float2half_rn(v);
 }
 
+// fp32 outputs are XQuant-CL's accumulator: the value added (or written, accumulate false).
+template <typename T>
+__device__ inline void put(T* o, float v, bool) {
+  *o = out_value<T>(v);
+}
+template <>
+__device__ inline void put<float>(float* o, float v, bool accumulate) {
+  *o = accumulate ? *o + v : v;
+}
+
+// through_step: the blocks filled by the end of the step (start + n; read after the step
+// quantized them), else those filled before it.
 template <typename T>
 __global__ void read_blocks_kernel(ChannelStore st, Shape sh, ChannelSeqs s, const int* seq,
-                                   const int* pos, T* out, int out_stride) {
+                                   const int* pos, T* out, int out_stride, bool through_step,
+                                   bool accumulate) {
   const int r = blockIdx.x, i = seq[r], p = pos[r];
   if (i < 0 || p < 0) return;
-  const int start = s.seqs[i].start_pos;
-  if (p >= start - start % sh.group) return;
+  const int end = s.seqs[i].start_pos + (through_step ? s.seqs[i].n : 0);
+  if (p >= end - end % sh.group) return;
   const int b = p / sh.group, bits = sh.bits;
   const uint32_t* words = unit_of(st, sh, s, i, p);
   const int per_page = sh.group >= kPageRows ? sh.params : sh.per_page * sh.width;
@@ -168,7 +181,7 @@ __global__ void read_blocks_kernel(ChannelStore st, Shape sh, ChannelSeqs s, con
     if (w + 1 < static_cast<size_t>(nwords)) pair |= static_cast<uint64_t>(words[w + 1]) << 32;
     const float code = static_cast<float>((pair >> (bit % 32)) & mask);
     const half* par = param_of(st, sh, s, i, b, c);
-    o[c] = out_value<T>(__fmaf_rn(__half2float(par[0]), code, __half2float(par[per_page])));
+    put<T>(o + c, __fmaf_rn(__half2float(par[0]), code, __half2float(par[per_page])), accumulate);
   }
 }
 
@@ -231,11 +244,12 @@ unsigned channel_chunks(int width) {
 
 template <typename T>
 void read_blocks(ChannelStore st, ChannelSeqs s, const int* seq, const int* pos, int rows, T* out,
-                 int out_stride, cudaStream_t stream) {
+                 int out_stride, cudaStream_t stream, bool through_step = false,
+                 bool accumulate = false) {
   check_store(st, "read_channel_blocks");
   if (rows <= 0) return;
-  read_blocks_kernel<T>
-      <<<rows, kChannelThreads, 0, stream>>>(st, shape_of(st.layout), s, seq, pos, out, out_stride);
+  read_blocks_kernel<T><<<rows, kChannelThreads, 0, stream>>>(
+      st, shape_of(st.layout), s, seq, pos, out, out_stride, through_step, accumulate);
   check(cudaGetLastError(), "read_channel_blocks");
 }
 
@@ -251,21 +265,27 @@ void read_window(ChannelStore st, ChannelSeqs s, int first, int count, const int
 
 }  // namespace
 
+void quantize_channel_blocks(const float* x, int x_stride, ChannelStore store, ChannelSeqs seqs,
+                             const int* blocks, int num_blocks, cudaStream_t stream) {
+  check_store(store, "quantize_channel_blocks");
+  if (num_blocks <= 0) return;
+  const Shape sh = shape_of(store.layout);
+  const dim3 grid(num_blocks, channel_chunks(sh.width));
+  block_params_kernel<<<grid, kChannelThreads, 0, stream>>>(x, x_stride, store, sh, seqs, blocks);
+  block_codes_kernel<<<num_blocks * sh.per_block, kChannelThreads, 0, stream>>>(x, x_stride, store,
+                                                                                sh, seqs, blocks);
+  check(cudaGetLastError(), "quantize_channel_blocks");
+}
+
 void append_channel_rows(const float* x, int x_stride, int rows, const int* row_seq,
                          ChannelStore store, ChannelSeqs seqs, const int* blocks, int num_blocks,
                          cudaStream_t stream) {
   check_store(store, "append_channel_rows");
   if (rows <= 0) return;
-  const Shape sh = shape_of(store.layout);
-  if (num_blocks > 0) {
-    const dim3 grid(num_blocks, channel_chunks(sh.width));
-    block_params_kernel<<<grid, kChannelThreads, 0, stream>>>(x, x_stride, store, sh, seqs, blocks);
-    block_codes_kernel<<<num_blocks * sh.per_block, kChannelThreads, 0, stream>>>(
-        x, x_stride, store, sh, seqs, blocks);
-  }
+  quantize_channel_blocks(x, x_stride, store, seqs, blocks, num_blocks, stream);
   // After the blocks: a block filled this step reads window rows the new rows may overwrite.
-  window_write_kernel<<<rows, kChannelThreads, 0, stream>>>(x, x_stride, row_seq, store, sh, seqs,
-                                                            false);
+  window_write_kernel<<<rows, kChannelThreads, 0, stream>>>(x, x_stride, row_seq, store,
+                                                            shape_of(store.layout), seqs, false);
   check(cudaGetLastError(), "append_channel_rows");
 }
 
@@ -276,6 +296,15 @@ void read_channel_blocks(ChannelStore store, ChannelSeqs seqs, const int* seq, c
 void read_channel_blocks(ChannelStore store, ChannelSeqs seqs, const int* seq, const int* pos,
                          int rows, half* out, int out_stride, cudaStream_t stream) {
   read_blocks(store, seqs, seq, pos, rows, out, out_stride, stream);
+}
+
+void add_step_blocks(ChannelStore store, ChannelSeqs seqs, const int* seq, const int* pos, int rows,
+                     float* acc, int acc_stride, bool accumulate, cudaStream_t stream) {
+  read_blocks(store, seqs, seq, pos, rows, acc, acc_stride, stream, true, accumulate);
+}
+void read_step_blocks(ChannelStore store, ChannelSeqs seqs, const int* seq, const int* pos,
+                      int rows, bf16* out, int out_stride, cudaStream_t stream) {
+  read_blocks(store, seqs, seq, pos, rows, out, out_stride, stream, true);
 }
 
 void read_channel_window(ChannelStore store, ChannelSeqs seqs, int first, int count,

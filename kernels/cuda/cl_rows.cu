@@ -1,5 +1,6 @@
 // XQuant-CL's accumulator kernels: one block per row, threads across the row.
 #include "kernels/cuda/cl_ops.h"
+#include "kernels/cuda/cl_row.cuh"
 #include "kernels/cuda/launch_util.cuh"
 
 namespace xq::cuda {
@@ -64,17 +65,7 @@ __global__ void rebuilt_rows_kernel(const float* acc, int width, const int* pos,
     for (int j = threadIdx.x; j < width; j += blockDim.x) o[j] = __float2bfloat16_rn(0.0f);
     return;
   }
-  if (norm == nullptr) {
-    for (int j = threadIdx.x; j < width; j += blockDim.x) o[j] = __float2bfloat16_rn(a[j]);
-    return;
-  }
-  // As the CPU's rmsnorm: the sum of squares in double, eps inside the root.
-  double ss = 0.0;
-  for (int j = threadIdx.x; j < width; j += blockDim.x) ss += static_cast<double>(a[j]) * a[j];
-  ss = detail::block_reduce(ss, detail::SumOp<double>{}, scratch);
-  const float inv = static_cast<float>(1.0 / sqrt(ss / width + eps));
-  for (int j = threadIdx.x; j < width; j += blockDim.x)
-    o[j] = __float2bfloat16_rn(a[j] * inv * (one_plus ? 1.0f + norm[j] : norm[j]));
+  detail::write_rebuilt_row([a](int j) { return a[j]; }, width, norm, eps, one_plus, o, scratch);
 }
 
 }  // namespace

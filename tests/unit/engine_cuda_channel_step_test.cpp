@@ -73,5 +73,32 @@ TEST(ChannelStep, LargeGroupsFillAtTheirLastPosition) {
   EXPECT_TRUE(c.ws_seq.empty());  // no workspace
 }
 
+TEST(ChannelStep, ClStagesEachFilledBlockAsRowsOfItsOwn) {
+  // G 8, a workspace of 32 rows: sequence 0 (6 tokens, gets 12) alone in group 0, sequences 1
+  // (16 + 1) and 2 (7 + 1) in groups 1 and 2. Blocks filled: (0, 0), (0, 1), (2, 0).
+  std::vector<Seq> seqs = {{{4, 9}, std::vector<int>(12), 6},
+                           {{2, 7}, std::vector<int>(1), 16},
+                           {{5}, std::vector<int>(1), 7}};
+  const std::vector<StepSeq> ss = step_of(seqs);
+  StepLayout L = build_step_layout(ss, 32, 1);
+  ASSERT_EQ(L.groups.size(), 3u);
+  const ChannelStep c = build_channel_step(L, ss, {3, 0, 1}, 8, false);
+  const ClBlockStep b = build_cl_block_step(L, c, 8);
+  ASSERT_EQ(b.num_blocks, 3);
+  // Stand-in sequence j: staged rows [8 j, 8 j + 8) at the block's positions, its sequence's
+  // page table (sequence 0's at table offset 0, sequence 2's after 2 + 2 pages).
+  EXPECT_EQ(slice(L, b.seqs, 12), (std::vector<int>{0, 8, 0, 0, 8, 8, 8, 0, 16, 8, 0, 4}));
+  EXPECT_EQ(slice(L, b.blocks, 6), (std::vector<int>{0, 0, 1, 1, 2, 0}));
+  EXPECT_EQ(slice(L, b.slots, 3), (std::vector<int>{3, 3, 1}));
+  // The staged rows' cache rows: positions 0..15 of sequence 0 (page 4), 0..7 of sequence 2.
+  const std::vector<int> page = slice(L, b.row_page, 24), slot = slice(L, b.row_slot, 24);
+  for (int r = 0; r < 24; ++r) {
+    EXPECT_EQ(page[r], r < 16 ? 4 : 5) << r;
+    EXPECT_EQ(slot[r], r < 16 ? r : r - 16) << r;
+  }
+  // Group 0 holds blocks [0, 2), group 1 none, group 2 block 2.
+  EXPECT_EQ(b.group_first, (std::vector<int>{0, 2, 2, 3}));
+}
+
 }  // namespace
 }  // namespace xq::cuda

@@ -16,18 +16,15 @@
 
 #include "engine/cuda/gpu_cache_layout.h"
 #include "engine/cuda/step_layout.h"
+#include "tests/unit/cuda_cl_plan_host.h"
 
 namespace xq::cuda {
 namespace {
 
-constexpr int kHidden = 8;
-
-float quant(float v) { return std::round(v * 8.0f) / 8.0f; }  // lossy, exact in float
-
-// The layer input S_l of a token (X or the residual stream; the plan does not care which).
-float source(int seq, int pos, int layer, int j) {
-  return std::sin(0.37f * seq + 0.11f * pos + 0.7f * layer + 0.05f * j) * (1.0f + layer);
-}
+using cl_plan_host::config;
+using cl_plan_host::kHidden;
+using cl_plan_host::quant;
+using cl_plan_host::source;
 
 // The GPU cache and accumulator on the host: per layer, rows by (page, slot).
 struct HostCl {
@@ -165,20 +162,6 @@ void run_steps(const ModelConfig& cfg, const CacheOptions& opts, int ws_rows, in
   if (acc_rows < 2 * ws_rows) {
     EXPECT_GT(rebuilt_groups, 0);
   }
-}
-
-ModelConfig config(bool sliding) {
-  ModelConfig cfg;
-  cfg.num_layers = 5;
-  cfg.hidden_size = kHidden;
-  cfg.num_heads = 2;
-  cfg.num_kv_heads = 2;
-  cfg.head_dim = 4;
-  if (sliding) {
-    cfg.sliding_window = 8;
-    cfg.layer_is_sliding = {true, false, true, true, false};
-  }
-  return cfg;
 }
 
 // Prefill of three sequences, decodes, then a chunked prompt next to decodes.

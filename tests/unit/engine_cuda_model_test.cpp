@@ -3,9 +3,10 @@
 // K/V cache, XQuant's X at 2 to 16 bits and the GQA latent, with high-precision first layers
 // and the K latent's fp16 channels, through the workspace path and the fused decode kernel; the
 // per-channel formats (KIVI, xquant-ch, the per-channel K latent; G 8, 32 and 128, with and
-// without the fp16 window) over sequences that cross their blocks; XQuant-CL's per-token forms
-// (X-wide, residual stream, the GQA latent, base bits, latent base, high-precision layers, steps
-// of several workspace groups with the accumulator kept or rebuilt); CUDA graph replays against
+// without the fp16 window) over sequences that cross their blocks; XQuant-CL's per-token and
+// per-channel (-ch) forms (X-wide, residual stream, the GQA latent, base bits, latent base,
+// high-precision layers, G 8 to 128, steps of several workspace groups with the accumulator kept
+// or rebuilt); CUDA graph replays against
 // eager steps; each layer's bytes per token against the CPU format's; and the GPU memory budget.
 // Skips without a GPU.
 #include <gtest/gtest.h>
@@ -476,6 +477,63 @@ INSTANTIATE_TEST_SUITE_P(
              .acc_rows = 48}),
     case_name);
 
+// XQuant-CL's per-channel forms: deltas per channel in blocks of G tokens (G 32 unless named;
+// the long-sequence test decodes past position 128), each layer's newest < G rows in the
+// window. xquant-cl-ch takes the residual stream, -normed X; the latent (one KV head) X.
+INSTANTIATE_TEST_SUITE_P(
+    ClChannelFormats, CudaModelTest,
+    ::testing::Values(
+        // X-wide, MHA: fp16 deltas (tight against the CPU), then 2 bits; both streams.
+        Case{.arch = Arch::Llama, .format = "xquant-cl-ch", .bits = 16, .mha = true},
+        Case{.arch = Arch::Llama, .format = "xquant-cl-ch-normed", .bits = 16, .mha = true},
+        Case{.arch = Arch::Llama, .format = "xquant-cl-ch", .bits = 2, .mha = true},
+        Case{.arch = Arch::Llama, .format = "xquant-cl-ch-normed", .bits = 4, .group = 8},
+        Case{.arch = Arch::Llama, .format = "xquant-cl-ch", .bits = 4, .group = 16},
+        // Gemma's two chains (global and sliding layers), its one-plus norm of the residual.
+        Case{.arch = Arch::Gemma3, .format = "xquant-cl-ch", .bits = 4},
+        Case{.arch = Arch::Gemma3, .format = "xquant-cl-ch-residual", .bits = 16},
+        // The GQA latent form: deltas on each layer's basis, the X-wide base, per channel.
+        Case{.arch = Arch::Llama, .format = "xquant-cl-ch-normed", .bits = 16, .latent = true},
+        Case{.arch = Arch::Llama, .format = "xquant-cl-ch-normed", .bits = 2, .latent = true},
+        Case{.arch = Arch::Gemma3, .format = "xquant-cl-ch-normed", .bits = 4, .latent = true},
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl-ch",  // "on" gives the default-named form the latent of X
+             .bits = 3,
+             .latent = true,
+             .base_latent = true},
+        // Table 4's shape, blocks of 128 (a decode fills one), mixed 16-bit and blocked layers.
+        Case{.arch = Arch::Llama, .format = "xquant-cl-ch", .bits = 3, .hp = {2, 4}, .group = 128},
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl-ch-normed",
+             .bits = 2,
+             .latent = true,
+             .hp = {2, 16},
+             .group = 128},
+        // Several workspace groups a step, accumulator rows for some of them or none.
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl-ch",
+             .bits = 2,
+             .remat_rows = 32,
+             .acc_rows = 64,
+             .mha = true},
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl-ch-normed",
+             .bits = 16,
+             .remat_rows = 32,
+             .acc_rows = 32,
+             .mha = true},
+        Case{.arch = Arch::Gemma3,
+             .format = "xquant-cl-ch-normed",
+             .bits = 4,
+             .latent = true,
+             .remat_rows = 32},
+        Case{.arch = Arch::Gemma3,
+             .format = "xquant-cl-ch",
+             .bits = 3,
+             .remat_rows = 32,
+             .acc_rows = 48}),
+    case_name);
+
 TEST(CudaModelBudget, CacheGetsWhatTheUtilizationLeaves) {
   SKIP_WITHOUT_GPU();
   const ModelConfig cfg = tiny_config(Arch::Llama);
@@ -519,21 +577,25 @@ TEST(CudaModelBudget, FormatsTheGpuDoesNotRunAreRefusedClearly) {
   EngineOptions o = small_cache("kivi", 4);
   o.cache.group_size = 24;
   EXPECT_THROW(make_model(cfg, w, o), ConfigError);
-  // XQuant-CL's per-channel forms, naming the per-token ones that run.
+  // XQuant-CL's per-channel forms read their unfilled block only from the fp16 window on the GPU.
   o.cache.latent = "auto";
   o.cache.latent_k = "auto";
   o.cache.bits = 2;
+  o.cache.group_size = 32;
+  o.cache.fp16_window = false;
   for (const char* f : {"xquant-cl-ch", "xquant-cl-ch-normed"}) {
     o.cache.format = f;
     try {
       make_model(cfg, w, o);
       ADD_FAILURE() << f << " was accepted";
     } catch (const ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find("xquant-cl-residual"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("--cache-fp16-window"), std::string::npos) << e.what();
     }
   }
-  // The per-token forms run.
-  for (const char* f : {"xquant-cl", "xquant-cl-residual", "xquant-cl-normed"}) {
+  // Every xquant-cl form runs, the per-channel ones with their window.
+  o.cache.fp16_window = true;
+  for (const char* f : {"xquant-cl", "xquant-cl-residual", "xquant-cl-normed", "xquant-cl-ch",
+                        "xquant-cl-ch-residual", "xquant-cl-ch-normed"}) {
     o.cache.format = f;
     EXPECT_NO_THROW(make_model(cfg, w, o)) << f;
   }

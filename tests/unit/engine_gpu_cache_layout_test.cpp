@@ -4,9 +4,10 @@
 // formats kivi, xquant-ch and the per-channel K latent at every G the GPU takes, with their fp16
 // windows' bytes), the layers' parts of a page follow each other, a layer's row segments and
 // per-channel segments tile its part, and what the GPU does not run is refused by name.
-// XQuant-CL's per-token forms likewise (X-wide, residual stream, the GQA latent with an X-wide or
-// latent base, base bits, high-precision layers, sliding-window chains), and where a step's
-// workspace groups keep their accumulator rows.
+// XQuant-CL's forms likewise (per token and per channel, X-wide, residual stream, the GQA latent
+// with an X-wide or latent base, base bits, high-precision layers, sliding-window chains; the -ch
+// forms' windows of S and their bytes), and where a step's workspace groups keep their
+// accumulator rows.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -288,10 +289,17 @@ TEST(GpuCacheLayout, RefusesWhatTheGpuDoesNotRunByName) {
   for (const char* f : {"kivi", "xquant-ch", "latent"})
     expect_refused(gqa, per_channel(f, 4, 24, {}, true), "--cache-group-size 24");
   EXPECT_NO_THROW(gpu_cache_layout(gqa, xquant(4, 24, {}, true)));
+  // What the GPU still refuses of the -ch forms: the unfilled block read quantized, and groups
+  // its per-channel blocks cannot tile pages with.
   for (const char* f : {"xquant-cl-ch", "xquant-cl-ch-normed"}) {
     CacheOptions other = xquant(2, 16, {}, false);
     other.format = f;
-    expect_refused(mha, other, "not on the GPU engine yet");
+    EXPECT_NO_THROW(gpu_cache_layout(mha, other)) << f;
+    other.fp16_window = false;
+    expect_refused(mha, other, "--cache-fp16-window off");
+    other.fp16_window = true;
+    other.group_size = 24;
+    expect_refused(mha, other, "--cache-group-size 24");
   }
 }
 
@@ -308,19 +316,23 @@ CacheOptions xquant_cl(const std::string& format, int bits, int group, HighPreci
   return o;
 }
 
-// Every per-token CL option against the CPU format: the same name, the same bytes per token in
-// every layer, or a ConfigError from both.
+// Every CL option against the CPU format: the same name, the same bytes per token in every
+// layer and window bytes, or a ConfigError from both (the -ch forms: also the GPU's own refusal
+// of a group size its blocks cannot tile pages with).
 TEST(GpuCacheLayout, ClLayerBytesAndNamesEqualTheCpuFormats) {
-  int compared = 0;
+  int compared = 0, compared_ch = 0;
   for (const char* kind : {"mha", "gqa", "sliding"}) {
     const ModelConfig cfg = make_config(kind);
     const TestProjector proj(cfg, std::string(kind) == "sliding");
-    for (const char* format : {"xquant-cl", "xquant-cl-residual", "xquant-cl-normed"}) {
+    for (const std::string format :
+         {"xquant-cl", "xquant-cl-residual", "xquant-cl-normed", "xquant-cl-ch",
+          "xquant-cl-ch-residual", "xquant-cl-ch-normed"}) {
+      const bool ch = format.rfind("xquant-cl-ch", 0) == 0;
       for (const char* latent : {"off", "auto", "on"}) {
         for (int bits : {2, 3, 4, 8, 16}) {
           for (HighPrecisionLayers hp :
                {HighPrecisionLayers{0, 4}, HighPrecisionLayers{1, 4}, HighPrecisionLayers{2, 8}}) {
-            for (int group : {16, 24}) {
+            for (int group : ch ? std::vector<int>{8, 24, 32} : std::vector<int>{16, 24}) {
               for (int base_bits : {0, 2, 8}) {
                 for (bool base_latent : {false, true}) {
                   const CacheOptions o =
@@ -335,22 +347,50 @@ TEST(GpuCacheLayout, ClLayerBytesAndNamesEqualTheCpuFormats) {
                     EXPECT_THROW(gpu_cache_layout(cfg, o), ConfigError) << what;
                     continue;
                   }
+                  // Only layers below 16 bits have blocks to tile pages with.
+                  const bool all16 = bits == 16 && hp.layers == 0 && base_bits == 0;
+                  if (ch && group == 24 && !all16) {
+                    expect_refused(cfg, o, "--cache-group-size 24");
+                    continue;
+                  }
                   const GpuCacheLayout gpu = gpu_cache_layout(cfg, o);
                   ++compared;
+                  compared_ch += ch;
                   EXPECT_EQ(gpu.kind, GpuCacheKind::XQuantCL) << what;
                   EXPECT_EQ(gpu.name, cpu->name()) << what;
                   EXPECT_EQ(gpu.row_width, cfg.hidden_size) << what;
+                  EXPECT_EQ(gpu.cl.per_channel, ch) << what;
                   ASSERT_EQ(gpu.layers(), cfg.num_layers) << what;
                   for (int l = 0; l < cfg.num_layers; ++l) {
                     EXPECT_DOUBLE_EQ(static_cast<double>(gpu.page_bytes(l)) / kPageRows,
                                      cpu->layer_bytes_per_token(l))
                         << what << " layer " << l;
-                    ASSERT_EQ(gpu.segments[l].size(), 1u) << what;
-                    EXPECT_EQ(gpu.segments[l][0].layout.bytes() * kPageRows, gpu.page_bytes(l));
+                    // One store per layer: per-channel blocks below 16 bits in the -ch forms,
+                    // else per-token rows.
+                    const size_t blocks = gpu.channel[l].size();
+                    EXPECT_EQ(blocks, ch && gpu.cl.bits[l] != 16 ? 1u : 0u) << what;
+                    ASSERT_EQ(gpu.segments[l].size() + blocks, 1u) << what;
+                    EXPECT_EQ(blocks ? gpu.channel[l][0].layout.page_bytes()
+                                     : gpu.segments[l][0].layout.bytes() * kPageRows,
+                              gpu.page_bytes(l));
                     EXPECT_EQ(gpu.layer_offset[l + 1] - gpu.layer_offset[l], gpu.page_bytes(l));
                     EXPECT_EQ(gpu.page_bytes(l) % 4, 0u) << what;
                   }
-                  EXPECT_EQ(cpu->window_bytes_max(), 0.0) << what;
+                  EXPECT_DOUBLE_EQ(gpu.window_bytes_max, cpu->window_bytes_max()) << what;
+                  // The -ch forms' windows: every layer's G rows of S, X-wide, apart.
+                  EXPECT_EQ(gpu.has_channel_blocks(), ch) << what;
+                  if (ch) {
+                    const size_t row =
+                        static_cast<size_t>(cfg.hidden_size) * (gpu.cl.residual ? 4 : 2);
+                    EXPECT_EQ(gpu.cl.window_value_bytes * cfg.hidden_size, row) << what;
+                    ASSERT_EQ(gpu.cl.window_offset.size(), static_cast<size_t>(cfg.num_layers));
+                    for (int l = 0; l < cfg.num_layers; ++l) {
+                      const size_t end = l + 1 < cfg.num_layers ? gpu.cl.window_offset[l + 1]
+                                                                : gpu.window_slot_bytes;
+                      EXPECT_GE(end - gpu.cl.window_offset[l], group * row) << what;
+                      EXPECT_EQ(gpu.cl.window_offset[l] % 16, 0u) << what;
+                    }
+                  }
                 }
               }
             }
@@ -360,6 +400,7 @@ TEST(GpuCacheLayout, ClLayerBytesAndNamesEqualTheCpuFormats) {
     }
   }
   EXPECT_GT(compared, 500);  // most combinations run, not only refusals
+  EXPECT_GT(compared_ch, 300);
 }
 
 TEST(GpuCacheLayout, ClChainsBasesAndWidthsFollowThePaper) {
@@ -392,13 +433,40 @@ TEST(GpuCacheLayout, ClChainsBasesAndWidthsFollowThePaper) {
   EXPECT_EQ(g.name, "xquant-cl-residual:2");
 }
 
-TEST(GpuCacheLayout, ClRefusesPerChannelFormsNamingThePerTokenOnes) {
+TEST(GpuCacheLayout, ClPerChannelFormsKeepTheCpusStreamAndWindows) {
   const ModelConfig gqa = make_config("gqa");
-  for (const char* f : {"xquant-cl-ch", "xquant-cl-ch-normed", "xquant-cl-ch-residual"}) {
-    CacheOptions o = xquant_cl(f, 2, 16, {}, "auto", 0, false);
-    expect_refused(gqa, o, "xquant-cl-residual");
-    expect_refused(gqa, o, "--device cpu");
+  // xquant-cl-ch: the residual stream (fp32 window rows), X-wide even where the latent is
+  // "auto"; -normed takes the latent there; "on" gives it to xquant-cl-ch too, which then
+  // takes X (fp16 window rows).
+  GpuCacheLayout g = gpu_cache_layout(gqa, xquant_cl("xquant-cl-ch", 2, 32, {}, "auto", 0, false));
+  EXPECT_TRUE(g.cl.residual);
+  EXPECT_FALSE(g.cl.latent);
+  EXPECT_EQ(g.cl.window_value_bytes, 4);
+  EXPECT_EQ(g.name, "xquant-cl-ch:2");
+  EXPECT_EQ(g.channel[1][0].layout.width, 128);
+  EXPECT_EQ(g.channel[1][0].layout.group, 32);
+  g = gpu_cache_layout(gqa, xquant_cl("xquant-cl-ch-normed", 2, 32, {}, "auto", 0, false));
+  EXPECT_FALSE(g.cl.residual);
+  EXPECT_TRUE(g.cl.latent);
+  EXPECT_EQ(g.cl.window_value_bytes, 2);
+  EXPECT_EQ(g.name, "xquant-cl-ch-latent:2");
+  EXPECT_EQ(g.cl.on_basis, (std::vector<char>{0, 1, 1}));
+  EXPECT_EQ(g.channel[0][0].layout.width, 128);  // the X-wide base
+  EXPECT_EQ(g.channel[1][0].layout.width, 64);   // 2 kv_dim
+  g = gpu_cache_layout(gqa, xquant_cl("xquant-cl-ch", 2, 32, {}, "on", 0, false));
+  EXPECT_FALSE(g.cl.residual);
+  EXPECT_TRUE(g.cl.latent);
+  // 16 bits: fp16 rows per token, still waiting in the window until their block fills.
+  g = gpu_cache_layout(gqa, xquant_cl("xquant-cl-ch", 16, 32, {}, "off", 0, false));
+  for (int l = 0; l < 3; ++l) {
+    EXPECT_TRUE(g.channel[l].empty());
+    EXPECT_EQ(g.segments[l][0].layout.bits, 16);
   }
+  EXPECT_TRUE(g.has_channel_blocks());
+  EXPECT_EQ(g.window_slot_bytes, 3u * 32 * 128 * 4);
+  CacheOptions quantized_window = xquant_cl("xquant-cl-ch", 2, 32, {}, "auto", 0, false);
+  quantized_window.fp16_window = false;
+  expect_refused(gqa, quantized_window, "--device cpu");
   expect_refused(gqa, xquant_cl("xquant-cl-residual", 2, 16, {}, "on", 0, false),
                  "residual stream");
   expect_refused(gqa, xquant_cl("xquant-cl", 5, 16, {}, "on", 0, false), "bits");
