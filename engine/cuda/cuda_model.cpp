@@ -390,6 +390,8 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
   for (size_t gi = 0; gi < L.groups.size(); ++gi) {
     const StepLayout::Group& g = L.groups[gi];
     const bool fold = can_fold(g);
+    const bool raw = !fold && rope_in_attention(l, g.rows, p);
+    const RopeAngles angles = rope_angles(l);
     const size_t r0 = g.row_begin;
     // The past's X, dequantized into its sequence's workspace rows, through the key path (and
     // the value path unless folded); the new rows' own K/V (full-precision projections) after
@@ -406,9 +408,9 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
       read_channel_past(l, L, &g - L.groups.data(), d);
     }
     timer_.mark("dequantize", stream_);
-    remat_keys(l, g.ws_rows, d + g.ws_pos);
+    remat_keys(l, g.ws_rows, d + g.ws_pos, raw);
     if (!fold) {
-      remat_values(l, g.ws_rows);
+      remat_values(l, g.ws_rows, raw);
       timer_.mark("remat_v", stream_);
     }
     const RowMap new_rows{d + g.new_page, d + g.new_slot};
@@ -419,7 +421,8 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
       folded_values(l, g, d, p, ws);
     } else {
       paged_attention(a_.q.get() + r0 * Q, a_.attn.get() + r0 * Q, g.rows, d + g.row_seq,
-                      reinterpret_cast<const AttnSeq*>(d + g.seqs), d + g.tables, ws, p);
+                      reinterpret_cast<const AttnSeq*>(d + g.seqs), d + g.tables, ws, p, nullptr,
+                      raw ? &angles : nullptr);
       timer_.mark("attention", stream_);
     }
   }
@@ -460,9 +463,15 @@ CudaModel::RematOperand CudaModel::remat_operand(int l, bool values) const {
   return {r_.x.get(), H, H, values ? W.wv.get() : W.wk.get()};
 }
 
-void CudaModel::remat_values(int l, int rows) {
+void CudaModel::remat_values(int l, int rows, bool raw) {
   const CudaLayer& W = w_.layers[l];
   const size_t n = static_cast<size_t>(rows) * cfg_.kv_dim();
+  if (raw) {
+    const RematOperand o = remat_operand(l, true);
+    matmul_nt_strided(blas_, o.x, o.ld, o.w, reinterpret_cast<bf16*>(r_.v.get()), rows, o.in,
+                      cfg_.kv_dim());
+    return;
+  }
   if (!W.bv.empty()) {  // the bias is added in fp32
     remat_projection(l, true, rows, r_.v32.get());
     to_half(r_.v32.get(), n, r_.v.get(), stream_);
@@ -476,8 +485,15 @@ void CudaModel::remat_values(int l, int rows) {
   bf16_to_half(vb, n, r_.v.get(), stream_);
 }
 
-void CudaModel::remat_keys(int l, int rows, const int* pos) {
+void CudaModel::remat_keys(int l, int rows, const int* pos, bool raw) {
   const CudaLayer& W = w_.layers[l];
+  if (raw) {
+    const RematOperand o = remat_operand(l, false);
+    matmul_nt_strided(blas_, o.x, o.ld, o.w, reinterpret_cast<bf16*>(r_.k.get()), rows, o.in,
+                      cfg_.kv_dim());
+    timer_.mark("remat_k_matmul", stream_);
+    return;
+  }
   if (!W.bk.empty() || !W.k_norm.empty()) {  // bias and k-norm in fp32
     remat_projection(l, false, rows, r_.k32.get());
     timer_.mark("remat_k_matmul", stream_);

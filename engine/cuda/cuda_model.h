@@ -68,9 +68,15 @@ class CudaModel : public Model {
   void setup_attention_paths(int rows, int decode_rows);
   // Writes `out` (fp32 rows), or where out_bf16 is given and the split kernels run, out_bf16
   // in the same layout instead (returns true then).
+  // past_rope: the workspace's rows before each sequence's start hold the rebuild's raw bf16
+  // K and V, rotated and converted by the attention (paged_attention_splits).
   bool paged_attention(const float* q, float* out, int rows, const int* row_seq,
                        const AttnSeq* seqs, const int* tables, const KvPages& pages,
-                       const AttnParams& p, bf16* out_bf16 = nullptr);
+                       const AttnParams& p, bf16* out_bf16 = nullptr,
+                       const RopeAngles* past_rope = nullptr);
+  // Layer l's rebuilt K and V can stay raw bf16 for paged_attention's past_rope (no bias or
+  // k-norm, the tensor-core split kernel runs for `rows` query rows).
+  bool rope_in_attention(int l, int rows, const AttnParams& p) const;
   void fused_decode(int l, const StepLayout& L, const int* d, const AttnParams& p);
   // The split counts this step's kernels take for `rows` query rows (0: that kernel is unused).
   int paged_splits(int rows) const;
@@ -98,8 +104,9 @@ class CudaModel : public Model {
   // K or V of `rows` cached rows in the remat workspace, fp32.
   void remat_projection(int l, bool values, int rows, float* out);
   // V of `rows` cached rows into the fp16 workspace (r_.v); K, with RoPE at `pos`, into r_.k.
-  void remat_values(int l, int rows);
-  void remat_keys(int l, int rows, const int* pos);
+  // `raw`: the matmuls' bf16 output straight into the workspace (rope_in_attention).
+  void remat_values(int l, int rows, bool raw = false);
+  void remat_keys(int l, int rows, const int* pos, bool raw = false);
   bool can_fold(const StepLayout::Group& g) const;
   void mlp_block(int l, int rows);
   void project(const DeviceBuffer<float>& bias, const bf16* x, MatrixView w, float* y, int rows,
@@ -134,6 +141,7 @@ class CudaModel : public Model {
   const int* graph_ints_ = nullptr;           // step_ints_ when the graphs were captured
   bool graphs_on_ = true;
   bool attn_mma_ = true;  // paged attention on the tensor cores where the head size allows
+  bool attn_rope_ = true;  // rebuilt keys rotated inside the attention (rope_in_attention)
   bool fold_ = true;         // decode folds V after the softmax (else rebuilds it with a matmul)
   bool fused_ok_ = false;    // the format and shape run xquant_decode_splits
   int fused_max_rows_ = 0;   // decode steps of at most this many rows take it

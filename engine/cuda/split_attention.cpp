@@ -41,6 +41,7 @@ int folded_width(const ModelConfig& cfg, GpuCacheKind kind) {
 void CudaModel::setup_attention_paths(int rows, int decode_rows) {
   graphs_on_ = env_flag("XQ_CUDA_GRAPHS", true);
   attn_mma_ = env_flag("XQ_CUDA_ATTN_MMA", true);
+  attn_rope_ = env_flag("XQ_CUDA_ATTN_ROPE", true);
   // X folds V after the softmax; the GQA latent rebuilds V with one matmul, as cheap as K's
   // (measured faster, bench/RESULTS.md). XQ_CUDA_FOLD=1/0 forces either.
   fold_ = env_flag("XQ_CUDA_FOLD", format_->kind() != GpuCacheKind::XLatent);
@@ -80,17 +81,26 @@ void CudaModel::setup_attention_paths(int rows, int decode_rows) {
   split_ml_.reset(floats == 0 ? 0 : 2 * floats / std::max(1, cfg_.head_dim));
 }
 
+bool CudaModel::rope_in_attention(int l, int rows, const AttnParams& p) const {
+  const CudaLayer& W = w_.layers[l];
+  return attn_rope_ && attn_mma_ && W.bk.empty() && W.bv.empty() && W.k_norm.empty() &&
+         paged_attention_tensor_cores(p) && paged_splits(rows) > 0;
+}
+
 bool CudaModel::paged_attention(const float* q, float* out, int rows, const int* row_seq,
                                 const AttnSeq* seqs, const int* tables, const KvPages& pages,
-                                const AttnParams& p, bf16* out_bf16) {
+                                const AttnParams& p, bf16* out_bf16,
+                                const RopeAngles* past_rope) {
   const int H = cfg_.num_heads, D = cfg_.head_dim;
   const int splits = paged_attention_supported(p) ? paged_splits(rows) : 0;
   if (splits == 0) {
+    if (past_rope) throw std::logic_error("paged_attention: past_rope without the split kernels");
     attention(q, out, rows, row_seq, seqs, tables, pages, p, stream_);
     return false;
   }
   SplitPartials parts{split_ml_.get(), split_acc_.get(), splits};
-  paged_attention_splits(q, rows, row_seq, seqs, tables, pages, p, parts, stream_, attn_mma_);
+  paged_attention_splits(q, rows, row_seq, seqs, tables, pages, p, parts, stream_, attn_mma_,
+                         past_rope);
   if (out_bf16) {
     attention_combine(parts, rows, H, D, nullptr, out_bf16, stream_, true);
     return true;

@@ -37,9 +37,14 @@ size_t split_partials_floats(int rows, int heads, int splits, int width);
 // tensor-core products (relative error ~1e-3, against ~1e-6 for the fp32 CUDA-core kernel).
 bool paged_attention_supported(const AttnParams& p);
 bool paged_attention_tensor_cores(const AttnParams& p);
+// With past_rope (tensor cores only: paged_attention_tensor_cores), the rows of each sequence's
+// positions before its start_pos hold bf16 K without RoPE and bf16 V (a rebuilt workspace's raw
+// matmul output), rotated with past_rope and converted as they are staged; its later rows (the
+// step's new rows) are fp16 as usual.
 void paged_attention_splits(const float* q, int rows, const int* row_seq, const AttnSeq* seqs,
                             const int* tables, KvPages kv, AttnParams p, SplitPartials out,
-                            cudaStream_t stream, bool tensor_cores = true);
+                            cudaStream_t stream, bool tensor_cores = true,
+                            const RopeAngles* past_rope = nullptr);
 
 // Merges the splits of every (row, head). Exactly one output: out_f32 rows [rows][heads * width]
 // (out_f32 + r * heads * width + h * width), or out_bf16 head-major [heads][rows][width] (or,

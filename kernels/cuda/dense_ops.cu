@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/launch_util.cuh"
+#include "kernels/cuda/rope_math.cuh"
 #include "kernels/cuda/skinny_matmul.h"
 
 namespace xq::cuda {
@@ -13,6 +14,7 @@ namespace {
 
 using detail::grid_for;
 using detail::kThreads;
+using detail::rope_angle;
 
 __global__ void embed_kernel(const bf16* table, const int* tokens, int hidden, float scale,
                              float* h) {
@@ -89,21 +91,6 @@ __global__ void add_kernel(float* y, const float* x, size_t n) {
   }
 }
 
-// One block per row: each thread takes dimension pairs (i, i + half), computing their angle once
-// (in double, as the CPU does) and rotating that pair in every head.
-// A thread per rotated pair (row, head, i), so a decode step's few rows still fill the device.
-// The angle is taken in double and reduced to [-pi, pi] before the fp32 sine and cosine.
-// `out` null: in place; else the rotated (or, at pos < 0, unrotated) rows as fp16 there, in
-// the same layout.
-__device__ __forceinline__ float2 rope_angle(int p, int i, const double* inv_freq) {
-  constexpr double kTwoPi = 6.283185307179586476925286766559;
-  double a = static_cast<double>(p) * inv_freq[i];
-  a -= kTwoPi * rint(a / kTwoPi);
-  float s, c;
-  sincosf(static_cast<float>(a), &s, &c);
-  return make_float2(c, s);
-}
-
 __global__ void rope_table_kernel(const double* inv_freq, int hd2, size_t n, float2* table) {
   for (size_t e = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; e < n;
        e += static_cast<size_t>(gridDim.x) * blockDim.x) {
@@ -114,8 +101,10 @@ __global__ void rope_table_kernel(const double* inv_freq, int hd2, size_t n, flo
 __device__ __forceinline__ float load_f(const float* x, size_t i) { return x[i]; }
 __device__ __forceinline__ float load_f(const bf16* x, size_t i) { return __bfloat162float(x[i]); }
 
-// A thread per rotated pair; rows x heads x pairs in 32-bit index arithmetic where the launch
-// fits (the remat path rotates ~10^8 pairs a step, where 64-bit division shows).
+// A thread per rotated pair (row, head, i), so a decode step's few rows still fill the device;
+// rows x heads x pairs in 32-bit index arithmetic where the launch fits (the remat path rotates
+// ~10^8 pairs a step, where 64-bit division shows). `out` null: in place; else the rotated (or,
+// at pos < 0, unrotated) rows as fp16 there, in the same layout.
 template <class In, class Index>
 __global__ void rope_kernel(const In* x, float* x_out, int rows, int heads, int head_dim,
                             int row_stride, const int* pos, RopeAngles ra, half* out) {

@@ -23,6 +23,7 @@ __device__ inline size_t page_row_offset(const int* table, const KvPages& kv, in
 struct RowSplit {
   SplitRange rg;
   const int* table;
+  int past_end;  // positions before it were cached before this step (the rest are its new rows)
 };
 __device__ inline RowSplit row_split(const int* row_seq, const AttnSeq* seqs, const int* tables,
                                      const AttnParams& p, int r, int split, int splits,
@@ -30,7 +31,7 @@ __device__ inline RowSplit row_split(const int* row_seq, const AttnSeq* seqs, co
   const AttnSeq s = seqs[row_seq[r]];
   const int pos = s.start_pos + (r - s.q_row);
   const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
-  return {split_range(first, pos + 1, split, splits, tile), tables + s.table};
+  return {split_range(first, pos + 1, split, splits, tile), tables + s.table, s.start_pos};
 }
 
 // Copies the tile's rows [c0, c0 + len) of K and V (head kvh) into k_s, v_s (rows `ld` halves

@@ -235,7 +235,8 @@ bool paged_attention_tensor_cores(const AttnParams& p) {
 
 void paged_attention_splits(const float* q, int rows, const int* row_seq, const AttnSeq* seqs,
                             const int* tables, KvPages kv, AttnParams p, SplitPartials out,
-                            cudaStream_t stream, bool tensor_cores) {
+                            cudaStream_t stream, bool tensor_cores,
+                            const RopeAngles* past_rope) {
   if (rows <= 0) return;
   if (!paged_attention_supported(p))
     throw CudaError("paged_attention_splits: head_dim " + std::to_string(p.head_dim) +
@@ -248,7 +249,9 @@ void paged_attention_splits(const float* q, int rows, const int* row_seq, const 
                     reinterpret_cast<uintptr_t>(kv.k) % 16 == 0 &&
                     reinterpret_cast<uintptr_t>(kv.v) % 16 == 0;
   if (tensor_cores && paged_attention_tensor_cores(p)) {
-    paged_attention_mma(q, rows, row_seq, seqs, tables, kv, p, out, wide, stream);
+    paged_attention_mma(q, rows, row_seq, seqs, tables, kv, p, out, wide, past_rope, stream);
+  } else if (past_rope) {
+    throw CudaError("paged_attention_splits: past_rope needs the tensor-core kernel");
   } else if (wide) {
     dispatch_group<8>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
   } else {

@@ -2,11 +2,15 @@
 // row, one KV head and one split, and treats the GQA group's query heads as the rows of a 16-row
 // fp16 tile, so Q Kᵀ and P V are WMMA products with fp32 accumulation and the online softmax runs
 // between them on 16 x TILE scores. Where the pages allow 16-byte copies, the next tile's K and V
-// are copied asynchronously into a second buffer while this tile is scored.
+// are copied asynchronously into a second buffer while this tile is scored. With `past_rope`
+// (XQuant's rebuilt workspace), the rows of positions cached before the step hold the rebuild's
+// bf16 K without RoPE and bf16 V: the staged tile is rotated and converted to fp16 in shared
+// memory, which spares a pass over the whole workspace.
 #include <mma.h>
 
 #include "kernels/cuda/page_tiles.cuh"
 #include "kernels/cuda/paged_attention_mma.h"
+#include "kernels/cuda/rope_math.cuh"
 #include "kernels/cuda/split_util.cuh"
 
 namespace xq::cuda {
@@ -44,10 +48,32 @@ __device__ void load_tile(const int* table, const KvPages& kv, int kvh, int D, i
     v_s[e] = __float2half_rn(0.0f);
 }
 
+// Rows [0, past) of a staged tile (positions c0 + j) from bf16 without RoPE to fp16 with it (K),
+// and from bf16 to fp16 (V), in place: a thread owns a rotated pair and the two V values beside it.
+__device__ void rope_past_rows(half* k_s, half* v_s, int ld, int D, int c0, int past,
+                               const RopeAngles& ra) {
+  const int hd2 = D / 2;
+  for (int e = threadIdx.x; e < past * hd2; e += kSplitThreads) {
+    const int j = e / hd2, i = e % hd2;
+    const float2 cs = rope_cos_sin(ra, c0 + j, i, hd2);
+    half* k = k_s + j * ld;
+    half* v = v_s + j * ld;
+    const float lo = __bfloat162float(reinterpret_cast<const bf16*>(k)[i]);
+    const float hi = __bfloat162float(reinterpret_cast<const bf16*>(k)[i + hd2]);
+    const float v0 = __bfloat162float(reinterpret_cast<const bf16*>(v)[i]);
+    const float v1 = __bfloat162float(reinterpret_cast<const bf16*>(v)[i + hd2]);
+    k[i] = __float2half_rn(lo * cs.x - hi * cs.y);
+    k[i + hd2] = __float2half_rn(hi * cs.x + lo * cs.y);
+    v[i] = __float2half_rn(v0);
+    v[i + hd2] = __float2half_rn(v1);
+  }
+}
+
 template <int VEC, int TILE, int BUFS>
 __global__ void __launch_bounds__(kSplitThreads)
     paged_attention_mma_kernel(const float* q, const int* row_seq, const AttnSeq* seqs,
-                               const int* tables, KvPages kv, AttnParams p, SplitPartials out) {
+                               const int* tables, KvPages kv, AttnParams p, SplitPartials out,
+                               RopeAngles past_rope, bool rope_past) {
   pdl_wait();
   pdl_launch_dependents();
   using namespace nvcuda;
@@ -102,6 +128,10 @@ __global__ void __launch_bounds__(kSplitThreads)
       load_tile<VEC, TILE, BUFS>(table, kv, kvh, D, c0, len, k_s, v_s, ldh);
     }
     __syncthreads();
+    if (rope_past && c0 < rs.past_end) {
+      rope_past_rows(k_s, v_s, ldh, D, c0, min(len, rs.past_end - c0), past_rope);
+      __syncthreads();
+    }
     // Scores [16][TILE]: a warp per 16 positions.
     if (warp < TILE / 16) {
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
@@ -175,7 +205,8 @@ __global__ void __launch_bounds__(kSplitThreads)
 
 template <int VEC, int TILE, int BUFS>
 void launch(const float* q, int rows, const int* row_seq, const AttnSeq* seqs, const int* tables,
-            KvPages kv, AttnParams p, SplitPartials out, cudaStream_t stream) {
+            KvPages kv, AttnParams p, SplitPartials out, const RopeAngles* past_rope,
+            cudaStream_t stream) {
   const size_t smem = mma_smem_bytes<TILE, BUFS>(p.head_dim);
   static bool raised = false;
   if (!raised) {
@@ -186,18 +217,19 @@ void launch(const float* q, int rows, const int* row_seq, const AttnSeq* seqs, c
   }
   const dim3 grid(out.splits, p.num_kv_heads, rows);
   launch_pdl(paged_attention_mma_kernel<VEC, TILE, BUFS>, grid, kSplitThreads, smem, stream, q,
-             row_seq, seqs, tables, kv, p, out);
+             row_seq, seqs, tables, kv, p, out, past_rope ? *past_rope : RopeAngles{},
+             past_rope != nullptr);
 }
 
 }  // namespace
 
 void paged_attention_mma(const float* q, int rows, const int* row_seq, const AttnSeq* seqs,
                          const int* tables, KvPages kv, AttnParams p, SplitPartials out,
-                         bool aligned, cudaStream_t stream) {
+                         bool aligned, const RopeAngles* past_rope, cudaStream_t stream) {
   if (aligned) {
-    launch<8, 32, 2>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
+    launch<8, 32, 2>(q, rows, row_seq, seqs, tables, kv, p, out, past_rope, stream);
   } else {
-    launch<2, 64, 1>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
+    launch<2, 64, 1>(q, rows, row_seq, seqs, tables, kv, p, out, past_rope, stream);
   }
 }
 

@@ -205,6 +205,80 @@ TEST_F(CudaAttention, MatchesDoublePrecisionReference) {
   }
 }
 
+// A rebuilt workspace's rows before each sequence's start hold bf16 K without RoPE and bf16 V
+// (past_rope); the kernel rotates and converts them as it stages them. The reference attends
+// over the same bf16 values rotated in double; the step's own rows stay fp16 and rotated.
+TEST_F(CudaAttention, PastRowsAreRotatedAndConvertedAsStaged) {
+  for (int head_dim : {64, 128}) {
+    SCOPED_TRACE(::testing::Message() << "head_dim " << head_dim);
+    Batch b = make_batch(head_dim, 900 + head_dim);
+    const int hd2 = head_dim / 2, kv_dim = kKvHeads * head_dim;
+    std::vector<double> inv_freq(hd2);
+    for (int i = 0; i < hd2; ++i) inv_freq[i] = std::pow(1e4, -2.0 * i / head_dim);
+    for (size_t si = 0; si < b.seqs.size(); ++si) {
+      const AttnSeq& s = b.seqs[si];
+      for (int pos = 0; pos < s.start_pos; ++pos) {
+        const size_t page = b.tables[s.table + pos / kPageRows];
+        const size_t at =
+            page * b.page_stride + (pos % kPageRows) * static_cast<size_t>(b.row_stride);
+        const size_t v_at = at + kPageRows * static_cast<size_t>(b.row_stride);
+        float* k = b.k[si].data() + static_cast<size_t>(pos) * kv_dim;
+        float* v = b.v[si].data() + static_cast<size_t>(pos) * kv_dim;
+        for (int h = 0; h < kKvHeads; ++h) {
+          for (int i = 0; i < hd2; ++i) {
+            const int lo_at = h * head_dim + i, hi_at = lo_at + hd2;
+            const double c = std::cos(pos * inv_freq[i]), sn = std::sin(pos * inv_freq[i]);
+            // The raw key whose rotation is about the batch's key, rounded to bf16.
+            const float raw_lo = test::bf16_round(static_cast<float>(k[lo_at] * c + k[hi_at] * sn));
+            const float raw_hi = test::bf16_round(static_cast<float>(k[hi_at] * c - k[lo_at] * sn));
+            b.store[at + lo_at] = test::bf16_bits(__float2bfloat16_rn(raw_lo));
+            b.store[at + hi_at] = test::bf16_bits(__float2bfloat16_rn(raw_hi));
+            k[lo_at] = static_cast<float>(raw_lo * c - raw_hi * sn);
+            k[hi_at] = static_cast<float>(raw_hi * c + raw_lo * sn);
+            for (int e : {lo_at, hi_at}) {
+              v[e] = test::bf16_round(v[e]);
+              b.store[v_at + e] = test::bf16_bits(__float2bfloat16_rn(v[e]));
+            }
+          }
+        }
+      }
+    }
+    AttnParams p;
+    p.num_heads = kHeads;
+    p.num_kv_heads = kKvHeads;
+    p.head_dim = head_dim;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    const auto ref = reference(b, p);
+    DeviceBuf<float> d_q(b.q), d_out(b.q.size());
+    DeviceBuf<int> d_row_seq(b.row_seq), d_tables(b.tables);
+    DeviceBuf<AttnSeq> d_seqs(b.seqs);
+    DeviceBuf<uint16_t> d_store(b.store);
+    DeviceBuf<double> d_freq(inv_freq);
+    const int table_positions = 200;  // later positions take the computed angle
+    DeviceBuf<float2> d_table(static_cast<size_t>(table_positions) * hd2);
+    rope_table(d_freq.get(), head_dim, table_positions, d_table.get(), stream_);
+    const RopeAngles angles{d_freq.get(), d_table.get(), table_positions};
+    half* base = reinterpret_cast<half*>(d_store.get());
+    const KvPages kv{base, base + kPageRows * b.row_stride, b.page_stride, b.row_stride};
+    for (int splits : {1, 3}) {
+      SCOPED_TRACE(::testing::Message() << "splits " << splits);
+      const size_t n = split_partials_floats(b.rows, kHeads, splits, head_dim);
+      DeviceBuf<float> d_acc(n), d_ml(2 * n);
+      const SplitPartials parts{d_ml.get(), d_acc.get(), splits};
+      paged_attention_splits(d_q.get(), b.rows, d_row_seq.get(), d_seqs.get(), d_tables.get(), kv,
+                             p, parts, stream_, true, &angles);
+      attention_combine(parts, b.rows, kHeads, head_dim, d_out.get(), nullptr, stream_);
+      const auto got = d_out.download();
+      double num = 0.0, den = 0.0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        num += (got[i] - ref[i]) * (got[i] - ref[i]);
+        den += ref[i] * ref[i];
+      }
+      EXPECT_LT(std::sqrt(num / den), 3e-3);
+    }
+  }
+}
+
 TEST(CudaAttentionArgs, RejectsHeadDimAndHeadRatioItCannotServe) {
   AttnParams p;
   p.num_heads = 8;
