@@ -68,7 +68,9 @@ class CudaModel : public Model {
   void paged_attention(const float* q, float* out, int rows, const int* row_seq,
                        const AttnSeq* seqs, const int* tables, const KvPages& pages,
                        const AttnParams& p);
-  void fused_decode(int l, const StepLayout& L, const int* d, const AttnParams& p);
+  // `seqs`: the AttnSeq array of the layer's pool (L.seqs, or L.ring_seqs for a ring layer).
+  void fused_decode(int l, const StepLayout& L, const AttnSeq* seqs, const int* d,
+                    const AttnParams& p);
   // The split counts this step's kernels take for `rows` query rows (0: that kernel is unused).
   int paged_splits(int rows) const;
   int fused_splits(int rows) const;
