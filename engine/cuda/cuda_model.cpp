@@ -9,6 +9,7 @@
 #include <string>
 
 #include "engine/cache/layer_attention.h"
+#include "engine/cuda/sliding_ring.h"
 #include "engine/model/rope_freqs.h"
 #include "kernels/cuda/sample_ops.h"
 
@@ -57,10 +58,13 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
     throw ConfigError("--gpu-memory-utilization must be in (0, 1], got " +
                       std::to_string(opts.gpu_memory_utilization));
   check(cudaSetDevice(device_), "cudaSetDevice");
+  const int max_len = opts.max_model_len > 0 ? opts.max_model_len : cfg_.max_position_embeddings;
   // Format errors before loading. A step gives one sequence at most the step's token budget,
-  // which sizes the sliding layers' rings.
-  format_ = std::make_unique<GpuCacheFormat>(
-      cfg_, opts.cache, std::max(opts.max_num_batched_tokens, 1));
+  // which sizes the sliding layers' rings; a ring as long as the longest sequence saves nothing.
+  const int step_rows = std::max(opts.max_num_batched_tokens, 1);
+  const bool rings = cfg_.sliding_window > 0 &&
+                     ring_pages_for(cfg_.sliding_window, step_rows) * kPageRows < max_len;
+  format_ = std::make_unique<GpuCacheFormat>(cfg_, opts.cache, rings ? step_rows : 0);
   const ModelRopeFreqs rope = model_rope_freqs(cfg_);
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   check(cublasCreate(&blas_), "cublasCreate");
@@ -73,7 +77,6 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
                       cl && format_->layout().cl.latent);
   rope_global_ = upload_doubles(rope.global);
   rope_local_ = upload_doubles(rope.local);
-  const int max_len = opts.max_model_len > 0 ? opts.max_model_len : cfg_.max_position_embeddings;
   // The cosines and sines of every position served, so RoPE passes only read them (positions
   // past the table, if a model's length is absurd, are computed as they come).
   rope_positions_ = std::min(max_len, kMaxRopeTable);
