@@ -12,6 +12,7 @@
 
 #include "engine/cuda/gpu_cache.h"
 #include "engine/cuda/sliding_ring.h"
+#include "kernels/gpu_probe.h"
 #include "scheduler/block_manager.h"
 
 namespace xq::cuda {
@@ -164,6 +165,35 @@ TEST(GpuRingBudget, TheWorstCasesFit) {
     EXPECT_LE(d.pages, s.pages) << seqs;
     EXPECT_LE(d.ring, s.ring_pages) << seqs;
   }
+}
+
+// allocate() makes the pools split_pool computes and returns the blocks' bytes, which give the
+// scheduler those blocks; memory short of every sequence's whole ring drops the rings.
+TEST(GpuRingBudget, AllocateMakesTheSplitsPools) {
+  if (probe_gpus().empty()) GTEST_SKIP() << "no CUDA GPU on this machine: no pool is allocated";
+  const ModelConfig cfg = gemma_shape(6, 32);
+  GpuCacheFormat f(cfg, options("fp16", 16), 24);
+  const GpuCacheLayout& g = f.layout();
+  const PoolSplit s = split_pool(2e7, g.global_page_bytes(), g.ring_page_bytes(), g.ring_pages, 4);
+  const double budget = f.allocate(2e7, 4);
+  EXPECT_EQ(f.pool().pages(), s.pages);
+  EXPECT_EQ(f.pool().ring_pages(), s.ring_pages);
+  EXPECT_EQ(BlockManager::blocks_for_budget(budget, token_cost(f), kPageRows), s.blocks);
+  auto seq = f.new_sequence();
+  auto* gs = dynamic_cast<GpuSequence*>(seq.get());
+  ASSERT_NE(gs, nullptr);
+  gs->reserve(1000);
+  EXPECT_EQ(gs->pages().size(), 63u);
+  EXPECT_EQ(static_cast<int>(gs->ring().size()), g.ring_pages);
+  EXPECT_EQ(f.pool().free_ring_pages(), s.ring_pages - g.ring_pages);
+
+  GpuCacheFormat small(cfg, options("fp16", 16), 24);
+  const int64_t ring_bytes =
+      static_cast<int64_t>(small.layout().page_bytes_all_layers()) * 4 * small.layout().ring_pages;
+  small.allocate(0.5 * static_cast<double>(ring_bytes), 4);
+  EXPECT_EQ(small.layout().ring_pages, 0);
+  EXPECT_EQ(small.sliding_tokens(), 0);
+  EXPECT_EQ(small.pool().ring_pages(), 0);
 }
 
 }  // namespace
