@@ -136,8 +136,11 @@ StepLayout build_step_layout(const std::vector<StepSeq>& seqs, int ws_rows, int 
     L.ring_seqs = v.size();
     q_row = 0;
     for (const StepSeq& s : seqs) {
-      push_seq(v, q_row, s.n, s.start, static_cast<int>(tables.size()));
-      for (int p = 0; p < pages_for(s.start + s.n); ++p)
+      // Only the pages from the oldest position a query of the step sees: the table offset is
+      // shifted back by those left out (it stays inside the array, past the global tables).
+      const int first = std::max(0, s.start - s.window + 1) / kPageRows;
+      push_seq(v, q_row, s.n, s.start, static_cast<int>(tables.size()) - first);
+      for (int p = first; p < pages_for(s.start + s.n); ++p)
         tables.push_back(ring_page(s, p * kPageRows));
       q_row += s.n;
     }

@@ -3,8 +3,8 @@
 // rematerialized), built on the host and uploaded in one copy. The same arrays serve every
 // layer of a pool: the global layers' pages, and where the cache has sliding-window rings
 // (engine/cuda/sliding_ring.h), the ring layers' own maps, written with the ring unrolled
-// (entry j of a sequence's ring table is its ring page j % R) so that kernels index both pools
-// alike: table[at / kPageRows].
+// (entry j of a sequence's ring table is its ring page j % R, for the pages its window reaches)
+// so that kernels index both pools alike: table[at / kPageRows].
 #pragma once
 
 #include <cstddef>
@@ -33,8 +33,10 @@ struct StepLayout {
   size_t tokens = 0, pos = 0, row_seq = 0, new_page = 0, new_slot = 0;
   size_t seqs = 0, tables = 0;  // AttnSeq per sequence over the cache's pages
   // With rings: each new row's ring page (its slot is new_slot's), and AttnSeq per sequence
-  // whose table offsets (from `tables`) name its unrolled ring. Both sit before the tables, so
-  // a decode step's offsets depend only on its batch size (CUDA graphs replay them).
+  // whose table offsets (from `tables`) name its unrolled ring: entries only from the page of
+  // the oldest position the step's queries see, the offset shifted back by the pages before. Both
+  // sit before the tables, so a decode step's offsets depend only on its batch size (CUDA graphs
+  // replay them).
   bool ring = false;
   size_t ring_new_page = 0, ring_seqs = 0;
 

@@ -79,6 +79,7 @@ class RingSim {
       const int* g = &v[L.seqs + 4 * i];
       EXPECT_EQ(std::vector<int>(a, a + 3), std::vector<int>(g, g + 3));
       EXPECT_EQ(a[2], seqs[i].len);
+      EXPECT_GE(a[3], 0) << "a ring table's shifted offset stays inside the array";
       for (int q = a[2]; q < a[2] + a[1]; ++q) {
         for (int at = std::max(0, q - window_ + 1); at <= q; ++at) {
           const int page = v[L.tables + a[3] + at / kPageRows];
