@@ -569,7 +569,7 @@ INSTANTIATE_TEST_SUITE_P(
         // Workspace groups of 64 rows: every step's sequences in groups of their own.
         Case{.arch = Arch::Gemma3,
              .format = "xquant",
-             .bits = 2,
+             .bits = 4,
              .remat_rows = 64,
              .sliding = 32,
              .step_rows = 24}),
