@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/gpu_env.sh /tmp/gpu_check
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 SUMMARY=()
-for t in engine_cuda_ops_test engine_cuda_paged_rows_test kernels_cuda_attention_test engine_cuda_xquant_decode_test engine_cuda_sample_test engine_cuda_latent_svd_test engine_cuda_cl_rows_test engine_cuda_cl_plan_test engine_cuda_channel_blocks_test engine_cuda_cl_channel_rows_test engine_cuda_model_test; do
+for t in engine_cuda_ops_test engine_cuda_paged_rows_test kernels_cuda_attention_test engine_cuda_xquant_decode_test engine_cuda_sample_test engine_cuda_latent_svd_test engine_cuda_cl_rows_test engine_cuda_cl_plan_test engine_cuda_channel_blocks_test engine_cuda_cl_channel_rows_test engine_cuda_model_test engine_cuda_model_rings_test; do
   .gpu/bin/$t --gtest_brief=1 >"$OUT/$t.log" 2>&1
   rc=$?
   tail -n 25 "$OUT/$t.log" | grep -E "FAILED|Failure|error|worst|PASSED|SKIPPED" | head -20

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "engine/cache/layer_attention.h"
+#include "engine/cuda/sliding_ring.h"
 #include "engine/model/rope_freqs.h"
 #include "kernels/cuda/sample_ops.h"
 #include "kernels/cuda/skinny_matmul.h"
@@ -58,7 +59,13 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
     throw ConfigError("--gpu-memory-utilization must be in (0, 1], got " +
                       std::to_string(opts.gpu_memory_utilization));
   check(cudaSetDevice(device_), "cudaSetDevice");
-  format_ = std::make_unique<GpuCacheFormat>(cfg_, opts.cache);  // format errors before loading
+  const int max_len = opts.max_model_len > 0 ? opts.max_model_len : cfg_.max_position_embeddings;
+  // Format errors before loading. A step gives one sequence at most the step's token budget,
+  // which sizes the sliding layers' rings; a ring as long as the longest sequence saves nothing.
+  const int step_rows = std::max(opts.max_num_batched_tokens, 1);
+  const bool rings = cfg_.sliding_window > 0 &&
+                     ring_pages_for(cfg_.sliding_window, step_rows) * kPageRows < max_len;
+  format_ = std::make_unique<GpuCacheFormat>(cfg_, opts.cache, rings ? step_rows : 0);
   const ModelRopeFreqs rope = model_rope_freqs(cfg_);
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   check(cublasCreate(&blas_), "cublasCreate");
@@ -71,7 +78,6 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
                       cl && format_->layout().cl.latent);
   rope_global_ = upload_doubles(rope.global);
   rope_local_ = upload_doubles(rope.local);
-  const int max_len = opts.max_model_len > 0 ? opts.max_model_len : cfg_.max_position_embeddings;
   // The cosines and sines of every position served, so RoPE passes only read them (positions
   // past the table, if a model's length is absurd, are computed as they come).
   rope_positions_ = std::min(max_len, kMaxRopeTable);
@@ -129,6 +135,12 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
       "{} pages of {} tokens (--gpu-memory-utilization {:.2f})",
       device_, gib(total_b), gib(w_.bytes()), gib(workspace_bytes()), gib(cache_bytes_),
       format_->pool().pages(), kPageRows, opts.gpu_memory_utilization);
+  if (format_->layout().ring_pages > 0)
+    spdlog::info(
+        "sliding-window layers: {} ring pages, {} per sequence (window {}, steps of up to {} "
+        "rows a sequence)",
+        format_->pool().ring_pages(), format_->layout().ring_pages, cfg_.sliding_window,
+        format_->layout().ring_step_rows);
 }
 
 CudaModel::~CudaModel() {
@@ -219,8 +231,20 @@ bool CudaModel::run_layers(std::span<const SeqInput> batch) {
                                     " is outside the vocabulary (" +
                                     std::to_string(cfg_.vocab_size) + ")");
     }
+    const GpuCacheLayout& layout = format_->layout();
+    if (layout.ring_pages > 0 && static_cast<int>(s.tokens.size()) > layout.ring_step_rows)
+      throw std::invalid_argument(
+          "CudaModel: a step of " + std::to_string(s.tokens.size()) +
+          " new tokens for one sequence; the sliding-window rings hold steps of at most " +
+          std::to_string(layout.ring_step_rows) + " (--max-num-batched-tokens)");
     c->reserve(s.start_pos + static_cast<int>(s.tokens.size()));
-    seqs.push_back({&c->pages(), s.tokens.data(), s.start_pos, static_cast<int>(s.tokens.size())});
+    StepSeq q{&c->pages(), s.tokens.data(), s.start_pos, static_cast<int>(s.tokens.size())};
+    if (layout.ring_pages > 0) {
+      q.ring = &c->ring();
+      q.ring_pages = layout.ring_pages;
+      q.window = cfg_.sliding_window;
+    }
+    seqs.push_back(q);
     caches.push_back(c);
   }
   if (seqs.empty()) return false;
@@ -335,7 +359,10 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
   p.scale = attention_scale(cfg_);
   p.softcap = cfg_.attn_logit_softcap;
   const GpuPagePool& pool = format_->pool();
-  const RowMap new_rows{d + L.new_page, d + L.new_slot};
+  // A sliding layer with a ring reads and writes its own pool through the ring's maps.
+  const bool ring = format_->layout().ring_layer(l);
+  const RowMap new_rows{d + (ring ? L.ring_new_page : L.new_page), d + L.new_slot};
+  const auto* cache_seqs = reinterpret_cast<const AttnSeq*>(d + (ring ? L.ring_seqs : L.seqs));
   bool attn_bf16 = false;  // the attention wrote the o-projection's bf16 operand itself
   if (format_->kind() == GpuCacheKind::Kv16) {
     // A page's layer part: its K rows, then its V rows.
@@ -343,9 +370,8 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
     const KvPages pages{base, base + static_cast<size_t>(kPageRows) * KV, pool.page_bytes(l) / 2,
                         KV};
     write_kv_rows(a_.k.get(), a_.v.get(), rows, KV, new_rows, pages, stream_);
-    attn_bf16 = paged_attention(a_.q.get(), a_.attn.get(), rows, d + L.row_seq,
-                                reinterpret_cast<const AttnSeq*>(d + L.seqs), d + L.tables, pages,
-                                p, a_.attnb.get());
+    attn_bf16 = paged_attention(a_.q.get(), a_.attn.get(), rows, d + L.row_seq, cache_seqs,
+                                d + L.tables, pages, p, a_.attnb.get());
     timer_.mark("attention", stream_);
   } else if (format_->kind() == GpuCacheKind::Kivi) {
     kivi_attention(l, L, d, p);
@@ -357,7 +383,7 @@ void CudaModel::attention_block(int l, const StepLayout& L, const int* d) {
       timer_.mark("latent", stream_);
     }
     if (step_fused_)
-      fused_decode(l, L, d, p);
+      fused_decode(l, L, cache_seqs, d, p);
     else
       remat_attention(l, L, d, p);
     if (!cl_) {  // XQuant-CL wrote its deltas while rebuilding (ClAccumulator::layer_group)
@@ -403,8 +429,10 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
     if (cl_) {
       cl_->layer_group(l, gi, L, d, a_.x.get(), a_.h.get(), r_.x.get(), blas_, stream_);
     } else {
-      format_->read_rows(l, g.ws_rows, RowMap{d + g.src_page, d + g.src_slot}, r_.x.get(),
-                         stream_);
+      const bool ring = format_->layout().ring_layer(l);
+      format_->read_rows(l, g.ws_rows,
+                         RowMap{d + (ring ? g.ring_src_page : g.src_page), d + g.src_slot},
+                         r_.x.get(), stream_);
       read_channel_past(l, L, &g - L.groups.data(), d);
     }
     timer_.mark("dequantize", stream_);

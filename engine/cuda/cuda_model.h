@@ -77,7 +77,9 @@ class CudaModel : public Model {
   // Layer l's rebuilt K and V can stay raw bf16 for paged_attention's past_rope (no bias or
   // k-norm, the tensor-core split kernel runs for `rows` query rows).
   bool rope_in_attention(int l, int rows, const AttnParams& p) const;
-  void fused_decode(int l, const StepLayout& L, const int* d, const AttnParams& p);
+  // `seqs`: the AttnSeq array of the layer's pool (L.seqs, or L.ring_seqs for a ring layer).
+  void fused_decode(int l, const StepLayout& L, const AttnSeq* seqs, const int* d,
+                    const AttnParams& p);
   // The split counts this step's kernels take for `rows` query rows (0: that kernel is unused).
   int paged_splits(int rows) const;
   int fused_splits(int rows) const;

@@ -1,18 +1,25 @@
 #include "engine/cuda/gpu_cache.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <utility>
 
+#include "engine/cuda/sliding_ring.h"
+
 namespace xq::cuda {
 
-GpuPagePool::GpuPagePool(GpuCacheLayout layout, int64_t pages, int window_slots)
-    : layout_(std::move(layout)), pages_(pages) {
+GpuPagePool::GpuPagePool(GpuCacheLayout layout, int64_t pages, int window_slots, int64_t ring_pages)
+    : layout_(std::move(layout)), pages_(pages), ring_pages_(ring_pages) {
   if (pages <= 0) throw ConfigError("GPU cache: no room for a single cache page");
-  mem_.reset(layout_.page_bytes_all_layers() * static_cast<size_t>(pages));
+  if ((layout_.ring_pages > 0) != (ring_pages > 0))
+    throw std::logic_error("GPU cache: ring pages without a ring, or a ring without pages");
+  mem_.reset(layout_.global_page_bytes() * static_cast<size_t>(pages) +
+             layout_.ring_page_bytes() * static_cast<size_t>(ring_pages));
   free_.reserve(pages);
   // Lowest pages first (popped from the back).
   for (int64_t p = pages - 1; p >= 0; --p) free_.push_back(static_cast<int>(p));
+  for (int64_t p = ring_pages - 1; p >= 0; --p) free_ring_.push_back(static_cast<int>(p));
   if (layout_.window_slot_bytes == 0) return;
   windows_.reset(layout_.window_slot_bytes * static_cast<size_t>(window_slots));
   for (int s = window_slots - 1; s >= 0; --s) free_windows_.push_back(s);
@@ -34,8 +41,16 @@ int GpuPagePool::alloc() {
 
 void GpuPagePool::release(int page) { free_.push_back(page); }
 
+int GpuPagePool::alloc_ring() {
+  if (free_ring_.empty()) throw std::logic_error("GPU cache: out of sliding-window ring pages");
+  const int p = free_ring_.back();
+  free_ring_.pop_back();
+  return p;
+}
+
 GpuSequence::~GpuSequence() {
   for (int p : pages_) pool_->release(p);
+  for (int p : ring_) pool_->release_ring(p);
   if (window_ >= 0) pool_->release_window(window_);
 }
 
@@ -61,24 +76,47 @@ void GpuSequence::truncate(int n) {
     window_ = -1;
   }
   const size_t keep = (static_cast<size_t>(n) + kPageRows - 1) / kPageRows;
+  // A ring that went round has overwritten its first positions, as the CPU's sliding layers
+  // forget them: such a sequence is cut only to 0 (check_truncate on the CPU says the same of
+  // any forgotten row; the ring forgets later, so it takes every cut the CPU takes).
+  const size_t R = static_cast<size_t>(L.ring_pages);
+  if (n > 0 && R > 0 && pages_.size() > R)
+    throw std::logic_error("GPU cache: a sliding-window ring that went round is cut only to 0 (" +
+                           std::to_string(tokens_) + " tokens to " + std::to_string(n) + ")");
   while (pages_.size() > keep) {
     pool_->release(pages_.back());
     pages_.pop_back();
   }
+  while (ring_.size() > std::min(keep, R)) {
+    pool_->release_ring(ring_.back());
+    ring_.pop_back();
+  }
   tokens_ = n;
 }
 
-size_t GpuSequence::bytes_used() const { return pages_.size() * pool_->page_bytes_all_layers(); }
+size_t GpuSequence::bytes_used() const {
+  const GpuCacheLayout& L = pool_->layout();
+  return pages_.size() * L.global_page_bytes() + ring_.size() * L.ring_page_bytes();
+}
 
 void GpuSequence::reserve(int tokens) {
   const size_t need = (static_cast<size_t>(tokens) + kPageRows - 1) / kPageRows;
   while (pages_.size() < need) pages_.push_back(pool_->alloc());
+  const size_t ring = std::min(need, static_cast<size_t>(pool_->layout().ring_pages));
+  while (ring_.size() < ring) ring_.push_back(pool_->alloc_ring());
   if (window_ < 0 && tokens > 0 && pool_->layout().has_channel_blocks())
     window_ = pool_->alloc_window();
 }
 
-GpuCacheFormat::GpuCacheFormat(const ModelConfig& cfg, const CacheOptions& opts)
-    : cfg_(cfg), layout_(gpu_cache_layout(cfg, opts)) {}
+GpuCacheFormat::GpuCacheFormat(const ModelConfig& cfg, const CacheOptions& opts, int max_step_rows)
+    : cfg_(cfg), layout_(gpu_cache_layout(cfg, opts)) {
+  add_sliding_ring(layout_, cfg_, max_step_rows);
+}
+
+int GpuCacheFormat::sliding_slack_tokens() const {
+  if (layout_.ring_pages == 0) return 0;
+  return layout_.ring_pages * kPageRows - (cfg_.sliding_window - 1);
+}
 
 std::string GpuCacheFormat::name() const { return layout_.name; }
 
@@ -88,6 +126,16 @@ double GpuCacheFormat::layer_bytes_per_token(int layer) const {
 
 double GpuCacheFormat::allocate(double bytes, int window_slots) {
   if (pool_) throw std::logic_error("GPU cache: allocated twice");
+  if (layout_.ring_pages > 0) {
+    const int seqs = std::max(1, window_slots);
+    const PoolSplit s = split_pool(bytes, layout_.global_page_bytes(), layout_.ring_page_bytes(),
+                                   layout_.ring_pages, seqs);
+    if (s.blocks >= static_cast<int64_t>(seqs) * layout_.ring_pages) {
+      pool_ = std::make_shared<GpuPagePool>(layout_, s.pages, 0, s.ring_pages);
+      return static_cast<double>(s.blocks) * static_cast<double>(layout_.page_bytes_all_layers());
+    }
+    drop_sliding_ring(layout_);
+  }
   const double per_page = static_cast<double>(layout_.page_bytes_all_layers());
   if (layout_.window_slot_bytes == 0) window_slots = 0;
   const double windows = static_cast<double>(layout_.window_slot_bytes) * window_slots;

@@ -151,6 +151,27 @@ bool GpuCacheLayout::single_segment() const {
   return true;
 }
 
+size_t GpuCacheLayout::global_page_bytes() const {
+  return page_bytes_all_layers() - ring_page_bytes();
+}
+
+size_t GpuCacheLayout::ring_page_bytes() const {
+  size_t b = 0;
+  for (int l = 0; l < layers(); ++l)
+    if (ring_layer(l)) b += page_bytes(l);
+  return b;
+}
+
+size_t GpuCacheLayout::pool_begin(int layer, int64_t pages, int64_t ring_pages) const {
+  const bool ring = ring_layer(layer);
+  size_t before = 0;  // the page bytes of the earlier layers of the same pool
+  for (int l = 0; l < layer; ++l)
+    if (ring_layer(l) == ring) before += page_bytes(l);
+  if (!ring) return static_cast<size_t>(pages) * before;
+  return static_cast<size_t>(pages) * global_page_bytes() +
+         static_cast<size_t>(ring_pages) * before;
+}
+
 GpuCacheLayout gpu_cache_layout(const ModelConfig& cfg, const CacheOptions& opts) {
   GpuCacheLayout out;
   const int layers = cfg.num_layers, kv = cfg.kv_dim(), G = opts.group_size;

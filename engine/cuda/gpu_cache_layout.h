@@ -66,6 +66,21 @@ struct GpuCacheLayout {
   // pages * layer_offset[l] + p * page_bytes(l).
   std::vector<size_t> layer_offset;
   ClShape cl;  // XQuantCL only
+  // The sliding-window ring (engine/cuda/sliding_ring.h): a sequence holds at most ring_pages
+  // pages of the layers in_ring marks, in a pool of their own, for steps of at most
+  // ring_step_rows new rows per sequence; ring_pages 0: no ring, every layer keeps every row.
+  int ring_pages = 0;
+  int ring_step_rows = 0;
+  std::vector<bool> in_ring;
+
+  bool ring_layer(int layer) const { return ring_pages > 0 && in_ring[layer]; }
+  // A page's bytes over the layers of the one pool (all of them without a ring), and over the
+  // ring's layers.
+  size_t global_page_bytes() const;
+  size_t ring_page_bytes() const;
+  // Where layer l's part of the pages starts in a pool of `pages` global pages followed by
+  // `ring_pages` ring pages: each pool keeps each of its layers' parts of all its pages together.
+  size_t pool_begin(int layer, int64_t pages, int64_t ring_pages) const;
 
   int layers() const { return static_cast<int>(layer_offset.size()) - 1; }
   size_t page_bytes(int layer) const { return layer_offset[layer + 1] - layer_offset[layer]; }

@@ -124,7 +124,8 @@ int CudaModel::fused_splits(int rows) const {
                        static_cast<int>(split_acc_.size() / per_split));
 }
 
-void CudaModel::fused_decode(int l, const StepLayout& L, const int* d, const AttnParams& p) {
+void CudaModel::fused_decode(int l, const StepLayout& L, const AttnSeq* seqs, const int* d,
+                             const AttnParams& p) {
   const CudaLayer& W = w_.layers[l];
   const bool latent = format_->kind() == GpuCacheKind::XLatent;
   const bool gemma = cfg_.arch == Arch::Gemma3;
@@ -149,8 +150,7 @@ void CudaModel::fused_decode(int l, const StepLayout& L, const int* d, const Att
   x.v_new = latent ? a_.zb.get() + KV : a_.xb.get();
   x.v_new_stride = latent ? 2 * KV : cfg_.hidden_size;
   SplitPartials parts{split_ml_.get(), split_acc_.get(), fused_splits(rows)};
-  xquant_decode_splits(a_.q.get(), rows, reinterpret_cast<const AttnSeq*>(d + L.seqs), d + L.tables,
-                       x, p, parts, stream_);
+  xquant_decode_splits(a_.q.get(), rows, seqs, d + L.tables, x, p, parts, stream_);
   timer_.mark("fused_decode", stream_);
   // The merged weighted means, head-major, then Wv per KV head and the heads back into rows.
   attention_combine(parts, rows, H, x.v_width, nullptr, r_.y.get(), stream_);

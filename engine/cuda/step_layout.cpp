@@ -8,6 +8,9 @@ namespace {
 
 int pages_for(int tokens) { return (tokens + kPageRows - 1) / kPageRows; }
 
+// The ring page that holds position p of a sliding layer.
+int ring_page(const StepSeq& s, int p) { return (*s.ring)[(p / kPageRows) % s.ring_pages]; }
+
 void push_seq(std::vector<int>& v, int q_row, int n, int start, int table) {
   v.insert(v.end(), {q_row, n, start, table});
 }
@@ -48,6 +51,10 @@ void add_group(StepLayout& L, const std::vector<StepSeq>& seqs, int begin, int e
   g.src_page = g.ws_pos + g.ws_rows;
   g.src_slot = g.src_page + g.ws_rows;
   g.cache_page = g.src_slot + g.ws_rows;
+  if (L.ring) {
+    g.ring_src_page = v.size();
+    v.resize(v.size() + static_cast<size_t>(g.ws_rows), -1);
+  }
   g.new_page = v.size();
   v.resize(v.size() + 2 * static_cast<size_t>(g.rows), -1);
   g.new_slot = g.new_page + g.rows;
@@ -61,6 +68,9 @@ void add_group(StepLayout& L, const std::vector<StepSeq>& seqs, int begin, int e
       v[g.cache_page + r] = (*s.pages)[p / kPageRows];
       if (p < s.start) {
         v[g.src_page + r] = (*s.pages)[p / kPageRows];
+        // The oldest row a query of the step sees is start - window + 1; the ring may have
+        // overwritten the ones before.
+        if (L.ring && p > s.start - s.window) v[g.ring_src_page + r] = ring_page(s, p);
       } else {
         v[g.new_page + new_row] = (ws_row + p) / kPageRows;
         v[g.new_slot + new_row] = p % kPageRows;
@@ -106,6 +116,12 @@ StepLayout build_step_layout(const std::vector<StepSeq>& seqs, int ws_rows, int 
   L.new_slot = v.size();
   for (const StepSeq& s : seqs)
     for (int j = 0; j < s.n; ++j) v.push_back((s.start + j) % kPageRows);
+  L.ring = !seqs.empty() && seqs[0].ring != nullptr;
+  if (L.ring) {
+    L.ring_new_page = v.size();
+    for (const StepSeq& s : seqs)
+      for (int j = 0; j < s.n; ++j) v.push_back(ring_page(s, s.start + j));
+  }
   // Attention over the cache's own pages (fp16 K/V).
   L.seqs = v.size();
   std::vector<int> tables;
@@ -115,6 +131,19 @@ StepLayout build_step_layout(const std::vector<StepSeq>& seqs, int ws_rows, int 
     const int np = pages_for(s.start + s.n);
     tables.insert(tables.end(), s.pages->begin(), s.pages->begin() + np);
     q_row += s.n;
+  }
+  if (L.ring) {
+    L.ring_seqs = v.size();
+    q_row = 0;
+    for (const StepSeq& s : seqs) {
+      // Only the pages from the oldest position a query of the step sees: the table offset is
+      // shifted back by those left out (it stays inside the array, past the global tables).
+      const int first = std::max(0, s.start - s.window + 1) / kPageRows;
+      push_seq(v, q_row, s.n, s.start, static_cast<int>(tables.size()) - first);
+      for (int p = first; p < pages_for(s.start + s.n); ++p)
+        tables.push_back(ring_page(s, p * kPageRows));
+      q_row += s.n;
+    }
   }
   L.tables = v.size();
   v.insert(v.end(), tables.begin(), tables.end());

@@ -1,7 +1,10 @@
 // StepLayout: the index arrays one forward step of the CUDA model needs (token ids, positions,
 // where each new row goes in the cache, page tables; for XQuant, where each past row is
 // rematerialized), built on the host and uploaded in one copy. The same arrays serve every
-// layer, since a page holds a position in all layers.
+// layer of a pool: the global layers' pages, and where the cache has sliding-window rings
+// (engine/cuda/sliding_ring.h), the ring layers' own maps, written with the ring unrolled
+// (entry j of a sequence's ring table is its ring page j % R, for the pages its window reaches)
+// so that kernels index both pools alike: table[at / kPageRows].
 #pragma once
 
 #include <cstddef>
@@ -16,6 +19,11 @@ struct StepSeq {
   const int* tokens = nullptr;
   int start = 0;  // position of the first new token (= tokens already cached)
   int n = 0;      // new tokens
+  // The sliding layers' ring (null: no ring), of ring_pages pages once full, and their window:
+  // the remat path leaves the positions no query of the step sees undequantized.
+  const std::vector<int>* ring = nullptr;
+  int ring_pages = 0;
+  int window = 0;
 };
 
 // Offsets are element offsets into `ints`; an AttnSeq takes 4 ints.
@@ -24,6 +32,13 @@ struct StepLayout {
   std::vector<int> ints;
   size_t tokens = 0, pos = 0, row_seq = 0, new_page = 0, new_slot = 0;
   size_t seqs = 0, tables = 0;  // AttnSeq per sequence over the cache's pages
+  // With rings: each new row's ring page (its slot is new_slot's), and AttnSeq per sequence
+  // whose table offsets (from `tables`) name its unrolled ring: entries only from the page of
+  // the oldest position the step's queries see, the offset shifted back by the pages before. Both
+  // sit before the tables, so a decode step's offsets depend only on its batch size (CUDA graphs
+  // replay them).
+  bool ring = false;
+  size_t ring_new_page = 0, ring_seqs = 0;
 
   // XQuant: sequences in consecutive groups whose rematerialized rows fit the workspace. Each
   // sequence gets whole workspace pages for positions [0, start + n); its past rows are
@@ -34,6 +49,7 @@ struct StepLayout {
     int ws_rows = 0;                           // workspace rows it uses (a multiple of kPageRows)
     size_t seqs = 0, tables = 0, row_seq = 0;  // attention over the workspace, rows relative
     size_t ws_pos = 0, src_page = 0, src_slot = 0;  // per workspace row
+    size_t ring_src_page = 0;  // per workspace row, with rings: src_page in the ring pool
     // Per workspace row: the cache page of its position, the new ones included (XQuant-CL reads
     // the new rows' deltas back once written; -1 for padding).
     size_t cache_page = 0;
