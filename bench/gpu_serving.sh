@@ -9,8 +9,8 @@
 # The load: CONCURRENCY (64) clients, REQUESTS (256) requests of PROMPT (256) words and
 # MAX_TOKENS (128) generated tokens, --max-model-len MAX_MODEL_LEN (4096); SERVER_FLAGS go to
 # every server (--max-num-seqs is CONCURRENCY already). Where capacity decides (more long
-# sequences than an fp16 cache holds):
-#   CONCURRENCY=128 REQUESTS=256 PROMPT=6000 MAX_TOKENS=256 MAX_MODEL_LEN=8192 \
+# sequences than an fp16 cache holds; 3400 words are ~6k tokens of the test model's tokenizer):
+#   CONCURRENCY=128 REQUESTS=256 PROMPT=3400 MAX_TOKENS=256 MAX_MODEL_LEN=8192 \
 #     SERVER_FLAGS="--gpu-cache-memory 8GiB" ./bench/gpu_serving.sh \
 #     fp16 "xquant --cache-bits 4" "xquant --cache-bits 2"
 # DEVICE=cpu BIN=build/release/xquant-server LAYERS=2 HIDDEN=256 try the plumbing without a GPU.
