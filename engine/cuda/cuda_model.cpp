@@ -464,7 +464,7 @@ void CudaModel::folded_values(int l, const StepLayout::Group& g, const int* d, c
   const size_t r0 = g.row_begin, rows = g.rows;
   const auto* seqs = reinterpret_cast<const AttnSeq*>(d + g.seqs);
   attention_probs(a_.q.get() + r0 * Q, g.rows, d + g.row_seq, seqs, d + g.tables, ws, p,
-                  d + g.seq_probs, r_.probs.get(), stream_);
+                  d + g.seq_probs, r_.probs.get(), step_max_len_, stream_);
   timer_.mark("fold_probs", stream_);
   // The value side of the cached rows: X, or the V latent (the second half of each row).
   const bool latent = format_->kind() == GpuCacheKind::XLatent;

@@ -171,9 +171,10 @@ void attention(const float* q, float* out, int rows, const int* row_seq, const A
 // Softmax weights instead of their sum: for query row r of sequence i = row_seq[r] and head h,
 // probs[seq_probs[i] + ((r - q_row) * num_heads + h) * len + p] for p < len = start_pos + n: the
 // weight of position p (0 where r does not see p). K read through `kv` (its v is unused).
+// max_len: at least every sequence's len.
 void attention_probs(const float* q, int rows, const int* row_seq, const AttnSeq* seqs,
                      const int* tables, KvPages kv, AttnParams p, const int* seq_probs,
-                     float* probs, cudaStream_t stream);
+                     float* probs, int max_len, cudaStream_t stream);
 
 // y[h][r][:] = sum_p weight(r, h, p) * x[seq_x_row[i] + p][0, width) (bf16 out, head-major
 // [num_heads][rows][width]) for every row r of every sequence i < num_seqs; x's rows are

@@ -13,31 +13,44 @@ constexpr int kMaxHeadDim = 256;
 constexpr int kPairs = 8;   // (row, head) pairs one weighted_rows block accumulates
 constexpr int kCols = 128;  // X columns one weighted_rows block covers
 
-// Softmax weights of one (query row, head) over its sequence's positions [0, len): scores
-// (a warp per position), then exp and normalization in place; positions it does not see get 0.
-__global__ void __launch_bounds__(kThreads)
-    probs_kernel(const float* q, int rows, const int* row_seq, const AttnSeq* seqs,
-                 const int* tables, KvPages kv, AttnParams p, const int* seq_probs, float* probs) {
-  __shared__ float q_s[kMaxHeadDim];
-  __shared__ float scratch[32];
-  const int r = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
-  const int lane = tid & 31, warp = tid >> 5, warps = kThreads / 32;
-  const int dim = p.head_dim;
+// The softmax weights in two launches, so that a decode step's few (row, head) pairs still fill
+// the device: scores of kScoreChunk positions per block (a warp per position), then per (row,
+// head) the exp and normalization in place; positions a row does not see get 0.
+constexpr int kScoreChunk = 256;
+
+struct ProbRow {
+  int first, pos, len;  // the positions [first, pos] the row sees, of its sequence's len
+  float* w;             // its weights, len of them
+};
+__device__ inline ProbRow prob_row(int r, int h, const int* row_seq, const AttnSeq* seqs,
+                                   const AttnParams& p, const int* seq_probs, float* probs) {
   const int si = row_seq[r];
   const AttnSeq s = seqs[si];
-  const int len = s.start_pos + s.n;
-  const int pos = s.start_pos + (r - s.q_row);
+  const int len = s.start_pos + s.n, pos = s.start_pos + (r - s.q_row);
   const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
-  const int kvh = h / (p.num_heads / p.num_kv_heads);
-  const int* table = tables + s.table;
-  const half* k_head = kv.k + static_cast<size_t>(kvh) * dim;
   float* w = probs + seq_probs[si] +
              (static_cast<size_t>(r - s.q_row) * p.num_heads + h) * static_cast<size_t>(len);
+  return {first, pos, len, w};
+}
+
+__global__ void __launch_bounds__(kThreads)
+    scores_kernel(const float* q, const int* row_seq, const AttnSeq* seqs, const int* tables,
+                  KvPages kv, AttnParams p, const int* seq_probs, float* probs) {
+  __shared__ float q_s[kMaxHeadDim];
+  const int r = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
+  const int lane = tid & 31, warp = tid >> 5, warps = kThreads / 32;
+  const ProbRow pr = prob_row(r, h, row_seq, seqs, p, seq_probs, probs);
+  const int* table = tables + seqs[row_seq[r]].table;
+  const int lo = max(pr.first, static_cast<int>(blockIdx.z) * kScoreChunk);
+  const int hi = min(pr.pos, static_cast<int>(blockIdx.z + 1) * kScoreChunk - 1);
+  if (lo > hi) return;
+  const int dim = p.head_dim;
+  const int kvh = h / (p.num_heads / p.num_kv_heads);
+  const half* k_head = kv.k + static_cast<size_t>(kvh) * dim;
   const size_t q_at = (static_cast<size_t>(r) * p.num_heads + h) * dim;
   for (int d = tid; d < dim; d += kThreads) q_s[d] = q[q_at + d];
   __syncthreads();
-  float m = -INFINITY;
-  for (int j = first + warp; j <= pos; j += warps) {
+  for (int j = lo + warp; j <= hi; j += warps) {
     const half* kr = k_head + static_cast<size_t>(table[j / kPageRows]) * kv.page_stride +
                      static_cast<size_t>(j % kPageRows) * kv.row_stride;
     float dot = 0.0f;
@@ -45,19 +58,29 @@ __global__ void __launch_bounds__(kThreads)
     dot = detail::warp_reduce(dot, detail::SumOp<float>());
     float sc = dot * p.scale;
     if (p.softcap > 0.0f) sc = p.softcap * tanhf(sc / p.softcap);
-    if (lane == 0) w[j] = sc;
-    m = fmaxf(m, sc);
+    if (lane == 0) pr.w[j] = sc;
   }
-  m = detail::block_reduce(m, detail::MaxOp(), scratch);  // its barrier publishes the scores
+}
+
+__global__ void __launch_bounds__(kThreads)
+    softmax_kernel(const int* row_seq, const AttnSeq* seqs, AttnParams p, const int* seq_probs,
+                   float* probs) {
+  __shared__ float scratch[32];
+  const int r = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
+  const ProbRow pr = prob_row(r, h, row_seq, seqs, p, seq_probs, probs);
+  float m = -INFINITY;
+  for (int j = pr.first + tid; j <= pr.pos; j += kThreads) m = fmaxf(m, pr.w[j]);
+  m = detail::block_reduce(m, detail::MaxOp(), scratch);
   float sum = 0.0f;
-  for (int j = first + tid; j <= pos; j += kThreads) {
-    const float e = expf(w[j] - m);
-    w[j] = e;
+  for (int j = pr.first + tid; j <= pr.pos; j += kThreads) {
+    const float e = expf(pr.w[j] - m);
+    pr.w[j] = e;
     sum += e;
   }
   sum = detail::block_reduce(sum, detail::SumOp<float>(), scratch);
   const float inv = 1.0f / sum;
-  for (int j = tid; j < len; j += kThreads) w[j] = (j >= first && j <= pos) ? w[j] * inv : 0.0f;
+  for (int j = tid; j < pr.len; j += kThreads)
+    pr.w[j] = (j >= pr.first && j <= pr.pos) ? pr.w[j] * inv : 0.0f;
 }
 
 // y[h][r][c] = sum_p w(r, h, p) x[x_row(seq) + p][c] for kPairs (row, head) pairs of one
@@ -130,14 +153,16 @@ __global__ void write_rows_bf16_kernel(const bf16* x, int n, int dim, RowMap map
 
 void attention_probs(const float* q, int rows, const int* row_seq, const AttnSeq* seqs,
                      const int* tables, KvPages kv, AttnParams p, const int* seq_probs,
-                     float* probs, cudaStream_t stream) {
-  if (rows <= 0) return;
+                     float* probs, int max_len, cudaStream_t stream) {
+  if (rows <= 0 || max_len <= 0) return;
   if (p.head_dim <= 0 || p.head_dim > kMaxHeadDim || p.num_kv_heads <= 0 ||
       p.num_heads % p.num_kv_heads != 0)
     throw CudaError("attention_probs: bad head geometry");
-  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(p.num_heads));
-  probs_kernel<<<grid, kThreads, 0, stream>>>(q, rows, row_seq, seqs, tables, kv, p, seq_probs,
-                                              probs);
+  const unsigned chunks = static_cast<unsigned>((max_len + kScoreChunk - 1) / kScoreChunk);
+  scores_kernel<<<dim3(rows, p.num_heads, chunks), kThreads, 0, stream>>>(
+      q, row_seq, seqs, tables, kv, p, seq_probs, probs);
+  softmax_kernel<<<dim3(rows, p.num_heads), kThreads, 0, stream>>>(row_seq, seqs, p, seq_probs,
+                                                                    probs);
   check(cudaGetLastError(), "attention_probs");
 }
 
