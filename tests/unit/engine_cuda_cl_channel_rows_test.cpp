@@ -169,6 +169,24 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ClStagedBlocksTest,
                            return name;
                          });
 
+// The host's windows after step s (cl_window_write): each sequence's rows past the step's last
+// filled block, as the window keeps them; then the sequences grow.
+void keep_in_window(const std::vector<float>& src, int width, int group, bool fp32, size_t s,
+                    Steps& sq, std::vector<std::vector<float>>& host) {
+  for (int i = 0, r = 0; i < kSeqs; r += kNew[s][i], ++i) {
+    const int end = sq.len[i] + kNew[s][i];
+    for (int k = 0; k < kNew[s][i]; ++k) {
+      const int p = sq.len[i] + k;
+      if (p < end - end % group) continue;
+      for (int c = 0; c < width; ++c) {
+        const float v = src[static_cast<size_t>(r + k) * width + c];
+        host[i][(p % group) * width + c] = fp32 ? v : __half2float(__float2half_rn(v));
+      }
+    }
+  }
+  for (int i = 0; i < kSeqs; ++i) sq.len[i] += kNew[s][i];
+}
+
 class ClWindowTest : public GpuTest,
                      public ::testing::WithParamInterface<std::tuple<int, int, bool>> {};
 
@@ -247,16 +265,7 @@ TEST_P(ClWindowTest, WindowsKeepSAndDeltasSubtractTheAccumulator) {
       }
     }
     // The window takes the rows past the step's last filled block.
-    for (int i = 0, r = 0; i < kSeqs; r += kNew[s][i], ++i) {
-      const int end = sq.len[i] + kNew[s][i];
-      for (int k = 0; k < kNew[s][i]; ++k) {
-        const int p = sq.len[i] + k;
-        if (p < end - end % group) continue;
-        for (int c = 0; c < width; ++c)
-          host[i][(p % group) * width + c] = kept(src[static_cast<size_t>(r + k) * width + c]);
-      }
-    }
-    for (int i = 0; i < kSeqs; ++i) sq.len[i] += kNew[s][i];
+    keep_in_window(src, width, group, fp32, s, sq, host);
   }
   EXPECT_GT(window_rows, 10);
 }
@@ -281,7 +290,6 @@ TEST_P(ClWindowPartialTest, WindowDeltasQuantizeAsTheCpusPartialBlock) {
   const size_t slot_bytes = (static_cast<size_t>(group) * width * (fp32 ? 4 : 2) + 15) / 16 * 16;
   DeviceBuf<uint8_t> windows(kSeqs * slot_bytes);
   const ClWindow win{windows.get(), slot_bytes, width, group, fp32};
-  auto kept = [fp32](float v) { return fp32 ? v : __half2float(__float2half_rn(v)); };
   std::vector<std::vector<float>> host(kSeqs, std::vector<float>(group * width, NAN));
   Steps sq;
   std::mt19937 rng(11);
@@ -352,16 +360,7 @@ TEST_P(ClWindowPartialTest, WindowDeltasQuantizeAsTheCpusPartialBlock) {
       }
     }
     cl_window_write(src_d.get(), width, 0, d.L.rows, d.at(d.L.row_seq), win, d.seqs(), stream_);
-    for (int i = 0, r = 0; i < kSeqs; r += kNew[s][i], ++i) {
-      const int end = sq.len[i] + kNew[s][i];
-      for (int k = 0; k < kNew[s][i]; ++k) {
-        const int p = sq.len[i] + k;
-        if (p < end - end % group) continue;
-        for (int c = 0; c < width; ++c)
-          host[i][(p % group) * width + c] = kept(src[static_cast<size_t>(r + k) * width + c]);
-      }
-    }
-    for (int i = 0; i < kSeqs; ++i) sq.len[i] += kNew[s][i];
+    keep_in_window(src, width, group, fp32, s, sq, host);
   }
   EXPECT_GT(window_rows, 10);
   EXPECT_GT(carried_rows, 0);
