@@ -293,6 +293,11 @@ TEST_P(ClWindowPartialTest, WindowDeltasQuantizeAsTheCpusPartialBlock) {
   std::vector<std::vector<float>> host(kSeqs, std::vector<float>(group * width, NAN));
   Steps sq;
   std::mt19937 rng(11);
+  std::uniform_real_distribution<float> weight(0.5f, 1.5f);
+  std::vector<float> norm(width);
+  for (float& w : norm) w = weight(rng);
+  const DeviceBuf<float> norm_d(norm);
+  const float eps = 1e-6f;
   int window_rows = 0, carried_rows = 0;
   for (size_t s = 0; s < kNew.size(); ++s) {
     const DeviceStep d(sq.seqs(s), group);
@@ -316,9 +321,13 @@ TEST_P(ClWindowPartialTest, WindowDeltasQuantizeAsTheCpusPartialBlock) {
     const std::vector<bf16> quantized_b = part_b.download();
     cl_window_add(acc_d.get(), width, group, d.seqs(), 0, kSeqs, ws_row, part.get(), stream_);
     const std::vector<float> sum = part.download();
-    cl_window_partial_rows(part.get(), width, group, d.seqs(), 0, kSeqs, ws_row, nullptr, 1e-6f,
+    cl_window_partial_rows(part.get(), width, group, d.seqs(), 0, kSeqs, ws_row, nullptr, eps,
                            false, x.get(), carried.get(), stream_);
-    const std::vector<bf16> got_x = x.download();
+    // The residual stream's rows: the layer's norm of A (carrying A twice changes nothing).
+    DeviceBuf<bf16> normed(std::vector<bf16>(n, sentinel));
+    cl_window_partial_rows(part.get(), width, group, d.seqs(), 0, kSeqs, ws_row, norm_d.get(), eps,
+                           false, normed.get(), carried.get(), stream_);
+    const std::vector<bf16> got_x = x.download(), got_n = normed.download();
     const std::vector<float> got_acc = carried.download();
     for (int i = 0; i < kSeqs; ++i) {
       const int start = sq.len[i], lo = start - start % group, end = start + kNew[s][i];
@@ -353,9 +362,18 @@ TEST_P(ClWindowPartialTest, WindowDeltasQuantizeAsTheCpusPartialBlock) {
           ASSERT_EQ(test::bf16_bits(got_x[at]), test::bf16_bits(__float2bfloat16_rn(sum[at])));
           ASSERT_EQ(got_acc[at], filled ? acc[at] : sum[at]) << "step " << s << " pos " << p;
         }
-        if (in_window) {
-          ++window_rows;
-          carried_rows += !filled;
+        if (!in_window) continue;
+        ++window_rows;
+        carried_rows += !filled;
+        double ss = 0;
+        for (int c = 0; c < width; ++c)
+          ss += static_cast<double>(sum[row * width + c]) * sum[row * width + c];
+        const float inv = static_cast<float>(1.0 / std::sqrt(ss / width + eps));
+        for (int c = 0; c < width; ++c) {
+          const float want_n = sum[row * width + c] * inv * norm[c];
+          EXPECT_NEAR(__bfloat162float(got_n[row * width + c]), want_n,
+                      std::fabs(want_n) / 64 + 1e-6f)
+              << "step " << s << " seq " << i << " pos " << p << " channel " << c;
         }
       }
     }
