@@ -85,7 +85,7 @@ PY
 # per-layer pages must cost the CPU format's bytes per token; greedy completions compared.
 port=8104
 for fmt in xquant xquant-cl xquant-cl-ch "xquant-cl-ch --cache-fp16-window 0"; do
-  # shellcheck disable=SC2086 # $fmt: the format and its flags
+  # shellcheck disable=SC2206 # $fmt: the format and its flags, split
   HP=(--cache $fmt --cache-bits 2 --cache-high-precision-layers 3 --cache-high-precision-bits 4)
   serve cuda $port --gpu-cache-memory 1GiB "${HP[@]}" && serve cpu $((port + 1)) "${HP[@]}" &&
     GPU_PORT=$port FMT=$fmt python3 - <<'PY' | tee -a "$OUT/server_compare.txt"
