@@ -81,11 +81,12 @@ print(f"preemption: 64/64 finished, {pre:.0f} preemptions, blocks free {free:.0f
 PY
 # The paper's Table 4 setting on both devices (2 bits, the first 3 layers at 4), for xquant,
 # xquant-cl (X-wide deltas on this MHA model) and xquant-cl-ch (per-channel deltas of the
-# residual stream): the GPU's per-layer pages must cost the CPU format's bytes per token;
-# greedy completions compared.
+# residual stream; also without its fp16 window, the paper's perplexity setting): the GPU's
+# per-layer pages must cost the CPU format's bytes per token; greedy completions compared.
 port=8104
-for fmt in xquant xquant-cl xquant-cl-ch; do
-  HP=(--cache "$fmt" --cache-bits 2 --cache-high-precision-layers 3 --cache-high-precision-bits 4)
+for fmt in xquant xquant-cl xquant-cl-ch "xquant-cl-ch --cache-fp16-window 0"; do
+  # shellcheck disable=SC2206 # $fmt: the format and its flags, split
+  HP=(--cache $fmt --cache-bits 2 --cache-high-precision-layers 3 --cache-high-precision-bits 4)
   serve cuda $port --gpu-cache-memory 1GiB "${HP[@]}" && serve cpu $((port + 1)) "${HP[@]}" &&
     GPU_PORT=$port FMT=$fmt python3 - <<'PY' | tee -a "$OUT/server_compare.txt"
 import json, os, urllib.request

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "kernels/cuda/cl_channel_ops.h"
 #include "kernels/cuda/cl_ops.h"
 
 namespace xq::cuda {
@@ -29,11 +30,19 @@ void ClAccumulator::reserve(int rows, int group_rows) {
   if (group_rows > group_rows_) {
     group_rows_ = group_rows;
     if (s.latent) zb_.reset(group_rows_ * Z);
+    if (s.per_channel && !format_.layout().fp16_window) {
+      part_.reset(group_rows_ * H);
+      if (s.latent) {
+        part_b_.reset(group_rows_ * H);
+        zpart_.reset(group_rows_ * Z);
+      }
+    }
   }
 }
 
 size_t ClAccumulator::bytes() const {
-  return acc_.bytes() + delta_.bytes() + delta_b_.bytes() + z_.bytes() + zb_.bytes();
+  return acc_.bytes() + delta_.bytes() + delta_b_.bytes() + z_.bytes() + zb_.bytes() +
+         part_.bytes() + part_b_.bytes() + zpart_.bytes();
 }
 
 void ClAccumulator::plan_step(StepLayout& L, const ChannelStep* chan) {
@@ -45,6 +54,12 @@ void ClAccumulator::plan_step(StepLayout& L, const ChannelStep* chan) {
     chan_ = *chan;
     blocks_ = build_cl_block_step(L, chan_, format_.layout().group);
     staged = blocks_.num_blocks * format_.layout().group;
+    // A group has window positions when one of its sequences starts inside a block.
+    window_groups_.assign(L.groups.size(), 0);
+    const int G = format_.layout().group;
+    for (size_t gi = 0; gi < L.groups.size(); ++gi)
+      for (int i = L.groups[gi].seq_begin; i < L.groups[gi].seq_end; ++i)
+        window_groups_[gi] |= L.ints[L.seqs + 4 * i + 2] % G != 0;
   }
   reserve(staged, L.max_ws_rows);
   places_ = place_cl_groups(group_rows, acc_rows_);
@@ -84,8 +99,23 @@ void ClAccumulator::rebuild_below(int l, const StepLayout& L, int gi, const int*
   // A_p from scratch: the chain's base, then each later layer of the chain up to p.
   std::vector<int> chain;
   for (int m = s.prev[l]; m >= 0; m = s.prev[m]) chain.push_back(m);
-  for (size_t i = chain.size(); i-- > 0;)
-    add_layer(chain[i], L, gi, d, acc, i + 1 < chain.size(), blas, stream);
+  // Without the fp16 window the window positions' partial chain is replayed alongside.
+  const bool partial = s.per_channel && quantized_window(gi);
+  const StepLayout::Group& g = L.groups[gi];
+  for (size_t i = chain.size(); i-- > 0;) {
+    const bool below = i + 1 < chain.size();
+    if (partial) window_partial(chain[i], L, gi, d, acc, below, blas, stream);
+    add_layer(chain[i], L, gi, d, acc, below, blas, stream);
+    if (partial) {
+      cl_window_partial_rows(part_.get(), cfg_.hidden_size, format_.layout().group, step_seqs(L, d),
+                             g.seq_begin, g.seq_end - g.seq_begin, d + g.seq_x_row, nullptr, 0.0f,
+                             false, nullptr, acc, stream);
+    }
+  }
+}
+
+bool ClAccumulator::quantized_window(int gi) const {
+  return !format_.layout().fp16_window && window_groups_.at(gi);
 }
 
 void ClAccumulator::layer_group(int l, int gi, const StepLayout& L, const int* d,

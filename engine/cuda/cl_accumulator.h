@@ -11,7 +11,9 @@
 // The per-channel (-ch) forms (cl_channel_accumulator.cpp) write deltas a block of G positions
 // at a time, when the block fills, as the CPU does (xquant_cl_channel.cpp): the accumulator rows
 // of every filled block hold A_l once layer l quantized it, and the positions still waiting in
-// a layer's window are rebuilt from the window's S itself.
+// a layer's window are rebuilt from the window's S itself; without the fp16 window, from the
+// chain's partial block instead (window_partial), whose A_l the accumulator rows of a block the
+// step does not fill carry from layer to layer.
 #pragma once
 
 #include <cublas_v2.h>
@@ -61,6 +63,11 @@ class ClAccumulator {
   // The -ch forms' per-channel layer m read into acc (on its basis: through zb_).
   void add_channel_layer(int m, const StepLayout& L, int gi, const int* d, float* acc,
                          bool accumulate, cublasHandle_t blas, cudaStream_t stream);
+  // Without the fp16 window: part_ = A_m of group gi's window positions, their delta against
+  // acc (A_prev; nothing at a chain's start, subtract false) quantized as a partial block.
+  void window_partial(int m, const StepLayout& L, int gi, const int* d, const float* acc,
+                      bool subtract, cublasHandle_t blas, cudaStream_t stream);
+  bool quantized_window(int gi) const;  // group gi reads window positions from window_partial
   ClWindow window(int l) const;
   float* group_acc(int l, int gi) const;  // group gi's accumulator rows of l's chain
   ChannelSeqs step_seqs(const StepLayout& L, const int* d) const;
@@ -78,6 +85,12 @@ class ClAccumulator {
   DeviceBuffer<float> z_;  // their latent [rows, 2 kv_dim]
   DeviceBuffer<bf16> zb_;  // a layer's latent rows of a group, dequantized [group_rows, 2 kv_dim]
   std::vector<ClGroupRows> places_;
+  // Without the fp16 window: the window positions' A [group_rows, hidden] (part_b_: bf16 of
+  // their deltas, zpart_: their latent [group_rows, 2 kv_dim]); which groups have any.
+  DeviceBuffer<float> part_;
+  DeviceBuffer<bf16> part_b_;
+  DeviceBuffer<float> zpart_;
+  std::vector<char> window_groups_;
 };
 
 }  // namespace xq::cuda

@@ -10,6 +10,11 @@
 //    (the CPU reads the window before this step's block is quantized); the step's own rows are
 //    overwritten by the model from their full-precision projections;
 // 5. the step's rows past its last filled block wait in the window.
+// Without the fp16 window (fp16_window false) the positions that waited in the window are read
+// as the CPU's window_quantized reads them: per layer, their delta against the chain below
+// (A_prev of the block where the step fills it, else the layer below's partial A, which the
+// accumulator rows of an unfilled block carry) quantized per channel as one partial block,
+// before step 3, and A_l = below + deq(delta) rebuilt in step 4 instead of S_l.
 #include "engine/cuda/cl_accumulator.h"
 #include "kernels/cuda/cl_ops.h"
 
@@ -44,6 +49,34 @@ void ClAccumulator::add_channel_layer(int m, const StepLayout& L, int gi, const 
                    stream);
   matmul_nn_add(blas, zb_.get(), w_.layers[m].u_kv.get(), acc, g.ws_rows, c.layout.width, H,
                 accumulate);
+}
+
+void ClAccumulator::window_partial(int m, const StepLayout& L, int gi, const int* d,
+                                   const float* acc, bool subtract, cublasHandle_t blas,
+                                   cudaStream_t stream) {
+  const ClShape& s = format_.layout().cl;
+  const StepLayout::Group& g = L.groups[gi];
+  const int H = cfg_.hidden_size, G = format_.layout().group, bits = s.bits[m];
+  const ChannelSeqs seqs = step_seqs(L, d);
+  const int first = g.seq_begin, count = g.seq_end - g.seq_begin;
+  const int* ws_row = d + g.seq_x_row;
+  cl_window_deltas(window(m), seqs, first, count, ws_row, acc, subtract, part_.get(), stream);
+  if (!s.on_basis[m]) {
+    quantize_window_partial(part_.get(), H, G, bits, seqs, first, count, ws_row, part_.get(),
+                            stream);
+  } else {
+    // On the layer's basis as the flushed blocks are: the bf16 delta projected, its latent
+    // quantized, lifted back into part_. Rows that are no window position carry stale values
+    // through the products; each product row depends on its own row only.
+    const int Z = 2 * cfg_.kv_dim();
+    const bf16* u = w_.layers[m].u_kv.get();
+    to_bf16(part_.get(), static_cast<size_t>(g.ws_rows) * H, part_b_.get(), stream);
+    matmul_nt(blas, part_b_.get(), u, zpart_.get(), g.ws_rows, H, Z);
+    quantize_window_partial(zpart_.get(), Z, G, bits, seqs, first, count, ws_row, zb_.get(),
+                            stream);
+    matmul_nn_add(blas, zb_.get(), u, part_.get(), g.ws_rows, Z, H, false);
+  }
+  if (subtract) cl_window_add(acc, H, G, seqs, first, count, ws_row, part_.get(), stream);
 }
 
 void ClAccumulator::layer_group_channel(int l, int gi, const StepLayout& L, const int* d,
@@ -84,12 +117,20 @@ void ClAccumulator::layer_group_channel(int l, int gi, const StepLayout& L, cons
                     RowMap{d + blocks_.row_page + r0, d + blocks_.row_slot + r0}, stream);
     }
   }
+  const bool partial = quantized_window(gi);
+  if (partial) window_partial(l, L, gi, d, acc, p >= 0, blas, stream);
   add_layer(l, L, gi, d, acc, p >= 0, blas, stream);
   const float* norm = s.residual ? w_.layers[l].attn_norm.get() : nullptr;
   const bool gemma = cfg_.arch == Arch::Gemma3;
   cl_rebuilt_rows(acc, g.ws_rows, H, d + g.ws_pos, norm, cfg_.rms_norm_eps, gemma, x, stream);
-  cl_window_rows(win, seqs, g.seq_begin, g.seq_end - g.seq_begin, d + g.seq_x_row, norm,
-                 cfg_.rms_norm_eps, gemma, x, stream);
+  const int seqs_n = g.seq_end - g.seq_begin;
+  if (partial) {
+    cl_window_partial_rows(part_.get(), H, G, seqs, g.seq_begin, seqs_n, d + g.seq_x_row, norm,
+                           cfg_.rms_norm_eps, gemma, x, acc, stream);
+  } else if (layout.fp16_window) {
+    cl_window_rows(win, seqs, g.seq_begin, seqs_n, d + g.seq_x_row, norm, cfg_.rms_norm_eps, gemma,
+                   x, stream);
+  }
   cl_window_write(src, H, g.row_begin, g.rows, d + L.row_seq, win, seqs, stream);
 }
 

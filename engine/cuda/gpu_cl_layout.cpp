@@ -76,12 +76,6 @@ void fill_cl_layout(const ModelConfig& cfg, const CacheOptions& opts, GpuCacheLa
   const bool per_channel = kind == "xquant-cl-ch";
   if (kind != "xquant-cl" && !per_channel)
     throw ConfigError("cache format " + opts.format + " is not built yet");
-  if (per_channel && !opts.fp16_window)
-    throw ConfigError(
-        "cache format " + opts.format +
-        " with --cache-fp16-window off is not on the GPU engine yet (reading the unfilled "
-        "block quantized walks the whole chain per layer); the GPU runs it with the fp16 "
-        "window, and --device cpu runs it without");
   if (opts.latent != "on" && opts.latent != "off" && opts.latent != "auto")
     throw ConfigError("xquant latent must be on, off or auto, got '" + opts.latent + "'");
   const int H = cfg.hidden_size, kv = cfg.kv_dim(), G = opts.group_size;

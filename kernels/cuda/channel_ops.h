@@ -76,6 +76,20 @@ void read_channel_window(ChannelStore store, ChannelSeqs seqs, int first, int co
                          const int* ws_row, WindowRead how, half* out, int out_stride,
                          cudaStream_t stream);
 
+// Without the fp16 window, a value the unfilled block holds is read as the block quantized so
+// far: for each sequence i in [first, first + count), each channel c < width, the rows
+// ws_row[i - first] + p of x (row r at x + r * width) at its window positions p in
+// [start - start % group, start), rounded to fp16 and quantized per channel as one partial block
+// at `bits` (16: the fp16 values), dequantized into the same rows of out (out may be x). As
+// ChannelQuantRows::read_tail, and as read_channel_window reads the store's window; XQuant-CL
+// quantizes its window rows' deltas this way (cl_channel_accumulator.cpp).
+void quantize_window_partial(const float* x, int width, int group, int bits, ChannelSeqs seqs,
+                             int first, int count, const int* ws_row, float* out,
+                             cudaStream_t stream);
+void quantize_window_partial(const float* x, int width, int group, int bits, ChannelSeqs seqs,
+                             int first, int count, const int* ws_row, bf16* out,
+                             cudaStream_t stream);
+
 // KIVI's value ring: out[j, :] = the fp16-rounded value of position spill[2 j + 1] of sequence
 // spill[2 j] (from its ring before the step, else from the new rows x), for the values that
 // leave the ring this step (then quantized per token); afterwards the ring takes each

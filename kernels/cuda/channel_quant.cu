@@ -12,6 +12,7 @@ using detail::group_params;
 using detail::GroupParams;
 using detail::half_bits_to_float;
 using detail::quant_code;
+using detail::widen;
 
 constexpr int kChannelThreads = 256;
 
@@ -67,13 +68,6 @@ __device__ inline float block_value(const float* x, int x_stride, const half* wi
   if (p < a.start_pos) return __half2float(win[static_cast<size_t>(p % sh.group) * sh.width + c]);
   const float v = x[static_cast<size_t>(a.q_row + p - a.start_pos) * x_stride + c];
   return __half2float(__float2half_rn(v));
-}
-
-// std::min / std::max as the CPU's loop applies them, over finite values only.
-__device__ inline void widen(float v, float& lo, float& hi) {
-  if (!isfinite(v)) return;
-  lo = v < lo ? v : lo;
-  hi = hi < v ? v : hi;
 }
 
 __global__ void block_params_kernel(const float* x, int x_stride, ChannelStore st, Shape sh,

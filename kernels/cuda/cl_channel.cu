@@ -66,6 +66,54 @@ __global__ void window_write_kernel(const float* src, int src_stride, int row_be
   }
 }
 
+// Window position t of sequence first + blockIdx.x, one block per (sequence, t): its position
+// p, or -1 past the sequence's window positions (the whole block returns together).
+__device__ inline int window_position(const ChannelSeqs& seqs, int first, int group) {
+  const int start = seqs.seqs[first + blockIdx.x].start_pos;
+  const int p = start - start % group + blockIdx.y;
+  return p < start ? p : -1;
+}
+
+__global__ void window_deltas_kernel(ClWindow win, ChannelSeqs seqs, int first, const int* ws_row,
+                                     const float* acc, bool subtract, float* out) {
+  const int p = window_position(seqs, first, win.group);
+  if (p < 0) return;
+  const int slot = seqs.slots[first + blockIdx.x];
+  const size_t r = static_cast<size_t>(ws_row[blockIdx.x] + p) * win.width;
+  for (int c = threadIdx.x; c < win.width; c += blockDim.x) {
+    const float v = window_value(win, slot, p, c);
+    out[r + c] = subtract ? v - acc[r + c] : v;
+  }
+}
+
+__global__ void window_add_kernel(const float* acc, int width, int group, ChannelSeqs seqs,
+                                  int first, const int* ws_row, float* part) {
+  const int p = window_position(seqs, first, group);
+  if (p < 0) return;
+  const size_t r = static_cast<size_t>(ws_row[blockIdx.x] + p) * width;
+  for (int c = threadIdx.x; c < width; c += blockDim.x) part[r + c] += acc[r + c];
+}
+
+__global__ void window_partial_rows_kernel(const float* part, int width, int group,
+                                           ChannelSeqs seqs, int first, const int* ws_row,
+                                           const float* norm, float eps, bool one_plus, bf16* out,
+                                           float* acc) {
+  __shared__ double scratch[32];
+  const int p = window_position(seqs, first, group);
+  if (p < 0) return;
+  const size_t r = static_cast<size_t>(ws_row[blockIdx.x] + p) * width;
+  const AttnSeq a = seqs.seqs[first + blockIdx.x];
+  // The step fills the block: every layer of the chain quantized it, acc holds its A_l.
+  const bool filled = a.start_pos + a.n >= p - p % group + group;
+  if (!filled) {
+    for (int c = threadIdx.x; c < width; c += blockDim.x) acc[r + c] = part[r + c];
+  }
+  if (out != nullptr) {
+    detail::write_rebuilt_row([&](int c) { return part[r + c]; }, width, norm, eps, one_plus,
+                              out + r, scratch);
+  }
+}
+
 void check_window(const ClWindow& w, const char* what) {
   const size_t align = w.fp32 ? 4 : 2;
   if (w.group < 1 || w.width < 1 || reinterpret_cast<uintptr_t>(w.base) % align != 0 ||
@@ -94,6 +142,35 @@ void cl_window_rows(ClWindow win, ChannelSeqs seqs, int first, int count, const 
   window_rows_kernel<<<grid, detail::kThreads, 0, stream>>>(win, seqs, first, ws_row, norm, eps,
                                                             one_plus, out);
   check(cudaGetLastError(), "cl_window_rows");
+}
+
+void cl_window_deltas(ClWindow win, ChannelSeqs seqs, int first, int count, const int* ws_row,
+                      const float* acc, bool subtract, float* out, cudaStream_t stream) {
+  check_window(win, "cl_window_deltas");
+  if (count <= 0 || win.group <= 1) return;
+  const dim3 grid(count, win.group - 1);
+  window_deltas_kernel<<<grid, detail::kThreads, 0, stream>>>(win, seqs, first, ws_row, acc,
+                                                              subtract, out);
+  check(cudaGetLastError(), "cl_window_deltas");
+}
+
+void cl_window_add(const float* acc, int width, int group, ChannelSeqs seqs, int first, int count,
+                   const int* ws_row, float* part, cudaStream_t stream) {
+  if (count <= 0 || group <= 1) return;
+  const dim3 grid(count, group - 1);
+  window_add_kernel<<<grid, detail::kThreads, 0, stream>>>(acc, width, group, seqs, first, ws_row,
+                                                           part);
+  check(cudaGetLastError(), "cl_window_add");
+}
+
+void cl_window_partial_rows(const float* part, int width, int group, ChannelSeqs seqs, int first,
+                            int count, const int* ws_row, const float* norm, float eps,
+                            bool one_plus, bf16* out, float* acc, cudaStream_t stream) {
+  if (count <= 0 || group <= 1) return;
+  const dim3 grid(count, group - 1);
+  window_partial_rows_kernel<<<grid, detail::kThreads, 0, stream>>>(
+      part, width, group, seqs, first, ws_row, norm, eps, one_plus, out, acc);
+  check(cudaGetLastError(), "cl_window_partial_rows");
 }
 
 void cl_window_write(const float* src, int src_stride, int row_begin, int n, const int* row_seq,

@@ -38,4 +38,27 @@ void cl_window_rows(ClWindow win, ChannelSeqs seqs, int first, int count, const 
 void cl_window_write(const float* src, int src_stride, int row_begin, int n, const int* row_seq,
                      ClWindow win, ChannelSeqs seqs, cudaStream_t stream);
 
+// Without the fp16 window (fp16_window false) a layer's window positions are read as the CPU's
+// window_quantized reads them: A_l = base + deq(Q(S_l - base)), the delta quantized per channel
+// over the sequence's window rows as one partial block (quantize_window_partial), base the chain's
+// reconstruction below: A_prev of the full block where the step fills it (every lower layer
+// quantized it already), else the lower layer's partial A. Rows are workspace rows: sequence i's
+// position p at ws_row[i - first] + p, its window positions p in [start - start % G, start).
+
+// out = S_l - (subtract ? acc : 0) at the window positions (S from the window).
+void cl_window_deltas(ClWindow win, ChannelSeqs seqs, int first, int count, const int* ws_row,
+                      const float* acc, bool subtract, float* out, cudaStream_t stream);
+
+// part += acc at the window positions (rows `width` floats apart).
+void cl_window_add(const float* acc, int width, int group, ChannelSeqs seqs, int first, int count,
+                   const int* ws_row, float* part, cudaStream_t stream);
+
+// The window positions' A_l in part: with `out`, the rows K and V are rebuilt from as
+// cl_rebuilt_rows writes them (norm: the residual stream's); and into acc for the sequences
+// whose block the step does not fill, for the chain's next layer (a filled block's rows keep
+// the A_l the accumulator has from the quantized block).
+void cl_window_partial_rows(const float* part, int width, int group, ChannelSeqs seqs, int first,
+                            int count, const int* ws_row, const float* norm, float eps,
+                            bool one_plus, bf16* out, float* acc, cudaStream_t stream);
+
 }  // namespace xq::cuda

@@ -32,6 +32,13 @@ __device__ inline unsigned short half_ceil(float f) {
   return half_bits_to_float(h) < f ? half_step_up(h) : h;
 }
 
+// A group's range as the CPU's loop takes it (std::min / std::max), over finite values only.
+__device__ inline void widen(float v, float& lo, float& hi) {
+  if (!isfinite(v)) return;
+  lo = v < lo ? v : lo;
+  hi = hi < v ? v : hi;
+}
+
 // A group's fp16 zero point and scale (bit patterns) from its finite minimum and maximum (lo > hi
 // when it has no finite value).
 struct GroupParams {

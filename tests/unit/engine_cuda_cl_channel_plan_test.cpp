@@ -4,8 +4,9 @@
 // stand-ins for the kernels (a lossy rounding for the quantizer, window slots as arrays). Every
 // rebuilt row of every layer, group and step must be what the CPU's CLChannelSequence reads: a
 // position in a block filled before the step, its chain A_l = A_prev + Q(S_l - A_prev); a
-// position still in the window before the step, S_l itself. Needs no GPU (CUDA builds only, as
-// step_layout.cpp is).
+// position still in the window before the step, S_l itself (without the fp16 window: its chain
+// of deltas quantized as a partial block, the CPU's window_quantized, with the full block's
+// A_prev below where the step fills it). Needs no GPU (CUDA builds only, as step_layout.cpp is).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -30,12 +31,31 @@ using cl_plan_host::source;
 
 constexpr int kSlots = 8;
 
+// A stand-in for quantizing one channel of a partial block: lossy, exact in float, and
+// dependent on every row of the block (through its minimum), so a block of other rows shows.
+void partial_quant(std::vector<float>& column) {
+  const float lo = *std::min_element(column.begin(), column.end());
+  for (float& v : column) v = lo + quant(v - lo);
+}
+
+// rows [n, kHidden] := each channel quantized over the n rows as one partial block.
+void partial_quant_rows(float* rows, int n) {
+  std::vector<float> col(n);
+  for (int c = 0; c < kHidden; ++c) {
+    for (int t = 0; t < n; ++t) col[t] = rows[t * kHidden + c];
+    partial_quant(col);
+    for (int t = 0; t < n; ++t) rows[t * kHidden + c] = col[t];
+  }
+}
+
 // The GPU cache on the host: per layer, rows by (page, slot); per layer and window slot, G rows.
 struct HostCl {
   ClShape shape;
   int group = 0, acc_rows = 0;
   std::vector<std::vector<float>> store, window;
   std::vector<float> acc;
+  bool fp16_window = true;
+  std::vector<float> part;  // window_partial's rows [ws_rows, hidden]
   float* win(int l, int slot, int pos) {
     return &window[l][(static_cast<size_t>(slot) * group + pos % group) * kHidden];
   }
@@ -69,6 +89,57 @@ void add_layer(HostCl& h, const Step& s, int m, int gi, float* acc, bool accumul
   }
 }
 
+// Whether group gi has window positions (a sequence starting inside a block).
+bool has_window(const HostCl& h, const Step& s, int gi) {
+  const StepLayout::Group& g = s.L.groups[gi];
+  bool any = false;
+  for (int i = g.seq_begin; i < g.seq_end; ++i) any |= s.seq(i)[2] % h.group != 0;
+  return any;
+}
+
+// ClAccumulator::window_partial: h.part = the window positions' A_m, their delta against acc
+// (subtract) quantized as a partial block (cl_window_deltas, quantize_window_partial,
+// cl_window_add).
+void window_partial(HostCl& h, const Step& s, int m, int gi, const float* acc, bool subtract) {
+  const StepLayout::Group& g = s.L.groups[gi];
+  const int* d = s.d();
+  h.part.assign(static_cast<size_t>(g.ws_rows) * kHidden, NAN);
+  for (int i = g.seq_begin; i < g.seq_end; ++i) {
+    const int start = s.seq(i)[2], lo = start - start % h.group;
+    if (lo == start) continue;
+    const int ws0 = d[g.seq_x_row + i - g.seq_begin];
+    float* rows = &h.part[static_cast<size_t>(ws0 + lo) * kHidden];
+    for (int pos = lo; pos < start; ++pos)
+      for (int c = 0; c < kHidden; ++c) {
+        const size_t r = static_cast<size_t>(ws0 + pos) * kHidden + c;
+        h.part[r] = h.win(m, d[s.c.slots + i], pos)[c] - (subtract ? acc[r] : 0.0f);
+      }
+    partial_quant_rows(rows, start - lo);
+    if (!subtract) continue;
+    for (int pos = lo; pos < start; ++pos)
+      for (int c = 0; c < kHidden; ++c) {
+        const size_t r = static_cast<size_t>(ws0 + pos) * kHidden + c;
+        h.part[r] += acc[r];
+      }
+  }
+}
+
+// cl_window_partial_rows: the window positions' rebuilt rows from h.part (out, when given), and
+// h.part into acc for the sequences whose block the step does not fill.
+void window_partial_rows(HostCl& h, const Step& s, int gi, float* acc, std::vector<float>* out) {
+  const StepLayout::Group& g = s.L.groups[gi];
+  const int* d = s.d();
+  for (int i = g.seq_begin; i < g.seq_end; ++i) {
+    const int start = s.seq(i)[2], lo = start - start % h.group, end = start + s.seq(i)[1];
+    const int ws0 = d[g.seq_x_row + i - g.seq_begin];
+    for (int pos = lo; pos < start; ++pos) {
+      const float* v = &h.part[static_cast<size_t>(ws0 + pos) * kHidden];
+      if (out != nullptr) std::copy_n(v, kHidden, &(*out)[(ws0 + pos) * kHidden]);
+      if (end < lo + h.group) std::copy_n(v, kHidden, acc + (ws0 + pos) * kHidden);
+    }
+  }
+}
+
 // ClAccumulator::layer_group_channel on the host; returns the rebuilt rows [ws_rows, hidden].
 std::vector<float> layer_group(HostCl& h, const Step& s, int l, int gi,
                                const std::vector<ClGroupRows>& places,
@@ -78,11 +149,15 @@ std::vector<float> layer_group(HostCl& h, const Step& s, int l, int gi,
   const int G = h.group, p = h.shape.prev[l];
   float* acc = h.acc.data() +
                (static_cast<size_t>(h.shape.chain[l]) * h.acc_rows + places[gi].offset) * kHidden;
+  const bool partial = !h.fp16_window && has_window(h, s, gi);
   if (!places[gi].resident && p >= 0) {
     std::vector<int> chain;
     for (int m = p; m >= 0; m = h.shape.prev[m]) chain.push_back(m);
-    for (size_t k = chain.size(); k-- > 0;)
+    for (size_t k = chain.size(); k-- > 0;) {
+      if (partial) window_partial(h, s, chain[k], gi, acc, k + 1 < chain.size());
       add_layer(h, s, chain[k], gi, acc, k + 1 < chain.size());
+      if (partial) window_partial_rows(h, s, gi, acc, nullptr);
+    }
   }
   // Staged deltas of the group's filled blocks, stored through their stand-in sequences.
   for (int j = s.b.group_first[gi]; j < s.b.group_first[gi + 1]; ++j) {
@@ -108,13 +183,16 @@ std::vector<float> layer_group(HostCl& h, const Step& s, int l, int gi,
       }
     }
   }
+  if (partial) window_partial(h, s, l, gi, acc, p >= 0);
   add_layer(h, s, l, gi, acc, p >= 0);
   std::vector<float> out(static_cast<size_t>(g.ws_rows) * kHidden, 0.0f);
   for (int r = 0; r < g.ws_rows; ++r)
     if (d[g.ws_pos + r] >= 0)
       std::copy(acc + r * kHidden, acc + (r + 1) * kHidden, &out[r * kHidden]);
-  // The window's rows over them, then the step's rows past its last filled block into it.
-  for (int i = g.seq_begin; i < g.seq_end; ++i) {
+  // The window's rows over them (or their partial chain's), then the step's rows past its last
+  // filled block into it.
+  if (partial) window_partial_rows(h, s, gi, acc, &out);
+  for (int i = g.seq_begin; i < g.seq_end && h.fp16_window; ++i) {
     const int start = s.seq(i)[2], ws0 = d[g.seq_x_row + i - g.seq_begin];
     for (int pos = start - start % G; pos < start; ++pos)
       std::copy_n(h.win(l, d[s.c.slots + i], pos), kHidden, &out[(ws0 + pos) * kHidden]);
@@ -140,6 +218,7 @@ void run_steps(const ModelConfig& cfg, const CacheOptions& opts, int ws_rows, in
   HostCl h;
   h.shape = layout.cl;
   h.group = layout.group;
+  h.fp16_window = opts.fp16_window;
   const int pages = 128;
   h.store.assign(cfg.num_layers, std::vector<float>(pages * kPageRows * kHidden, NAN));
   h.window.assign(cfg.num_layers, std::vector<float>(kSlots * h.group * kHidden, NAN));
@@ -161,7 +240,32 @@ void run_steps(const ModelConfig& cfg, const CacheOptions& opts, int ws_rows, in
     }
     return a[l];
   };
-  int groups_seen = 0, rebuilt_groups = 0, window_rows = 0, block_rows = 0;
+  // Without the fp16 window, a window position's A_l as window_quantized reads it: rows [lo,
+  // start) of a sequence, each layer down l's chain a delta quantized over those rows as one
+  // partial block, against the full block's chain where the step fills it (`filled`).
+  auto partial_value = [&](int seq, int lo, int start, int l, bool filled) {
+    const int n = start - lo;
+    std::vector<int> chain;
+    for (int m = l; m >= 0; m = h.shape.prev[m]) chain.push_back(m);
+    std::vector<float> a(static_cast<size_t>(n) * kHidden, 0.0f), delta(a.size());
+    for (size_t k = chain.size(); k-- > 0;) {
+      const int m = chain[k];
+      if (filled && m != l) {
+        for (int t = 0; t < n; ++t) {
+          const std::vector<float> full = chain_value(seq, lo + t, m);
+          std::copy(full.begin(), full.end(), &a[t * kHidden]);
+        }
+        continue;
+      }
+      for (int t = 0; t < n; ++t)
+        for (int j = 0; j < kHidden; ++j)
+          delta[t * kHidden + j] = source(seq, lo + t, m, j) - a[t * kHidden + j];
+      partial_quant_rows(delta.data(), n);
+      for (size_t x = 0; x < a.size(); ++x) a[x] = m == chain.back() ? delta[x] : a[x] + delta[x];
+    }
+    return a;
+  };
+  int groups_seen = 0, rebuilt_groups = 0, window_rows = 0, block_rows = 0, filled_rows = 0;
   for (const auto& step : steps) {
     std::vector<StepSeq> in;
     std::vector<std::vector<int>> toks;
@@ -205,14 +309,21 @@ void run_steps(const ModelConfig& cfg, const CacheOptions& opts, int ws_rows, in
         const std::vector<float> got = layer_group(h, s, l, static_cast<int>(gi), places, src);
         int ws = 0;
         for (int i = g.seq_begin; i < g.seq_end; ++i) {
-          const int id = step[i].first, start = seqs[id].tokens;
+          const int id = step[i].first, start = seqs[id].tokens, lo = start - start % h.group;
+          const bool filled = start + step[i].second >= lo + h.group;
+          const std::vector<float> partial = h.fp16_window || lo == start
+                                                 ? std::vector<float>{}
+                                                 : partial_value(id, lo, start, l, filled);
           // The step's own rows are rebuilt from their full-precision projections instead.
           for (int pos = 0; pos < start; ++pos) {
-            const bool in_window = pos >= start - start % h.group;
+            const bool in_window = pos >= lo;
             (in_window ? window_rows : block_rows) += 1;
+            filled_rows += in_window && filled;
             std::vector<float> want(kHidden);
             for (int j = 0; j < kHidden; ++j) want[j] = source(id, pos, l, j);
             if (!in_window) want = chain_value(id, pos, l);
+            if (in_window && !h.fp16_window)
+              std::copy_n(&partial[(pos - lo) * kHidden], kHidden, want.begin());
             for (int j = 0; j < kHidden; ++j)
               ASSERT_EQ(got[(static_cast<size_t>(ws) + pos) * kHidden + j], want[j])
                   << "layer " << l << " seq " << id << " pos " << pos << " col " << j
@@ -227,6 +338,8 @@ void run_steps(const ModelConfig& cfg, const CacheOptions& opts, int ws_rows, in
   EXPECT_GT(groups_seen, static_cast<int>(steps.size()));  // several groups a step
   EXPECT_GT(window_rows, 0);
   EXPECT_GT(block_rows, 0);
+  EXPECT_GT(filled_rows, 0);  // window positions of a block the step fills, and not
+  EXPECT_GT(window_rows, filled_rows);
   if (acc_rows < 2 * ws_rows) {
     EXPECT_GT(rebuilt_groups, 0);
   }
@@ -249,12 +362,16 @@ TEST(CudaClChannelPlan, RebuiltRowsAreTheChainOrTheWindow) {
         o.group_size = group;
         o.latent = "off";
         o.high_precision = hp;
-        // Accumulator rows for every group, for the first ones only, for none.
+        // Accumulator rows for every group, for the first ones only, for none; the window kept
+        // in fp16 or read quantized.
         for (int acc : {1024, 64, 32}) {
-          SCOPED_TRACE(::testing::Message()
-                       << "sliding " << sliding << " hp " << hp.layers << "@" << hp.bits << " G "
-                       << group << " accumulator rows " << acc);
-          run_steps(config(sliding), o, 32, acc, kSteps);
+          for (bool window : {true, false}) {
+            o.fp16_window = window;
+            SCOPED_TRACE(::testing::Message()
+                         << "sliding " << sliding << " hp " << hp.layers << "@" << hp.bits << " G "
+                         << group << " accumulator rows " << acc << " fp16 window " << window);
+            run_steps(config(sliding), o, 32, acc, kSteps);
+          }
         }
       }
     }

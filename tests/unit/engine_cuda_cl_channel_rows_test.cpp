@@ -6,7 +6,11 @@
 //   or as bf16 for the latent's lift);
 // - the windows keep S (fp16 X or the fp32 residual stream) of the unfilled block, the block
 //   deltas are S minus the accumulator row of their position, and the window rows are rebuilt
-//   as bf16 of S or of its RMSNorm. Skips without a CUDA GPU.
+//   as bf16 of S or of its RMSNorm;
+// - without the fp16 window, the window positions' deltas against the accumulator quantized as
+//   one partial block per sequence as the CPU's ChannelQuantRows quantizes the same rows, their
+//   A = accumulator + deq rebuilt as bf16 and carried into the accumulator only where the step
+//   does not fill the block. Skips without a CUDA GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -165,6 +169,24 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ClStagedBlocksTest,
                            return name;
                          });
 
+// The host's windows after step s (cl_window_write): each sequence's rows past the step's last
+// filled block, as the window keeps them; then the sequences grow.
+void keep_in_window(const std::vector<float>& src, int width, int group, bool fp32, size_t s,
+                    Steps& sq, std::vector<std::vector<float>>& host) {
+  for (int i = 0, r = 0; i < kSeqs; r += kNew[s][i], ++i) {
+    const int end = sq.len[i] + kNew[s][i];
+    for (int k = 0; k < kNew[s][i]; ++k) {
+      const int p = sq.len[i] + k;
+      if (p < end - end % group) continue;
+      for (int c = 0; c < width; ++c) {
+        const float v = src[static_cast<size_t>(r + k) * width + c];
+        host[i][(p % group) * width + c] = fp32 ? v : __half2float(__float2half_rn(v));
+      }
+    }
+  }
+  for (int i = 0; i < kSeqs; ++i) sq.len[i] += kNew[s][i];
+}
+
 class ClWindowTest : public GpuTest,
                      public ::testing::WithParamInterface<std::tuple<int, int, bool>> {};
 
@@ -243,16 +265,7 @@ TEST_P(ClWindowTest, WindowsKeepSAndDeltasSubtractTheAccumulator) {
       }
     }
     // The window takes the rows past the step's last filled block.
-    for (int i = 0, r = 0; i < kSeqs; r += kNew[s][i], ++i) {
-      const int end = sq.len[i] + kNew[s][i];
-      for (int k = 0; k < kNew[s][i]; ++k) {
-        const int p = sq.len[i] + k;
-        if (p < end - end % group) continue;
-        for (int c = 0; c < width; ++c)
-          host[i][(p % group) * width + c] = kept(src[static_cast<size_t>(r + k) * width + c]);
-      }
-    }
-    for (int i = 0; i < kSeqs; ++i) sq.len[i] += kNew[s][i];
+    keep_in_window(src, width, group, fp32, s, sq, host);
   }
   EXPECT_GT(window_rows, 10);
 }
@@ -265,6 +278,124 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ClWindowTest,
                            name += std::to_string(std::get<0>(i.param));
                            name += "_g" + std::to_string(std::get<1>(i.param));
                            name += std::get<2>(i.param) ? "_fp32" : "_fp16";
+                           return name;
+                         });
+
+class ClWindowPartialTest : public GpuTest,
+                            public ::testing::WithParamInterface<std::tuple<int, int, bool, int>> {
+};
+
+TEST_P(ClWindowPartialTest, WindowDeltasQuantizeAsTheCpusPartialBlock) {
+  const auto [width, group, fp32, bits] = GetParam();
+  const size_t slot_bytes = (static_cast<size_t>(group) * width * (fp32 ? 4 : 2) + 15) / 16 * 16;
+  DeviceBuf<uint8_t> windows(kSeqs * slot_bytes);
+  const ClWindow win{windows.get(), slot_bytes, width, group, fp32};
+  std::vector<std::vector<float>> host(kSeqs, std::vector<float>(group * width, NAN));
+  Steps sq;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> weight(0.5f, 1.5f);
+  std::vector<float> norm(width);
+  for (float& w : norm) w = weight(rng);
+  const DeviceBuf<float> norm_d(norm);
+  const float eps = 1e-6f;
+  int window_rows = 0, carried_rows = 0;
+  for (size_t s = 0; s < kNew.size(); ++s) {
+    const DeviceStep d(sq.seqs(s), group);
+    const StepLayout::Group& g = d.group();
+    const size_t n = static_cast<size_t>(g.ws_rows) * width;
+    const std::vector<float> src = random_rows(d.L.rows, width, rng);
+    const std::vector<float> acc = random_rows(g.ws_rows, width, rng);
+    const DeviceBuf<float> src_d(src), acc_d(acc);
+    DeviceBuf<float> part(std::vector<float>(n, 5.0f)), carried(acc);
+    DeviceBuf<bf16> part_b(std::vector<bf16>(n, __float2bfloat16_rn(5.0f)));
+    const bf16 sentinel = __float2bfloat16_rn(9.0f);
+    DeviceBuf<bf16> x(std::vector<bf16>(n, sentinel));
+    const int* ws_row = d.at(g.seq_x_row);
+    cl_window_deltas(win, d.seqs(), 0, kSeqs, ws_row, acc_d.get(), true, part.get(), stream_);
+    const std::vector<float> deltas = part.download();
+    quantize_window_partial(part.get(), width, group, bits, d.seqs(), 0, kSeqs, ws_row,
+                            part_b.get(), stream_);
+    quantize_window_partial(part.get(), width, group, bits, d.seqs(), 0, kSeqs, ws_row, part.get(),
+                            stream_);
+    const std::vector<float> quantized = part.download();
+    const std::vector<bf16> quantized_b = part_b.download();
+    cl_window_add(acc_d.get(), width, group, d.seqs(), 0, kSeqs, ws_row, part.get(), stream_);
+    const std::vector<float> sum = part.download();
+    cl_window_partial_rows(part.get(), width, group, d.seqs(), 0, kSeqs, ws_row, nullptr, eps,
+                           false, x.get(), carried.get(), stream_);
+    // The residual stream's rows: the layer's norm of A (carrying A twice changes nothing).
+    DeviceBuf<bf16> normed(std::vector<bf16>(n, sentinel));
+    cl_window_partial_rows(part.get(), width, group, d.seqs(), 0, kSeqs, ws_row, norm_d.get(), eps,
+                           false, normed.get(), carried.get(), stream_);
+    const std::vector<bf16> got_x = x.download(), got_n = normed.download();
+    const std::vector<float> got_acc = carried.download();
+    for (int i = 0; i < kSeqs; ++i) {
+      const int start = sq.len[i], lo = start - start % group, end = start + kNew[s][i];
+      const bool filled = end >= lo + group;
+      const size_t row0 = static_cast<size_t>(d.ws_row(i));
+      // The CPU's partial block: the deltas' rows [lo, start) as one block of that many rows.
+      std::vector<float> want;
+      if (lo < start) {
+        ChannelQuantRows block(width, bits, start - lo);
+        block.append(&deltas[(row0 + lo) * width], start - lo);
+        want.resize(static_cast<size_t>(start - lo) * width);
+        block.read(0, start - lo, want.data());
+      }
+      for (int p = 0; p < end; ++p) {
+        const size_t row = row0 + p;
+        const bool in_window = p >= lo && p < start;
+        for (int c = 0; c < width; ++c) {
+          const size_t at = row * width + c;
+          if (!in_window) {
+            ASSERT_EQ(deltas[at], 5.0f) << "step " << s << " pos " << p << " written";
+            ASSERT_EQ(test::bf16_bits(got_x[at]), test::bf16_bits(sentinel)) << p;
+            ASSERT_EQ(got_acc[at], acc[at]) << p;
+            continue;
+          }
+          const float w = want[static_cast<size_t>(p - lo) * width + c];
+          ASSERT_EQ(deltas[at], host[i][(p % group) * width + c] - acc[at])
+              << "step " << s << " seq " << i << " pos " << p << " channel " << c;
+          ASSERT_EQ(quantized[at], w)
+              << "step " << s << " seq " << i << " pos " << p << " ch " << c;
+          ASSERT_EQ(test::bf16_bits(quantized_b[at]), test::bf16_bits(__float2bfloat16_rn(w)));
+          ASSERT_EQ(sum[at], w + acc[at]);
+          ASSERT_EQ(test::bf16_bits(got_x[at]), test::bf16_bits(__float2bfloat16_rn(sum[at])));
+          ASSERT_EQ(got_acc[at], filled ? acc[at] : sum[at]) << "step " << s << " pos " << p;
+        }
+        if (!in_window) continue;
+        ++window_rows;
+        carried_rows += !filled;
+        double ss = 0;
+        for (int c = 0; c < width; ++c)
+          ss += static_cast<double>(sum[row * width + c]) * sum[row * width + c];
+        const float inv = static_cast<float>(1.0 / std::sqrt(ss / width + eps));
+        for (int c = 0; c < width; ++c) {
+          const float want_n = sum[row * width + c] * inv * norm[c];
+          EXPECT_NEAR(__bfloat162float(got_n[row * width + c]), want_n,
+                      std::fabs(want_n) / 64 + 1e-6f)
+              << "step " << s << " seq " << i << " pos " << p << " channel " << c;
+        }
+      }
+    }
+    cl_window_write(src_d.get(), width, 0, d.L.rows, d.at(d.L.row_seq), win, d.seqs(), stream_);
+    keep_in_window(src, width, group, fp32, s, sq, host);
+  }
+  EXPECT_GT(window_rows, 10);
+  EXPECT_GT(carried_rows, 0);
+  EXPECT_GT(window_rows, carried_rows);  // some blocks filled by the step too
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ClWindowPartialTest,
+                         ::testing::Values(std::tuple{64, 32, true, 2}, std::tuple{40, 8, false, 3},
+                                           std::tuple{33, 16, true, 16},
+                                           std::tuple{48, 128, false, 4},
+                                           std::tuple{300, 32, true, 8}),
+                         [](const auto& i) {
+                           std::string name = "w";
+                           name += std::to_string(std::get<0>(i.param));
+                           name += "_g" + std::to_string(std::get<1>(i.param));
+                           name += std::get<2>(i.param) ? "_fp32" : "_fp16";
+                           name += "_b" + std::to_string(std::get<3>(i.param));
                            return name;
                          });
 

@@ -6,7 +6,7 @@
 // without the fp16 window) over sequences that cross their blocks; XQuant-CL's per-token and
 // per-channel (-ch) forms (X-wide, residual stream, the GQA latent, base bits, latent base,
 // high-precision layers, G 8 to 128, steps of several workspace groups with the accumulator kept
-// or rebuilt); CUDA graph replays against
+// or rebuilt; with and without the fp16 window); CUDA graph replays against
 // eager steps; each layer's bytes per token against the CPU format's; and the GPU memory budget.
 // Skips without a GPU.
 #include "tests/unit/cuda_model_fixture.h"
@@ -162,6 +162,79 @@ INSTANTIATE_TEST_SUITE_P(
              .acc_rows = 48}),
     case_name);
 
+// The per-channel forms without the fp16 window (--cache-fp16-window 0): each layer's window
+// positions read as their chain of deltas quantized per channel as one partial block, as the
+// CPU's window_quantized reads them (the full block's chain below where a step fills it).
+INSTANTIATE_TEST_SUITE_P(
+    ClChannelQuantizedWindow, CudaModelTest,
+    ::testing::Values(
+        // X-wide: fp16 deltas, then 2 and 4 bits; both streams, blocks of 8 to 128.
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl-ch",
+             .bits = 16,
+             .window = false,
+             .mha = true},
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl-ch-normed",
+             .bits = 16,
+             .window = false,
+             .mha = true},
+        Case{
+            .arch = Arch::Llama, .format = "xquant-cl-ch", .bits = 2, .window = false, .mha = true},
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl-ch-normed",
+             .bits = 4,
+             .group = 8,
+             .window = false},
+        Case{.arch = Arch::Gemma3, .format = "xquant-cl-ch", .bits = 4, .window = false},
+        // The GQA latent form, Gemma's two chains.
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl-ch-normed",
+             .bits = 16,
+             .latent = true,
+             .window = false},
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl-ch-normed",
+             .bits = 2,
+             .latent = true,
+             .window = false},
+        Case{.arch = Arch::Gemma3,
+             .format = "xquant-cl-ch-normed",
+             .bits = 4,
+             .latent = true,
+             .window = false},
+        // Table 4's shape (blocks of 128, a decode fills one), X-wide and latent.
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl-ch",
+             .bits = 2,
+             .hp = {2, 4},
+             .group = 128,
+             .window = false},
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl-ch-normed",
+             .bits = 2,
+             .latent = true,
+             .hp = {2, 16},
+             .group = 128,
+             .window = false},
+        // Several workspace groups a step, accumulator rows for none of them (the partial chain
+        // replayed with A_prev at every layer) or some.
+        Case{.arch = Arch::Llama,
+             .format = "xquant-cl-ch",
+             .bits = 4,
+             .window = false,
+             .remat_rows = 32,
+             .acc_rows = 32,
+             .mha = true},
+        Case{.arch = Arch::Gemma3,
+             .format = "xquant-cl-ch-normed",
+             .bits = 2,
+             .latent = true,
+             .window = false,
+             .remat_rows = 32,
+             .acc_rows = 48}),
+    case_name);
+
 TEST(CudaModelBudget, CacheGetsWhatTheUtilizationLeaves) {
   SKIP_WITHOUT_GPU();
   const ModelConfig cfg = tiny_config(Arch::Llama);
@@ -205,27 +278,18 @@ TEST(CudaModelBudget, FormatsTheGpuDoesNotRunAreRefusedClearly) {
   EngineOptions o = small_cache("kivi", 4);
   o.cache.group_size = 24;
   EXPECT_THROW(make_model(cfg, w, o), ConfigError);
-  // XQuant-CL's per-channel forms read their unfilled block only from the fp16 window on the GPU.
+  // Every xquant-cl form runs, the per-channel ones with their fp16 window or without.
   o.cache.latent = "auto";
   o.cache.latent_k = "auto";
   o.cache.bits = 2;
   o.cache.group_size = 32;
-  o.cache.fp16_window = false;
-  for (const char* f : {"xquant-cl-ch", "xquant-cl-ch-normed"}) {
-    o.cache.format = f;
-    try {
-      make_model(cfg, w, o);
-      ADD_FAILURE() << f << " was accepted";
-    } catch (const ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find("--cache-fp16-window"), std::string::npos) << e.what();
+  for (bool window : {true, false}) {
+    o.cache.fp16_window = window;
+    for (const char* f : {"xquant-cl", "xquant-cl-residual", "xquant-cl-normed", "xquant-cl-ch",
+                          "xquant-cl-ch-residual", "xquant-cl-ch-normed"}) {
+      o.cache.format = f;
+      EXPECT_NO_THROW(make_model(cfg, w, o)) << f << " fp16 window " << window;
     }
-  }
-  // Every xquant-cl form runs, the per-channel ones with their window.
-  o.cache.fp16_window = true;
-  for (const char* f : {"xquant-cl", "xquant-cl-residual", "xquant-cl-normed", "xquant-cl-ch",
-                        "xquant-cl-ch-residual", "xquant-cl-ch-normed"}) {
-    o.cache.format = f;
-    EXPECT_NO_THROW(make_model(cfg, w, o)) << f;
   }
 }
 

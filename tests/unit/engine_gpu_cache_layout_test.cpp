@@ -289,17 +289,17 @@ TEST(GpuCacheLayout, RefusesWhatTheGpuDoesNotRunByName) {
   for (const char* f : {"kivi", "xquant-ch", "latent"})
     expect_refused(gqa, per_channel(f, 4, 24, {}, true), "--cache-group-size 24");
   EXPECT_NO_THROW(gpu_cache_layout(gqa, xquant(4, 24, {}, true)));
-  // What the GPU still refuses of the -ch forms: the unfilled block read quantized, and groups
-  // its per-channel blocks cannot tile pages with.
+  // What the GPU still refuses of the -ch forms: groups its per-channel blocks cannot tile
+  // pages with (with the fp16 window or without).
   for (const char* f : {"xquant-cl-ch", "xquant-cl-ch-normed"}) {
-    CacheOptions other = xquant(2, 16, {}, false);
-    other.format = f;
-    EXPECT_NO_THROW(gpu_cache_layout(mha, other)) << f;
-    other.fp16_window = false;
-    expect_refused(mha, other, "--cache-fp16-window off");
-    other.fp16_window = true;
-    other.group_size = 24;
-    expect_refused(mha, other, "--cache-group-size 24");
+    for (bool window : {true, false}) {
+      CacheOptions other = xquant(2, 16, {}, false);
+      other.format = f;
+      other.fp16_window = window;
+      EXPECT_NO_THROW(gpu_cache_layout(mha, other)) << f;
+      other.group_size = 24;
+      expect_refused(mha, other, "--cache-group-size 24");
+    }
   }
 }
 
@@ -334,12 +334,16 @@ TEST(GpuCacheLayout, ClLayerBytesAndNamesEqualTheCpuFormats) {
                {HighPrecisionLayers{0, 4}, HighPrecisionLayers{1, 4}, HighPrecisionLayers{2, 8}}) {
             for (int group : ch ? std::vector<int>{8, 24, 32} : std::vector<int>{16, 24}) {
               for (int base_bits : {0, 2, 8}) {
-                for (bool base_latent : {false, true}) {
-                  const CacheOptions o =
+                // Base on its basis or not; the -ch forms also without their fp16 window.
+                for (int variant = 0; variant < (ch ? 4 : 2); ++variant) {
+                  const bool base_latent = variant % 2 == 1;
+                  CacheOptions o =
                       xquant_cl(format, bits, group, hp, latent, base_bits, base_latent);
+                  o.fp16_window = variant < 2;
                   const std::string what = std::string(kind) + " " + format + " " + describe(o) +
                                            " base " + std::to_string(base_bits) +
-                                           (base_latent ? " latent" : "");
+                                           (base_latent ? " latent" : "") +
+                                           (o.fp16_window ? "" : " window 0");
                   std::unique_ptr<CacheFormat> cpu;
                   try {
                     cpu = make_cache_format(o, cfg, proj);
@@ -354,6 +358,7 @@ TEST(GpuCacheLayout, ClLayerBytesAndNamesEqualTheCpuFormats) {
                     continue;
                   }
                   const GpuCacheLayout gpu = gpu_cache_layout(cfg, o);
+                  EXPECT_EQ(gpu.fp16_window, o.fp16_window) << what;
                   ++compared;
                   compared_ch += ch;
                   EXPECT_EQ(gpu.kind, GpuCacheKind::XQuantCL) << what;
@@ -464,9 +469,17 @@ TEST(GpuCacheLayout, ClPerChannelFormsKeepTheCpusStreamAndWindows) {
   }
   EXPECT_TRUE(g.has_channel_blocks());
   EXPECT_EQ(g.window_slot_bytes, 3u * 32 * 128 * 4);
+  // Without the fp16 window: the same windows (they hold the unfilled block's S, which is read
+  // quantized), the flag carried for the reads.
   CacheOptions quantized_window = xquant_cl("xquant-cl-ch", 2, 32, {}, "auto", 0, false);
   quantized_window.fp16_window = false;
-  expect_refused(gqa, quantized_window, "--device cpu");
+  const GpuCacheLayout q = gpu_cache_layout(gqa, quantized_window);
+  EXPECT_FALSE(q.fp16_window);
+  g = gpu_cache_layout(gqa, xquant_cl("xquant-cl-ch", 2, 32, {}, "auto", 0, false));
+  EXPECT_TRUE(g.fp16_window);
+  EXPECT_EQ(q.window_slot_bytes, g.window_slot_bytes);
+  EXPECT_EQ(q.cl.window_offset, g.cl.window_offset);
+  EXPECT_EQ(q.window_bytes_max, g.window_bytes_max);
   expect_refused(gqa, xquant_cl("xquant-cl-residual", 2, 16, {}, "on", 0, false),
                  "residual stream");
   expect_refused(gqa, xquant_cl("xquant-cl", 5, 16, {}, "on", 0, false), "bits");
