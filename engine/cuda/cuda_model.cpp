@@ -417,6 +417,9 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
     const StepLayout::Group& g = L.groups[gi];
     const bool fold = can_fold(g);
     const bool raw = !fold && rope_in_attention(l, g.rows, p);
+    // The latent's V folded inside the attention: V is not rebuilt.
+    const bool latent_fold = raw && latent && attn_fold_ && g.max_n <= kMaxFoldRows &&
+                             g.rows <= fold_rows_ && latent_fold_splits(g.rows) > 0;
     const RopeAngles angles = rope_angles(l);
     const size_t r0 = g.row_begin;
     // The past's X, dequantized into its sequence's workspace rows, through the key path (and
@@ -437,13 +440,17 @@ void CudaModel::remat_attention(int l, const StepLayout& L, const int* d, const 
     }
     timer_.mark("dequantize", stream_);
     remat_keys(l, g.ws_rows, d + g.ws_pos, raw);
-    if (!fold) {
+    if (!fold && !latent_fold) {
       remat_values(l, g.ws_rows, raw);
       timer_.mark("remat_v", stream_);
     }
     const RowMap new_rows{d + g.new_page, d + g.new_slot};
     write_kv_rows(a_.k.get() + r0 * KV, a_.v.get() + r0 * KV, g.rows, KV, new_rows, ws, stream_);
-    if (fold) {
+    if (latent_fold) {
+      write_rows_bf16(a_.zb.get() + r0 * C, g.rows, C, new_rows, r_.x.get(),
+                      static_cast<size_t>(kPageRows) * C, stream_);
+      latent_fold_attention(l, g, d, p, ws, angles);
+    } else if (fold) {
       write_rows_bf16(latent ? a_.zb.get() + r0 * C : a_.xb.get() + r0 * H, g.rows, C, new_rows,
                       r_.x.get(), static_cast<size_t>(kPageRows) * C, stream_);
       folded_values(l, g, d, p, ws);

@@ -77,6 +77,11 @@ class CudaModel : public Model {
   // Layer l's rebuilt K and V can stay raw bf16 for paged_attention's past_rope (no bias or
   // k-norm, the tensor-core split kernel runs for `rows` query rows).
   bool rope_in_attention(int l, int rows, const AttnParams& p) const;
+  // The GQA latent's decode attention with V folded in (paged_attention_splits' fold): the
+  // workspace holds raw K and the rows' latents; writes a_.attn's rows of the group.
+  void latent_fold_attention(int l, const StepLayout::Group& g, const int* d, const AttnParams& p,
+                             const KvPages& ws, const RopeAngles& angles);
+  int latent_fold_splits(int rows) const;  // 0: the partials cannot hold one split
   // `seqs`: the AttnSeq array of the layer's pool (L.seqs, or L.ring_seqs for a ring layer).
   void fused_decode(int l, const StepLayout& L, const AttnSeq* seqs, const int* d,
                     const AttnParams& p);
@@ -144,6 +149,7 @@ class CudaModel : public Model {
   bool graphs_on_ = true;
   bool attn_mma_ = true;  // paged attention on the tensor cores where the head size allows
   bool attn_rope_ = true;  // rebuilt keys rotated inside the attention (rope_in_attention)
+  bool attn_fold_ = true;  // the latent's V folded inside the attention (latent_fold_attention)
   bool fold_ = true;         // decode folds V after the softmax (else rebuilds it with a matmul)
   bool fused_ok_ = false;    // the format and shape run xquant_decode_splits
   int fused_max_rows_ = 0;   // decode steps of at most this many rows take it

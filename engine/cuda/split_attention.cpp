@@ -42,6 +42,8 @@ void CudaModel::setup_attention_paths(int rows, int decode_rows) {
   graphs_on_ = env_flag("XQ_CUDA_GRAPHS", true);
   attn_mma_ = env_flag("XQ_CUDA_ATTN_MMA", true);
   attn_rope_ = env_flag("XQ_CUDA_ATTN_ROPE", true);
+  attn_fold_ = env_flag("XQ_CUDA_ATTN_FOLD", true) &&
+               format_->kind() == GpuCacheKind::XLatent && fold_slice_width(cfg_.kv_dim()) > 0;
   // X folds V after the softmax; the GQA latent rebuilds V with one matmul, as cheap as K's
   // (measured faster, bench/RESULTS.md). XQ_CUDA_FOLD=1/0 forces either.
   fold_ = env_flag("XQ_CUDA_FOLD", format_->kind() != GpuCacheKind::XLatent);
@@ -77,6 +79,8 @@ void CudaModel::setup_attention_paths(int rows, int decode_rows) {
     if (fused_ok_)
       floats = std::max(floats, (static_cast<size_t>(decode_rows) + spread) * H * x.v_width);
   }
+  if (attn_fold_)  // a decode step's weighted V latents, kv_dim wide per head
+    floats = std::max(floats, (static_cast<size_t>(decode_rows) + spread) * H * cfg_.kv_dim());
   split_acc_.reset(floats);
   split_ml_.reset(floats == 0 ? 0 : 2 * floats / std::max(1, cfg_.head_dim));
 }
@@ -107,6 +111,37 @@ bool CudaModel::paged_attention(const float* q, float* out, int rows, const int*
   }
   attention_combine(parts, rows, H, D, out, nullptr, stream_);
   return false;
+}
+
+int CudaModel::latent_fold_splits(int rows) const {
+  const int KV = cfg_.kv_dim(), slices = KV / std::max(1, fold_slice_width(KV));
+  const size_t per_split = static_cast<size_t>(rows) * cfg_.num_heads * KV;
+  if (per_split == 0 || per_split > split_acc_.size()) return 0;
+  return choose_splits(rows, cfg_.num_kv_heads * slices, step_max_len_, kMinSplitPositions,
+                       static_cast<int>(split_acc_.size() / per_split));
+}
+
+void CudaModel::latent_fold_attention(int l, const StepLayout::Group& g, const int* d,
+                                      const AttnParams& p, const KvPages& ws,
+                                      const RopeAngles& angles) {
+  const CudaLayer& W = w_.layers[l];
+  const int H = cfg_.num_heads, D = cfg_.head_dim, KV = cfg_.kv_dim(), Q = cfg_.q_dim();
+  const int G = H / cfg_.num_kv_heads, rows = g.rows, C = format_->layout().row_width;
+  const size_t r0 = g.row_begin;
+  const FoldRows fold{r_.x.get(), static_cast<size_t>(kPageRows) * C, C, KV, KV};
+  SplitPartials parts{split_ml_.get(), split_acc_.get(), latent_fold_splits(rows)};
+  paged_attention_splits(a_.q.get() + r0 * Q, rows, d + g.row_seq,
+                         reinterpret_cast<const AttnSeq*>(d + g.seqs), d + g.tables, ws, p, parts,
+                         stream_, true, &angles, &fold);
+  timer_.mark("attention", stream_);
+  // The merged weighted latents, head-major, then each KV head's rows of Wv (on the latent) and
+  // the heads back into rows.
+  attention_combine(parts, rows, H, KV, nullptr, r_.y.get(), stream_);
+  matmul_nt_batched(blas_, r_.y.get(), W.wv_lat.get(), r_.t.get(), G * rows, KV, D,
+                    cfg_.num_kv_heads, static_cast<size_t>(G) * rows * KV,
+                    static_cast<size_t>(D) * KV, static_cast<size_t>(G) * rows * D);
+  heads_to_rows(r_.t.get(), rows, H, D, G, nullptr, a_.attn.get() + r0 * Q, stream_);
+  timer_.mark("fold_project", stream_);
 }
 
 int CudaModel::paged_splits(int rows) const {

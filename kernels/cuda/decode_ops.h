@@ -37,14 +37,30 @@ size_t split_partials_floats(int rows, int heads, int splits, int width);
 // tensor-core products (relative error ~1e-3, against ~1e-6 for the fp32 CUDA-core kernel).
 bool paged_attention_supported(const AttnParams& p);
 bool paged_attention_tensor_cores(const AttnParams& p);
+// The GQA latent's values for paged_attention_splits' fold: position `at` of a sequence is row
+// at % kPageRows of page table[at / kPageRows] (the K table) in x, rows row_stride bf16 apart and
+// pages page_stride; its V latent is the `width` columns from col0 (width a multiple of 32,
+// every row start 16-byte aligned).
+struct FoldRows {
+  const bf16* x = nullptr;
+  size_t page_stride = 0;
+  int row_stride = 0, col0 = 0, width = 0;
+};
+
 // With past_rope (tensor cores only: paged_attention_tensor_cores), the rows of each sequence's
 // positions before its start_pos hold bf16 K without RoPE and bf16 V (a rebuilt workspace's raw
 // matmul output), rotated with past_rope and converted as they are staged; its later rows (the
-// step's new rows) are fp16 as usual.
+// step's new rows) are fp16 as usual. With fold (tensor cores, 16-byte aligned K rows), the
+// partials hold each head's softmax-weighted sum of the rows' V latent (fold->width columns,
+// out.acc sized for them) instead of P V; kv.v is not read.
 void paged_attention_splits(const float* q, int rows, const int* row_seq, const AttnSeq* seqs,
                             const int* tables, KvPages kv, AttnParams p, SplitPartials out,
                             cudaStream_t stream, bool tensor_cores = true,
-                            const RopeAngles* past_rope = nullptr);
+                            const RopeAngles* past_rope = nullptr,
+                            const FoldRows* fold = nullptr);
+// The columns one fold block takes (256, 128, 64 or 32), or 0 where `width` is not a multiple
+// of 32.
+int fold_slice_width(int width);
 
 // Merges the splits of every (row, head). Exactly one output: out_f32 rows [rows][heads * width]
 // (out_f32 + r * heads * width + h * width), or out_bf16 head-major [heads][rows][width] (or,

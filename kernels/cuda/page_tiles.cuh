@@ -50,7 +50,8 @@ __device__ void stage_tile(const int* table, const KvPages& kv, int kvh, int D, 
 }
 
 // The same with asynchronous 16-byte copies (rows 16-byte aligned): the caller commits them as
-// one group and waits before reading, so the next tile's loads overlap this tile's math.
+// one group and waits before reading, so the next tile's loads overlap this tile's math. A null
+// v_s copies K alone.
 __device__ inline void stage_tile_async(const int* table, const KvPages& kv, int kvh, int D, int c0,
                                         int len, half* k_s, half* v_s, int ld) {
   const int vecs = D / 8;
@@ -58,7 +59,7 @@ __device__ inline void stage_tile_async(const int* table, const KvPages& kv, int
     const int j = e / vecs, c = (e % vecs) * 8;
     const size_t off = page_row_offset(table, kv, kvh, D, c0 + j) + c;
     __pipeline_memcpy_async(k_s + j * ld + c, kv.k + off, 16);
-    __pipeline_memcpy_async(v_s + j * ld + c, kv.v + off, 16);
+    if (v_s) __pipeline_memcpy_async(v_s + j * ld + c, kv.v + off, 16);
   }
 }
 

@@ -236,7 +236,7 @@ bool paged_attention_tensor_cores(const AttnParams& p) {
 void paged_attention_splits(const float* q, int rows, const int* row_seq, const AttnSeq* seqs,
                             const int* tables, KvPages kv, AttnParams p, SplitPartials out,
                             cudaStream_t stream, bool tensor_cores,
-                            const RopeAngles* past_rope) {
+                            const RopeAngles* past_rope, const FoldRows* fold) {
   if (rows <= 0) return;
   if (!paged_attention_supported(p))
     throw CudaError("paged_attention_splits: head_dim " + std::to_string(p.head_dim) +
@@ -247,11 +247,14 @@ void paged_attention_splits(const float* q, int rows, const int* row_seq, const 
   // 16-byte loads when every row start (page, slot, head) is 16-byte aligned, half2 otherwise.
   const bool wide = p.head_dim % 8 == 0 && kv.row_stride % 8 == 0 && kv.page_stride % 8 == 0 &&
                     reinterpret_cast<uintptr_t>(kv.k) % 16 == 0 &&
-                    reinterpret_cast<uintptr_t>(kv.v) % 16 == 0;
+                    reinterpret_cast<uintptr_t>(kv.v) % 16 == 0 &&
+                    (!fold || (fold->row_stride % 8 == 0 && fold->page_stride % 8 == 0 &&
+                               fold->col0 % 8 == 0 &&
+                               reinterpret_cast<uintptr_t>(fold->x) % 16 == 0));
   if (tensor_cores && paged_attention_tensor_cores(p)) {
-    paged_attention_mma(q, rows, row_seq, seqs, tables, kv, p, out, wide, past_rope, stream);
-  } else if (past_rope) {
-    throw CudaError("paged_attention_splits: past_rope needs the tensor-core kernel");
+    paged_attention_mma(q, rows, row_seq, seqs, tables, kv, p, out, wide, past_rope, fold, stream);
+  } else if (past_rope || fold) {
+    throw CudaError("paged_attention_splits: past_rope and fold need the tensor-core kernel");
   } else if (wide) {
     dispatch_group<8>(q, rows, row_seq, seqs, tables, kv, p, out, stream);
   } else {

@@ -279,6 +279,92 @@ TEST_F(CudaAttention, PastRowsAreRotatedAndConvertedAsStaged) {
   }
 }
 
+// The fold: each head's softmax-weighted sum of the rows' V latents (bf16, `width` wide, read
+// through the K pages' table from rows of their own), with K's past rows raw as above.
+TEST_F(CudaAttention, FoldSumsTheValueLatentsWithTheSoftmaxWeights) {
+  for (int width : {96, 256}) {
+    SCOPED_TRACE(::testing::Message() << "latent width " << width);
+    const int head_dim = 64;
+    const Batch b = make_batch(head_dim, 1300 + width);
+    AttnParams p;
+    p.num_heads = kHeads;
+    p.num_kv_heads = kKvHeads;
+    p.head_dim = head_dim;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    // Latent rows: [pad 16 | latent width | pad 8] per row, pages as K's, random bf16.
+    const int col0 = 16, row_stride = col0 + width + 8;
+    const size_t page_stride = static_cast<size_t>(kPageRows) * row_stride;
+    int pages = 0;
+    for (int t : b.tables) pages = std::max(pages, t + 1);
+    std::mt19937 rng(77 + width);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<bf16> lat(pages * page_stride);
+    for (bf16& x : lat) x = __float2bfloat16_rn(nd(rng));
+    // The reference: softmax over K as the batch's reference does, weights times the latents.
+    std::vector<double> ref(static_cast<size_t>(b.rows) * kHeads * width, 0.0);
+    const int kv_dim = kKvHeads * head_dim;
+    for (int r = 0; r < b.rows; ++r) {
+      const int si = b.row_seq[r];
+      const AttnSeq& s = b.seqs[si];
+      const int pos = s.start_pos + (r - s.q_row);
+      for (int h = 0; h < kHeads; ++h) {
+        const int kvh = h / (kHeads / kKvHeads);
+        const float* q = b.q.data() + (static_cast<size_t>(r) * kHeads + h) * head_dim;
+        std::vector<double> w(pos + 1);
+        double mx = -INFINITY, sum = 0.0;
+        for (int j = 0; j <= pos; ++j) {
+          const float* k = b.k[si].data() + static_cast<size_t>(j) * kv_dim + kvh * head_dim;
+          double dot = 0.0;
+          for (int d = 0; d < head_dim; ++d) dot += static_cast<double>(q[d]) * k[d];
+          mx = std::max(mx, w[j] = dot * p.scale);
+        }
+        for (double& x : w) sum += (x = std::exp(x - mx));
+        double* o = ref.data() + (static_cast<size_t>(r) * kHeads + h) * width;
+        for (int j = 0; j <= pos; ++j) {
+          const size_t row = b.tables[s.table + j / kPageRows] * page_stride +
+                             static_cast<size_t>(j % kPageRows) * row_stride + col0;
+          for (int c = 0; c < width; ++c) o[c] += w[j] / sum * __bfloat162float(lat[row + c]);
+        }
+      }
+    }
+    DeviceBuf<float> d_q(b.q), d_out(ref.size());
+    DeviceBuf<int> d_row_seq(b.row_seq), d_tables(b.tables);
+    DeviceBuf<AttnSeq> d_seqs(b.seqs);
+    DeviceBuf<bf16> d_lat(lat);
+    // K rows 16-byte aligned: the batch's padded rows are 4 halves past a multiple of 8, so
+    // read them through a store copy with rows of kv_dim + 8 halves.
+    const int ld = kv_dim + 8;
+    std::vector<uint16_t> aligned(pages * 2 * kPageRows * static_cast<size_t>(ld), 0);
+    for (int pg = 0; pg < pages; ++pg)
+      for (int half_part = 0; half_part < 2; ++half_part)
+        for (int j = 0; j < kPageRows; ++j)
+          for (int d = 0; d < kv_dim; ++d)
+            aligned[(static_cast<size_t>(pg) * 2 * kPageRows + half_part * kPageRows + j) * ld + d] =
+                b.store[pg * b.page_stride + (half_part * kPageRows + j) * b.row_stride + d];
+    DeviceBuf<uint16_t> d_aligned(aligned);
+    half* abase = reinterpret_cast<half*>(d_aligned.get());
+    const KvPages kv{abase, abase + kPageRows * ld, 2 * kPageRows * static_cast<size_t>(ld), ld};
+    const FoldRows fold{d_lat.get(), page_stride, row_stride, col0, width};
+    for (int splits : {1, 4}) {
+      SCOPED_TRACE(::testing::Message() << "splits " << splits);
+      const size_t n = split_partials_floats(b.rows, kHeads, splits, width);
+      DeviceBuf<float> d_acc(n), d_ml(2 * n);
+      const SplitPartials parts{d_ml.get(), d_acc.get(), splits};
+      paged_attention_splits(d_q.get(), b.rows, d_row_seq.get(), d_seqs.get(), d_tables.get(), kv,
+                             p, parts, stream_, true, nullptr, &fold);
+      attention_combine(parts, b.rows, kHeads, width, d_out.get(), nullptr, stream_);
+      const auto got = d_out.download();
+      double num = 0.0, den = 0.0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_FALSE(std::isnan(got[i])) << i;
+        num += (got[i] - ref[i]) * (got[i] - ref[i]);
+        den += ref[i] * ref[i];
+      }
+      EXPECT_LT(std::sqrt(num / den), 3e-3);
+    }
+  }
+}
+
 TEST(CudaAttentionArgs, RejectsHeadDimAndHeadRatioItCannotServe) {
   AttnParams p;
   p.num_heads = 8;
