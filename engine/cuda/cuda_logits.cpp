@@ -117,6 +117,9 @@ void CudaModel::summarize_logits(std::span<const SeqInput> batch,
     s.edited = spec.edited;
     s.unedited.clear();
     s.has_raw = false;
+    s.raw_ids.clear();
+    s.raw_logits.clear();
+    s.raw_lse = 0.0;
     if (!spec.edited) continue;
     for (const LogitEdit& le : spec.edits) s.unedited.emplace_back(le.id, unedited[e++]);
     if (spec.raw_summary && !spec.edits.empty()) {
