@@ -4,7 +4,6 @@
 // bias, then bans, each a single float operation.
 #include <algorithm>
 #include <limits>
-#include <unordered_map>
 
 #include "engine/sampler.h"
 
@@ -29,11 +28,26 @@ std::optional<std::vector<LogitEdit>> Sampler::row_edits(std::span<const int> hi
                                                          size_t max_edits) const {
   const int n = static_cast<int>(std::min<size_t>(listable, std::numeric_limits<int>::max()));
   std::vector<LogitEdit> edits;
-  std::unordered_map<int, size_t> at;  // id -> its edit
+  // id -> 1 + its edit's index (0: none yet). The scheduler plans every draw of a step on one
+  // thread, over prompts of thousands of tokens: an array beats a hash map, and only the ids
+  // touched are cleared again.
+  thread_local std::vector<uint32_t> at;
+  if (at.size() < static_cast<size_t>(n)) at.resize(n, 0);
+  struct Clear {  // on every return, before `edits` may be moved out
+    std::vector<LogitEdit>* edits;
+    void now() {
+      if (edits)
+        for (const LogitEdit& e : *edits) at[e.id] = 0;
+      edits = nullptr;
+    }
+    ~Clear() { now(); }
+  } clear{&edits};
   auto edit_of = [&](int t) -> LogitEdit& {
-    const auto [it, fresh] = at.try_emplace(t, edits.size());
-    if (fresh) edits.push_back(LogitEdit{t});
-    return edits[it->second];
+    if (at[t] == 0) {
+      edits.push_back(LogitEdit{t});
+      at[t] = static_cast<uint32_t>(edits.size());
+    }
+    return edits[at[t] - 1];
   };
   const bool rep = p_.repetition_penalty != 1.0f && p_.repetition_penalty > 0.0f;
   if (rep) {
@@ -48,14 +62,16 @@ std::optional<std::vector<LogitEdit>> Sampler::row_edits(std::span<const int> hi
     }
   }
   if (p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f) {
-    std::unordered_map<int, int> counts;
+    std::vector<int> count;  // per edit: the id's occurrences in the output
     for (int t : history) {
-      if (t >= 0 && t < n) counts[t]++;
+      if (t < 0 || t >= n) continue;
+      edit_of(t).ops |= LogitEdit::kSub;
+      const size_t i = at[t] - 1;
+      if (count.size() <= i) count.resize(i + 1, 0);
+      ++count[i];
     }
-    for (const auto& [t, c] : counts) {
-      LogitEdit& e = edit_of(t);
-      e.ops |= LogitEdit::kSub;
-      e.sub = output_penalty(p_, c);
+    for (size_t i = 0; i < count.size(); ++i) {
+      if (count[i] > 0) edits[i].sub = output_penalty(p_, count[i]);
     }
   }
   for (const auto& [t, b] : p_.logit_bias) {
@@ -75,6 +91,7 @@ std::optional<std::vector<LogitEdit>> Sampler::row_edits(std::span<const int> hi
   // With every id banned the sampler draws the first banned one, which no summary tells.
   if (banned_ids > 0 && banned_ids >= static_cast<size_t>(n)) return std::nullopt;
   if (edits.size() > max_edits) return std::nullopt;
+  clear.now();
   std::sort(edits.begin(), edits.end(),
             [](const LogitEdit& a, const LogitEdit& b) { return a.id < b.id; });
   return edits;

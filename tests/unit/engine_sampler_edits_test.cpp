@@ -95,6 +95,14 @@ TEST(SamplerEdits, DeclinesWhatEditsCannotSay) {
   const std::vector<int> all = {0, 1, 2, 2, 3};
   EXPECT_FALSE(Sampler(SamplingParams{}, 1).row_edits({}, {}, all, 4, kMaxStepEdits).has_value());
   EXPECT_TRUE(Sampler(SamplingParams{}, 1).row_edits({}, {}, all, 5, kMaxStepEdits).has_value());
+  // The declined lists leave nothing behind for the next one.
+  p.frequency_penalty = 0.5f;
+  expect_same_row(p, kHistory, kPrompt, {}, 400, 410);
+  const auto again = capped.row_edits({}, {9}, {}, 400, kMaxStepEdits);
+  ASSERT_TRUE(again.has_value());
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_EQ((*again)[0].id, 9);
+  EXPECT_EQ((*again)[0].ops, LogitEdit::kRep);
 }
 
 // summarize_row of an edited spec: the draw's fields of the edited row, the logprobs' of the
