@@ -98,7 +98,8 @@ TEST(SamplerEdits, DeclinesWhatEditsCannotSay) {
   // The declined lists leave nothing behind for the next one.
   p.frequency_penalty = 0.5f;
   expect_same_row(p, kHistory, kPrompt, {}, 400, 410);
-  const auto again = capped.row_edits({}, {9}, {}, 400, kMaxStepEdits);
+  const std::vector<int> nine = {9};
+  const auto again = capped.row_edits({}, nine, {}, 400, kMaxStepEdits);
   ASSERT_TRUE(again.has_value());
   ASSERT_EQ(again->size(), 1u);
   EXPECT_EQ((*again)[0].id, 9);
