@@ -153,8 +153,15 @@ TEST(SummaryDraws, EditedDrawsOfEveryKind) {
   std::normal_distribution<float> nd(0.0f, 2.0f);
   std::vector<float> logits(static_cast<size_t>(rows) * vocab);
   for (float& x : logits) x = nd(g);
+  // Every row's best tokens are in the output (some twice) and the prompt, so that each
+  // penalty moves the draw.
   std::vector<int> history, prompt;
-  for (int i = 0; i < 40; ++i) history.push_back(static_cast<int>(g() % 60));
+  for (int r = 0; r < rows; ++r) {
+    const std::span<const float> row(logits.data() + static_cast<size_t>(r) * vocab, listable);
+    const std::vector<int> best = best_ids(row, 4);
+    history.insert(history.end(), {best[0], best[1], best[0], best[2]});
+    prompt.push_back(best[3]);
+  }
   for (int i = 0; i < 30; ++i) prompt.push_back(static_cast<int>(g() % 900));
   const std::vector<int> banned = {history[0], history[1], 2};
   auto banned_of = [&](int r) { return r % 2 == 0 ? std::span<const int>(banned) : std::span<const int>(); };
