@@ -24,8 +24,7 @@ void apply_edits(std::span<float> row, std::span<const LogitEdit> edits) {
 std::optional<std::vector<LogitEdit>> Sampler::row_edits(std::span<const int> history,
                                                          std::span<const int> prompt,
                                                          std::span<const int> banned,
-                                                         size_t listable,
-                                                         size_t max_edits) const {
+                                                         size_t listable, size_t max_edits) const {
   const int n = static_cast<int>(std::min<size_t>(listable, std::numeric_limits<int>::max()));
   std::vector<LogitEdit> edits;
   // id -> 1 + its edit's index (0: none yet). The scheduler plans every draw of a step on one

@@ -139,7 +139,8 @@ int CudaModel::pack_edits(std::span<const RowDrawSpec> specs, size_t listable) {
   size_t n = 0;
   for (const RowDrawSpec& s : specs) n += s.edited ? s.edits.size() : 0;
   if (n > static_cast<size_t>(summaries_.edit_capacity()))
-    throw std::invalid_argument("CudaModel: " + std::to_string(n) + " logit edits in a step (at most " +
+    throw std::invalid_argument("CudaModel: " + std::to_string(n) +
+                                " logit edits in a step (at most " +
                                 std::to_string(summaries_.edit_capacity()) + ")");
   RowEdit* out = summaries_.edits(m);
   for (int r = 0; r < m; ++r) {

@@ -56,7 +56,8 @@ class SummaryBuffers {
     return reinterpret_cast<float*>(dev_.get() + 2 * summary_bytes(m));
   }
   void download(int m, int edits, cudaStream_t stream) {
-    const size_t bytes = edits > 0 ? 2 * summary_bytes(m) + edits * sizeof(float) : summary_bytes(m);
+    const size_t bytes =
+        edits > 0 ? 2 * summary_bytes(m) + edits * sizeof(float) : summary_bytes(m);
     check(cudaMemcpyAsync(host_.get(), dev_.get(), bytes, cudaMemcpyDeviceToHost, stream),
           "summary download");
   }

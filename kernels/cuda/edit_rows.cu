@@ -38,15 +38,15 @@ void apply_row_edits(float* logits, int vocab, const RowEdit* edits, int n, floa
                      cudaStream_t stream) {
   if (n <= 0) return;
   apply_edits_kernel<<<(n + kThreads - 1) / kThreads, kThreads, 0, stream>>>(logits, vocab, edits,
-                                                                            n, unedited);
+                                                                             n, unedited);
   check(cudaGetLastError(), "apply_row_edits");
 }
 
-void restore_row_edits(float* logits, int vocab, const RowEdit* edits, int n,
-                       const float* unedited, cudaStream_t stream) {
+void restore_row_edits(float* logits, int vocab, const RowEdit* edits, int n, const float* unedited,
+                       cudaStream_t stream) {
   if (n <= 0) return;
-  restore_edits_kernel<<<(n + kThreads - 1) / kThreads, kThreads, 0, stream>>>(logits, vocab,
-                                                                              edits, n, unedited);
+  restore_edits_kernel<<<(n + kThreads - 1) / kThreads, kThreads, 0, stream>>>(logits, vocab, edits,
+                                                                               n, unedited);
   check(cudaGetLastError(), "restore_row_edits");
 }
 

@@ -48,7 +48,7 @@ struct RowEdit {
 void apply_row_edits(float* logits, int vocab, const RowEdit* edits, int n, float* unedited,
                      cudaStream_t stream);
 // Puts the values apply_row_edits kept back.
-void restore_row_edits(float* logits, int vocab, const RowEdit* edits, int n,
-                       const float* unedited, cudaStream_t stream);
+void restore_row_edits(float* logits, int vocab, const RowEdit* edits, int n, const float* unedited,
+                       cudaStream_t stream);
 
 }  // namespace xq::cuda

@@ -373,8 +373,8 @@ TEST_P(CudaModelTest, RowSummariesEqualTheWholeRows) {
         p.logit_bias = {{(t * 13 + 5) % static_cast<int>(listable), 9.0f}};
         const std::vector<int> history = {(t * 7) % V, 3, 3, 11};
         const std::vector<int> banned = {4};
-        specs[i].edits = *Sampler(p, 1).row_edits(history, prompts[i], banned, listable,
-                                                  kMaxStepEdits);
+        specs[i].edits =
+            *Sampler(p, 1).row_edits(history, prompts[i], banned, listable, kMaxStepEdits);
         specs[i].edited = true;
         specs[i].raw_summary = i == 1;
       }

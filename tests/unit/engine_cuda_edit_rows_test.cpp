@@ -50,7 +50,8 @@ void expect_edits_match_host(int rows, int vocab, int listable, unsigned seed,
   const int K = 64;
   for (int r = 0; r < rows; ++r) {
     const SamplingParams p = row_params(r, history);
-    const std::span<const int> ban = r % 3 == 2 ? std::span<const int>(banned) : std::span<const int>();
+    const std::span<const int> ban =
+        r % 3 == 2 ? std::span<const int>(banned) : std::span<const int>();
     Sampler host(p, 1);
     const auto edits = host.row_edits(history, prompt, ban, listable, kMaxStepEdits);
     ASSERT_TRUE(edits.has_value()) << "row " << r;
@@ -89,10 +90,9 @@ void expect_edits_match_host(int rows, int vocab, int listable, unsigned seed,
   DeviceBuf<float> vals(static_cast<size_t>(rows) * K), drawn_logit(rows);
   DeviceBuf<double> lse(rows), sum_t(rows);
   DeviceBuf<uint8_t> scratch(summary_scratch_bytes(rows, vocab, K));
-  summarize_logit_rows(logits.get(), rows, vocab, listable, K, d_inv_t.get(), d_u01.get(),
-                       scratch.get(),
-                       {ids.get(), vals.get(), lse.get(), sum_t.get(), drawn.get(), drawn_logit.get()},
-                       stream);
+  summarize_logit_rows(
+      logits.get(), rows, vocab, listable, K, d_inv_t.get(), d_u01.get(), scratch.get(),
+      {ids.get(), vals.get(), lse.get(), sum_t.get(), drawn.get(), drawn_logit.get()}, stream);
   const std::vector<int> g_ids = ids.download(), g_drawn = drawn.download();
   const std::vector<float> g_vals = vals.download();
   const std::vector<double> g_lse = lse.download();

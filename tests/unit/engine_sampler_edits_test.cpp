@@ -19,7 +19,7 @@ std::vector<float> random_row(int n, unsigned seed) {
   std::normal_distribution<float> nd(0.0f, 3.0f);
   std::vector<float> row(n);
   for (float& x : row) x = nd(g);
-  row[5] = 0.0f;   // the repetition penalty's boundary: neither divided nor multiplied away
+  row[5] = 0.0f;  // the repetition penalty's boundary: neither divided nor multiplied away
   row[6] = -0.0f;
   return row;
 }

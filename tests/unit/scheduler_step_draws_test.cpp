@@ -73,7 +73,8 @@ Round draw_both(const std::vector<float>& logits, int vocab, int listable,
     out.want[r].logits = row.first(listable);
     out.want[r].full_row = row;
     out.got[r].sampler = &b[r];
-    summaries[r] = summarize_row(row, listable, kSummaryCandidates, plan(r, b[r], out.got[r].banned));
+    summaries[r] =
+        summarize_row(row, listable, kSummaryCandidates, plan(r, b[r], out.got[r].banned));
     draw_of[r] = r;
   }
   sample_batch(out.want, 1);
@@ -116,20 +117,22 @@ void expect_equal_whole_row_draws(bool edit) {
   params[8].temperature = 2.0f;                    // flat: a long top-p head
   params[8].top_p = 0.99f;
   const std::vector<int> history = {1, 2, 3, 2}, prompt = {7, 8}, banned = {0, 1, 2, 3, 4};
-  auto banned_of = [&](int r) { return r == 7 ? std::span<const int>(banned) : std::span<const int>(); };
+  auto banned_of = [&](int r) {
+    return r == 7 ? std::span<const int>(banned) : std::span<const int>();
+  };
 
   for (int logprobs : {-1, 0, 5}) {
     std::vector<Sampler> a, b;
-    const Round d = draw_both(
-        logits, vocab, listable, params, 100, history, prompt, banned_of, logprobs, a, b,
-        [&](int, Sampler& s, std::span<const int> ban) {
-          const bool changes = s.changes_row(history, prompt, ban);
-          size_t budget = kMaxStepEdits;
-          RowDrawSpec spec = edit ? plan_draw(s, history, prompt, ban, logprobs, listable, budget)
-                                  : s.plan(listable, changes);
-          EXPECT_EQ(spec.edited, edit && changes);
-          return spec;
-        });
+    const Round d = draw_both(logits, vocab, listable, params, 100, history, prompt, banned_of,
+                              logprobs, a, b, [&](int, Sampler& s, std::span<const int> ban) {
+                                const bool changes = s.changes_row(history, prompt, ban);
+                                size_t budget = kMaxStepEdits;
+                                RowDrawSpec spec = edit ? plan_draw(s, history, prompt, ban,
+                                                                    logprobs, listable, budget)
+                                                        : s.plan(listable, changes);
+                                EXPECT_EQ(spec.edited, edit && changes);
+                                return spec;
+                              });
     expect_same_draws(d, logprobs);
     // Row 8's head is longer than the candidates: it comes back whole, and so do the rows
     // that change unless they are edited (when logprobs are asked, a token outside the
@@ -164,7 +167,9 @@ TEST(SummaryDraws, EditedDrawsOfEveryKind) {
   }
   for (int i = 0; i < 30; ++i) prompt.push_back(static_cast<int>(g() % 900));
   const std::vector<int> banned = {history[0], history[1], 2};
-  auto banned_of = [&](int r) { return r % 2 == 0 ? std::span<const int>(banned) : std::span<const int>(); };
+  auto banned_of = [&](int r) {
+    return r % 2 == 0 ? std::span<const int>(banned) : std::span<const int>();
+  };
   std::vector<SamplingParams> params(rows);
   for (int r = 0; r < rows; ++r) {
     SamplingParams& p = params[r];
@@ -180,13 +185,13 @@ TEST(SummaryDraws, EditedDrawsOfEveryKind) {
   for (int logprobs : {-1, 3}) {
     std::vector<Sampler> a, b;
     size_t budget = kMaxStepEdits;  // one step's, shared by its rows
-    const Round d = draw_both(
-        logits, vocab, listable, params, 1000, history, prompt, banned_of, logprobs, a, b,
-        [&](int r, Sampler& s, std::span<const int> ban) {
-          RowDrawSpec spec = plan_draw(s, history, prompt, ban, logprobs, listable, budget);
-          EXPECT_TRUE(spec.edited) << "row " << r;
-          return spec;
-        });
+    const Round d = draw_both(logits, vocab, listable, params, 1000, history, prompt, banned_of,
+                              logprobs, a, b, [&](int r, Sampler& s, std::span<const int> ban) {
+                                RowDrawSpec spec =
+                                    plan_draw(s, history, prompt, ban, logprobs, listable, budget);
+                                EXPECT_TRUE(spec.edited) << "row " << r;
+                                return spec;
+                              });
     expect_same_draws(d, logprobs);
     EXPECT_LE(d.copied.size(), 2u) << "most edited draws decide from their summaries";
   }
