@@ -19,9 +19,9 @@ namespace xq {
 inline constexpr int kSummaryCandidates = 64;
 
 // The edits of one step's rows together: past this many, a row's draw takes its whole row to the
-// host instead (a history of thousands of distinct tokens under a repetition penalty), so that
-// the pinned buffers stay small.
-inline constexpr size_t kMaxStepEdits = size_t{1} << 16;
+// host instead (e.g. 64 sequences with 4k-token prompts under a repetition penalty), so that the
+// pinned buffers stay at a few MiB (28 bytes an edit up and down).
+inline constexpr size_t kMaxStepEdits = size_t{1} << 18;
 
 // One logit's change before a draw, in the host sampler's order and arithmetic: the repetition
 // penalty (divide a positive logit by `rep`, multiply another), minus the presence and frequency

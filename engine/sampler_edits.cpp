@@ -91,8 +91,6 @@ std::optional<std::vector<LogitEdit>> Sampler::row_edits(std::span<const int> hi
   if (banned_ids > 0 && banned_ids >= static_cast<size_t>(n)) return std::nullopt;
   if (edits.size() > max_edits) return std::nullopt;
   clear.now();
-  std::sort(edits.begin(), edits.end(),
-            [](const LogitEdit& a, const LogitEdit& b) { return a.id < b.id; });
   return edits;
 }
 
