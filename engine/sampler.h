@@ -72,9 +72,20 @@ class Sampler {
   int draw(std::span<const float> logits);
   double uniform();
 
+  // The prompt's distinct ids below n, sorted: every step's edits under a repetition penalty
+  // start from them, and a sequence's prompt does not change (known by its length and hash).
+  const std::vector<int>& prompt_ids(std::span<const int> prompt, int n) const;
+
   SamplingParams p_;
   std::mt19937_64 rng_;
   std::optional<double> planned_u_;  // the uniform plan() took for the coming draw
+  struct PromptIds {
+    size_t len = 0;
+    uint64_t hash = 0;
+    int n = -1;
+    std::vector<int> ids;
+  };
+  mutable PromptIds prompt_ids_;
 };
 
 // What the presence and frequency penalties subtract from a token generated `count` times (one

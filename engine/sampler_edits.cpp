@@ -21,51 +21,76 @@ void apply_edits(std::span<float> row, std::span<const LogitEdit> edits) {
   for (const LogitEdit& e : edits) row[e.id] = edited_logit(row[e.id], e);
 }
 
+const std::vector<int>& Sampler::prompt_ids(std::span<const int> prompt, int n) const {
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a over the ids: a pass, no allocation
+  for (int t : prompt) hash = (hash ^ static_cast<uint32_t>(t)) * 1099511628211ull;
+  PromptIds& c = prompt_ids_;
+  if (c.n == n && c.len == prompt.size() && c.hash == hash) return c.ids;
+  c.ids.clear();
+  for (int t : prompt) {
+    if (t >= 0 && t < n) c.ids.push_back(t);
+  }
+  std::sort(c.ids.begin(), c.ids.end());
+  c.ids.erase(std::unique(c.ids.begin(), c.ids.end()), c.ids.end());
+  c.n = n;
+  c.len = prompt.size();
+  c.hash = hash;
+  return c.ids;
+}
+
 std::optional<std::vector<LogitEdit>> Sampler::row_edits(std::span<const int> history,
                                                          std::span<const int> prompt,
                                                          std::span<const int> banned,
                                                          size_t listable, size_t max_edits) const {
   const int n = static_cast<int>(std::min<size_t>(listable, std::numeric_limits<int>::max()));
+  const bool rep = p_.repetition_penalty != 1.0f && p_.repetition_penalty > 0.0f;
+  // Under a repetition penalty the prompt's ids come first, edit i for pids[i]; the other ids'
+  // edits are found through `at`: id -> 1 + the edit's index (0: none yet), an array kept by
+  // the thread (a step's lists are built on one thread, over prompts of thousands of tokens),
+  // of which only the entries set are cleared again.
+  static const std::vector<int> kNone;
+  const std::vector<int>& pids = rep ? prompt_ids(prompt, n) : kNone;
+  if (pids.size() > max_edits) return std::nullopt;
   std::vector<LogitEdit> edits;
-  // id -> 1 + its edit's index (0: none yet). The scheduler plans every draw of a step on one
-  // thread, over prompts of thousands of tokens: an array beats a hash map, and only the ids
-  // touched are cleared again.
+  edits.reserve(pids.size() + history.size());
+  for (int t : pids) edits.push_back(LogitEdit{t, LogitEdit::kRep, p_.repetition_penalty});
   thread_local std::vector<uint32_t> at;
   if (at.size() < static_cast<size_t>(n)) at.resize(n, 0);
   struct Clear {  // on every return, before `edits` may be moved out
     std::vector<LogitEdit>* edits;
+    size_t from;
     void now() {
       if (edits)
-        for (const LogitEdit& e : *edits) at[e.id] = 0;
+        for (size_t i = from; i < edits->size(); ++i) at[(*edits)[i].id] = 0;
       edits = nullptr;
     }
     ~Clear() { now(); }
-  } clear{&edits};
-  auto edit_of = [&](int t) -> LogitEdit& {
+  } clear{&edits, pids.size()};
+  auto index_of = [&](int t) -> size_t {
+    const auto it = std::lower_bound(pids.begin(), pids.end(), t);
+    if (it != pids.end() && *it == t) return static_cast<size_t>(it - pids.begin());
     if (at[t] == 0) {
       edits.push_back(LogitEdit{t});
       at[t] = static_cast<uint32_t>(edits.size());
     }
-    return edits[at[t] - 1];
+    return at[t] - 1;
   };
-  const bool rep = p_.repetition_penalty != 1.0f && p_.repetition_penalty > 0.0f;
+  auto edit_of = [&](int t) -> LogitEdit& { return edits[index_of(t)]; };
   if (rep) {
-    for (std::span<const int> part : {prompt, history}) {
-      for (int t : part) {
-        if (t < 0 || t >= n) continue;
-        LogitEdit& e = edit_of(t);
-        e.ops |= LogitEdit::kRep;
-        e.rep = p_.repetition_penalty;
-        if (edits.size() > max_edits) return std::nullopt;
-      }
+    for (int t : history) {
+      if (t < 0 || t >= n) continue;
+      LogitEdit& e = edit_of(t);
+      e.ops |= LogitEdit::kRep;
+      e.rep = p_.repetition_penalty;
+      if (edits.size() > max_edits) return std::nullopt;
     }
   }
   if (p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f) {
     std::vector<int> count;  // per edit: the id's occurrences in the output
     for (int t : history) {
       if (t < 0 || t >= n) continue;
-      edit_of(t).ops |= LogitEdit::kSub;
-      const size_t i = at[t] - 1;
+      const size_t i = index_of(t);
+      edits[i].ops |= LogitEdit::kSub;
       if (count.size() <= i) count.resize(i + 1, 0);
       ++count[i];
     }
