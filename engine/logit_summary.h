@@ -58,8 +58,8 @@ struct RowSummary {
   int drawn = -1;              // the draw from every listable id (spec.u01 >= 0), else -1
   float drawn_logit = 0.0f;
   // The fields above are of the row after its spec's edits (spec.edited); each edited id with
-  // its logit before them; with spec.raw_summary, the best listable ids, their logits and the
-  // log-sum-exp of the row before them (has_raw).
+  // its logit before them; with spec.raw_summary and edits, the best listable ids, their logits
+  // and the log-sum-exp of the row before them (has_raw).
   bool edited = false;
   std::vector<std::pair<int, float>> unedited;
   bool has_raw = false;

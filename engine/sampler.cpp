@@ -348,7 +348,7 @@ RowSummary summarize_row(std::span<const float> row, size_t listable, int k,
   RowSummary s = summarize_unedited(edited, listable, k, spec);
   s.edited = true;
   for (const LogitEdit& e : spec.edits) s.unedited.emplace_back(e.id, row[e.id]);
-  if (spec.raw_summary) {
+  if (spec.raw_summary && !spec.edits.empty()) {  // else the summary is of the model's row
     const RowSummary raw = summarize_unedited(row, listable, k, RowDrawSpec{});
     s.has_raw = true;
     s.raw_ids = raw.ids;

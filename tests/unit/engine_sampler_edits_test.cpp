@@ -144,5 +144,27 @@ TEST(SamplerEdits, EditedSummaryKeepsTheUneditedRowForLogprobs) {
   for (size_t i = 0; i < want.top.size(); ++i) EXPECT_EQ(got->top[i].first, want.top[i].first);
 }
 
+// A change that touches no listable id (a bias past them): an edited spec with no edits, whose
+// summary is the model row's own, logprobs included.
+TEST(SamplerEdits, NoEditsLeaveTheSummaryAsItIs) {
+  const std::vector<float> raw = random_row(500, 4);
+  SamplingParams p;
+  p.logit_bias = {{495, 30.0f}};
+  const Sampler s(p, 1);
+  ASSERT_TRUE(s.changes_row({}, {}, {}));
+  RowDrawSpec spec;
+  spec.edits = *s.row_edits({}, {}, {}, 490, kMaxStepEdits);
+  EXPECT_TRUE(spec.edits.empty());
+  spec.edited = true;
+  spec.raw_summary = true;
+  const RowSummary sum = summarize_row(raw, 490, 8, spec);
+  EXPECT_TRUE(sum.edited);
+  EXPECT_FALSE(sum.has_raw);
+  EXPECT_EQ(sum.ids, summarize_row(raw, 490, 8, RowDrawSpec{}).ids);
+  const auto got = summary_logprob(sum, sum.ids[0], 3, 490);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_FLOAT_EQ(got->logprob, token_logprob(raw, sum.ids[0], 3, 490).logprob);
+}
+
 }  // namespace
 }  // namespace xq
