@@ -51,9 +51,8 @@ class Sampler {
   bool changes_row(std::span<const int> history, std::span<const int> prompt,
                    std::span<const int> banned) const;
   // The changes penalties, bias and banned ids make to a row's first `listable` ids, as one
-  // edit per id (RowDrawSpec::edits; in the order the ids are met, not sorted: the scheduler
-  // builds a step's lists on one thread): apply_edits of them to a row equals what
-  // sample() does to it before its draw. nullopt where edits cannot say it: more than
+  // edit per id (RowDrawSpec::edits; the prompt's ids first, sorted, then the others as they
+  // are met): apply_edits of them to a row equals what sample() does to it before its draw. nullopt where edits cannot say it: more than
   // `max_edits`, an id biased twice (the adds would round in order), every id banned.
   std::optional<std::vector<LogitEdit>> row_edits(std::span<const int> history,
                                                   std::span<const int> prompt,
