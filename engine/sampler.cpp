@@ -38,8 +38,7 @@ void apply_penalties(const SamplingParams& p, std::span<float> logits, std::span
   for (int t : history) {
     if (t >= 0 && t < n) counts[t]++;
   }
-  for (const auto& [t, c] : counts)
-    logits[t] -= p.presence_penalty + p.frequency_penalty * static_cast<float>(c);
+  for (const auto& [t, c] : counts) logits[t] -= output_penalty(p, c);
 }
 
 // The first index of the largest value. The maximum comes first, over eight lanes (a loop that
@@ -114,6 +113,10 @@ class SortedHead {
 };
 
 }  // namespace
+
+float output_penalty(const SamplingParams& p, int count) {
+  return p.presence_penalty + p.frequency_penalty * static_cast<float>(count);
+}
 
 Sampler::Sampler(SamplingParams params, uint64_t fallback_seed)
     : p_(std::move(params)), rng_(p_.seed.value_or(fallback_seed)) {}
@@ -311,8 +314,10 @@ void sample_batch(std::span<SampleTask> tasks, int threads) {
 
 namespace xq {
 
-RowSummary summarize_row(std::span<const float> row, size_t listable, int k,
-                         const RowDrawSpec& spec) {
+namespace {
+
+RowSummary summarize_unedited(std::span<const float> row, size_t listable, int k,
+                              const RowDrawSpec& spec) {
   const size_t n = std::min(listable, row.size());
   RowSummary s;
   s.ids = best_ids(row.first(n), k);
@@ -329,6 +334,26 @@ RowSummary summarize_row(std::span<const float> row, size_t listable, int k,
       s.drawn = walk_ids(scratch, n, spec.u01 * s.sum_t, s.ids[0]);
       s.drawn_logit = row[s.drawn];
     }
+  }
+  return s;
+}
+
+}  // namespace
+
+RowSummary summarize_row(std::span<const float> row, size_t listable, int k,
+                         const RowDrawSpec& spec) {
+  if (!spec.edited) return summarize_unedited(row, listable, k, spec);
+  std::vector<float> edited(row.begin(), row.end());
+  apply_edits(edited, spec.edits);
+  RowSummary s = summarize_unedited(edited, listable, k, spec);
+  s.edited = true;
+  for (const LogitEdit& e : spec.edits) s.unedited.emplace_back(e.id, row[e.id]);
+  if (spec.raw_summary && !spec.edits.empty()) {  // else the summary is of the model's row
+    const RowSummary raw = summarize_unedited(row, listable, k, RowDrawSpec{});
+    s.has_raw = true;
+    s.raw_ids = raw.ids;
+    s.raw_logits = raw.logits;
+    s.raw_lse = raw.lse;
   }
   return s;
 }

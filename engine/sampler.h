@@ -50,22 +50,46 @@ class Sampler {
   // Whether penalties, bias or banned ids change the row before the draw.
   bool changes_row(std::span<const int> history, std::span<const int> prompt,
                    std::span<const int> banned) const;
+  // The changes penalties, bias and banned ids make to a row's first `listable` ids, as one
+  // edit per id (RowDrawSpec::edits; the prompt's ids first, sorted, then the others as they
+  // are met): apply_edits of them to a row equals what sample() does to it before its draw. nullopt where edits cannot say it: more than
+  // `max_edits`, an id biased twice (the adds would round in order), every id banned.
+  std::optional<std::vector<LogitEdit>> row_edits(std::span<const int> history,
+                                                  std::span<const int> prompt,
+                                                  std::span<const int> banned, size_t listable,
+                                                  size_t max_edits) const;
   // For a row that stays on its device: what its summary must hold. Takes the draw's uniform
   // now; the next sample() or a successful sample_summary() of this draw uses it.
   RowDrawSpec plan(size_t listable, bool changes);
   // The token the draw from the whole row would give, or nullopt when the summary cannot tell
   // (a top-p or min-p head longer than the candidates, top-k past them): sample() the row then.
-  // Only for rows that changes_row() leaves unchanged.
+  // Only for rows that changes_row() leaves unchanged, or summaries of the row after its
+  // row_edits() (planned with changes = false).
   std::optional<int> sample_summary(const RowSummary& s, size_t listable);
 
  private:
   int draw(std::span<const float> logits);
   double uniform();
 
+  // The prompt's distinct ids below n, sorted: every step's edits under a repetition penalty
+  // start from them, and a sequence's prompt does not change (known by its length and hash).
+  const std::vector<int>& prompt_ids(std::span<const int> prompt, int n) const;
+
   SamplingParams p_;
   std::mt19937_64 rng_;
   std::optional<double> planned_u_;  // the uniform plan() took for the coming draw
+  struct PromptIds {
+    size_t len = 0;
+    uint64_t hash = 0;
+    int n = -1;
+    std::vector<int> ids;
+  };
+  mutable PromptIds prompt_ids_;
 };
+
+// What the presence and frequency penalties subtract from a token generated `count` times (one
+// function, so that the sampler and its edits round it alike).
+float output_penalty(const SamplingParams& p, int count);
 
 // log_softmax(logits)[token] and the `top_n` most likely tokens (none when top_n <= 0) among
 // the first `listable` ids: the softmax runs over every row of the model's vocabulary, as in HF

@@ -81,8 +81,41 @@ std::optional<int> Sampler::sample_summary(const RowSummary& s, size_t listable)
   return s.ids[keep - 1];
 }
 
+namespace {
+
+// An edited row's logprobs, which are of the model's row (as sample_batch's): its top from the
+// raw summary; the token's logit from its edit's record where it was edited, else from any
+// candidate list that holds it (the edits left it alone).
+std::optional<TokenLogprob> unedited_logprob(const RowSummary& s, int token, int top_n,
+                                             size_t listable) {
+  if (!s.has_raw) return std::nullopt;
+  const size_t want = top_n > 0 ? std::min<size_t>(static_cast<size_t>(top_n), listable) : 0;
+  if (want > s.raw_ids.size()) return std::nullopt;
+  std::optional<float> logit;
+  for (const auto& [id, l] : s.unedited) {
+    if (id == token) logit = l;
+  }
+  auto find_in = [&](const std::vector<int>& ids, const std::vector<float>& logits) {
+    const auto at = std::find(ids.begin(), ids.end(), token);
+    if (!logit && at != ids.end()) logit = logits[at - ids.begin()];
+  };
+  find_in(s.raw_ids, s.raw_logits);
+  find_in(s.ids, s.logits);
+  if (!logit && token == s.drawn && token >= 0) logit = s.drawn_logit;
+  if (!logit) return std::nullopt;
+  TokenLogprob out;
+  out.token = token;
+  out.logprob = static_cast<float>(*logit - s.raw_lse);
+  for (size_t i = 0; i < want; ++i)
+    out.top.emplace_back(s.raw_ids[i], static_cast<float>(s.raw_logits[i] - s.raw_lse));
+  return out;
+}
+
+}  // namespace
+
 std::optional<TokenLogprob> summary_logprob(const RowSummary& s, int token, int top_n,
                                             size_t listable) {
+  if (s.edited && !s.unedited.empty()) return unedited_logprob(s, token, top_n, listable);
   const size_t want = top_n > 0 ? std::min<size_t>(static_cast<size_t>(top_n), listable) : 0;
   if (want > s.ids.size()) return std::nullopt;
   TokenLogprob out;

@@ -1,6 +1,7 @@
 #include "scheduler/step_draws.h"
 
 #include <optional>
+#include <utility>
 
 namespace xq {
 namespace {
@@ -53,13 +54,30 @@ StepDraws make_draws(std::span<const PlannedChunk> chunks, std::span<const SeqIn
   return out;
 }
 
+RowDrawSpec plan_draw(Sampler& sampler, std::span<const int> history, std::span<const int> prompt,
+                      std::span<const int> banned, int logprobs, size_t listable,
+                      size_t& edit_budget) {
+  if (!sampler.changes_row(history, prompt, banned)) return sampler.plan(listable, false);
+  std::optional<std::vector<LogitEdit>> edits =
+      sampler.row_edits(history, prompt, banned, listable, edit_budget);
+  if (!edits) return sampler.plan(listable, true);
+  edit_budget -= edits->size();
+  RowDrawSpec spec = sampler.plan(listable, false);
+  spec.edits = std::move(*edits);
+  spec.edited = true;
+  spec.raw_summary = logprobs >= 0;
+  return spec;
+}
+
 std::vector<RowDrawSpec> plan_draws(std::span<const PlannedChunk> chunks, size_t listable) {
   std::vector<RowDrawSpec> specs(chunks.size());
+  size_t edit_budget = kMaxStepEdits;
   for (size_t i = 0; i < chunks.size(); ++i) {
     Sequence& s = *chunks[i].seq;
     if (!draws_now(s, chunks[i].n)) continue;
     const DrawInputs in = draw_inputs(s);
-    specs[i] = s.sampler->plan(listable, s.sampler->changes_row(in.history, in.prompt, in.banned));
+    specs[i] = plan_draw(*s.sampler, in.history, in.prompt, in.banned, s.req.logprobs, listable,
+                         edit_budget);
   }
   return specs;
 }
@@ -75,7 +93,8 @@ void draw_from_summaries(Model& model, size_t listable, const std::vector<RowSum
     SampleTask& t = draws[draw_of[i]];
     const RowSummary& sum = summaries.at(i);
     std::optional<int> tok;
-    if (!t.sampler->changes_row(t.history, t.prompt, t.banned))
+    // An edited summary is of the row the sampler would draw from.
+    if (sum.edited || !t.sampler->changes_row(t.history, t.prompt, t.banned))
       tok = t.sampler->sample_summary(sum, listable);
     if (tok) {
       t.token = *tok;

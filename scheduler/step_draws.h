@@ -27,8 +27,15 @@ struct StepDraws {
 StepDraws make_draws(std::span<const PlannedChunk> chunks, std::span<const SeqInput> inputs,
                      std::span<const float> logits, size_t vocab, size_t listable);
 
-// Before a summarized step: each drawing chunk's spec (its sampler takes the draw's uniform now).
+// Before a summarized step: each drawing chunk's spec (its sampler takes the draw's uniform now),
+// with the edits its penalties, bias and banned ids make, which the model applies on its device
+// (while the step's edits stay within kMaxStepEdits; a row past them is copied back whole).
 std::vector<RowDrawSpec> plan_draws(std::span<const PlannedChunk> chunks, size_t listable);
+
+// One draw's spec: `edit_budget` is what is left of the step's edits, less this row's.
+RowDrawSpec plan_draw(Sampler& sampler, std::span<const int> history, std::span<const int> prompt,
+                      std::span<const int> banned, int logprobs, size_t listable,
+                      size_t& edit_budget);
 
 // Row i's summary belongs to draws[draw_of[i]] (draw_of[i] < 0: no draw). Fills each draw's
 // token and, where asked, logprob; `fetched_rows` holds the rows copied back.

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/gpu_env.sh /tmp/gpu_check
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 SUMMARY=()
-for t in engine_cuda_ops_test engine_cuda_paged_rows_test kernels_cuda_attention_test engine_cuda_xquant_decode_test engine_cuda_sample_test engine_cuda_latent_svd_test engine_cuda_cl_rows_test engine_cuda_cl_plan_test engine_cuda_channel_blocks_test engine_cuda_cl_channel_rows_test engine_cuda_model_test engine_cuda_model_rings_test; do
+for t in engine_cuda_ops_test engine_cuda_paged_rows_test kernels_cuda_attention_test engine_cuda_xquant_decode_test engine_cuda_sample_test engine_cuda_edit_rows_test engine_cuda_latent_svd_test engine_cuda_cl_rows_test engine_cuda_cl_plan_test engine_cuda_channel_blocks_test engine_cuda_cl_channel_rows_test engine_cuda_model_test engine_cuda_model_rings_test; do
   .gpu/bin/$t --gtest_brief=1 >"$OUT/$t.log" 2>&1
   rc=$?
   tail -n 25 "$OUT/$t.log" | grep -E "FAILED|Failure|error|worst|PASSED|SKIPPED" | head -20
@@ -40,8 +40,18 @@ for p in prompts:
     n = next((i for i, (a, b) in enumerate(zip(gt, ct)) if a != b), len(gt))
     same += n == len(gt)
     print(f"prompt {p!r}: first {n}/{len(gt)} greedy tokens equal (gpu vs cpu)")
-# Sampled draws come from the GPU's row summaries (or whole rows where penalties, bias or a
-# long top-p head need them): a seed repeats its text; every kind of draw answers.
+# Greedy with penalties, bias and min_tokens: the edits are made on the GPU's rows (the CPU
+# server makes them on the host), so the tokens should agree as plain greedy ones do.
+for extra in ({"repetition_penalty": 1.3, "presence_penalty": 0.5, "frequency_penalty": 0.3},
+              {"logit_bias": {"5": 4, "6": -100}, "min_tokens": 8, "frequency_penalty": 0.8}):
+    body = {"model": name, "prompt": "a b c d e f", "max_tokens": 24, "temperature": 0,
+            "logprobs": 2, **extra}
+    g, c = post(8101, body), post(8102, body)
+    gt, ct = g["choices"][0]["logprobs"]["tokens"], c["choices"][0]["logprobs"]["tokens"]
+    n = next((i for i, (a, b) in enumerate(zip(gt, ct)) if a != b), len(gt))
+    print(f"penalized greedy {extra}: first {n}/{len(gt)} tokens equal (gpu vs cpu)")
+# Sampled draws come from the GPU's row summaries (or whole rows where a long top-p head needs
+# them): a seed repeats its text; every kind of draw answers.
 for extra in ({"temperature": 0.9, "seed": 7}, {"temperature": 0.7, "top_p": 0.9, "seed": 3},
               {"temperature": 1.0, "min_p": 0.05, "top_k": 20, "seed": 5, "logprobs": 3},
               {"temperature": 0.8, "presence_penalty": 1.0, "logit_bias": {"5": 3}, "seed": 9}):

@@ -9,6 +9,7 @@ BUILD="${1:-build/cuda}"
 cmake -S . -B "$BUILD" -G Ninja -DXQ_WITH_CUDA=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
 BINS=(tests/engine_cuda_ops_test tests/engine_cuda_paged_rows_test tests/kernels_cuda_attention_test
       tests/engine_cuda_model_test tests/engine_cuda_model_rings_test tests/engine_cuda_xquant_decode_test tests/engine_cuda_sample_test
+      tests/engine_cuda_edit_rows_test
       tests/engine_cuda_latent_svd_test tests/engine_cuda_cl_rows_test tests/engine_cuda_cl_plan_test
       tests/engine_cuda_channel_blocks_test tests/engine_cuda_cl_channel_rows_test
       xquant-server xquant-bench xquant-eval)

@@ -68,36 +68,91 @@ void CudaModel::summarize_logits(std::span<const SeqInput> batch,
                                 std::to_string(m) + " logits rows (at most " +
                                 std::to_string(summary_rows_) + " summarized)");
   head_rows(0, m);
-  const int K = kSummaryCandidates;
+  const int K = kSummaryCandidates, V = cfg_.vocab_size;
   SummaryBuffers& b = summaries_;
   float* inv_t = b.inv_t(m);
   double* u01 = b.u01();
+  const int n_edits = pack_edits(specs, listable);
+  bool raw = false;  // some row's logprobs want its summary before the edits
   for (int r = 0; r < m; ++r) {
     inv_t[r] = specs[r].inv_temperature;
     u01[r] = specs[r].u01;
+    raw = raw || (specs[r].edited && specs[r].raw_summary && !specs[r].edits.empty());
   }
-  b.upload(m, stream_);
-  summarize_logit_rows(logits_.get(), m, cfg_.vocab_size, static_cast<int>(listable), K,
-                       b.dev_inv_t(m), b.dev_u01(), b.scratch(), b.device(m), stream_);
-  b.download(m, stream_);
+  b.upload(m, n_edits, stream_);
+  const int L = static_cast<int>(listable);
+  if (raw)
+    summarize_logit_rows(logits_.get(), m, V, L, K, b.dev_inv_t(m), b.dev_u01(), b.scratch(),
+                         b.raw_device(m), stream_);
+  apply_row_edits(logits_.get(), V, b.dev_edits(m), n_edits, b.dev_unedited(m), stream_);
+  summarize_logit_rows(logits_.get(), m, V, L, K, b.dev_inv_t(m), b.dev_u01(), b.scratch(),
+                       b.device(m), stream_);
+  // copy_logit_rows hands out the model's rows: the draws that still need theirs edit them.
+  restore_row_edits(logits_.get(), V, b.dev_edits(m), n_edits, b.dev_unedited(m), stream_);
+  b.download(m, n_edits, stream_);
   timer_.mark("logits", stream_);
   check(cudaStreamSynchronize(stream_), "forward");
   summarized_rows_ = m;
   out.resize(m);
-  const LogitSummaries h = b.host(m);
+  const LogitSummaries h = b.host(m), hr = b.host_raw(m);
+  const float* unedited = b.host_unedited(m);
+  auto fill = [&](const LogitSummaries& from, int r, std::vector<int>& ids,
+                  std::vector<float>& logits) {
+    ids.clear();
+    logits.clear();
+    for (int i = 0; i < K && from.ids[r * K + i] >= 0; ++i) {
+      ids.push_back(from.ids[r * K + i]);
+      logits.push_back(from.logits[r * K + i]);
+    }
+  };
+  int e = 0;  // the row's first edit in the packed list
   for (int r = 0; r < m; ++r) {
     RowSummary& s = out[r];
-    s.ids.clear();
-    s.logits.clear();
-    for (int i = 0; i < K && h.ids[r * K + i] >= 0; ++i) {
-      s.ids.push_back(h.ids[r * K + i]);
-      s.logits.push_back(h.logits[r * K + i]);
-    }
+    fill(h, r, s.ids, s.logits);
     s.lse = h.lse[r];
     s.sum_t = h.sum_t[r];
     s.drawn = h.drawn[r];
     s.drawn_logit = h.drawn_logit[r];
+    const RowDrawSpec& spec = specs[r];
+    s.edited = spec.edited;
+    s.unedited.clear();
+    s.has_raw = false;
+    s.raw_ids.clear();
+    s.raw_logits.clear();
+    s.raw_lse = 0.0;
+    if (!spec.edited) continue;
+    for (const LogitEdit& le : spec.edits) s.unedited.emplace_back(le.id, unedited[e++]);
+    if (spec.raw_summary && !spec.edits.empty()) {
+      s.has_raw = true;
+      fill(hr, r, s.raw_ids, s.raw_logits);
+      s.raw_lse = hr.lse[r];
+    }
   }
+}
+
+// The kernel reads LogitEdit's op bits as they are.
+static_assert(LogitEdit::kRep == 1 && LogitEdit::kSub == 2 && LogitEdit::kAdd == 4 &&
+              LogitEdit::kBan == 8);
+
+int CudaModel::pack_edits(std::span<const RowDrawSpec> specs, size_t listable) {
+  const int m = static_cast<int>(specs.size());
+  size_t n = 0;
+  for (const RowDrawSpec& s : specs) n += s.edited ? s.edits.size() : 0;
+  if (n > static_cast<size_t>(summaries_.edit_capacity()))
+    throw std::invalid_argument("CudaModel: " + std::to_string(n) +
+                                " logit edits in a step (at most " +
+                                std::to_string(summaries_.edit_capacity()) + ")");
+  RowEdit* out = summaries_.edits(m);
+  for (int r = 0; r < m; ++r) {
+    if (!specs[r].edited) continue;
+    for (const LogitEdit& e : specs[r].edits) {
+      if (e.id < 0 || static_cast<size_t>(e.id) >= listable)
+        throw std::invalid_argument("CudaModel: a logit edit of id " + std::to_string(e.id) +
+                                    " past the listable ids");
+      *out++ = RowEdit{r, e.id, e.ops, e.rep, e.sub, e.add};
+    }
+  }
+  return static_cast<int>(n);
 }
 
 void CudaModel::copy_logit_rows(std::span<const int> rows, std::vector<float>& out) {

@@ -106,7 +106,9 @@ CudaModel::CudaModel(const ModelConfig& cfg, const WeightSource& src, const Engi
   picked_.reset(static_cast<size_t>(summary_rows_) * cfg_.hidden_size);
   logits_.reset(static_cast<size_t>(summary_rows_) * cfg_.vocab_size);
   host_logits_.reset(static_cast<size_t>(kLogitRows) * cfg_.vocab_size);
-  summaries_.reserve(summary_rows_, kSummaryCandidates, cfg_.vocab_size);
+  // The edits' room (~7 MiB pinned and as much on the device) is outside the budget too.
+  summaries_.reserve(summary_rows_, kSummaryCandidates, cfg_.vocab_size,
+                     static_cast<int>(kMaxStepEdits));
   check(cudaDeviceSynchronize(), "load");
 
   // The cache gets what --gpu-memory-utilization leaves: memory in use now (this process's

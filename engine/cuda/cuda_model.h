@@ -131,6 +131,8 @@ class CudaModel : public Model {
   void output_logits(std::span<const SeqInput> batch, std::vector<float>& logits);
   void summarize_logits(std::span<const SeqInput> batch, std::span<const RowDrawSpec> specs,
                         size_t listable, std::vector<RowSummary>& out);
+  // The specs' edits, row by row, into the summary buffers' pinned upload; returns their count.
+  int pack_edits(std::span<const RowDrawSpec> specs, size_t listable);
 
   ModelConfig cfg_;
   int device_ = 0;

@@ -34,4 +34,21 @@ void summarize_logit_rows(const float* logits, int rows, int vocab, int listable
                           const float* inv_t, const double* u01, void* scratch,
                           LogitSummaries out, cudaStream_t stream);
 
+// One logit's change before a draw (engine/logit_summary.h's LogitEdit, with its row): in this
+// order, where `ops` has the bit, l = l > 0 ? l / rep : l * rep; l -= sub; l += add; l = -inf.
+struct RowEdit {
+  int row, id;
+  unsigned ops;  // 1: rep, 2: sub, 4: add, 8: ban
+  float rep, sub, add;
+};
+
+// Applies n edits (at most one per row and id) to rows of `vocab` logits in place, each
+// operation rounded as on the host (no contraction, no fast division), and keeps each edited
+// logit's value before the edit in unedited[i].
+void apply_row_edits(float* logits, int vocab, const RowEdit* edits, int n, float* unedited,
+                     cudaStream_t stream);
+// Puts the values apply_row_edits kept back.
+void restore_row_edits(float* logits, int vocab, const RowEdit* edits, int n, const float* unedited,
+                       cudaStream_t stream);
+
 }  // namespace xq::cuda

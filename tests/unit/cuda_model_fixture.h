@@ -16,6 +16,7 @@
 #include "engine/cache/cache_format.h"
 #include "engine/model/cpu_model.h"
 #include "engine/model/make_model.h"
+#include "engine/sampler.h"
 #include "kernels/gpu_probe.h"
 #include "tests/unit/engine_random_model.h"
 
@@ -336,8 +337,10 @@ TEST_P(CudaModelTest, GraphReplaysEqualEagerSteps) {
 
 TEST_P(CudaModelTest, RowSummariesEqualTheWholeRows) {
   // The same steps on a second GPU model that returns row summaries: its candidates, sums and
-  // draws are those of the first model's whole rows (summarize_row, the host reference), and the
-  // rows it copies back on request are those rows bit for bit.
+  // draws are those of the first model's whole rows (summarize_row, the host reference), rows 0
+  // and 1 edited on odd steps by a penalized and biased sampler's row_edits (with the summaries
+  // before the edits for logprobs), and the rows it copies back on request are the model's rows
+  // bit for bit, the edits undone.
   std::unique_ptr<Model> summ;
   {
     CaseEnv env(GetParam());
@@ -363,6 +366,18 @@ TEST_P(CudaModelTest, RowSummariesEqualTheWholeRows) {
       in_b.push_back({b[i].get(), toks[i], b[i]->num_tokens(), false});
       if (i > 0) specs[i].inv_temperature = 1.0f / (0.5f * static_cast<float>(i));
       if (i == 2) specs[i].u01 = 0.1 + 0.1 * (t + 1);
+      if (i < 2 && t % 2 != 0) {
+        SamplingParams p;
+        p.repetition_penalty = 1.4f;
+        p.frequency_penalty = 0.5f;
+        p.logit_bias = {{(t * 13 + 5) % static_cast<int>(listable), 9.0f}};
+        const std::vector<int> history = {(t * 7) % V, 3, 3, 11};
+        const std::vector<int> banned = {4};
+        specs[i].edits =
+            *Sampler(p, 1).row_edits(history, prompts[i], banned, listable, kMaxStepEdits);
+        specs[i].edited = true;
+        specs[i].raw_summary = i == 1;
+      }
     }
     std::vector<float> whole;
     std::vector<RowSummary> got;
@@ -377,6 +392,12 @@ TEST_P(CudaModelTest, RowSummariesEqualTheWholeRows) {
       EXPECT_NEAR(got[i].lse, want.lse, 1e-5 * std::max(1.0, std::abs(want.lse)));
       EXPECT_NEAR(got[i].sum_t, want.sum_t, 1e-5 * std::max(1.0, want.sum_t));
       EXPECT_EQ(got[i].drawn, want.drawn) << "step " << t << " row " << i;
+      EXPECT_EQ(got[i].edited, want.edited);
+      EXPECT_EQ(got[i].unedited, want.unedited) << "step " << t << " row " << i;
+      ASSERT_EQ(got[i].has_raw, want.has_raw) << "step " << t << " row " << i;
+      EXPECT_EQ(got[i].raw_ids, want.raw_ids) << "step " << t << " row " << i;
+      EXPECT_EQ(got[i].raw_logits, want.raw_logits) << "step " << t << " row " << i;
+      EXPECT_NEAR(got[i].raw_lse, want.raw_lse, 1e-5 * std::max(1.0, std::abs(want.raw_lse)));
     }
     std::vector<float> copied;
     summ->copy_logit_rows(std::vector<int>{2, 0}, copied);
