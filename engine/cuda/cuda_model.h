@@ -151,7 +151,7 @@ class CudaModel : public Model {
   bool graphs_on_ = true;
   bool attn_mma_ = true;  // paged attention on the tensor cores where the head size allows
   bool attn_rope_ = true;  // rebuilt keys rotated inside the attention (rope_in_attention)
-  bool attn_fold_ = true;  // the latent's V folded inside the attention (latent_fold_attention)
+  bool attn_fold_ = false;  // the latent's V folded inside the attention (latent_fold_attention)
   bool fold_ = true;         // decode folds V after the softmax (else rebuilds it with a matmul)
   bool fused_ok_ = false;    // the format and shape run xquant_decode_splits
   int fused_max_rows_ = 0;   // decode steps of at most this many rows take it

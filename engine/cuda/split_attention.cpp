@@ -42,7 +42,10 @@ void CudaModel::setup_attention_paths(int rows, int decode_rows) {
   graphs_on_ = env_flag("XQ_CUDA_GRAPHS", true);
   attn_mma_ = env_flag("XQ_CUDA_ATTN_MMA", true);
   attn_rope_ = env_flag("XQ_CUDA_ATTN_ROPE", true);
-  attn_fold_ = env_flag("XQ_CUDA_ATTN_FOLD", true) &&
+  // Off unless XQ_CUDA_ATTN_FOLD=1: on the H200 the fold recomputes the scores for every slice
+  // of the V latent and lost to the V rebuild (9.9 vs 23.3 ms per 4-layer step of the 8B shape
+  // at 32 x 4K, 1.30 vs 1.75 ms at 1 x 4K; bench/RESULTS.md).
+  attn_fold_ = env_flag("XQ_CUDA_ATTN_FOLD", false) &&
                format_->kind() == GpuCacheKind::XLatent && fold_slice_width(cfg_.kv_dim()) > 0;
   // X folds V after the softmax; the GQA latent rebuilds V with one matmul, as cheap as K's
   // (measured faster, bench/RESULTS.md). XQ_CUDA_FOLD=1/0 forces either.

@@ -60,6 +60,7 @@ struct Case {
   // Gemma 3's sliding window (0: 8) and the most rows a step gives a sequence
   // (--max-num-batched-tokens, which sizes the GPU's sliding-window rings; 0: 128).
   int sliding = 0, step_rows = 0;
+  bool attn_fold = false;  // XQ_CUDA_ATTN_FOLD=1: the latent's V folded inside the attention
 };
 
 // Sets an environment variable for the life of the object (the CUDA model reads its switches
@@ -78,6 +79,7 @@ class CaseEnv {
  public:
   explicit CaseEnv(const Case& c) {
     set("XQ_CUDA_FUSED_DECODE", c.fused ? "1" : "0");
+    set("XQ_CUDA_ATTN_FOLD", c.attn_fold ? "1" : "0");
     if (c.remat_rows > 0) set("XQ_CUDA_REMAT_ROWS", std::to_string(c.remat_rows));
     if (c.acc_rows > 0) set("XQ_CUDA_CL_ACC_ROWS", std::to_string(c.acc_rows));
   }
@@ -108,7 +110,7 @@ std::string case_name(const ::testing::TestParamInfo<Case>& i) {
               : "") +
          (i.param.lead > 0 ? "_k16x" + std::to_string(i.param.lead) : "") +
          (i.param.base_bits > 0 ? "_base" + std::to_string(i.param.base_bits) : "") +
-         (i.param.base_latent ? "_lb" : "") + (i.param.mha ? "_mha" : "") +
+         (i.param.base_latent ? "_lb" : "") + (i.param.mha ? "_mha" : "") + (i.param.attn_fold ? "_vfold" : "") +
          (i.param.remat_rows > 0 ? "_ws" + std::to_string(i.param.remat_rows) : "") +
          (i.param.acc_rows > 0 ? "_acc" + std::to_string(i.param.acc_rows) : "") +
          (i.param.latent_k == "channel" ? "_kchannel" : "") +

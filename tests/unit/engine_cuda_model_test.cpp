@@ -52,7 +52,18 @@ INSTANTIATE_TEST_SUITE_P(
         Case{Arch::Llama, "xquant", 8, true, false, {1, 4}, 1, "channel", 128},
         Case{Arch::Llama, "xquant", 3, true, false, {}, 1, "channel", 32, false},
         Case{Arch::Gemma3, "xquant", 4, true, false, {}, 0, "channel", 128, false},
-        Case{Arch::Gemma3, "xquant", 2, true, false, {2, 8}, 1, "channel", 32}),
+        Case{Arch::Gemma3, "xquant", 2, true, false, {2, 8}, 1, "channel", 32},
+        // The latent's V folded inside the attention (XQ_CUDA_ATTN_FOLD=1), at 4 and 16 bits,
+        // with high-precision layers and with the K latent's fp16 channel.
+        Case{.arch = Arch::Llama, .format = "xquant", .bits = 4, .latent = true, .attn_fold = true},
+        Case{.arch = Arch::Llama, .format = "xquant", .bits = 16, .latent = true, .attn_fold = true},
+        Case{.arch = Arch::Llama,
+             .format = "xquant",
+             .bits = 4,
+             .latent = true,
+             .hp = {1, 8},
+             .lead = 1,
+             .attn_fold = true}),
     case_name);
 
 // XQuant-CL's per-token forms.
