@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -9,13 +10,25 @@
 
 #include "engine/cuda/latent_svd.h"
 #include "engine/model/layer_weights.h"
+#include "kernels/cpu/parallel.h"
 
 namespace xq::cuda {
 namespace {
 
+// v's values rounded to bf16 into out, on every core: an 8B model is 8G values, which one
+// thread took ~20 s to convert.
+void round_to_bf16(const std::vector<float>& v, bf16* out) {
+  constexpr size_t kChunk = size_t{1} << 18;
+  const size_t n = v.size(), chunks = (n + kChunk - 1) / kChunk;
+  parallel_for(static_cast<int>(chunks), hardware_threads(), 1, [&](int c0, int c1) {
+    for (size_t i = c0 * kChunk; i < std::min(n, c1 * kChunk); ++i)
+      out[i] = __float2bfloat16_rn(v[i]);
+  });
+}
+
 DeviceBuffer<bf16> to_device_bf16(const std::vector<float>& v) {
   std::vector<bf16> h(v.size());
-  for (size_t i = 0; i < v.size(); ++i) h[i] = __float2bfloat16_rn(v[i]);
+  round_to_bf16(v, h.data());
   DeviceBuffer<bf16> d;
   d.upload(h.data(), h.size());
   return d;
@@ -25,10 +38,12 @@ DeviceBuffer<bf16> to_device_bf16(const std::vector<float>& v) {
 DeviceBuffer<bf16> stacked_bf16(std::initializer_list<const std::vector<float>*> parts) {
   size_t n = 0;
   for (const auto* p : parts) n += p->size();
-  std::vector<bf16> h;
-  h.reserve(n);
-  for (const auto* p : parts)
-    for (float f : *p) h.push_back(__float2bfloat16_rn(f));
+  std::vector<bf16> h(n);
+  size_t at = 0;
+  for (const auto* p : parts) {
+    round_to_bf16(*p, h.data() + at);
+    at += p->size();
+  }
   DeviceBuffer<bf16> d;
   d.upload(h.data(), h.size());
   return d;
